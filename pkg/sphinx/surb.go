@@ -1,0 +1,134 @@
+package sphinx
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx/internal/primitives"
+)
+
+// replyKeysVersion is the first byte of the reply keys (§10.1).
+const replyKeysVersion = 0x01
+
+// ReplyKeysSize is the size of the reply keys for a SURB of n hops.
+func ReplyKeysSize(n int) int { return 2 + primitives.LionessKeySize*(n+1) }
+
+func (s *Sphinx) surbPayloadKey(seed []byte) []byte {
+	k := make([]byte, primitives.LionessKeySize)
+	kdf := primitives.NewKDF(s.salt[:], seed)
+	kdf.Expand(k, labelSURBPayload)
+	kdf.Wipe()
+	return k
+}
+
+// NewSURB builds a single-use reply block for route, whose last hop delivers the reply to the
+// recipient (the owner's queue) with the given SURB id (§10.1). It returns the SURB, to give to
+// the replier, and the reply keys, which the owner keeps secret (and wipes after use) to read the
+// reply with ReadReply.
+func (s *Sphinx) NewSURB(rng io.Reader, route []Hop, to Recipient, id [SURBIDSize]byte) (surb, replyKeys []byte, err error) {
+	if err := s.checkRoute(route, to); err != nil {
+		return nil, nil, err
+	}
+	final := finalCommands(route, to, &id)
+	eph, pad, err := s.readRandom(rng, len(route), final)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer primitives.Wipe(eph[:])
+	var seed [32]byte
+	if _, err := io.ReadFull(rng, seed[:]); err != nil {
+		return nil, nil, fmt.Errorf("sphinx: reading randomness: %w", err)
+	}
+	defer primitives.Wipe(seed[:])
+	return s.newSURB(route, final, eph, pad, &seed)
+}
+
+func (s *Sphinx) newSURB(route []Hop, final *Commands, eph *[32]byte, pad []byte, seed *[32]byte) ([]byte, []byte, error) {
+	h, err := s.createHeader(route, final, eph, pad)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer h.wipe()
+	surb := make([]byte, 0, s.g.SURBSize())
+	surb = append(surb, route[0].ID[:]...)
+	surb = append(surb, seed[:]...)
+	surb = append(surb, h.bytes...)
+
+	kr := s.surbPayloadKey(seed[:])
+	rk := make([]byte, 0, ReplyKeysSize(len(route)))
+	rk = append(rk, replyKeysVersion, byte(len(route)))
+	rk = append(rk, kr...)
+	primitives.Wipe(kr)
+	for i := range h.keys {
+		rk = append(rk, h.keys[i].payload[:]...)
+	}
+	return surb, rk, nil
+}
+
+// NewPacketFromSURB builds the reply packet carrying payload with a SURB (§10.2) and returns the
+// node to send it to.
+func (s *Sphinx) NewPacketFromSURB(surb, payload []byte) (NodeID, []byte, error) {
+	var first NodeID
+	if len(surb) != s.g.SURBSize() {
+		return first, nil, fmt.Errorf("%w: SURB of %d bytes, want %d", ErrLength, len(surb), s.g.SURBSize())
+	}
+	delta, err := s.payloadBlock(payload)
+	if err != nil {
+		return first, nil, err
+	}
+	copy(first[:], surb[:NodeIDSize])
+	kr := s.surbPayloadKey(surb[NodeIDSize : NodeIDSize+32])
+	l := primitives.NewLioness(kr)
+	primitives.Wipe(kr)
+	l.Encrypt(delta)
+	l.Wipe()
+	pkt := make([]byte, 0, s.g.PacketSize())
+	pkt = append(pkt, surb[NodeIDSize+32:]...)
+	pkt = append(pkt, delta...)
+	return first, pkt, nil
+}
+
+// ParseReplyKeys checks the reply keys format (§10.3) and returns the hop count.
+func (s *Sphinx) ParseReplyKeys(replyKeys []byte) (int, error) {
+	if len(replyKeys) < 2 {
+		return 0, fmt.Errorf("%w: reply keys of %d bytes", ErrLength, len(replyKeys))
+	}
+	if replyKeys[0] != replyKeysVersion {
+		return 0, fmt.Errorf("sphinx: reply keys version %#x, want %#x", replyKeys[0], replyKeysVersion)
+	}
+	n := int(replyKeys[1])
+	if n < 1 || n > s.g.Hops {
+		return 0, fmt.Errorf("%w: reply keys for %d hops, geometry allows 1..%d", ErrRoute, n, s.g.Hops)
+	}
+	if len(replyKeys) != ReplyKeysSize(n) {
+		return 0, fmt.Errorf("%w: reply keys of %d bytes, want %d for %d hops", ErrLength, len(replyKeys), ReplyKeysSize(n), n)
+	}
+	return n, nil
+}
+
+// ReadReply decrypts a reply payload (the PayloadBlockSize bytes the owner's provider delivered
+// with the SURB id) with the SURB's reply keys and checks its zero tag (§10.3). It returns the
+// PayloadSize bytes of the reply. payload is not modified.
+func (s *Sphinx) ReadReply(replyKeys, payload []byte) ([]byte, error) {
+	n, err := s.ParseReplyKeys(replyKeys)
+	if err != nil {
+		return nil, err
+	}
+	if len(payload) != s.g.PayloadBlockSize() {
+		return nil, fmt.Errorf("%w: reply payload of %d bytes, want %d", ErrLength, len(payload), s.g.PayloadBlockSize())
+	}
+	d := append([]byte(nil), payload...)
+	const ks = primitives.LionessKeySize
+	for i := n - 1; i >= 0; i-- {
+		l := primitives.NewLioness(replyKeys[2+ks*(i+1) : 2+ks*(i+2)])
+		l.Encrypt(d)
+		l.Wipe()
+	}
+	l := primitives.NewLioness(replyKeys[2 : 2+ks])
+	l.Decrypt(d)
+	l.Wipe()
+	if !primitives.IsZero(d[:TagSize]) {
+		return nil, ErrPayloadTag
+	}
+	return d[TagSize:], nil
+}
