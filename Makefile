@@ -2,6 +2,7 @@
 # commands named in README.md.
 
 GO ?= go
+GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
 
 # The programs, one main package each (DESIGN.md section 2). `make build` builds those that exist.
 CMDS := mailproxy postfix-filter mixd directory mixctl
@@ -44,7 +45,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (narrow with PKG)
 	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh $(PKG)
 
 lint: ## gofmt, go vet and staticcheck
-	@files=$$(find . \( -name testdata -o -name '.?*' \) -prune -o -name '*.go' -print | xargs -r gofmt -l); \
+	@files=$$(find . \( -name testdata -o -name '.?*' \) -prune -o -name '*.go' -print | xargs -r $(GOFMT) -l); \
 	if [ -n "$$files" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
