@@ -46,10 +46,8 @@ func goCmd(t *testing.T, args ...string) []byte {
 type listedPackage struct {
 	Dir          string
 	ImportPath   string
-	Name         string
 	GoFiles      []string
 	CgoFiles     []string
-	Imports      []string
 	Deps         []string
 	TestImports  []string
 	XTestImports []string
