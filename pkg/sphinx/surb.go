@@ -65,27 +65,57 @@ func (s *Sphinx) newSURB(route []Hop, final *Commands, eph *[32]byte, pad []byte
 	return surb, rk, nil
 }
 
+// SURB is a parsed single-use reply block (§10.1).
+type SURB struct {
+	FirstHop NodeID
+	Seed     [32]byte
+	Header   []byte
+}
+
+// ParseSURB splits a SURB received from its owner. Only the length can be checked: the header is
+// opaque to the replier.
+func (s *Sphinx) ParseSURB(b []byte) (*SURB, error) {
+	if len(b) != s.g.SURBSize() {
+		return nil, fmt.Errorf("%w: SURB of %d bytes, want %d", ErrLength, len(b), s.g.SURBSize())
+	}
+	x := &SURB{Header: append([]byte(nil), b[NodeIDSize+32:]...)}
+	copy(x.FirstHop[:], b[:NodeIDSize])
+	copy(x.Seed[:], b[NodeIDSize:NodeIDSize+32])
+	return x, nil
+}
+
+// Bytes encodes the SURB.
+func (x *SURB) Bytes() []byte {
+	out := make([]byte, 0, NodeIDSize+32+len(x.Header))
+	out = append(out, x.FirstHop[:]...)
+	out = append(out, x.Seed[:]...)
+	return append(out, x.Header...)
+}
+
+// Wipe erases the SURB's seed.
+func (x *SURB) Wipe() { primitives.Wipe(x.Seed[:]) }
+
 // NewPacketFromSURB builds the reply packet carrying payload with a SURB (§10.2) and returns the
 // node to send it to.
 func (s *Sphinx) NewPacketFromSURB(surb, payload []byte) (NodeID, []byte, error) {
-	var first NodeID
-	if len(surb) != s.g.SURBSize() {
-		return first, nil, fmt.Errorf("%w: SURB of %d bytes, want %d", ErrLength, len(surb), s.g.SURBSize())
+	x, err := s.ParseSURB(surb)
+	if err != nil {
+		return NodeID{}, nil, err
 	}
+	defer x.Wipe()
 	delta, err := s.payloadBlock(payload)
 	if err != nil {
-		return first, nil, err
+		return NodeID{}, nil, err
 	}
-	copy(first[:], surb[:NodeIDSize])
-	kr := s.surbPayloadKey(surb[NodeIDSize : NodeIDSize+32])
+	kr := s.surbPayloadKey(x.Seed[:])
 	l := primitives.NewLioness(kr)
 	primitives.Wipe(kr)
 	l.Encrypt(delta)
 	l.Wipe()
 	pkt := make([]byte, 0, s.g.PacketSize())
-	pkt = append(pkt, surb[NodeIDSize+32:]...)
+	pkt = append(pkt, x.Header...)
 	pkt = append(pkt, delta...)
-	return first, pkt, nil
+	return x.FirstHop, pkt, nil
 }
 
 // ParseReplyKeys checks the reply keys format (§10.3) and returns the hop count.
