@@ -1,0 +1,201 @@
+package pki
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+)
+
+// Node is one node's entry in a consensus document (docs/spec/pki.md section 5).
+type Node struct {
+	Identity keys.IdentityPublicKey
+	Link     keys.LinkPublicKey
+	Role     Role
+	// Layer is 0 for a provider, 1 to Layers for a mix.
+	Layer     uint8
+	Addresses []string
+	Domains   []string
+	Services  []string
+	// SphinxKeys holds the key for the document's epoch and, when published, the next one.
+	SphinxKeys []EpochKey
+}
+
+// SphinxKey returns the node's key for epoch e, if the document has one.
+func (n *Node) SphinxKey(e Epoch) (keys.SphinxPublicKey, bool) {
+	return sphinxKey(n.SphinxKeys, e)
+}
+
+// Document is the consensus for one epoch (docs/spec/pki.md section 5).
+type Document struct {
+	Epoch      Epoch
+	Parameters Parameters
+	// Nodes are sorted by identity.
+	Nodes []Node
+}
+
+// Node returns the node with the given identity.
+func (d *Document) Node(id keys.IdentityPublicKey) (*Node, bool) {
+	i, ok := slices.BinarySearchFunc(d.Nodes, id, func(n Node, id keys.IdentityPublicKey) int {
+		return bytes.Compare(n.Identity[:], id[:])
+	})
+	if !ok {
+		return nil, false
+	}
+	return &d.Nodes[i], true
+}
+
+// Layer returns the mixes of layer l (1 to Layers), or the providers for l = 0, in identity order.
+func (d *Document) Layer(l uint8) []Node {
+	var out []Node
+	for _, n := range d.Nodes {
+		if n.Layer == l {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Provider returns the provider that serves mail domain domain.
+func (d *Document) Provider(domain string) (*Node, bool) {
+	for i := range d.Nodes {
+		if d.Nodes[i].Role == RoleProvider {
+			if _, ok := slices.BinarySearch(d.Nodes[i].Domains, domain); ok {
+				return &d.Nodes[i], true
+			}
+		}
+	}
+	return nil, false
+}
+
+// Marshal returns the canonical encoding of the document (unsigned).
+func (d *Document) Marshal() ([]byte, error) {
+	if err := d.validate(); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 64+len(d.Nodes)*256)
+	b = append(b, Version)
+	b = appendU64(b, uint64(d.Epoch))
+	b = d.Parameters.appendTo(b)
+	b = appendU32(b, uint32(len(d.Nodes)))
+	for i := range d.Nodes {
+		n := &d.Nodes[i]
+		b = append(b, n.Identity[:]...)
+		b = append(b, n.Link[:]...)
+		b = append(b, uint8(n.Role), n.Layer)
+		b = appendStrList(b, n.Addresses)
+		b = appendStrList(b, n.Domains)
+		b = appendStrList(b, n.Services)
+		b = appendEpochKeys(b, n.SphinxKeys)
+	}
+	if len(b)+4+1 > MaxDocumentSize {
+		return nil, fmt.Errorf("document: %d bytes, limit %d", len(b), MaxDocumentSize)
+	}
+	return b, nil
+}
+
+// validate checks the document rules of docs/spec/pki.md section 5.
+func (d *Document) validate() error {
+	if err := d.Parameters.Validate(); err != nil {
+		return fmt.Errorf("document: %w", err)
+	}
+	if len(d.Nodes) > MaxNodes {
+		return fmt.Errorf("document: %d nodes, limit %d", len(d.Nodes), MaxNodes)
+	}
+	for i := range d.Nodes {
+		n := &d.Nodes[i]
+		if i > 0 && bytes.Compare(d.Nodes[i-1].Identity[:], n.Identity[:]) >= 0 {
+			return fmt.Errorf("document: nodes not sorted and unique at %s", n.Identity)
+		}
+		if err := n.validate(d.Epoch); err != nil {
+			return fmt.Errorf("document: node %s: %w", n.Identity, err)
+		}
+	}
+	return nil
+}
+
+func (n *Node) validate(e Epoch) error {
+	switch {
+	case n.Role == RoleProvider && n.Layer != 0:
+		return fmt.Errorf("provider in layer %d", n.Layer)
+	case n.Role == RoleMix && (n.Layer < 1 || n.Layer > Layers):
+		return fmt.Errorf("mix in layer %d, want 1 to %d", n.Layer, Layers)
+	case n.Role != RoleMix && n.Role != RoleProvider:
+		return fmt.Errorf("unknown role %d", uint8(n.Role))
+	}
+	if n.Identity.IsZero() || n.Link.IsZero() {
+		return errors.New("missing identity or link key")
+	}
+	if err := validateNodeFields(n.Role, n.Addresses, n.Domains, n.Services); err != nil {
+		return err
+	}
+	if len(n.SphinxKeys) < 1 || len(n.SphinxKeys) > 2 {
+		return fmt.Errorf("%d sphinx keys, want 1 or 2", len(n.SphinxKeys))
+	}
+	for i, k := range n.SphinxKeys {
+		if k.Epoch != e+Epoch(i) || k.Epoch < e {
+			return fmt.Errorf("sphinx key %d is for epoch %d, want %d", i, k.Epoch, e+Epoch(i))
+		}
+		if k.Key == (keys.SphinxPublicKey{}) {
+			return fmt.Errorf("sphinx key for epoch %d is missing", k.Epoch)
+		}
+	}
+	if len(n.SphinxKeys) == 2 && n.SphinxKeys[0].Key.Equal(n.SphinxKeys[1].Key) {
+		return errors.New("the same sphinx key for two epochs")
+	}
+	return nil
+}
+
+// ParseDocument decodes an unsigned document strictly.
+func ParseDocument(b []byte) (*Document, error) {
+	if len(b) > MaxDocumentSize {
+		return nil, malformed("document of %d bytes, limit %d", len(b), MaxDocumentSize)
+	}
+	r := &reader{b: b}
+	d := &Document{}
+	if v := r.u8("version"); r.err == nil && v != Version {
+		return nil, fmt.Errorf("document: %w", malformed("unknown version %d", v))
+	}
+	d.Epoch = Epoch(r.u64("epoch"))
+	if r.err != nil {
+		return nil, fmt.Errorf("document: %w", r.err)
+	}
+	var err error
+	if d.Parameters, err = readParameters(r); err != nil {
+		return nil, fmt.Errorf("document: %w", err)
+	}
+	count := r.u32("node count")
+	if r.err == nil && count > MaxNodes {
+		return nil, fmt.Errorf("document: %w", malformed("%d nodes, limit %d", count, MaxNodes))
+	}
+	d.Nodes = make([]Node, count)
+	for i := range d.Nodes {
+		n := &d.Nodes[i]
+		id := r.array32("identity")
+		link := r.array32("link key")
+		n.Role = Role(r.u8("role"))
+		n.Layer = r.u8("layer")
+		n.Addresses = r.strList("addresses", MaxAddresses)
+		n.Domains = r.strList("domains", MaxDomains)
+		n.Services = r.strList("services", MaxServices)
+		n.SphinxKeys = readEpochKeys(r, 2)
+		if r.err != nil {
+			return nil, fmt.Errorf("document: node %d: %w", i, r.err)
+		}
+		if n.Identity, err = keys.NewIdentityPublicKey(id[:]); err != nil {
+			return nil, fmt.Errorf("document: node %d: %w: identity: %w", i, ErrMalformed, err)
+		}
+		if n.Link, err = keys.NewLinkPublicKey(link[:]); err != nil {
+			return nil, fmt.Errorf("document: node %d: %w: link key: %w", i, ErrMalformed, err)
+		}
+	}
+	if err := r.end("document"); err != nil {
+		return nil, fmt.Errorf("document: %w", err)
+	}
+	if err := d.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	return d, nil
+}
