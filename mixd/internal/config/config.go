@@ -1,0 +1,259 @@
+// Package config reads mixd's TOML configuration strictly: an unknown key is an error naming it,
+// the version must be known, defaults come from Default, and every scalar key can be overridden
+// from the environment as PANORAMIX_MIXD_<KEY> (nested keys joined by "_", for example
+// PANORAMIX_MIXD_DIRECTORY_THRESHOLD).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+)
+
+// Version is the configuration format version this package reads.
+const Version = 1
+
+// EnvPrefix prefixes environment overrides.
+const EnvPrefix = "PANORAMIX_MIXD"
+
+// Config is mixd's configuration.
+type Config struct {
+	Version int `mapstructure:"version"`
+	// Role is "mix" or "provider".
+	Role string `mapstructure:"role"`
+	// DataDir holds the node's keys, replay filters and, on a provider, users and queues.
+	DataDir string `mapstructure:"data_dir"`
+	// ListenAddress is where the node accepts links (TLS), host:port.
+	ListenAddress string `mapstructure:"listen_address"`
+	// Addresses are published in the node's descriptor; empty means [listen_address].
+	Addresses []string `mapstructure:"addresses"`
+	// MetricsAddress serves /metrics; empty disables it.
+	MetricsAddress string `mapstructure:"metrics_address"`
+	// AdminAddress serves the provider's admin API (users); loopback only; empty disables it.
+	AdminAddress string `mapstructure:"admin_address"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel  string    `mapstructure:"log_level"`
+	Directory Directory `mapstructure:"directory"`
+	Provider  Provider  `mapstructure:"provider"`
+}
+
+// Directory says where the consensus comes from and whom to trust.
+type Directory struct {
+	// URLs are authority base URLs.
+	URLs []string `mapstructure:"urls"`
+	// Authorities are the authorities' identity keys in hex.
+	Authorities []string `mapstructure:"authorities"`
+	// Threshold is how many of them must sign a document.
+	Threshold int `mapstructure:"threshold"`
+	// EpochLength must equal the network's.
+	EpochLength time.Duration `mapstructure:"epoch_length"`
+}
+
+// Provider holds the settings of the provider role.
+type Provider struct {
+	// Domains are the mail domains this provider serves.
+	Domains []string `mapstructure:"domains"`
+	// UserRate is the packets per second one user's link may send (token bucket rate).
+	UserRate float64 `mapstructure:"user_rate"`
+	// UserBurst is the token bucket size.
+	UserBurst int `mapstructure:"user_burst"`
+	// QueueLimit is the most items one user's queue holds; beyond it new items are dropped.
+	QueueLimit int `mapstructure:"queue_limit"`
+}
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		Version:       Version,
+		Role:          "mix",
+		DataDir:       "mixd-data",
+		ListenAddress: "127.0.0.1:30000",
+		LogLevel:      "info",
+		Directory: Directory{
+			URLs:        []string{"http://127.0.0.1:7000"},
+			Threshold:   1,
+			EpochLength: pki.DefaultParameters().EpochLength,
+		},
+		Provider: Provider{UserRate: 50, UserBurst: 200, QueueLimit: 10000},
+	}
+}
+
+// Load reads the file at path, applies defaults and environment overrides, resolves relative
+// paths against the file's directory, and validates the result.
+func Load(path string) (*Config, error) {
+	v := viper.New()
+	v.SetConfigFile(path)
+	v.SetConfigType("toml")
+	d := Default()
+	for k, val := range map[string]any{
+		"version": d.Version, "role": d.Role, "data_dir": d.DataDir, "listen_address": d.ListenAddress,
+		"metrics_address": d.MetricsAddress, "admin_address": d.AdminAddress, "log_level": d.LogLevel,
+		"directory.urls": d.Directory.URLs, "directory.threshold": d.Directory.Threshold,
+		"directory.epoch_length": d.Directory.EpochLength, "provider.user_rate": d.Provider.UserRate,
+		"provider.user_burst": d.Provider.UserBurst, "provider.queue_limit": d.Provider.QueueLimit,
+	} {
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if err := v.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
+		dc.ErrorUnused = true
+		dc.ZeroFields = true
+	}); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if c.DataDir != "" && !filepath.IsAbs(c.DataDir) {
+		c.DataDir = filepath.Join(filepath.Dir(path), c.DataDir)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Validate checks every field; errors name the key.
+func (c *Config) Validate() error {
+	if c.Version != Version {
+		return fmt.Errorf("version = %d: this program reads version %d", c.Version, Version)
+	}
+	role, err := c.RoleValue()
+	if err != nil {
+		return err
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir is empty")
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
+		return fmt.Errorf("listen_address = %q: %w", c.ListenAddress, err)
+	}
+	for i, a := range c.PublishedAddresses() {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil || host == "" || port == "0" {
+			return fmt.Errorf("addresses[%d] = %q: want host:port with a fixed port", i, a)
+		}
+	}
+	if c.MetricsAddress != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddress); err != nil {
+			return fmt.Errorf("metrics_address = %q: %w", c.MetricsAddress, err)
+		}
+	}
+	if c.AdminAddress != "" {
+		if err := checkLoopback(c.AdminAddress); err != nil {
+			return fmt.Errorf("admin_address: %w", err)
+		}
+	}
+	if _, err := c.LogLevelValue(); err != nil {
+		return err
+	}
+	if err := c.Directory.validate(); err != nil {
+		return err
+	}
+	if role == pki.RoleProvider {
+		if len(c.Provider.Domains) == 0 {
+			return errors.New("[provider] domains is empty: a provider serves at least one mail domain")
+		}
+		if c.Provider.UserRate <= 0 || c.Provider.UserBurst < 1 || c.Provider.QueueLimit < 1 {
+			return errors.New("[provider] user_rate, user_burst and queue_limit must be positive")
+		}
+	} else if len(c.Provider.Domains) != 0 {
+		return errors.New("[provider] domains is set but role is \"mix\"")
+	}
+	return nil
+}
+
+func (d *Directory) validate() error {
+	if len(d.URLs) == 0 {
+		return errors.New("[directory] urls is empty")
+	}
+	for i, u := range d.URLs {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("[directory] urls[%d] = %q: want http://host:port", i, u)
+		}
+	}
+	auth, err := d.AuthorityKeys()
+	if err != nil {
+		return err
+	}
+	if err := pki.CheckAuthorities(auth, d.Threshold); err != nil {
+		return fmt.Errorf("[directory] authorities/threshold: %w", err)
+	}
+	if _, err := pki.NewClock(d.EpochLength); err != nil {
+		return fmt.Errorf("[directory] epoch_length: %w", err)
+	}
+	return nil
+}
+
+// AuthorityKeys parses [directory] authorities.
+func (d *Directory) AuthorityKeys() ([]keys.IdentityPublicKey, error) {
+	if len(d.Authorities) == 0 {
+		return nil, errors.New("[directory] authorities is empty: add the authority identity keys (mixctl dir keygen prints them)")
+	}
+	var out []keys.IdentityPublicKey
+	for i, s := range d.Authorities {
+		k, err := keys.ParseIdentityPublicKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("[directory] authorities[%d]: %w", i, err)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// RoleValue parses role.
+func (c *Config) RoleValue() (pki.Role, error) {
+	r, err := pki.ParseRole(c.Role)
+	if err != nil {
+		return 0, fmt.Errorf("role: %w", err)
+	}
+	return r, nil
+}
+
+// PublishedAddresses are the addresses for the descriptor.
+func (c *Config) PublishedAddresses() []string {
+	if len(c.Addresses) > 0 {
+		return c.Addresses
+	}
+	return []string{c.ListenAddress}
+}
+
+// LogLevelValue returns log_level as a slog.Level.
+func (c *Config) LogLevelValue() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("log_level = %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return l, nil
+}
+
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: the admin API must listen on a loopback address so only local users reach it", addr)
+	}
+	return nil
+}
