@@ -104,19 +104,25 @@ func newBloom(nbits uint64, hashes uint32) *bloom {
 // digest is the keyed hash of a tag from which the k bit indices are derived.
 type digest struct{ h1, h2 uint64 }
 
-// newHasher returns the keyed hash for a filter key. HMAC-SHA256 keyed with a random
-// per-filter key makes the bit indices of a tag unpredictable to whoever chose the tag, so
-// a packet's creator cannot grind tags that collide in this filter (and so cannot make a
-// mix drop chosen honest packets, or fill the filter faster than one packet per tag).
-func newHasher(key *[KeySize]byte) hash.Hash {
-	return hmac.New(sha256.New, key[:])
+// keyedHash is HMAC-SHA256 under a filter's key. A random key per filter makes the bit
+// indices of a tag unpredictable to whoever chose the tag, so a packet's creator cannot
+// grind tags that collide in this filter (and so cannot make a mix drop chosen honest
+// packets, or fill the filter faster than one packet per tag). Not safe for concurrent use.
+type keyedHash struct {
+	h   hash.Hash
+	buf [TagSize + sha256.Size]byte // scratch, so that nothing escapes through the interface
 }
 
-func hashTag(h hash.Hash, tag *Tag) digest {
-	var sum [sha256.Size]byte
-	h.Reset()
-	h.Write(tag[:])
-	h.Sum(sum[:0])
+func newKeyedHash(key *[KeySize]byte) *keyedHash {
+	return &keyedHash{h: hmac.New(sha256.New, key[:])}
+}
+
+func (k *keyedHash) digest(tag *Tag) digest {
+	in, out := k.buf[:TagSize], k.buf[TagSize:TagSize]
+	copy(in, tag[:])
+	k.h.Reset()
+	k.h.Write(in)
+	sum := k.h.Sum(out)
 	return digest{
 		h1: binary.LittleEndian.Uint64(sum[0:8]),
 		// Odd, so that h1 + i*h2 takes k distinct values modulo 2^64.

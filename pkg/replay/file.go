@@ -106,13 +106,14 @@ func parseHeader(b []byte) (header, error) {
 
 func appendRecord(dst []byte, tag *Tag) []byte {
 	dst = append(dst, tag[:]...)
-	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(tag[:], castagnoli))
+	// The checksum reads the copy in dst: passing tag itself to crc32 would move it to the heap.
+	return binary.BigEndian.AppendUint32(dst, crc32.Checksum(dst[len(dst)-TagSize:], castagnoli))
 }
 
 // parseRecord decodes one record; ok is false if its checksum does not match.
 func parseRecord(b []byte) (tag Tag, ok bool) {
 	copy(tag[:], b[:TagSize])
-	return tag, binary.BigEndian.Uint32(b[TagSize:recordSize]) == crc32.Checksum(tag[:], castagnoli)
+	return tag, binary.BigEndian.Uint32(b[TagSize:recordSize]) == crc32.Checksum(b[:TagSize], castagnoli)
 }
 
 // decodeFile reads and checks a whole filter file of size bytes. After the header is
@@ -121,7 +122,7 @@ func parseRecord(b []byte) (tag Tag, ok bool) {
 // (a file holds each tag once). decodeFile returns the header and the length of the valid
 // prefix; any bytes after it are a torn tail of at most maxTornBytes that the caller
 // truncates.
-func decodeFile(r io.ReaderAt, size int64, start func(header) (func(*Tag) bool, error)) (header, int64, error) {
+func decodeFile(r io.ReaderAt, size int64, start func(header) (func(Tag) bool, error)) (header, int64, error) {
 	var hb [headerSize]byte
 	if size < headerSize {
 		return header{}, 0, fmt.Errorf("%w: file is %d bytes, shorter than the %d-byte header", ErrCorrupt, size, headerSize)
@@ -154,7 +155,7 @@ func decodeFile(r io.ReaderAt, size int64, start func(header) (func(*Tag) bool, 
 		if !ok {
 			break
 		}
-		if !insert(&tag) {
+		if !insert(tag) {
 			return h, 0, fmt.Errorf("%w: record at offset %d repeats an earlier tag "+
 				"(a filter only writes tags it did not hold)", ErrCorrupt, off)
 		}

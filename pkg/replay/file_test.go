@@ -69,12 +69,12 @@ func makeVectors() []vector {
 	// The tags of a valid file are fresh in turn, as Add would have found them; with 32 tags
 	// in a filter sized for 16 some random tags are false positives, which Add never writes.
 	next := tagSource(99)
-	bl, hm := newBloom(h.nbits, h.hashes), newHasher(&h.key)
+	bl, hm := newBloom(h.nbits, h.hashes), newKeyedHash(&h.key)
 	var tags []Tag
 	var idx [MaxHashes]uint64
 	for uint64(len(tags)) < 2*vectorConfig.Capacity {
 		tag := next()
-		if ix := bl.indexes(hashTag(hm, &tag), &idx); !bl.has(ix) {
+		if ix := bl.indexes(hm.digest(&tag), &idx); !bl.has(ix) {
 			bl.set(ix)
 			tags = append(tags, tag)
 		}
@@ -247,14 +247,14 @@ func FuzzDecodeFile(f *testing.F) {
 		var hdr header
 		var tags []Tag
 		seen := make(map[Tag]bool)
-		h, valid, err := decodeFile(bytes.NewReader(data), int64(len(data)), func(h header) (func(*Tag) bool, error) {
+		h, valid, err := decodeFile(bytes.NewReader(data), int64(len(data)), func(h header) (func(Tag) bool, error) {
 			hdr = h
-			return func(tag *Tag) bool {
-				if seen[*tag] {
+			return func(tag Tag) bool {
+				if seen[tag] {
 					return false
 				}
-				seen[*tag] = true
-				tags = append(tags, *tag)
+				seen[tag] = true
+				tags = append(tags, tag)
 				return true
 			}, nil
 		})

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -69,7 +68,7 @@ type Filter struct {
 	fsyncs atomic.Uint64
 
 	mu      sync.Mutex
-	hm      hash.Hash // keyed with header.key; nil after Close or Remove
+	hm      *keyedHash // keyed with header.key; nil after Close or Remove
 	bloom   *bloom
 	count   uint64 // distinct tags held, loaded and added
 	seq     Seq    // Seq of the last record added
@@ -82,6 +81,7 @@ type Filter struct {
 	changed chan struct{} // closed and replaced when durable, err, closed or running changes
 
 	kick chan struct{} // wakes Run for a waiter; capacity 1
+	done chan struct{} // closed by Close and Remove, to stop Run
 }
 
 // Open opens the filter file at path, or creates it with a fresh random key if it does not
@@ -100,6 +100,7 @@ func Open(path string, cfg Config) (*Filter, error) {
 		epoch:   cfg.Epoch,
 		changed: make(chan struct{}),
 		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
 	}
 	file, err := os.OpenFile(path, os.O_RDWR, 0)
 	switch {
@@ -132,7 +133,7 @@ func Open(path string, cfg Config) (*Filter, error) {
 func (f *Filter) init(h header) {
 	f.header = h
 	f.bloom = newBloom(h.nbits, h.hashes)
-	f.hm = newHasher(&f.header.key)
+	f.hm = newKeyedHash(&f.header.key)
 }
 
 // load reads an existing file into f and truncates its torn tail, if any.
@@ -143,13 +144,13 @@ func (f *Filter) load(file *os.File) error {
 	}
 	size := fi.Size()
 	var idx [MaxHashes]uint64
-	_, valid, err := decodeFile(file, size, func(h header) (func(*Tag) bool, error) {
+	_, valid, err := decodeFile(file, size, func(h header) (func(Tag) bool, error) {
 		if h.epoch != f.epoch {
 			return nil, fmt.Errorf("%w: file is for epoch %d, not %d", ErrWrongEpoch, h.epoch, f.epoch)
 		}
 		f.init(h)
-		return func(t *Tag) bool {
-			ix := f.bloom.indexes(hashTag(f.hm, t), &idx)
+		return func(t Tag) bool {
+			ix := f.bloom.indexes(f.hm.digest(&t), &idx)
 			if f.bloom.has(ix) {
 				return false
 			}
@@ -246,7 +247,7 @@ func (f *Filter) AddSeq(tag Tag) (fresh bool, seq Seq, err error) {
 	}
 	// Hashing under the lock costs about a microsecond of serialisation per tag, far below
 	// the rate a mix sees, and keeps one keyed hash per filter, dropped on Close.
-	ix := f.bloom.indexes(hashTag(f.hm, &tag), &idx)
+	ix := f.bloom.indexes(f.hm.digest(&tag), &idx)
 	if f.bloom.has(ix) {
 		return false, 0, nil
 	}
@@ -382,7 +383,7 @@ func (f *Filter) WaitDurable(ctx context.Context, seq Seq) error {
 // ctx is cancelled; then it syncs a last time. Writes that are waited for are therefore
 // grouped by themselves: whatever arrives during one fsync goes in the next. The interval
 // bounds how long a record nobody waits for stays buffered. Run returns nil after a clean
-// shutdown or once the filter is closed, and the error if a write fails (the filter is then
+// shutdown or once the filter is closed or removed, and the error if a write fails (the filter is then
 // unusable: Add fails, and the node should stop forwarding with this key).
 func (f *Filter) Run(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
@@ -419,6 +420,8 @@ func (f *Filter) Run(ctx context.Context, interval time.Duration) error {
 			done = true
 		case <-t.C:
 		case <-f.kick:
+		case <-f.done:
+			return nil
 		}
 		if err := f.Sync(); err != nil {
 			if errors.Is(err, ErrClosed) {
@@ -486,6 +489,10 @@ func (f *Filter) Remove() error {
 	if rerr := os.Remove(f.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 		return fmt.Errorf("replay: %w", rerr)
 	}
+	// Left over if a crash interrupted create; nothing else uses the name.
+	if rerr := os.Remove(f.path + ".tmp"); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+		return fmt.Errorf("replay: %w", rerr)
+	}
 	if serr := syncDir(f.path); serr != nil {
 		return fmt.Errorf("replay: removing %s: %w", f.path, serr)
 	}
@@ -505,6 +512,11 @@ func (f *Filter) release() {
 	clear(f.header.key[:])
 	f.hm = nil
 	f.notify()
+	select {
+	case <-f.done:
+	default:
+		close(f.done)
+	}
 }
 
 // Stats is a snapshot of a filter's state, for metrics and logs.
@@ -513,10 +525,13 @@ type Stats struct {
 	Capacity uint64 // design capacity n
 	Bits     uint64 // size of the bit array m; memory use is Bits/8 bytes
 	Hashes   uint32 // k
-	Count    uint64 // distinct tags held
-	SetBits  uint64 // bits set to 1
-	Pending  uint64 // records added but not yet durable
-	Fsyncs   uint64 // fsyncs of record writes since Open
+	// Count is the number of tags held: fresh tags added plus those loaded. A tag refused
+	// as a false positive is not counted, but it sets no bit either, so the filter's state
+	// after N distinct tags offered is the one FalsePositiveRate(Bits, Hashes, N) describes.
+	Count   uint64
+	SetBits uint64 // bits set to 1
+	Pending uint64 // records added but not yet durable
+	Fsyncs  uint64 // fsyncs of record writes since Open
 	// TruncatedBytes is the torn tail Open removed from the file (0 after a clean Close).
 	TruncatedBytes int64
 }

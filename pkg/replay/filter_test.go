@@ -53,7 +53,7 @@ func (f *Filter) contains(tag Tag) bool {
 	var idx [MaxHashes]uint64
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.bloom.has(f.bloom.indexes(hashTag(f.hm, &tag), &idx))
+	return f.bloom.has(f.bloom.indexes(f.hm.digest(&tag), &idx))
 }
 
 func mustAdd(t testing.TB, f *Filter, tag Tag, wantFresh bool) {
@@ -554,6 +554,30 @@ func TestRunIntervalSyncs(t *testing.T) {
 	f.Close()
 	if err := f.Run(context.Background(), time.Second); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run after Close: %v", err)
+	}
+}
+
+func TestRunStopsOnClose(t *testing.T) {
+	for _, remove := range []bool{false, true} {
+		f := openTest(t, smallConfig)
+		done := make(chan error, 1)
+		go func() { done <- f.Run(context.Background(), time.Hour) }()
+		for !f.isRunning() {
+			time.Sleep(time.Millisecond)
+		}
+		mustAdd(t, f, tagSource(18)(), true)
+		var err error
+		if remove {
+			err = f.Remove()
+		} else {
+			err = f.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Run after Close/Remove: %v", err)
+		}
 	}
 }
 
