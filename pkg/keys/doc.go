@@ -18,7 +18,12 @@
 // Scalar and the methods of a Signer obtained from it panic (Signer.Sign
 // returns an error instead, as its interface allows), and Equal reports false.
 // Panicking is deliberate: using a wiped key is a programming error, and a
-// silent zero key or empty signature could end up on the wire. Wipe cannot
+// silent zero key or empty signature could end up on the wire. The zero value
+// of a private key type behaves like a wiped key. Private keys are safe for
+// concurrent use except Wipe, which must happen after all other use. Private
+// key types print as REDACTED with every fmt verb. Constructors refuse an
+// all-zero seed or scalar: no working random source yields one, while an
+// uninitialised buffer does. Wipe cannot
 // reach copies made inside the standard library (crypto/ed25519 expands the
 // seed on every signature; crypto/ecdh keeps a copy of the scalar while the
 // public key is derived); those are garbage the runtime frees.
@@ -29,7 +34,11 @@
 // (String, MarshalText). Parsing is strict so that every accepted string
 // re-encodes to the identical string: uppercase hex, whitespace, a "0x"
 // prefix or any other length is refused with an error that says why.
-// MarshalText and UnmarshalText make the types usable in JSON and TOML.
+// MarshalText and UnmarshalText make the types usable in JSON and TOML. The
+// zero value of a public key type means "no key": it marshals to 64 zeros,
+// which parsing refuses, so optional keys should be skipped with IsZero (for
+// example with the omitzero JSON option). Verify refuses every key that
+// parsing would refuse, even one built by converting a raw array.
 //
 // Parsing also rejects keys that are not usable for their role: an Ed25519
 // public key must be the canonical encoding of a curve point that is not of
