@@ -1,0 +1,332 @@
+package mailstore
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+type boxRecord struct {
+	ID          uint64 `json:"id"` // key of the mailbox's bucket under data/
+	UIDValidity uint32 `json:"uidvalidity"`
+	UIDNext     uint32 `json:"uidnext"`
+	Subscribed  bool   `json:"subscribed"`
+	SpecialUse  string `json:"special_use,omitempty"`
+}
+
+// MailboxInfo describes a mailbox. The counts are filled by Status, not by Mailboxes.
+type MailboxInfo struct {
+	Name        string
+	UIDValidity uint32
+	UIDNext     uint32
+	Subscribed  bool
+	SpecialUse  string // RFC 6154 attribute such as `\Sent`, or ""
+
+	Messages uint32
+	Unseen   uint32
+	Deleted  uint32
+	Size     int64
+}
+
+// box is an open mailbox inside a transaction.
+type box struct {
+	name  string
+	rec   boxRecord
+	boxes *bolt.Bucket // the user's name index, to write rec back
+	meta  *bolt.Bucket
+	body  *bolt.Bucket
+}
+
+func (b *box) save() error { return putJSON(b.boxes, []byte(b.name), &b.rec) }
+
+func userMail(tx *bolt.Tx, user string) (*bolt.Bucket, error) {
+	m := tx.Bucket(bucketMail).Bucket([]byte(user))
+	if m == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNoSuchUser, user)
+	}
+	return m, nil
+}
+
+func openBox(tx *bolt.Tx, user, name string) (*box, error) {
+	mail, err := userMail(tx, user)
+	if err != nil {
+		return nil, err
+	}
+	name, err = canonicalMailbox(name)
+	if err != nil {
+		return nil, err
+	}
+	boxes := mail.Bucket(bucketBoxes)
+	v := boxes.Get([]byte(name))
+	if v == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNoSuchMailbox, name)
+	}
+	b := &box{name: name, boxes: boxes}
+	if err := json.Unmarshal(v, &b.rec); err != nil {
+		return nil, fmt.Errorf("%w: mailbox %q: %v", errCorruptDatabase, name, err)
+	}
+	data := mail.Bucket(bucketData).Bucket(binary.BigEndian.AppendUint64(nil, b.rec.ID))
+	if data == nil {
+		return nil, fmt.Errorf("%w: mailbox %q has no data", errCorruptDatabase, name)
+	}
+	b.meta, b.body = data.Bucket(bucketMeta), data.Bucket(bucketBody)
+	if b.meta == nil || b.body == nil {
+		return nil, fmt.Errorf("%w: mailbox %q has no data", errCorruptDatabase, name)
+	}
+	return b, nil
+}
+
+// createBox makes an empty mailbox under name (already canonical) and returns its record.
+func createBox(tx *bolt.Tx, mail *bolt.Bucket, name, specialUse string) (boxRecord, error) {
+	boxes := mail.Bucket(bucketBoxes)
+	if boxes.Get([]byte(name)) != nil {
+		return boxRecord{}, fmt.Errorf("%w: %q", ErrMailboxExists, name)
+	}
+	if boxes.Stats().KeyN >= MaxMailboxesPerUser {
+		return boxRecord{}, fmt.Errorf("%w: at most %d per user", ErrTooManyMailbox, MaxMailboxesPerUser)
+	}
+	rec, err := newBoxData(tx, mail)
+	if err != nil {
+		return boxRecord{}, err
+	}
+	rec.Subscribed = true
+	rec.SpecialUse = specialUse
+	return rec, putJSON(boxes, []byte(name), &rec)
+}
+
+// newBoxData allocates a data bucket and a fresh UIDVALIDITY.
+func newBoxData(tx *bolt.Tx, mail *bolt.Bucket) (boxRecord, error) {
+	dataRoot := mail.Bucket(bucketData)
+	id, err := dataRoot.NextSequence()
+	if err != nil {
+		return boxRecord{}, err
+	}
+	data, err := dataRoot.CreateBucket(binary.BigEndian.AppendUint64(nil, id))
+	if err != nil {
+		return boxRecord{}, err
+	}
+	if _, err := data.CreateBucket(bucketMeta); err != nil {
+		return boxRecord{}, err
+	}
+	if _, err := data.CreateBucket(bucketBody); err != nil {
+		return boxRecord{}, err
+	}
+	validity, err := nextUIDValidity(tx)
+	if err != nil {
+		return boxRecord{}, err
+	}
+	return boxRecord{ID: id, UIDValidity: validity, UIDNext: 1}, nil
+}
+
+// CreateMailbox creates an empty, subscribed mailbox.
+func (s *Store) CreateMailbox(user, name string) error {
+	cname, err := canonicalMailbox(name)
+	if err != nil {
+		return fmt.Errorf("mailstore: create mailbox: %w", err)
+	}
+	err = s.update(user, func(tx *bolt.Tx) error {
+		mail, err := userMail(tx, user)
+		if err != nil {
+			return err
+		}
+		_, err = createBox(tx, mail, cname, "")
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("mailstore: create mailbox: %w", err)
+	}
+	return nil
+}
+
+// DeleteMailbox deletes a mailbox and its messages, giving their bytes back to the quota. INBOX
+// cannot be deleted. Mailboxes below it in the hierarchy stay.
+func (s *Store) DeleteMailbox(user, name string) error {
+	err := s.update(user, func(tx *bolt.Tx) error {
+		b, err := openBox(tx, user, name)
+		if err != nil {
+			return err
+		}
+		if b.name == Inbox {
+			return fmt.Errorf("%w: %s", ErrCannotDelete, Inbox)
+		}
+		var freed int64
+		if err := b.body.ForEach(func(_, v []byte) error { freed += int64(len(v)); return nil }); err != nil {
+			return err
+		}
+		mail, _ := userMail(tx, user)
+		if err := mail.Bucket(bucketData).DeleteBucket(binary.BigEndian.AppendUint64(nil, b.rec.ID)); err != nil {
+			return err
+		}
+		if err := b.boxes.Delete([]byte(b.name)); err != nil {
+			return err
+		}
+		return addUsed(tx, user, -freed)
+	})
+	if err != nil {
+		return fmt.Errorf("mailstore: delete mailbox: %w", err)
+	}
+	return nil
+}
+
+// RenameMailbox renames a mailbox and every mailbox below it in the hierarchy. Renaming INBOX
+// moves its messages to the new mailbox and leaves INBOX empty with a new UIDVALIDITY
+// (RFC 3501 section 6.3.5).
+func (s *Store) RenameMailbox(user, from, to string) error {
+	cto, err := canonicalMailbox(to)
+	if err != nil {
+		return fmt.Errorf("mailstore: rename mailbox: %w", err)
+	}
+	err = s.update(user, func(tx *bolt.Tx) error {
+		b, err := openBox(tx, user, from)
+		if err != nil {
+			return err
+		}
+		if cto == Inbox {
+			return fmt.Errorf("%w: cannot rename to %s", ErrMailboxExists, Inbox)
+		}
+		if b.boxes.Get([]byte(cto)) != nil {
+			return fmt.Errorf("%w: %q", ErrMailboxExists, cto)
+		}
+		mail, _ := userMail(tx, user)
+		if b.name == Inbox {
+			moved := b.rec
+			if err := putJSON(b.boxes, []byte(cto), &moved); err != nil {
+				return err
+			}
+			fresh, err := newBoxData(tx, mail)
+			if err != nil {
+				return err
+			}
+			fresh.Subscribed = true
+			return putJSON(b.boxes, []byte(Inbox), &fresh)
+		}
+		// Collect first: bbolt cursors must not run while keys are added and removed.
+		renames := map[string]string{b.name: cto}
+		prefix := b.name + string(Delimiter)
+		c := b.boxes.Cursor()
+		for k, _ := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, _ = c.Next() {
+			newName := cto + string(Delimiter) + strings.TrimPrefix(string(k), prefix)
+			if _, err := canonicalMailbox(newName); err != nil {
+				return err
+			}
+			if b.boxes.Get([]byte(newName)) != nil {
+				return fmt.Errorf("%w: %q", ErrMailboxExists, newName)
+			}
+			renames[string(k)] = newName
+		}
+		for oldName, newName := range renames {
+			v := append([]byte(nil), b.boxes.Get([]byte(oldName))...)
+			if err := b.boxes.Delete([]byte(oldName)); err != nil {
+				return err
+			}
+			if err := b.boxes.Put([]byte(newName), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mailstore: rename mailbox: %w", err)
+	}
+	return nil
+}
+
+// SetSubscribed marks a mailbox as subscribed or not (IMAP SUBSCRIBE, UNSUBSCRIBE).
+func (s *Store) SetSubscribed(user, name string, subscribed bool) error {
+	err := s.update(user, func(tx *bolt.Tx) error {
+		b, err := openBox(tx, user, name)
+		if err != nil {
+			return err
+		}
+		b.rec.Subscribed = subscribed
+		return b.save()
+	})
+	if err != nil {
+		return fmt.Errorf("mailstore: subscribe: %w", err)
+	}
+	return nil
+}
+
+// Mailboxes lists the user's mailboxes sorted by name, without message counts.
+func (s *Store) Mailboxes(user string) ([]MailboxInfo, error) {
+	var out []MailboxInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		mail, err := userMail(tx, user)
+		if err != nil {
+			return err
+		}
+		return mail.Bucket(bucketBoxes).ForEach(func(k, v []byte) error {
+			var rec boxRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("%w: mailbox %q: %v", errCorruptDatabase, k, err)
+			}
+			out = append(out, rec.info(string(k)))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: list mailboxes: %w", err)
+	}
+	return out, nil
+}
+
+// Status returns a mailbox's data with message counts.
+func (s *Store) Status(user, name string) (MailboxInfo, error) {
+	var info MailboxInfo
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b, err := openBox(tx, user, name)
+		if err != nil {
+			return err
+		}
+		info = b.rec.info(b.name)
+		return b.meta.ForEach(func(k, v []byte) error {
+			m, err := decodeMeta(k, v)
+			if err != nil {
+				return err
+			}
+			info.Messages++
+			if !HasFlag(m.Flags, FlagSeen) {
+				info.Unseen++
+			}
+			if HasFlag(m.Flags, FlagDeleted) {
+				info.Deleted++
+			}
+			info.Size += int64(len(b.body.Get(k)))
+			return nil
+		})
+	})
+	if err != nil {
+		return MailboxInfo{}, fmt.Errorf("mailstore: status: %w", err)
+	}
+	return info, nil
+}
+
+func (r *boxRecord) info(name string) MailboxInfo {
+	return MailboxInfo{Name: name, UIDValidity: r.UIDValidity, UIDNext: r.UIDNext, Subscribed: r.Subscribed, SpecialUse: r.SpecialUse}
+}
+
+// addUsed changes the user's bytes-used counter by delta.
+func addUsed(tx *bolt.Tx, user string, delta int64) error {
+	var u userRecord
+	if err := getUser(tx, user, &u); err != nil {
+		return err
+	}
+	u.Used = max(u.Used+delta, 0)
+	return putJSON(tx.Bucket(bucketUsers), []byte(user), &u)
+}
+
+// reserve checks that size more bytes fit the user's quota and counts them as used.
+func reserve(tx *bolt.Tx, user string, size int64) error {
+	var u userRecord
+	if err := getUser(tx, user, &u); err != nil {
+		return err
+	}
+	if u.Quota > 0 && u.Used+size > u.Quota {
+		return fmt.Errorf("%w: %q uses %d of %d bytes, %d more do not fit", ErrOverQuota, user, u.Used, u.Quota, size)
+	}
+	u.Used += size
+	return putJSON(tx.Bucket(bucketUsers), []byte(user), &u)
+}
