@@ -89,7 +89,8 @@ type Filter struct {
 // (capacity, bits, hashes) are used even if cfg asks for others, because the records can only
 // be re-inserted into a filter of the shape that wrote them. A torn tail left by a crash is
 // truncated (see Stats.TruncatedBytes); a file that is corrupt in any other way, or written
-// for another epoch, is an error and is left untouched for the operator to inspect.
+// for another epoch, is an error and is left untouched for the operator to inspect. cfg
+// is checked in every case.
 func Open(path string, cfg Config) (*Filter, error) {
 	nbits, hashes, err := Size(cfg.Capacity, cfg.FalsePositiveRate)
 	if err != nil {
@@ -114,9 +115,11 @@ func Open(path string, cfg Config) (*Filter, error) {
 			return nil, fmt.Errorf("replay: generating filter key: %w", err)
 		}
 		if file, err = create(path, &h); err != nil {
+			clear(h.key[:])
 			return nil, err
 		}
 		f.init(h)
+		clear(h.key[:])
 		f.size = headerSize
 	case err != nil:
 		return nil, fmt.Errorf("replay: %w", err)
