@@ -12,8 +12,8 @@
 //	FP(m, k, n) = (1 - e^(-k*n/m))^k,  m ≈ -n*ln(p)/(ln 2)^2 ≈ 1.44*n*log2(1/p) bits,  k ≈ log2(1/p).
 //
 // Size picks the smaller of the filters for k = floor and ceil of log2(1/p), each with the
-// smallest m (a multiple of 64) that reaches p. Memory is m/8 bytes, about 1.8*log2(1/p)
-// bytes per tag: for p = 1e-6, 3.6 bytes per tag, so a 20-minute epoch at 5,000 packets/s
+// smallest m (a multiple of 64) that reaches p. Memory is m/8 bytes, about 1.44*log2(1/p)
+// bits per tag: for p = 1e-6, 28.8 bits (3.6 bytes) per tag, so a 20-minute epoch at 5,000 packets/s
 // (n = 6 million) takes 21.6 MB, twice that while two keys overlap.
 //
 // A false positive drops an honest packet (the filter has no false negatives, so a replay
@@ -75,6 +75,10 @@
 // later Add, Sync and WaitDurable returns the error and the node must drop the key's
 // packets until it restarts and reopens the file, which truncates whatever tail the failure
 // left.
+//
+// A mix's use, per epoch key: Open when the key is loaded (the file name naming the epoch),
+// start Run in a goroutine, call AddSeq after the packet's header MAC verifies and
+// WaitDurable before forwarding it, and when the key is erased cancel Run and call Remove.
 //
 // Close syncs and closes; Remove deletes the file (and closes without syncing) when the
 // epoch key is erased. A Filter is safe for concurrent use; one file must be opened by one
