@@ -1,0 +1,667 @@
+// Package authority is the directory authority's core: it validates and stores node
+// descriptors, makes this authority's vote each epoch, exchanges votes and signatures with peer
+// authorities, computes the consensus document with pki.ComputeDocument, and keeps every step in
+// the store so a restart serves the same bytes. docs/spec/pki.md sections 7 to 9 are the rules;
+// package httpapi serves what this package holds.
+package authority
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/panoramix-mixnet/panoramix/directory/internal/store"
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+)
+
+// Peer is another authority.
+type Peer struct {
+	Identity keys.IdentityPublicKey
+	URL      string
+}
+
+// Config is what New needs.
+type Config struct {
+	// Identity signs this authority's votes and documents. The Authority does not wipe it; the
+	// caller does, after Run returns.
+	Identity   *keys.IdentityPrivateKey
+	Peers      []Peer
+	Threshold  int
+	Parameters pki.Parameters
+	// Approved are node identities approved in the configuration file, in addition to the store.
+	Approved []keys.IdentityPublicKey
+	Store    *store.Store
+	Logger   *slog.Logger
+	// Registerer receives the metrics; nil means they are not exported.
+	Registerer prometheus.Registerer
+	// HTTPClient fetches peers' votes and signatures; nil means one with a timeout of a tenth of
+	// an epoch (between 0.5 s and 10 s).
+	HTTPClient *http.Client
+	// Now is the time source; nil means time.Now. Tests set it to step through an epoch.
+	Now func() time.Time
+}
+
+// Authority is one directory authority.
+type Authority struct {
+	id          *keys.IdentityPrivateKey
+	self        keys.IdentityPublicKey
+	peers       []Peer
+	authorities []keys.IdentityPublicKey
+	threshold   int
+	params      pki.Parameters
+	static      []keys.IdentityPublicKey
+	clock       pki.Clock
+	store       *store.Store
+	log         *slog.Logger
+	http        *http.Client
+	now         func() time.Time
+	m           *metrics
+
+	// postMu makes the key-conflict check and the write of a descriptor one step.
+	postMu sync.Mutex
+
+	mu        sync.Mutex
+	peerVotes map[pki.Epoch]map[keys.IdentityPublicKey]*pki.Vote
+	failures  map[pki.Epoch]string
+	pruned    pki.Epoch
+}
+
+// New checks cfg and returns an Authority.
+func New(cfg Config) (*Authority, error) {
+	if cfg.Identity == nil || cfg.Store == nil || cfg.Logger == nil {
+		return nil, errors.New("authority: identity key, store and logger are required")
+	}
+	if err := cfg.Parameters.Validate(); err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	clock, err := pki.NewClock(cfg.Parameters.EpochLength)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	a := &Authority{
+		id:        cfg.Identity,
+		self:      cfg.Identity.Public(),
+		peers:     cfg.Peers,
+		threshold: cfg.Threshold,
+		params:    cfg.Parameters,
+		static:    cfg.Approved,
+		clock:     clock,
+		store:     cfg.Store,
+		log:       cfg.Logger,
+		http:      cfg.HTTPClient,
+		now:       cfg.Now,
+		m:         newMetrics(cfg.Registerer),
+		peerVotes: make(map[pki.Epoch]map[keys.IdentityPublicKey]*pki.Vote),
+		failures:  make(map[pki.Epoch]string),
+	}
+	a.authorities = []keys.IdentityPublicKey{a.self}
+	for _, p := range cfg.Peers {
+		if p.Identity.Equal(a.self) {
+			return nil, fmt.Errorf("authority: peer %s is this authority's own key", p.URL)
+		}
+		a.authorities = append(a.authorities, p.Identity)
+	}
+	if err := pki.CheckAuthorities(a.authorities, a.threshold); err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.http == nil {
+		a.http = &http.Client{Timeout: min(max(clock.Length()/10, 500*time.Millisecond), 10*time.Second)}
+	}
+	return a, nil
+}
+
+// Identity returns this authority's public key.
+func (a *Authority) Identity() keys.IdentityPublicKey { return a.self }
+
+// Clock returns the epoch clock.
+func (a *Authority) Clock() pki.Clock { return a.clock }
+
+// Threshold returns the signature threshold.
+func (a *Authority) Threshold() int { return a.threshold }
+
+// Error is a refusal with the HTTP status that says why (docs/spec/pki.md section 10).
+type Error struct {
+	Status int
+	Msg    string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func refuse(status int, format string, args ...any) *Error {
+	return &Error{Status: status, Msg: fmt.Sprintf(format, args...)}
+}
+
+// PostDescriptor validates an uploaded descriptor (docs/spec/pki.md section 9) and stores it.
+// Refusals are *Error with a 4xx status; nothing is stored then.
+func (a *Authority) PostDescriptor(b []byte) error {
+	err := a.postDescriptor(b)
+	result := "accepted"
+	var e *Error
+	if errors.As(err, &e) {
+		result = strconv.Itoa(e.Status)
+	} else if err != nil {
+		result = "error"
+	}
+	a.m.uploads.WithLabelValues(result).Inc()
+	return err
+}
+
+func (a *Authority) postDescriptor(b []byte) error {
+	if len(b) > pki.MaxDescriptorSize {
+		return refuse(http.StatusRequestEntityTooLarge, "descriptor of %d bytes, limit %d", len(b), pki.MaxDescriptorSize)
+	}
+	d, err := pki.ParseDescriptor(b)
+	if err != nil {
+		return refuse(http.StatusBadRequest, "%v", err)
+	}
+	c, _, err := a.epochNow()
+	if err != nil {
+		return err
+	}
+	if d.Epoch < c || d.Epoch > c+2 {
+		return refuse(http.StatusConflict, "descriptor for epoch %d: this authority accepts epochs %d to %d", d.Epoch, c, c+2)
+	}
+	ok, err := a.approved(d.Identity)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return refuse(http.StatusForbidden, "node %s is not approved: the operator approves it with `mixctl dir approve %s`", d.Identity, d.Identity)
+	}
+	a.postMu.Lock()
+	defer a.postMu.Unlock()
+	stored, err := a.store.Descriptors(d.Identity)
+	if err != nil {
+		return err
+	}
+	for _, s := range stored {
+		for _, k := range d.SphinxKeys {
+			if old, ok := s.SphinxKey(k.Epoch); ok && !old.Equal(k.Key) {
+				return refuse(http.StatusConflict, "sphinx key for epoch %d differs from the one this node already published; keys do not change once published", k.Epoch)
+			}
+		}
+	}
+	if err := a.store.PutDescriptor(d); err != nil {
+		return err
+	}
+	a.log.Debug("descriptor stored", "node", d.Identity, "role", d.Role, "epoch", d.Epoch)
+	return nil
+}
+
+// approved reports whether a node identity is on the allow-list (file or store).
+func (a *Authority) approved(id keys.IdentityPublicKey) (bool, error) {
+	if slices.ContainsFunc(a.static, id.Equal) {
+		return true, nil
+	}
+	return a.store.IsApproved(id)
+}
+
+// Approve adds a node identity to the stored allow-list.
+func (a *Authority) Approve(id keys.IdentityPublicKey) error {
+	if err := a.store.Approve(id); err != nil {
+		return err
+	}
+	a.log.Info("node approved", "node", id)
+	return nil
+}
+
+// Remove takes a node identity off the stored allow-list. Identities approved in the
+// configuration file cannot be removed here.
+func (a *Authority) Remove(id keys.IdentityPublicKey) error {
+	if slices.ContainsFunc(a.static, id.Equal) {
+		return refuse(http.StatusConflict, "node %s is approved in the configuration file: remove it there and restart", id)
+	}
+	if err := a.store.Remove(id); err != nil {
+		if errors.Is(err, store.ErrNotApproved) {
+			return refuse(http.StatusNotFound, "%v", err)
+		}
+		return err
+	}
+	a.log.Info("node removed", "node", id)
+	return nil
+}
+
+// Approved returns the allow-list: the configuration file's entries, then the store's.
+func (a *Authority) Approved() ([]keys.IdentityPublicKey, error) {
+	s, err := a.store.Approved()
+	if err != nil {
+		return nil, err
+	}
+	out := slices.Clone(a.static)
+	for _, k := range s {
+		if !slices.ContainsFunc(out, k.Equal) {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// Document returns the signed document for e once it holds threshold signatures.
+func (a *Authority) Document(e pki.Epoch) ([]byte, bool, error) {
+	sd, err := a.loadDocument(e)
+	if err != nil || sd == nil || len(sd.Signatures) < a.threshold {
+		return nil, false, err
+	}
+	return sd.Marshal(), true, nil
+}
+
+// Vote returns this authority's vote for e.
+func (a *Authority) Vote(e pki.Epoch) ([]byte, bool, error) {
+	b, err := a.store.Vote(e)
+	return b, b != nil, err
+}
+
+// Signature returns this authority's signature on its document for e.
+func (a *Authority) Signature(e pki.Epoch) ([]byte, bool, error) {
+	sd, err := a.loadDocument(e)
+	if err != nil || sd == nil {
+		return nil, false, err
+	}
+	for _, s := range sd.Signatures {
+		if s.Authority.Equal(a.self) {
+			return s.Marshal(), true, nil
+		}
+	}
+	return nil, false, nil
+}
+
+// loadDocument reads the stored signed document for e, or nil.
+func (a *Authority) loadDocument(e pki.Epoch) (*pki.SignedDocument, error) {
+	b, err := a.store.Document(e)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	sd, err := pki.ParseSignedDocument(b)
+	if err != nil {
+		return nil, fmt.Errorf("stored document for epoch %d: %w", e, err)
+	}
+	return sd, nil
+}
+
+// pollInterval is how often Run looks at the schedule and retries peers.
+func (a *Authority) pollInterval() time.Duration {
+	return min(max(a.clock.Length()/20, 100*time.Millisecond), 5*time.Second)
+}
+
+// Run follows the schedule of docs/spec/pki.md section 8 until ctx ends.
+func (a *Authority) Run(ctx context.Context) error {
+	t := time.NewTicker(a.pollInterval())
+	defer t.Stop()
+	for {
+		if err := a.Step(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("directory step failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Step does whatever the schedule asks for now; each action is idempotent, so a restart or a
+// repeated tick redoes nothing that is already stored. Run calls it every poll interval; tests
+// call it directly with Config.Now set.
+func (a *Authority) Step(ctx context.Context) error {
+	e, since, err := a.epochNow()
+	if err != nil {
+		return err
+	}
+	a.m.epoch.Set(float64(e))
+	a.prune(e)
+	// The current epoch's document, when a restart or an outage left it unfinished.
+	if err := a.complete(ctx, e, true); err != nil {
+		return err
+	}
+	L := a.clock.Length()
+	if since < L/4 {
+		return nil
+	}
+	if err := a.makeVote(e + 1); err != nil {
+		return err
+	}
+	return a.complete(ctx, e+1, since >= L/2)
+}
+
+// complete moves the document for epoch t along: before it is due, collect peers' votes; when
+// due, compute and sign it; then gather peers' signatures, and if it still lacks threshold
+// signatures, adopt a peer's document that has them.
+func (a *Authority) complete(ctx context.Context, t pki.Epoch, due bool) error {
+	sd, err := a.loadDocument(t)
+	if err != nil {
+		return err
+	}
+	if sd == nil {
+		own, err := a.store.Vote(t)
+		if err != nil {
+			return err
+		}
+		// Without a vote of its own (it was down when votes were made) an authority does not
+		// compute: it could only disagree with its peers. It adopts their document instead.
+		if own != nil && !a.failed(t) {
+			a.fetchVotes(ctx, t)
+			if !due {
+				return nil
+			}
+			if sd, err = a.compute(t); err != nil {
+				return err
+			}
+		}
+	}
+	if !due {
+		return nil
+	}
+	if sd != nil && len(sd.Signatures) < len(a.authorities) {
+		a.collectSignatures(ctx, t, sd)
+	}
+	if sd == nil || len(sd.Signatures) < a.threshold {
+		a.adoptPeerDocument(ctx, t)
+	}
+	return nil
+}
+
+// epochNow returns the current epoch and the time since its start.
+func (a *Authority) epochNow() (pki.Epoch, time.Duration, error) {
+	now := a.now()
+	e, err := a.clock.At(now)
+	if err != nil {
+		return 0, 0, err
+	}
+	return e, now.Sub(a.clock.Start(e)), nil
+}
+
+// CurrentEpoch returns the epoch the authority's clock is in.
+func (a *Authority) CurrentEpoch() (pki.Epoch, error) {
+	e, _, err := a.epochNow()
+	return e, err
+}
+
+func (a *Authority) failed(t pki.Epoch) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.failures[t]
+	return ok
+}
+
+// fail records that epoch t has no document from this authority, loudly.
+func (a *Authority) fail(t pki.Epoch, err error) {
+	a.mu.Lock()
+	a.failures[t] = err.Error()
+	a.mu.Unlock()
+	a.m.failures.Inc()
+	a.log.Error("no consensus document for epoch", "epoch", t, "err", err)
+}
+
+// makeVote builds, signs and stores this authority's vote for t, once.
+func (a *Authority) makeVote(t pki.Epoch) error {
+	if v, err := a.store.Vote(t); err != nil || v != nil {
+		return err
+	}
+	if sd, err := a.store.Document(t); err != nil || sd != nil {
+		return err // already computed (without a vote of ours): voting now changes nothing
+	}
+	all, err := a.store.AllDescriptors()
+	if err != nil {
+		return err
+	}
+	best := make(map[keys.IdentityPublicKey]*pki.Descriptor)
+	for _, d := range all {
+		if _, ok := d.SphinxKey(t); !ok || d.Epoch > t {
+			continue
+		}
+		if ok, err := a.approved(d.Identity); err != nil {
+			return err
+		} else if !ok {
+			continue
+		}
+		if cur := best[d.Identity]; cur == nil || d.Epoch > cur.Epoch {
+			best[d.Identity] = d
+		}
+	}
+	v := &pki.Vote{Epoch: t, Parameters: a.params}
+	for _, d := range best {
+		v.Descriptors = append(v.Descriptors, d)
+	}
+	b, err := v.Sign(a.id)
+	if err != nil {
+		a.fail(t, fmt.Errorf("making vote: %w", err))
+		return nil
+	}
+	if err := a.store.PutVote(t, b); err != nil {
+		return err
+	}
+	a.log.Info("vote made", "epoch", t, "nodes", len(v.Descriptors))
+	return nil
+}
+
+// fetchVotes gets the votes of peers not heard from yet for t.
+func (a *Authority) fetchVotes(ctx context.Context, t pki.Epoch) {
+	var wg sync.WaitGroup
+	for _, p := range a.peers {
+		a.mu.Lock()
+		_, have := a.peerVotes[t][p.Identity]
+		a.mu.Unlock()
+		if have {
+			continue
+		}
+		wg.Go(func() {
+			b, err := a.get(ctx, p, "/v1/vote/", t, pki.MaxDocumentSize)
+			if err != nil {
+				a.peerError(p, "vote", t, err)
+				return
+			}
+			v, err := pki.ParseVote(b)
+			if err == nil && !v.Authority.Equal(p.Identity) {
+				err = fmt.Errorf("vote signed by %s, not by the peer's key", v.Authority)
+			}
+			if err == nil && v.Epoch != t {
+				err = fmt.Errorf("vote for epoch %d, asked for %d", v.Epoch, t)
+			}
+			if err != nil {
+				a.peerError(p, "vote", t, err)
+				return
+			}
+			a.mu.Lock()
+			if a.peerVotes[t] == nil {
+				a.peerVotes[t] = make(map[keys.IdentityPublicKey]*pki.Vote)
+			}
+			a.peerVotes[t][p.Identity] = v
+			a.mu.Unlock()
+		})
+	}
+	wg.Wait()
+}
+
+// compute makes, signs and stores the document for t from the votes at hand. It returns nil and
+// records a failure when the rules refuse.
+func (a *Authority) compute(t pki.Epoch) (*pki.SignedDocument, error) {
+	var votes []*pki.Vote
+	own, err := a.store.Vote(t)
+	if err != nil {
+		return nil, err
+	}
+	if own != nil {
+		v, err := pki.ParseVote(own)
+		if err != nil {
+			return nil, fmt.Errorf("stored vote for epoch %d: %w", t, err)
+		}
+		votes = append(votes, v)
+	}
+	a.mu.Lock()
+	for _, v := range a.peerVotes[t] {
+		votes = append(votes, v)
+	}
+	a.mu.Unlock()
+	doc, err := pki.ComputeDocument(t, a.params, votes, a.authorities, a.threshold)
+	var raw []byte
+	if err == nil {
+		raw, err = doc.Marshal()
+	}
+	if err != nil {
+		a.fail(t, err)
+		return nil, nil
+	}
+	sd := &pki.SignedDocument{Raw: raw, Document: doc}
+	if err := sd.AddSignature(pki.SignDocument(raw, a.id)); err != nil {
+		return nil, err
+	}
+	if err := a.store.PutDocument(t, sd.Marshal()); err != nil {
+		return nil, err
+	}
+	a.m.computed.Inc()
+	a.log.Info("document computed and signed", "epoch", t, "votes", len(votes), "nodes", len(doc.Nodes))
+	return sd, nil
+}
+
+// collectSignatures adds peers' signatures that verify on this authority's document for t.
+func (a *Authority) collectSignatures(ctx context.Context, t pki.Epoch, sd *pki.SignedDocument) {
+	var mu sync.Mutex
+	added := 0
+	var wg sync.WaitGroup
+	for _, p := range a.peers {
+		if slices.ContainsFunc(sd.Signatures, func(s pki.Signature) bool { return s.Authority.Equal(p.Identity) }) {
+			continue
+		}
+		wg.Go(func() {
+			b, err := a.get(ctx, p, "/v1/signature/", t, pki.SignatureSize)
+			if err != nil {
+				a.peerError(p, "signature", t, err)
+				return
+			}
+			s, err := pki.ParseSignature(b)
+			switch {
+			case err != nil:
+			case !s.Authority.Equal(p.Identity):
+				err = fmt.Errorf("signature by %s, not by the peer's key", s.Authority)
+			case !s.Verify(sd.Raw):
+				err = errors.New("the peer signed a different document (it saw different votes)")
+			}
+			if err != nil {
+				a.peerError(p, "signature", t, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if sd.AddSignature(s) == nil {
+				added++
+			}
+		})
+	}
+	wg.Wait()
+	if added == 0 {
+		return
+	}
+	if err := a.store.PutDocument(t, sd.Marshal()); err != nil {
+		a.log.Error("storing signatures", "epoch", t, "err", err)
+		return
+	}
+	a.log.Info("signatures collected", "epoch", t, "signatures", len(sd.Signatures), "threshold", a.threshold)
+}
+
+// adoptPeerDocument replaces this authority's document for t by a peer's that carries threshold
+// valid signatures, so that an authority that computed a different document (it was down or saw
+// other votes) still serves the one the network agreed on.
+func (a *Authority) adoptPeerDocument(ctx context.Context, t pki.Epoch) {
+	for _, p := range a.peers {
+		b, err := a.get(ctx, p, "/v1/consensus/", t, pki.MaxDocumentSize)
+		if err != nil {
+			continue // 404 until the peer has threshold signatures
+		}
+		sd, err := pki.Verify(b, t, a.authorities, a.threshold)
+		if err == nil && !sd.Document.Parameters.Equal(a.params) {
+			err = errors.New("its parameters differ from this authority's")
+		}
+		if err != nil {
+			a.peerError(p, "document", t, err)
+			continue
+		}
+		// Keep only the signatures that verify, so what is stored is what Document serves.
+		good := &pki.SignedDocument{Raw: sd.Raw, Document: sd.Document}
+		for _, s := range sd.Signatures {
+			if slices.ContainsFunc(a.authorities, s.Authority.Equal) && s.Verify(sd.Raw) {
+				if err := good.AddSignature(s); err != nil {
+					return
+				}
+			}
+		}
+		if err := a.store.PutDocument(t, good.Marshal()); err != nil {
+			a.log.Error("storing adopted document", "epoch", t, "err", err)
+			return
+		}
+		a.log.Warn("adopted a peer's document: this authority's own differed or lacked signatures", "epoch", t, "peer", p.URL, "signatures", len(good.Signatures))
+		return
+	}
+}
+
+// get fetches base/path/t from a peer, reading at most limit bytes.
+func (a *Authority) get(ctx context.Context, p Peer, path string, t pki.Epoch, limit int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.URL+path+strconv.FormatUint(uint64(t), 10), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		return nil, fmt.Errorf("HTTP %s: %s", resp.Status, bytes.TrimSpace(msg))
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("answer over %d bytes", limit)
+	}
+	return b, nil
+}
+
+func (a *Authority) peerError(p Peer, what string, t pki.Epoch, err error) {
+	a.m.peerErrors.WithLabelValues(what).Inc()
+	a.log.Debug("peer fetch failed", "peer", p.URL, "what", what, "epoch", t, "err", err)
+}
+
+// prune drops state older than it is useful, once per epoch.
+func (a *Authority) prune(e pki.Epoch) {
+	a.mu.Lock()
+	if a.pruned == e {
+		a.mu.Unlock()
+		return
+	}
+	a.pruned = e
+	for t := range a.peerVotes {
+		if t < e {
+			delete(a.peerVotes, t)
+		}
+	}
+	for t := range a.failures {
+		if t+3 < e {
+			delete(a.failures, t)
+		}
+	}
+	a.mu.Unlock()
+	if err := a.store.PruneDescriptors(e); err != nil {
+		a.log.Error("pruning descriptors", "err", err)
+	}
+	if e > 3 {
+		if err := a.store.PruneEpochs(e - 3); err != nil {
+			a.log.Error("pruning documents", "err", err)
+		}
+	}
+}

@@ -1,0 +1,274 @@
+// Package config reads the directory authority's TOML configuration strictly: an unknown key is
+// an error naming it, the version must be known, defaults come from Default, and every scalar key
+// can be overridden from the environment as PANORAMIX_DIRECTORY_<KEY> (nested keys joined by
+// "_", for example PANORAMIX_DIRECTORY_PARAMETERS_LAMBDA_P).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+)
+
+// Version is the configuration format version this package reads.
+const Version = 1
+
+// EnvPrefix prefixes environment overrides.
+const EnvPrefix = "PANORAMIX_DIRECTORY"
+
+// Config is the directory authority's configuration.
+type Config struct {
+	Version int `mapstructure:"version"`
+	// IdentityKeyFile holds this authority's Ed25519 identity key (mixctl dir keygen writes it).
+	IdentityKeyFile string `mapstructure:"identity_key_file"`
+	// DataDir holds the bbolt store.
+	DataDir string `mapstructure:"data_dir"`
+	// ListenAddress is the public HTTP API's host:port.
+	ListenAddress string `mapstructure:"listen_address"`
+	// AdminAddress is the admin API's host:port; it must be a loopback address.
+	AdminAddress string `mapstructure:"admin_address"`
+	// Threshold is how many authority signatures a document needs.
+	Threshold int `mapstructure:"threshold"`
+	// Approved lists node identity keys approved in the file, in addition to those approved with
+	// mixctl dir approve.
+	Approved []string `mapstructure:"approved"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel   string     `mapstructure:"log_level"`
+	Parameters Parameters `mapstructure:"parameters"`
+	// Peers are the other authorities.
+	Peers []Peer `mapstructure:"peers"`
+}
+
+// Parameters are the consensus parameters (docs/spec/pki.md section 3). Every authority must
+// configure the same values or no document is made.
+type Parameters struct {
+	EpochLength time.Duration `mapstructure:"epoch_length"`
+	Hops        int           `mapstructure:"hops"`
+	PayloadSize int           `mapstructure:"payload_size"`
+	LambdaP     float64       `mapstructure:"lambda_p"`
+	LambdaL     float64       `mapstructure:"lambda_l"`
+	LambdaD     float64       `mapstructure:"lambda_d"`
+	LambdaM     float64       `mapstructure:"lambda_m"`
+	MeanDelay   time.Duration `mapstructure:"mean_delay"`
+	MaxDelay    time.Duration `mapstructure:"max_delay"`
+}
+
+// Peer is another authority.
+type Peer struct {
+	// Identity is its identity public key in hex.
+	Identity string `mapstructure:"identity"`
+	// URL is its public API base URL, for example http://192.0.2.10:7000.
+	URL string `mapstructure:"url"`
+}
+
+// Default returns the defaults: a single authority (the embedded default) on loopback with the
+// consensus defaults of pki.DefaultParameters.
+func Default() Config {
+	p := pki.DefaultParameters()
+	return Config{
+		Version:         Version,
+		IdentityKeyFile: "authority.key",
+		DataDir:         "directory-data",
+		ListenAddress:   "127.0.0.1:7000",
+		AdminAddress:    "127.0.0.1:7001",
+		Threshold:       1,
+		LogLevel:        "info",
+		Parameters: Parameters{
+			EpochLength: p.EpochLength,
+			Hops:        p.Geometry.Hops,
+			PayloadSize: p.Geometry.PayloadSize,
+			LambdaP:     p.LambdaP,
+			LambdaL:     p.LambdaL,
+			LambdaD:     p.LambdaD,
+			LambdaM:     p.LambdaM,
+			MeanDelay:   p.MeanDelay,
+			MaxDelay:    p.MaxDelay,
+		},
+	}
+}
+
+// Load reads the file at path, applies defaults and environment overrides, resolves relative
+// paths against the file's directory, and validates the result.
+func Load(path string) (*Config, error) {
+	v := viper.New()
+	v.SetConfigFile(path)
+	v.SetConfigType("toml")
+	setDefaults(v, Default())
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if err := v.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
+		dc.ErrorUnused = true
+	}); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	for _, p := range []*string{&c.IdentityKeyFile, &c.DataDir} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// setDefaults registers every scalar key with its default, which also lets AutomaticEnv
+// override it. version has no default: a file must say which format it is in.
+func setDefaults(v *viper.Viper, d Config) {
+	v.SetDefault("identity_key_file", d.IdentityKeyFile)
+	v.SetDefault("data_dir", d.DataDir)
+	v.SetDefault("listen_address", d.ListenAddress)
+	v.SetDefault("admin_address", d.AdminAddress)
+	v.SetDefault("threshold", d.Threshold)
+	v.SetDefault("log_level", d.LogLevel)
+	p := d.Parameters
+	v.SetDefault("parameters.epoch_length", p.EpochLength)
+	v.SetDefault("parameters.hops", p.Hops)
+	v.SetDefault("parameters.payload_size", p.PayloadSize)
+	v.SetDefault("parameters.lambda_p", p.LambdaP)
+	v.SetDefault("parameters.lambda_l", p.LambdaL)
+	v.SetDefault("parameters.lambda_d", p.LambdaD)
+	v.SetDefault("parameters.lambda_m", p.LambdaM)
+	v.SetDefault("parameters.mean_delay", p.MeanDelay)
+	v.SetDefault("parameters.max_delay", p.MaxDelay)
+}
+
+// Validate checks every field; errors name the key.
+func (c *Config) Validate() error {
+	if c.Version != Version {
+		return fmt.Errorf("version = %d: this program reads version %d (a file must set it)", c.Version, Version)
+	}
+	if c.IdentityKeyFile == "" {
+		return errors.New("identity_key_file is empty: create a key with `mixctl dir keygen` and name it here")
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir is empty")
+	}
+	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
+		return fmt.Errorf("listen_address %q: %w", c.ListenAddress, err)
+	}
+	if err := checkLoopback(c.AdminAddress); err != nil {
+		return fmt.Errorf("admin_address: %w", err)
+	}
+	if _, err := c.LogLevelValue(); err != nil {
+		return err
+	}
+	if _, err := c.ApprovedKeys(); err != nil {
+		return err
+	}
+	if _, err := c.PKIParameters(); err != nil {
+		return err
+	}
+	peers, err := c.PeerList()
+	if err != nil {
+		return err
+	}
+	if n := len(peers) + 1; c.Threshold < 1 || c.Threshold > n {
+		return fmt.Errorf("threshold = %d: must be between 1 and the number of authorities (%d: this one and %d peers)", c.Threshold, n, len(peers))
+	}
+	return nil
+}
+
+// checkLoopback accepts host:port where host is a loopback IP or "localhost".
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: the admin API must listen on a loopback address (127.0.0.1 or [::1]) so only local users reach it", addr)
+	}
+	return nil
+}
+
+// LogLevelValue returns log_level as a slog.Level.
+func (c *Config) LogLevelValue() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("log_level = %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return l, nil
+}
+
+// ApprovedKeys parses approved.
+func (c *Config) ApprovedKeys() ([]keys.IdentityPublicKey, error) {
+	var out []keys.IdentityPublicKey
+	for i, s := range c.Approved {
+		k, err := keys.ParseIdentityPublicKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("approved[%d]: %w", i, err)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// PKIParameters converts and validates the parameters table.
+func (c *Config) PKIParameters() (pki.Parameters, error) {
+	p := c.Parameters
+	out := pki.Parameters{
+		Geometry:    sphinx.Geometry{Hops: p.Hops, PayloadSize: p.PayloadSize},
+		LambdaP:     p.LambdaP,
+		LambdaL:     p.LambdaL,
+		LambdaD:     p.LambdaD,
+		LambdaM:     p.LambdaM,
+		MeanDelay:   p.MeanDelay,
+		MaxDelay:    p.MaxDelay,
+		EpochLength: p.EpochLength,
+	}
+	if err := out.Validate(); err != nil {
+		return out, fmt.Errorf("[parameters]: %w", err)
+	}
+	return out, nil
+}
+
+// PeerAuthority is a parsed peer.
+type PeerAuthority struct {
+	Identity keys.IdentityPublicKey
+	URL      string
+}
+
+// PeerList parses peers; identities must be distinct.
+func (c *Config) PeerList() ([]PeerAuthority, error) {
+	var out []PeerAuthority
+	for i, p := range c.Peers {
+		k, err := keys.ParseIdentityPublicKey(p.Identity)
+		if err != nil {
+			return nil, fmt.Errorf("peers[%d].identity: %w", i, err)
+		}
+		u, err := url.Parse(p.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("peers[%d].url = %q: want http://host:port or https://host:port", i, p.URL)
+		}
+		for j, o := range out {
+			if o.Identity.Equal(k) {
+				return nil, fmt.Errorf("peers[%d].identity repeats peers[%d]", i, j)
+			}
+		}
+		out = append(out, PeerAuthority{Identity: k, URL: strings.TrimRight(p.URL, "/")})
+	}
+	return out, nil
+}
