@@ -1,44 +1,58 @@
-// Command mixd will be the PANORAMIX mix node and provider daemon (DESIGN.md section 2): in role
-// "mix" it unwraps, delays and forwards Sphinx packets in one layer of the mixnet; in role
-// "provider" it is the entry and exit point that holds user accounts, queues and services.
+// Command mixd is the PANORAMIX mix node and provider daemon (DESIGN.md section 2): in role
+// "mix" it unwraps, delays and forwards Sphinx packets in one layer of the mixnet and sends its
+// own loop cover traffic; in role "provider" it is also the entry and exit point that holds user
+// accounts, per-user queues and services.
 //
-// That capability is not built yet (issue 4 builds it). Until then this program only answers
-// --version and --help, and refuses everything else.
+//	mixd --config FILE          run the node
+//	mixd --config FILE --print-identity
+//	                            create the node's keys if needed, print its identity key (for
+//	                            `mixctl dir approve`) and exit
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/node"
 	"github.com/panoramix-mixnet/panoramix/pkg/version"
 )
 
 const name = "mixd"
 
-const usage = `Usage: mixd --version | --help
+const usage = `Usage: mixd --config FILE [--print-identity]
+       mixd --version | --help
 
-mixd will be the PANORAMIX mix node and provider daemon. It is not built yet:
-issue 4 ("mixd: links, mix nodes, providers, services and the local testnet
-harness") builds it. Until then only these options work:
+mixd runs a PANORAMIX mix node or provider, as the configuration's role says
+(see configs/mixd-*.toml for commented examples).
 
-  --version   print the version and exit
-  --help, -h  print this help and exit
+  --config FILE       the TOML configuration
+  --print-identity    create the node's keys in data_dir if missing, print the
+                      identity key (approve it with 'mixctl dir approve') and exit
+  --version           print the version and exit
+  --help, -h          print this help and exit
+
+Stop it with SIGINT or SIGTERM; it shuts down cleanly.
 `
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run parses args and returns the process exit code: 0 for --version and --help, 2 for anything
-// else, because nothing else is implemented.
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {} // help goes to stdout below; errors get a one-line hint instead
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {}
+	showVersion := fs.Bool("version", false, "")
+	cfgPath := fs.String("config", "", "")
+	printID := fs.Bool("print-identity", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -49,13 +63,48 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "%s: unexpected argument %q: only --version and --help are implemented (issue 4 builds the daemon)\n", name, fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q; run '%s --help' for usage\n", name, fs.Arg(0), name)
 		return 2
 	case *showVersion:
 		fmt.Fprintf(stdout, "%s %s\n", name, version.Version)
 		return 0
-	default:
-		fmt.Fprintf(stderr, "%s: the daemon is not built yet (issue 4 builds it); only --version and --help work\n", name)
+	case *cfgPath == "":
+		fmt.Fprintf(stderr, "%s: --config FILE is required; run '%s --help' for usage\n", name, name)
 		return 2
 	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	if *printID {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return 1
+		}
+		id, link, err := node.LoadOrCreateKeys(cfg.DataDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return 1
+		}
+		fmt.Fprintln(stdout, id.Public())
+		id.Wipe()
+		link.Wipe()
+		return 0
+	}
+	level, _ := cfg.LogLevelValue()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	n, err := node.New(cfg, node.Options{Logger: log})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := n.Run(ctx); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
 }

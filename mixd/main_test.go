@@ -2,47 +2,71 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/version"
 )
 
-func TestRun(t *testing.T) {
-	help := []string{"not built yet", "issue 4", "--version"}
-	tests := []struct {
-		args       []string
-		code       int
-		stdoutHas  []string // empty: stdout must be empty
-		stderrNone bool
+func TestRunArguments(t *testing.T) {
+	for _, tt := range []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
 	}{
-		{args: []string{"--version"}, code: 0, stdoutHas: []string{"mixd " + version.Version + "\n"}, stderrNone: true},
-		{args: []string{"--help"}, code: 0, stdoutHas: help, stderrNone: true},
-		{args: []string{"-h"}, code: 0, stdoutHas: help, stderrNone: true},
-		{args: nil, code: 2},
-		{args: []string{"--listen", "127.0.0.1:0"}, code: 2},
-		{args: []string{"serve"}, code: 2},
-		{args: []string{"--version", "extra"}, code: 2},
-	}
-	for _, tt := range tests {
+		{[]string{"--version"}, 0, "mixd " + version.Version + "\n", ""},
+		{[]string{"--help"}, 0, "--config FILE", ""},
+		{[]string{"-h"}, 0, "--print-identity", ""},
+		{nil, 2, "", "--config FILE is required"},
+		{[]string{"--bogus"}, 2, "", "--help"},
+		{[]string{"serve"}, 2, "", "unexpected argument"},
+		{[]string{"--config", "/nonexistent/mixd.toml"}, 1, "", "/nonexistent/mixd.toml"},
+	} {
 		var stdout, stderr bytes.Buffer
 		code := run(tt.args, &stdout, &stderr)
-		if code != tt.code {
-			t.Errorf("run(%q) = %d, want %d (stderr %q)", tt.args, code, tt.code, stderr.String())
+		if code != tt.code || !strings.Contains(stdout.String(), tt.stdout) || !strings.Contains(stderr.String(), tt.stderr) {
+			t.Errorf("run(%q) = %d, stdout %q, stderr %q", tt.args, code, stdout.String(), stderr.String())
 		}
-		if len(tt.stdoutHas) == 0 && stdout.Len() != 0 {
-			t.Errorf("run(%q) wrote %q to stdout, want nothing", tt.args, stdout.String())
-		}
-		for _, s := range tt.stdoutHas {
-			if !strings.Contains(stdout.String(), s) {
-				t.Errorf("run(%q) stdout %q does not contain %q", tt.args, stdout.String(), s)
-			}
-		}
-		if tt.stderrNone && stderr.Len() != 0 {
-			t.Errorf("run(%q) wrote %q to stderr, want nothing", tt.args, stderr.String())
-		}
-		if tt.code != 0 && stderr.Len() == 0 {
-			t.Errorf("run(%q) failed with code %d but explained nothing on stderr", tt.args, tt.code)
-		}
+	}
+}
+
+func TestPrintIdentityIsStable(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mixd.toml")
+	os.WriteFile(cfg, []byte(`version = 1
+role = "mix"
+data_dir = "data"
+[directory]
+authorities = ["`+strings.Repeat("0", 63)+`1"]
+`), 0o644)
+	var out1, out2, errb bytes.Buffer
+	if code := run([]string{"--config", cfg, "--print-identity"}, &out1, &errb); code != 1 || !strings.Contains(errb.String(), "authorities[0]") {
+		// An invalid authority key must be refused with the key's path in the message.
+		t.Fatalf("bad authority accepted: %d %q", code, errb.String())
+	}
+	id, err := keys.GenerateIdentityKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(cfg, []byte(`version = 1
+role = "mix"
+data_dir = "data"
+[directory]
+authorities = ["`+id.Public().String()+`"]
+`), 0o644)
+	errb.Reset()
+	if code := run([]string{"--config", cfg, "--print-identity"}, &out1, &errb); code != 0 {
+		t.Fatalf("print-identity: %d %s", code, errb.String())
+	}
+	if code := run([]string{"--config", cfg, "--print-identity"}, &out2, &errb); code != 0 || out1.String() != out2.String() {
+		t.Fatalf("identity changed between runs: %q %q", out1.String(), out2.String())
+	}
+	if _, err := keys.ParseIdentityPublicKey(strings.TrimSpace(out1.String())); err != nil {
+		t.Fatalf("printed identity does not parse: %v", err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
 
 // Version is the configuration format version this package reads.
@@ -44,9 +45,20 @@ type Config struct {
 	// AdminAddress serves the provider's admin API (users); loopback only; empty disables it.
 	AdminAddress string `mapstructure:"admin_address"`
 	// LogLevel is debug, info, warn or error.
-	LogLevel  string    `mapstructure:"log_level"`
-	Directory Directory `mapstructure:"directory"`
-	Provider  Provider  `mapstructure:"provider"`
+	LogLevel string `mapstructure:"log_level"`
+	// MaxPacketRate is the most packets per second the node is sized for; it sizes the
+	// replay filter of each epoch key (rate times the key's lifetime).
+	MaxPacketRate int       `mapstructure:"max_packet_rate"`
+	Sphinx        Sphinx    `mapstructure:"sphinx"`
+	Directory     Directory `mapstructure:"directory"`
+	Provider      Provider  `mapstructure:"provider"`
+}
+
+// Sphinx is the packet geometry; it must match the consensus parameters (the node refuses to
+// process packets under a document whose geometry hash differs).
+type Sphinx struct {
+	Hops        int `mapstructure:"hops"`
+	PayloadSize int `mapstructure:"payload_size"`
 }
 
 // Directory says where the consensus comes from and whom to trust.
@@ -81,6 +93,8 @@ func Default() Config {
 		DataDir:       "mixd-data",
 		ListenAddress: "127.0.0.1:30000",
 		LogLevel:      "info",
+		MaxPacketRate: 2000,
+		Sphinx:        Sphinx{Hops: sphinx.DefaultGeometry().Hops, PayloadSize: sphinx.DefaultGeometry().PayloadSize},
 		Directory: Directory{
 			URLs:        []string{"http://127.0.0.1:7000"},
 			Threshold:   1,
@@ -100,6 +114,7 @@ func Load(path string) (*Config, error) {
 	for k, val := range map[string]any{
 		"version": d.Version, "role": d.Role, "data_dir": d.DataDir, "listen_address": d.ListenAddress,
 		"metrics_address": d.MetricsAddress, "admin_address": d.AdminAddress, "log_level": d.LogLevel,
+		"max_packet_rate": d.MaxPacketRate, "sphinx.hops": d.Sphinx.Hops, "sphinx.payload_size": d.Sphinx.PayloadSize,
 		"directory.urls": d.Directory.URLs, "directory.threshold": d.Directory.Threshold,
 		"directory.epoch_length": d.Directory.EpochLength, "provider.user_rate": d.Provider.UserRate,
 		"provider.user_burst": d.Provider.UserBurst, "provider.queue_limit": d.Provider.QueueLimit,
@@ -162,6 +177,12 @@ func (c *Config) Validate() error {
 	if _, err := c.LogLevelValue(); err != nil {
 		return err
 	}
+	if err := c.Geometry().Validate(); err != nil {
+		return fmt.Errorf("[sphinx]: %w", err)
+	}
+	if c.MaxPacketRate < 1 || c.MaxPacketRate > 1000000 {
+		return fmt.Errorf("max_packet_rate = %d: want 1 to 1000000", c.MaxPacketRate)
+	}
 	if err := c.Directory.validate(); err != nil {
 		return err
 	}
@@ -215,6 +236,11 @@ func (d *Directory) AuthorityKeys() ([]keys.IdentityPublicKey, error) {
 		out = append(out, k)
 	}
 	return out, nil
+}
+
+// Geometry is the configured Sphinx geometry.
+func (c *Config) Geometry() sphinx.Geometry {
+	return sphinx.Geometry{Hops: c.Sphinx.Hops, PayloadSize: c.Sphinx.PayloadSize}
 }
 
 // RoleValue parses role.

@@ -1,0 +1,99 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/provider"
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+)
+
+// MaxAdminBody bounds admin API request bodies.
+const MaxAdminBody = 64 << 10
+
+// UserRequest is the body of POST /admin/v1/users.
+type UserRequest struct {
+	Name       string `json:"name"`
+	LinkKey    string `json:"link_key"`
+	QuotaBytes int64  `json:"quota_bytes"`
+}
+
+// Status is the body of GET /admin/v1/status.
+type Status struct {
+	Identity string `json:"identity"`
+	Role     string `json:"role"`
+	Listen   string `json:"listen"`
+	Epoch    uint64 `json:"epoch"`
+	HaveDoc  bool   `json:"have_document"`
+}
+
+// adminHandler serves the provider's admin API (loopback only, see config):
+// GET /admin/v1/status, GET/POST /admin/v1/users, DELETE /admin/v1/users/{name}.
+func (n *Node) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /admin/v1/status", func(w http.ResponseWriter, r *http.Request) {
+		v := n.follow.view()
+		writeJSON(w, http.StatusOK, Status{Identity: n.Identity().String(), Role: n.role.String(), Listen: fmt.Sprint(n.addr), Epoch: uint64(v.epoch), HaveDoc: v.current() != nil})
+	})
+	mux.HandleFunc("GET /admin/v1/users", func(w http.ResponseWriter, r *http.Request) {
+		users, err := n.store.Users()
+		if err != nil {
+			httpError(w, http.StatusInternalServerError, err)
+			return
+		}
+		if users == nil {
+			users = []provider.User{}
+		}
+		writeJSON(w, http.StatusOK, users)
+	})
+	mux.HandleFunc("POST /admin/v1/users", func(w http.ResponseWriter, r *http.Request) {
+		var req UserRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxAdminBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			httpError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+			return
+		}
+		k, err := keys.ParseLinkPublicKey(strings.TrimSpace(req.LinkKey))
+		if err != nil {
+			httpError(w, http.StatusBadRequest, fmt.Errorf("link_key: %w", err))
+			return
+		}
+		u := provider.User{Name: req.Name, LinkKey: k, QuotaBytes: req.QuotaBytes}
+		if err := n.store.AddUser(u); err != nil {
+			code := http.StatusBadRequest
+			if errors.Is(err, provider.ErrUserExists) {
+				code = http.StatusConflict
+			}
+			httpError(w, code, err)
+			return
+		}
+		created, _ := n.store.User(u.Name)
+		writeJSON(w, http.StatusCreated, created)
+	})
+	mux.HandleFunc("DELETE /admin/v1/users/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if err := n.store.RemoveUser(r.PathValue("name")); err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, provider.ErrUnknownUser) {
+				code = http.StatusNotFound
+			}
+			httpError(w, code, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func httpError(w http.ResponseWriter, code int, err error) {
+	http.Error(w, err.Error(), code)
+}

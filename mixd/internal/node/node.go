@@ -1,0 +1,822 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/provider"
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+	"github.com/panoramix-mixnet/panoramix/pkg/replay"
+	"github.com/panoramix-mixnet/panoramix/pkg/service"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+	"github.com/panoramix-mixnet/panoramix/pkg/wire"
+)
+
+// Options are what New needs besides the configuration.
+type Options struct {
+	Logger *slog.Logger
+	// Transport carries the links; TCP when nil.
+	Transport wire.Transport
+	// Services are the provider's services besides the built-in loop service.
+	Services []service.Service
+}
+
+// Node is one running mixd.
+type Node struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	role      pki.Role
+	transport wire.Transport
+	geometry  sphinx.Geometry
+	sph       *sphinx.Sphinx
+	clock     pki.Clock
+	grace     time.Duration
+
+	identity *keys.IdentityPrivateKey
+	link     *keys.LinkPrivateKey
+	ekeys    *epochKeys
+	pkic     *pki.Client
+	follow   *follower
+
+	// Provider only.
+	store    *provider.Store
+	services map[string]service.Service
+
+	in    chan inbound
+	sched *scheduler[*job]
+	due   chan *job
+
+	peersMu sync.Mutex
+	peers   map[keys.IdentityPublicKey]*peerLink
+
+	limitsMu sync.Mutex
+	limits   map[string]*tokenBucket
+
+	reg *prometheus.Registry
+	m   metrics
+
+	ready chan struct{} // closed once the listener is up
+	addr  net.Addr
+}
+
+type inbound struct {
+	pkt  []byte
+	user string // the client user that sent it, on a provider
+}
+
+type job struct {
+	u      *sphinx.Unwrapped
+	filter *replay.Filter
+	seq    replay.Seq
+}
+
+type peerLink struct {
+	peer   *wire.Peer
+	link   keys.LinkPublicKey
+	addr   string
+	cancel context.CancelFunc
+}
+
+// DefaultGrace is the longest a node keeps using the previous epoch's key after a boundary.
+func graceFor(epochLength time.Duration) time.Duration {
+	g := 60 * time.Second
+	if half := epochLength / 2; half < g {
+		g = half
+	}
+	return g
+}
+
+// New loads or creates the node's keys and opens its stores. It does not start anything.
+func New(cfg *config.Config, opts Options) (*Node, error) {
+	role, err := cfg.RoleValue()
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tr := opts.Transport
+	if tr == nil {
+		tr = wire.TCP
+	}
+	g := cfg.Geometry()
+	sph, err := sphinx.New(g)
+	if err != nil {
+		return nil, err
+	}
+	clock, err := pki.NewClock(cfg.Directory.EpochLength)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	identity, link, err := LoadOrCreateKeys(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	auth, _ := cfg.Directory.AuthorityKeys()
+	pkic, err := pki.NewClient(pki.ClientConfig{URLs: cfg.Directory.URLs, Authorities: auth, Threshold: cfg.Directory.Threshold, EpochLength: cfg.Directory.EpochLength, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	grace := graceFor(cfg.Directory.EpochLength)
+	capacity := uint64(cfg.MaxPacketRate) * uint64((cfg.Directory.EpochLength+grace).Seconds()+1)
+	ek, err := newEpochKeys(filepath.Join(cfg.DataDir, "epochs"), clock, grace, capacity)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg: cfg, log: log, role: role, transport: tr, geometry: g, sph: sph, clock: clock, grace: grace,
+		identity: identity, link: link, ekeys: ek, pkic: pkic, follow: newFollower(pkic, g.Hash(), log),
+		services: map[string]service.Service{},
+		in:       make(chan inbound, 4096),
+		sched:    newScheduler[*job](1 << 18),
+		due:      make(chan *job, 1024),
+		peers:    map[keys.IdentityPublicKey]*peerLink{},
+		limits:   map[string]*tokenBucket{},
+		reg:      prometheus.NewRegistry(),
+		ready:    make(chan struct{}),
+	}
+	n.m = newMetrics(n.reg, n.sched.Len)
+	if role == pki.RoleProvider {
+		if n.store, err = provider.OpenStore(filepath.Join(cfg.DataDir, "provider.db")); err != nil {
+			return nil, err
+		}
+		for _, s := range append([]service.Service{service.Loop{}}, opts.Services...) {
+			if !service.NamePattern.MatchString(s.Name()) || s.Name() == queueService {
+				return nil, fmt.Errorf("service name %q is not allowed", s.Name())
+			}
+			n.services[s.Name()] = s
+		}
+	}
+	return n, nil
+}
+
+// queueService is the built-in service that puts data into a user's queue.
+const queueService = "queue"
+
+// LoadOrCreateKeys returns the node's identity and link keys from dataDir, creating them on
+// first start.
+func LoadOrCreateKeys(dataDir string) (*keys.IdentityPrivateKey, *keys.LinkPrivateKey, error) {
+	idPath, linkPath := filepath.Join(dataDir, "identity.key"), filepath.Join(dataDir, "link.key")
+	id, err := keys.LoadIdentityKey(idPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if id, err = keys.GenerateIdentityKey(rand.Reader); err == nil {
+			err = keys.SaveIdentityKey(idPath, id)
+		}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	link, err := keys.LoadLinkKey(linkPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		if link, err = keys.GenerateLinkKey(rand.Reader); err == nil {
+			err = keys.SaveLinkKey(linkPath, link)
+		}
+	}
+	if err != nil {
+		id.Wipe()
+		return nil, nil, err
+	}
+	return id, link, nil
+}
+
+// Identity is the node's identity public key (its node ID).
+func (n *Node) Identity() keys.IdentityPublicKey { return n.identity.Public() }
+
+// LinkKey is the node's link public key.
+func (n *Node) LinkKey() keys.LinkPublicKey { return n.link.Public() }
+
+// Store is the provider's user store (nil on a mix).
+func (n *Node) Store() *provider.Store { return n.store }
+
+// Registry is the node's metrics registry.
+func (n *Node) Registry() *prometheus.Registry { return n.reg }
+
+// Run starts everything and returns when ctx is cancelled (nil) or a component fails.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.close()
+	if _, err := n.ekeys.update(time.Now()); err != nil {
+		return err
+	}
+	ln, err := n.transport.Listen(n.cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen_address %s: %w", n.cfg.ListenAddress, err)
+	}
+	n.addr = ln.Addr()
+	srv, err := wire.NewServer(wire.ServerConfig{
+		Geometry: n.geometry, Key: n.link, Authorize: n.authorize, Handle: n.handle,
+		Logger: n.log, Transport: n.transport,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 8)
+	goRun := func(name string, f func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	goRun("links", func() error { return srv.Serve(ctx, ln) })
+	goRun("consensus", func() error { n.follow.Run(ctx, n.pollInterval()); return nil })
+	goRun("epochs", func() error { return n.epochLoop(ctx) })
+	goRun("scheduler", func() error {
+		left := n.sched.Run(ctx, n.due)
+		n.m.dropped.WithLabelValues("shutdown").Add(float64(len(left)))
+		return nil
+	})
+	workers := runtime.GOMAXPROCS(0)
+	for range workers {
+		goRun("unwrap", func() error { n.unwrapLoop(ctx); return nil })
+	}
+	for range 2 * workers {
+		goRun("dispatch", func() error { n.dispatchLoop(ctx); return nil })
+	}
+	if n.role == pki.RoleMix {
+		goRun("cover", func() error { n.coverLoop(ctx); return nil })
+	}
+	if n.cfg.MetricsAddress != "" {
+		goRun("metrics", func() error { return serveHTTP(ctx, n.cfg.MetricsAddress, n.metricsHandler()) })
+	}
+	if n.store != nil && n.cfg.AdminAddress != "" {
+		goRun("admin", func() error { return serveHTTP(ctx, n.cfg.AdminAddress, n.adminHandler()) })
+	}
+	close(n.ready)
+	n.log.Info("mixd running", "role", n.role, "identity", n.Identity(), "listen", n.addr, "geometry", n.geometry)
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		n.log.Error("mixd stopping", "err", runErr)
+	}
+	cancel()
+	wg.Wait()
+	n.stopPeers()
+	return runErr
+}
+
+// Addr is the listener's address once Run has started it.
+func (n *Node) Addr(ctx context.Context) (net.Addr, error) {
+	select {
+	case <-n.ready:
+		return n.addr, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (n *Node) pollInterval() time.Duration {
+	d := n.clock.Length() / 10
+	return min(max(d, 200*time.Millisecond), 10*time.Second)
+}
+
+func (n *Node) close() {
+	if err := n.ekeys.close(); err != nil {
+		n.log.Error("closing replay filters", "err", err)
+	}
+	if n.store != nil {
+		n.store.Close()
+	}
+	n.identity.Wipe()
+	n.link.Wipe()
+}
+
+// epochLoop rotates Sphinx keys and publishes the descriptor: at start, at every epoch
+// boundary, and again shortly after a failed upload.
+func (n *Node) epochLoop(ctx context.Context) error {
+	published := pki.Epoch(math.MaxUint64)
+	for {
+		now := time.Now()
+		cur, err := n.clock.At(now)
+		if err != nil {
+			return err
+		}
+		ek, err := n.ekeys.update(now)
+		if err != nil {
+			return fmt.Errorf("epoch keys: %w", err)
+		}
+		wait := n.clock.End(cur).Sub(now)
+		if published != cur {
+			if err := n.publish(ctx, cur, ek); err != nil {
+				n.log.Warn("descriptor upload failed; retrying", "epoch", cur, "err", err)
+				wait = min(wait, n.pollInterval())
+			} else {
+				published = cur
+				n.log.Info("descriptor published", "epoch", cur)
+			}
+		}
+		// Wake again after the grace period to erase the previous key.
+		if g := n.clock.Start(cur).Add(n.grace).Sub(now); g > 0 && g < wait {
+			wait = g
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait + 5*time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) descriptor(e pki.Epoch, ek []pki.EpochKey) (*pki.Descriptor, error) {
+	d := &pki.Descriptor{
+		Epoch: e, Identity: n.identity.Public(), Link: n.link.Public(), Role: n.role,
+		Addresses:  append([]string(nil), n.cfg.PublishedAddresses()...),
+		SphinxKeys: ek,
+	}
+	sort.Strings(d.Addresses)
+	if n.role == pki.RoleProvider {
+		d.Domains = append([]string(nil), n.cfg.Provider.Domains...)
+		sort.Strings(d.Domains)
+		d.Services = []string{queueService}
+		for name := range n.services {
+			d.Services = append(d.Services, name)
+		}
+		sort.Strings(d.Services)
+	}
+	return d, d.Sign(n.identity)
+}
+
+func (n *Node) publish(ctx context.Context, e pki.Epoch, ek []pki.EpochKey) error {
+	d, err := n.descriptor(e, ek)
+	if err != nil {
+		return err
+	}
+	body, err := d.Marshal()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	ok := 0
+	for _, u := range n.cfg.Directory.URLs {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		req, err := http.NewRequestWithContext(rctx, http.MethodPost, u+"/v1/descriptor", bytes.NewReader(body))
+		if err != nil {
+			cancel()
+			return err
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := http.DefaultClient.Do(req)
+		cancel()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		msg := readSmall(resp)
+		if resp.StatusCode != http.StatusOK {
+			errs = append(errs, fmt.Errorf("%s: %s: %s", u, resp.Status, msg))
+			continue
+		}
+		ok++
+	}
+	if ok == 0 {
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+func readSmall(resp *http.Response) string {
+	defer resp.Body.Close()
+	var b [512]byte
+	k, _ := resp.Body.Read(b[:])
+	return string(bytes.TrimSpace(b[:k]))
+}
+
+// authorize admits nodes of the consensus and, on a provider, its users.
+func (n *Node) authorize(k keys.LinkPublicKey) error {
+	if n.follow.view().links[k] {
+		return nil
+	}
+	if n.store != nil {
+		if _, err := n.store.UserByLinkKey(k); err == nil {
+			return nil
+		}
+	}
+	return errors.New("link key is neither a node of the consensus nor a user")
+}
+
+// handle serves one authenticated link.
+func (n *Node) handle(ctx context.Context, c *wire.Conn) {
+	var user string
+	if !n.follow.view().links[c.Peer()] && n.store != nil {
+		u, err := n.store.UserByLinkKey(c.Peer())
+		if err != nil {
+			return
+		}
+		user = u.Name
+	}
+	for {
+		f, err := c.ReadFrame()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				n.log.Debug("link closed", "peer", c.Peer(), "err", err)
+			}
+			return
+		}
+		switch f.Cmd {
+		case wire.CmdSendPacket:
+			from := "node"
+			if user != "" {
+				from = "client"
+				if !n.allow(user) {
+					n.m.dropped.WithLabelValues("rate_limit").Inc()
+					continue
+				}
+			}
+			n.m.received.WithLabelValues(from).Inc()
+			select {
+			case n.in <- inbound{pkt: f.Body, user: user}:
+			default:
+				n.m.dropped.WithLabelValues("overload").Inc()
+			}
+		case wire.CmdRetrieve:
+			if user == "" {
+				return // only clients retrieve
+			}
+			if err := n.answerRetrieve(c, user, f.Seq); err != nil {
+				n.log.Warn("retrieve failed", "user", user, "err", err)
+				return
+			}
+		case wire.CmdNoOp:
+		case wire.CmdDisconnect:
+			return
+		default:
+			n.log.Debug("unexpected frame", "peer", c.Peer(), "cmd", f.Cmd)
+			return
+		}
+	}
+}
+
+func (n *Node) answerRetrieve(c *wire.Conn, user string, seq uint32) error {
+	it, remaining, err := n.store.Fetch(user, uint64(seq))
+	if err != nil {
+		return err
+	}
+	hint := uint32(min(remaining, math.MaxUint32))
+	if it == nil {
+		return c.WriteFrame(&wire.Frame{Cmd: wire.CmdEmpty, Seq: seq})
+	}
+	f := &wire.Frame{Seq: uint32(it.Seq), QueueHint: hint, Body: it.Body}
+	if it.Kind == provider.ItemReply {
+		f.Cmd = wire.CmdAck
+		f.SURBID = it.SURBID
+	} else {
+		f.Cmd = wire.CmdMessage
+	}
+	return c.WriteFrame(f)
+}
+
+func (n *Node) unwrapLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case in := <-n.in:
+			n.process(in)
+		}
+	}
+}
+
+// process unwraps one packet with the epoch keys it may be for, checks its replay tag and
+// schedules it.
+func (n *Node) process(in inbound) {
+	now := time.Now()
+	for _, ek := range n.ekeys.candidates(now) {
+		u, err := n.sph.Unwrap(ek.key, in.pkt)
+		if errors.Is(err, sphinx.ErrHeaderMAC) {
+			continue // maybe the next candidate key; Unwrap left the packet unchanged
+		}
+		if err != nil {
+			n.m.unwrapErrors.WithLabelValues(errorReason(err)).Inc()
+			n.log.Debug("unwrap failed", "err", err)
+			return
+		}
+		fresh, seq, err := ek.filter.AddSeq(replay.Tag(u.ReplayTag))
+		if err != nil {
+			n.m.dropped.WithLabelValues("replay_filter").Inc()
+			n.log.Error("replay filter", "epoch", ek.epoch, "err", err)
+			return
+		}
+		if !fresh {
+			n.m.replayHits.Inc()
+			return
+		}
+		delay := time.Duration(u.DelayMS) * time.Millisecond
+		if !n.sched.Push(now.Add(delay), &job{u: u, filter: ek.filter, seq: seq}) {
+			n.m.dropped.WithLabelValues("queue_full").Inc()
+		}
+		return
+	}
+	n.m.unwrapErrors.WithLabelValues("header_mac").Inc()
+}
+
+func errorReason(err error) string {
+	for _, c := range []struct {
+		err    error
+		reason string
+	}{{sphinx.ErrLength, "length"}, {sphinx.ErrGroupElement, "group_element"}, {sphinx.ErrCommands, "commands"}, {sphinx.ErrPayloadTag, "payload_tag"}} {
+		if errors.Is(err, c.err) {
+			return c.reason
+		}
+	}
+	return "other"
+}
+
+func (n *Node) dispatchLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-n.due:
+			// Never act on a packet whose replay tag could be forgotten by a crash.
+			if err := j.filter.WaitDurable(ctx, j.seq); err != nil {
+				n.m.dropped.WithLabelValues("replay_filter").Inc()
+				continue
+			}
+			if j.u.NextHop != nil {
+				n.forward(ctx, keys.IdentityPublicKey(*j.u.NextHop), j.u.Packet)
+			} else {
+				n.deliver(ctx, j.u)
+			}
+		}
+	}
+}
+
+// forward sends a packet to a node, or back into this node's own pipeline.
+func (n *Node) forward(ctx context.Context, id keys.IdentityPublicKey, pkt []byte) {
+	if id == n.identity.Public() {
+		select {
+		case n.in <- inbound{pkt: pkt}:
+			n.m.forwarded.Inc()
+		default:
+			n.m.dropped.WithLabelValues("overload").Inc()
+		}
+		return
+	}
+	p := n.peer(ctx, id)
+	if p == nil {
+		n.m.dropped.WithLabelValues("unknown_next_hop").Inc()
+		return
+	}
+	if !p.Send(&wire.Frame{Cmd: wire.CmdSendPacket, Body: pkt}) {
+		n.m.dropped.WithLabelValues("peer_queue").Inc()
+		return
+	}
+	n.m.forwarded.Inc()
+}
+
+// peer returns the outgoing link to a node of the consensus, starting it on first use and
+// restarting it when the node's link key or address changed.
+func (n *Node) peer(ctx context.Context, id keys.IdentityPublicKey) *wire.Peer {
+	nd, ok := n.follow.view().node(id)
+	if !ok || len(nd.Addresses) == 0 {
+		return nil
+	}
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	if pl := n.peers[id]; pl != nil {
+		if pl.link == nd.Link && pl.addr == nd.Addresses[0] {
+			return pl.peer
+		}
+		pl.cancel()
+		delete(n.peers, id)
+	}
+	p, err := wire.NewPeer(wire.PeerConfig{Geometry: n.geometry, Key: n.link, Remote: nd.Link, Addr: nd.Addresses[0], QueueLen: 4096, Transport: n.transport, Logger: n.log})
+	if err != nil {
+		n.log.Error("peer", "node", id, "err", err)
+		return nil
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	n.peers[id] = &peerLink{peer: p, link: nd.Link, addr: nd.Addresses[0], cancel: cancel}
+	go func() {
+		if err := p.Run(pctx); err != nil && pctx.Err() == nil {
+			n.log.Warn("peer link stopped", "node", id, "err", err)
+		}
+	}()
+	return p
+}
+
+func (n *Node) stopPeers() {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for id, pl := range n.peers {
+		pl.cancel()
+		delete(n.peers, id)
+	}
+}
+
+// deliver handles a final hop (docs/spec/services.md section 2).
+func (n *Node) deliver(ctx context.Context, u *sphinx.Unwrapped) {
+	r := u.Recipient
+	if n.role == pki.RoleMix {
+		if r.Service == service.LoopName && r.ID == mixLoopID {
+			n.m.loopsReceived.Inc()
+			return
+		}
+		n.m.dropped.WithLabelValues("final_hop_at_mix").Inc()
+		return
+	}
+	switch {
+	case u.SURBID != nil:
+		n.enqueue(r.ID, &provider.Item{Kind: provider.ItemReply, SURBID: *u.SURBID, Body: u.Payload}, "reply")
+	case r.Service == queueService:
+		_, data, err := service.DecodeEnvelope(u.Payload, n.geometry.SURBSize())
+		if err != nil {
+			n.m.serviceErrors.WithLabelValues(queueService).Inc()
+			return
+		}
+		n.enqueue(r.ID, &provider.Item{Kind: provider.ItemMessage, Body: data}, queueService)
+	default:
+		svc := n.services[r.Service]
+		if svc == nil {
+			n.m.dropped.WithLabelValues("unknown_service").Inc()
+			return
+		}
+		surb, data, err := service.DecodeEnvelope(u.Payload, n.geometry.SURBSize())
+		if err != nil {
+			n.m.serviceErrors.WithLabelValues(r.Service).Inc()
+			return
+		}
+		rp := &replier{n: n, surb: surb}
+		if err := svc.Deliver(ctx, &service.Request{Recipient: r.ID, Data: data}, rp); err != nil {
+			n.m.serviceErrors.WithLabelValues(r.Service).Inc()
+			n.log.Warn("service failed", "service", r.Service, "err", err)
+			return
+		}
+		n.m.delivered.WithLabelValues(r.Service).Inc()
+	}
+}
+
+func (n *Node) enqueue(user string, it *provider.Item, label string) {
+	if err := n.store.Enqueue(user, it, n.cfg.Provider.QueueLimit); err != nil {
+		n.m.dropped.WithLabelValues("queue:" + errorKind(err)).Inc()
+		n.log.Debug("enqueue failed", "user", user, "err", err)
+		return
+	}
+	n.m.delivered.WithLabelValues(label).Inc()
+}
+
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, provider.ErrUnknownUser):
+		return "unknown_user"
+	case errors.Is(err, provider.ErrQueueFull):
+		return "full"
+	}
+	return "error"
+}
+
+// replier answers a service request through its SURB, once.
+type replier struct {
+	n    *Node
+	surb []byte
+	used bool
+}
+
+func (r *replier) CanReply() bool { return r.surb != nil }
+
+func (r *replier) Reply(ctx context.Context, data []byte) error {
+	if r.surb == nil {
+		return errors.New("request carried no SURB")
+	}
+	if r.used {
+		return errors.New("SURB already used")
+	}
+	env, err := service.EncodeEnvelope(r.n.geometry.PayloadSize, r.n.geometry.SURBSize(), nil, data)
+	if err != nil {
+		return err
+	}
+	first, pkt, err := r.n.sph.NewPacketFromSURB(r.surb, env)
+	if err != nil {
+		return err
+	}
+	r.used = true
+	r.n.forward(ctx, keys.IdentityPublicKey(first), pkt)
+	return nil
+}
+
+// mixLoopID is the recipient id of a mix's own loop packets.
+const mixLoopID = "mix"
+
+// coverLoop sends the mix's loop cover traffic: Poisson at lambda_M, each packet through one
+// mix of every other layer and back to this mix.
+func (n *Node) coverLoop(ctx context.Context) {
+	for {
+		v := n.follow.view()
+		doc := v.current()
+		wait := time.Second
+		if doc != nil && doc.Parameters.LambdaM > 0 {
+			wait = time.Duration(mrand.ExpFloat64() / doc.Parameters.LambdaM * float64(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if doc == nil {
+			continue
+		}
+		if err := n.sendLoop(ctx, doc); err != nil {
+			n.log.Debug("mix loop not sent", "err", err)
+		}
+	}
+}
+
+func (n *Node) sendLoop(ctx context.Context, doc *pki.Document) error {
+	self, ok := doc.Node(n.identity.Public())
+	if !ok || self.Layer == 0 {
+		return errors.New("this mix is not in the current document")
+	}
+	var route []sphinx.Hop
+	mean := doc.Parameters.MeanDelay
+	for i := 1; i < pki.Layers; i++ {
+		l := uint8((int(self.Layer)-1+i)%pki.Layers + 1)
+		mixes := doc.Layer(l)
+		if len(mixes) == 0 {
+			return fmt.Errorf("layer %d is empty", l)
+		}
+		m := mixes[mrand.IntN(len(mixes))]
+		hop, err := hopFor(&m, doc, mean)
+		if err != nil {
+			return err
+		}
+		route = append(route, hop)
+	}
+	hop, err := hopFor(self, doc, mean)
+	if err != nil {
+		return err
+	}
+	route = append(route, hop)
+	env, _ := service.EncodeEnvelope(n.geometry.PayloadSize, n.geometry.SURBSize(), nil, nil)
+	pkt, err := n.sph.NewPacket(rand.Reader, route, sphinx.Recipient{Service: service.LoopName, ID: mixLoopID}, env)
+	if err != nil {
+		return err
+	}
+	n.m.loopsSent.Inc()
+	n.forward(ctx, keys.IdentityPublicKey(route[0].ID), pkt)
+	return nil
+}
+
+// hopFor makes a route hop with an exponential delay (capped at the maximum).
+func hopFor(nd *pki.Node, doc *pki.Document, mean time.Duration) (sphinx.Hop, error) {
+	k, ok := nd.SphinxKey(doc.Epoch)
+	if !ok {
+		return sphinx.Hop{}, fmt.Errorf("node %s has no key for epoch %d", nd.Identity, doc.Epoch)
+	}
+	d := time.Duration(mrand.ExpFloat64() * float64(mean))
+	d = min(d, doc.Parameters.MaxDelay)
+	return sphinx.Hop{ID: sphinx.NodeID(nd.Identity), PublicKey: k, DelayMS: uint32(d / time.Millisecond)}, nil
+}
+
+func serveHTTP(ctx context.Context, addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func (n *Node) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
+	return mux
+}

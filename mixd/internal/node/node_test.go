@@ -1,0 +1,321 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/provider"
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+	"github.com/panoramix-mixnet/panoramix/pkg/service"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+	"github.com/panoramix-mixnet/panoramix/pkg/wire"
+)
+
+// testDirectory is a single authority reduced to its HTTP behaviour, built from pkg/pki: it
+// stores posted descriptors and serves, for any epoch, the signed document the deterministic
+// rules give for the descriptors that hold a key for it. The real daemon is exercised by the
+// testnet integration tests.
+type testDirectory struct {
+	key    *keys.IdentityPrivateKey
+	params pki.Parameters
+	mu     sync.Mutex
+	descs  map[keys.IdentityPublicKey][]*pki.Descriptor
+}
+
+func (d *testDirectory) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/v1/descriptor":
+		body, _ := io.ReadAll(io.LimitReader(r.Body, pki.MaxDescriptorSize+1))
+		desc, err := pki.ParseDescriptor(body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		d.mu.Lock()
+		d.descs[desc.Identity] = append(d.descs[desc.Identity], desc)
+		d.mu.Unlock()
+	case r.Method == http.MethodGet && len(r.URL.Path) > len("/v1/consensus/"):
+		e, err := strconv.ParseUint(r.URL.Path[len("/v1/consensus/"):], 10, 64)
+		if err != nil {
+			http.Error(w, "bad epoch", http.StatusBadRequest)
+			return
+		}
+		b, err := d.document(pki.Epoch(e))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Write(b)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (d *testDirectory) document(e pki.Epoch) ([]byte, error) {
+	d.mu.Lock()
+	v := &pki.Vote{Epoch: e, Parameters: d.params}
+	for _, list := range d.descs {
+		for i := len(list) - 1; i >= 0; i-- {
+			if _, ok := list[i].SphinxKey(e); ok && list[i].Epoch <= e {
+				v.Descriptors = append(v.Descriptors, list[i])
+				break
+			}
+		}
+	}
+	d.mu.Unlock()
+	if len(v.Descriptors) == 0 {
+		return nil, fmt.Errorf("no nodes for epoch %d", e)
+	}
+	raw, err := v.Sign(d.key)
+	if err != nil {
+		return nil, err
+	}
+	pv, err := pki.ParseVote(raw)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := pki.ComputeDocument(e, d.params, []*pki.Vote{pv}, []keys.IdentityPublicKey{d.key.Public()}, 1)
+	if err != nil {
+		return nil, err
+	}
+	docRaw, err := doc.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	sd := &pki.SignedDocument{Raw: docRaw, Document: doc}
+	sd.AddSignature(pki.SignDocument(docRaw, d.key))
+	return sd.Marshal(), nil
+}
+
+type testNet struct {
+	t      *testing.T
+	geo    sphinx.Geometry
+	params pki.Parameters
+	dir    *httptest.Server
+	auth   keys.IdentityPublicKey
+	mem    wire.Transport
+	nodes  map[string]*Node
+	cancel map[string]context.CancelFunc
+	done   map[string]chan error
+}
+
+func newTestNet(t *testing.T) *testNet {
+	id, _ := keys.GenerateIdentityKey(rand.Reader)
+	geo := sphinx.Geometry{Hops: 5, PayloadSize: 2048}
+	params := pki.DefaultParameters()
+	params.Geometry = geo
+	params.EpochLength = 3 * time.Second
+	params.MeanDelay = 20 * time.Millisecond
+	params.MaxDelay = 100 * time.Millisecond
+	params.LambdaM = 5
+	td := &testDirectory{key: id, params: params, descs: map[keys.IdentityPublicKey][]*pki.Descriptor{}}
+	srv := httptest.NewServer(td)
+	t.Cleanup(srv.Close)
+	return &testNet{t: t, geo: geo, params: params, dir: srv, auth: id.Public(), mem: wire.NewMemTransport(),
+		nodes: map[string]*Node{}, cancel: map[string]context.CancelFunc{}, done: map[string]chan error{}}
+}
+
+func (tn *testNet) config(name, role string, dataDir string) *config.Config {
+	c := config.Default()
+	c.Role = role
+	c.DataDir = dataDir
+	c.ListenAddress = name + ":1"
+	c.Sphinx = config.Sphinx{Hops: tn.geo.Hops, PayloadSize: tn.geo.PayloadSize}
+	c.Directory = config.Directory{URLs: []string{tn.dir.URL}, Authorities: []string{tn.auth.String()}, Threshold: 1, EpochLength: tn.params.EpochLength}
+	c.MaxPacketRate = 1000
+	if role == "provider" {
+		c.Provider.Domains = []string{name + ".example"}
+	}
+	if err := c.Validate(); err != nil {
+		tn.t.Fatal(err)
+	}
+	return &c
+}
+
+func (tn *testNet) start(name, role, dataDir string) *Node {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", name)
+	n, err := New(tn.config(name, role, dataDir), Options{Logger: log, Transport: tn.mem})
+	if err != nil {
+		tn.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	tn.nodes[name], tn.cancel[name], tn.done[name] = n, cancel, done
+	tn.t.Cleanup(func() { tn.stop(name) })
+	return n
+}
+
+func (tn *testNet) stop(name string) {
+	if c := tn.cancel[name]; c != nil {
+		c()
+		select {
+		case err := <-tn.done[name]:
+			if err != nil {
+				tn.t.Errorf("%s stopped with %v", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			tn.t.Errorf("%s did not stop", name)
+		}
+		delete(tn.cancel, name)
+	}
+}
+
+// waitDocument waits until the current document lists want nodes, as a client sees it.
+func (tn *testNet) waitDocument(pc *pki.Client, want int) *pki.Document {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if d, err := pc.Current(context.Background()); err == nil && len(d.Nodes) == want {
+			return d
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	tn.t.Fatalf("no document with %d nodes", want)
+	return nil
+}
+
+type testClient struct {
+	t      *testing.T
+	s      *sphinx.Sphinx
+	user   string
+	conn   *wire.Conn
+	pkic   *pki.Client
+	keys   map[[sphinx.SURBIDSize]byte][]byte
+	seq    uint32
+	params pki.Parameters
+}
+
+func hop(t *testing.T, n *pki.Node, e pki.Epoch) sphinx.Hop {
+	k, ok := n.SphinxKey(e)
+	if !ok {
+		t.Fatalf("node has no key for epoch %d", e)
+	}
+	return sphinx.Hop{ID: sphinx.NodeID(n.Identity), PublicKey: k, DelayMS: 10}
+}
+
+// sendLoop sends one packet A -> L1 -> L2 -> L3 -> B to B's loop service with a SURB back
+// B -> L1' -> L2' -> L3' -> A to the user's queue.
+func (c *testClient) sendLoop(doc *pki.Document, a, b *pki.Node, data []byte) [sphinx.SURBIDSize]byte {
+	t := c.t
+	e := doc.Epoch
+	mix := func(l uint8, i int) *pki.Node { ms := doc.Layer(l); return &ms[i%len(ms)] }
+	var id [sphinx.SURBIDSize]byte
+	rand.Read(id[:])
+	back := []sphinx.Hop{hop(t, mix(1, 1), e), hop(t, mix(2, 1), e), hop(t, mix(3, 1), e), hop(t, a, e)}
+	surb, rk, err := c.s.NewSURB(rand.Reader, back, sphinx.Recipient{Service: "queue", ID: c.user}, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.keys[id] = rk
+	env, err := service.EncodeEnvelope(c.s.Geometry().PayloadSize, c.s.Geometry().SURBSize(), surb, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := []sphinx.Hop{hop(t, a, e), hop(t, mix(1, 0), e), hop(t, mix(2, 0), e), hop(t, mix(3, 0), e), hop(t, b, e)}
+	pkt, err := c.s.NewPacket(rand.Reader, fwd, sphinx.Recipient{Service: "loop", ID: "echo"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.conn.WriteFrame(&wire.Frame{Cmd: wire.CmdSendPacket, Body: pkt}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// collect retrieves until it has replies for all ids, returning the echoed data by id.
+func (c *testClient) collect(ids map[[sphinx.SURBIDSize]byte]string, timeout time.Duration) {
+	t := c.t
+	deadline := time.Now().Add(timeout)
+	for len(ids) > 0 && time.Now().Before(deadline) {
+		if err := c.conn.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieve, Seq: c.seq}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.conn.ReadFrameTimeout(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f.Cmd {
+		case wire.CmdEmpty:
+			time.Sleep(50 * time.Millisecond)
+		case wire.CmdAck:
+			c.seq = f.Seq + 1
+			want, ok := ids[f.SURBID]
+			if !ok {
+				t.Fatalf("reply for an unknown SURB")
+			}
+			reply, err := c.s.ReadReply(c.keys[f.SURBID], f.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, data, err := service.DecodeEnvelope(reply, c.s.Geometry().SURBSize())
+			if err != nil || string(data) != want {
+				t.Fatalf("reply %q, want %q (%v)", data, want, err)
+			}
+			delete(ids, f.SURBID)
+		default:
+			t.Fatalf("unexpected answer %v", f.Cmd)
+		}
+	}
+	if len(ids) > 0 {
+		t.Fatalf("%d replies missing", len(ids))
+	}
+}
+
+func TestLoopThroughMixnetAcrossEpochs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs several epochs")
+	}
+	tn := newTestNet(t)
+	dir := t.TempDir()
+	for _, name := range []string{"mix1", "mix2", "mix3", "mix4", "mix5", "mix6"} {
+		tn.start(name, "mix", dir+"/"+name)
+	}
+	provA := tn.start("alpha", "provider", dir+"/alpha")
+	tn.start("beta", "provider", dir+"/beta")
+
+	linkKey, _ := keys.GenerateLinkKey(rand.Reader)
+	if err := provA.Store().AddUser(provider.User{Name: "alice", LinkKey: linkKey.Public()}); err != nil {
+		t.Fatal(err)
+	}
+	pc, _ := pki.NewClient(pki.ClientConfig{URLs: []string{tn.dir.URL}, Authorities: []keys.IdentityPublicKey{tn.auth}, Threshold: 1, EpochLength: tn.params.EpochLength})
+	doc := tn.waitDocument(pc, 8)
+	s, _ := sphinx.New(tn.geo)
+	a, _ := doc.Node(provA.Identity())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := wire.Dial(ctx, wire.DialConfig{Geometry: tn.geo, Key: linkKey, Remote: a.Link, Addr: a.Addresses[0], Transport: tn.mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &testClient{t: t, s: s, user: "alice", conn: conn, pkic: pc, keys: map[[sphinx.SURBIDSize]byte][]byte{}}
+
+	for round := range 2 {
+		doc = tn.waitDocument(pc, 8)
+		a, _ := doc.Node(provA.Identity())
+		b, _ := doc.Node(tn.nodes["beta"].Identity())
+		ids := map[[sphinx.SURBIDSize]byte]string{}
+		for i := range 20 {
+			data := fmt.Sprintf("round %d ping %d", round, i)
+			ids[c.sendLoop(doc, a, b, []byte(data))] = data
+		}
+		c.collect(ids, 15*time.Second)
+		if round == 0 {
+			// Wait for the next epoch: the keys rotate, and the second round uses them.
+			next := pc.Clock().End(doc.Epoch)
+			time.Sleep(time.Until(next) + 100*time.Millisecond)
+		}
+	}
+}

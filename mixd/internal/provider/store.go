@@ -1,0 +1,315 @@
+package provider
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+)
+
+// UserNamePattern is what a user name looks like: the local part of the user's mail address,
+// which senders put in the Sphinx Recipient command (at most 64 bytes, sphinx.md §5).
+var UserNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._+-]{0,63}$`)
+
+var (
+	// ErrUnknownUser is returned for a user that does not exist.
+	ErrUnknownUser = errors.New("unknown user")
+	// ErrUserExists is returned when adding a user whose name or link key is taken.
+	ErrUserExists = errors.New("user exists")
+	// ErrQueueFull is returned when a user's queue holds its limit.
+	ErrQueueFull = errors.New("queue full")
+)
+
+var (
+	bucketUsers  = []byte("users")
+	bucketLinks  = []byte("links") // link key -> user name
+	bucketQueues = []byte("queues")
+)
+
+// User is one account of the provider.
+type User struct {
+	Name    string             `json:"name"`
+	LinkKey keys.LinkPublicKey `json:"link_key"`
+	// QuotaBytes bounds the user's stored mail (enforced by the mailbox service).
+	QuotaBytes int64     `json:"quota_bytes"`
+	Created    time.Time `json:"created"`
+}
+
+// Validate checks the user's fields.
+func (u *User) Validate() error {
+	if !UserNamePattern.MatchString(u.Name) {
+		return fmt.Errorf("user name %q: want 1 to 64 of a-z 0-9 . _ + - starting with a letter or digit (the mail address's local part, lowercase)", u.Name)
+	}
+	if u.LinkKey == (keys.LinkPublicKey{}) {
+		return errors.New("user link key is missing (mailproxy init prints it)")
+	}
+	if u.QuotaBytes < 0 {
+		return fmt.Errorf("quota %d is negative", u.QuotaBytes)
+	}
+	return nil
+}
+
+// Item kinds in a user queue.
+const (
+	// ItemMessage is data sent to the user's queue service.
+	ItemMessage byte = 1
+	// ItemReply is a reply that came back through one of the user's SURBs.
+	ItemReply byte = 2
+)
+
+// Item is one entry of a user queue.
+type Item struct {
+	Seq    uint64
+	Kind   byte
+	SURBID [sphinx.SURBIDSize]byte
+	Body   []byte
+}
+
+// Store is the provider's bbolt database of users and queues.
+type Store struct {
+	db *bolt.DB
+}
+
+// OpenStore opens (creating if needed) the database at path.
+func OpenStore(path string) (*Store, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("provider store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketUsers, bucketLinks, bucketQueues} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("provider store %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// AddUser creates a user; the name and the link key must both be new.
+func (s *Store) AddUser(u User) error {
+	if err := u.Validate(); err != nil {
+		return err
+	}
+	if u.Created.IsZero() {
+		u.Created = time.Now().UTC().Truncate(time.Second)
+	}
+	data, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		users, links := tx.Bucket(bucketUsers), tx.Bucket(bucketLinks)
+		if users.Get([]byte(u.Name)) != nil {
+			return fmt.Errorf("%w: %s", ErrUserExists, u.Name)
+		}
+		if other := links.Get(u.LinkKey[:]); other != nil {
+			return fmt.Errorf("%w: link key already belongs to %s", ErrUserExists, other)
+		}
+		if err := users.Put([]byte(u.Name), data); err != nil {
+			return err
+		}
+		if err := links.Put(u.LinkKey[:], []byte(u.Name)); err != nil {
+			return err
+		}
+		_, err := tx.Bucket(bucketQueues).CreateBucketIfNotExists([]byte(u.Name))
+		return err
+	})
+}
+
+// RemoveUser deletes a user and its queue.
+func (s *Store) RemoveUser(name string) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		u, err := getUser(tx, name)
+		if err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketLinks).Delete(u.LinkKey[:]); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketUsers).Delete([]byte(name)); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketQueues).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		return nil
+	})
+}
+
+func getUser(tx *bolt.Tx, name string) (*User, error) {
+	data := tx.Bucket(bucketUsers).Get([]byte(name))
+	if data == nil {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownUser, name)
+	}
+	var u User
+	if err := json.Unmarshal(data, &u); err != nil {
+		return nil, fmt.Errorf("user %s: corrupt record: %w", name, err)
+	}
+	return &u, nil
+}
+
+// User returns one user.
+func (s *Store) User(name string) (*User, error) {
+	var u *User
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		u, err = getUser(tx, name)
+		return err
+	})
+	return u, err
+}
+
+// UserByLinkKey finds the user a client link authenticates as.
+func (s *Store) UserByLinkKey(k keys.LinkPublicKey) (*User, error) {
+	var u *User
+	err := s.db.View(func(tx *bolt.Tx) error {
+		name := tx.Bucket(bucketLinks).Get(k[:])
+		if name == nil {
+			return fmt.Errorf("%w: no user has link key %s", ErrUnknownUser, k)
+		}
+		var err error
+		u, err = getUser(tx, string(name))
+		return err
+	})
+	return u, err
+}
+
+// Users lists the users by name.
+func (s *Store) Users() ([]User, error) {
+	var out []User
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUsers).ForEach(func(k, v []byte) error {
+			var u User
+			if err := json.Unmarshal(v, &u); err != nil {
+				return fmt.Errorf("user %s: corrupt record: %w", k, err)
+			}
+			out = append(out, u)
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+func encodeItem(it *Item) []byte {
+	b := make([]byte, 0, 1+len(it.SURBID)+len(it.Body))
+	b = append(b, it.Kind)
+	b = append(b, it.SURBID[:]...)
+	return append(b, it.Body...)
+}
+
+func decodeItem(seq uint64, b []byte) (*Item, error) {
+	if len(b) < 1+sphinx.SURBIDSize || (b[0] != ItemMessage && b[0] != ItemReply) {
+		return nil, fmt.Errorf("queue item %d: corrupt", seq)
+	}
+	it := &Item{Seq: seq, Kind: b[0], Body: append([]byte(nil), b[1+sphinx.SURBIDSize:]...)}
+	copy(it.SURBID[:], b[1:])
+	return it, nil
+}
+
+// Enqueue appends an item to a user's queue; it returns once the item is committed to disk.
+func (s *Store) Enqueue(user string, it *Item, limit int) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
+		if q == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
+		}
+		if q.Stats().KeyN >= limit {
+			return fmt.Errorf("%w: %s holds %d items", ErrQueueFull, user, limit)
+		}
+		seq, err := q.NextSequence()
+		if err != nil {
+			return err
+		}
+		var k [8]byte
+		binary.BigEndian.PutUint64(k[:], seq)
+		return q.Put(k[:], encodeItem(it))
+	})
+}
+
+// Fetch deletes the user's items below from (the client has them) and returns the first item
+// at or after from, if any, and how many items remain after it.
+func (s *Store) Fetch(user string, from uint64) (*Item, int, error) {
+	var it *Item
+	var remaining int
+	// Most fetches delete nothing; look first, so that they cost no write and no fsync.
+	stale := false
+	err := s.db.View(func(tx *bolt.Tx) error {
+		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
+		if q == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
+		}
+		k, _ := q.Cursor().First()
+		stale = k != nil && binary.BigEndian.Uint64(k) < from
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	txf := s.db.View
+	if stale {
+		txf = s.db.Update
+	}
+	err = txf(func(tx *bolt.Tx) error {
+		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
+		if q == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
+		}
+		c := q.Cursor()
+		var k []byte
+		var v []byte
+		for k, v = c.First(); k != nil && binary.BigEndian.Uint64(k) < from; k, v = c.First() {
+			if !tx.Writable() {
+				break // raced with another fetch; the next one deletes
+			}
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		for ; k != nil && binary.BigEndian.Uint64(k) < from; k, v = c.Next() {
+		}
+		if k == nil {
+			return nil
+		}
+		var err error
+		if it, err = decodeItem(binary.BigEndian.Uint64(k), v); err != nil {
+			return err
+		}
+		for k, _ = c.Next(); k != nil; k, _ = c.Next() {
+			remaining++
+		}
+		return nil
+	})
+	return it, remaining, err
+}
+
+// QueueLen is the number of items waiting for a user.
+func (s *Store) QueueLen(user string) (int, error) {
+	var n int
+	err := s.db.View(func(tx *bolt.Tx) error {
+		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
+		if q == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
+		}
+		n = q.Stats().KeyN
+		return nil
+	})
+	return n, err
+}
