@@ -1,0 +1,383 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+)
+
+// binary is the directory program built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "directory-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "directory")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building directory: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"--help"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "mixctl dir keygen") {
+		t.Errorf("--help: %d %q", code, out.String())
+	}
+	out.Reset()
+	if code := run([]string{"--version"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "directory ") {
+		t.Errorf("--version: %d %q", code, out.String())
+	}
+	errOut.Reset()
+	if code := run(nil, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "--config") {
+		t.Errorf("no args: %d %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"--config", filepath.Join(t.TempDir(), "none.toml")}, &out, &errOut); code != 1 || errOut.Len() == 0 {
+		t.Errorf("missing config: %d %q", code, errOut.String())
+	}
+}
+
+// Test epochs are short so a whole vote, compute, sign cycle takes seconds.
+const testEpoch = 2 * time.Second
+
+// freePort returns a loopback address that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuffer collects a process's log.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// authority is one directory process under test.
+type authority struct {
+	name, dir, cfg, listen, admin string
+	key                           *keys.IdentityPrivateKey
+	cmd                           *exec.Cmd
+	log                           *syncBuffer
+	done                          chan error
+}
+
+func newAuthority(t *testing.T, name string) *authority {
+	t.Helper()
+	dir := t.TempDir()
+	k, err := keys.GenerateIdentityKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.SaveIdentityKey(filepath.Join(dir, "authority.key"), k); err != nil {
+		t.Fatal(err)
+	}
+	return &authority{name: name, dir: dir, cfg: filepath.Join(dir, "directory.toml"), listen: freePort(t), admin: freePort(t), key: k}
+}
+
+func (a *authority) url() string { return "http://" + a.listen }
+
+// writeConfig writes the authority's configuration with the given peers and threshold.
+func (a *authority) writeConfig(t *testing.T, threshold int, peers []*authority) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "version = 1\nidentity_key_file = \"authority.key\"\ndata_dir = \"data\"\n")
+	fmt.Fprintf(&b, "listen_address = %q\nadmin_address = %q\nthreshold = %d\nlog_level = \"debug\"\n", a.listen, a.admin, threshold)
+	fmt.Fprintf(&b, "[parameters]\nepoch_length = %q\n", testEpoch.String())
+	for _, p := range peers {
+		fmt.Fprintf(&b, "[[peers]]\nidentity = %q\nurl = %q\n", p.key.Public().String(), p.url())
+	}
+	if err := os.WriteFile(a.cfg, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start runs the binary and waits until its public API answers.
+func (a *authority) start(t *testing.T) {
+	t.Helper()
+	a.log = &syncBuffer{}
+	a.cmd = exec.Command(binary, "--config", a.cfg)
+	a.cmd.Stdout = a.log
+	a.cmd.Stderr = a.log
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	a.done = make(chan error, 1)
+	go func() { a.done <- a.cmd.Wait() }()
+	t.Cleanup(func() {
+		if a.cmd.ProcessState == nil {
+			a.cmd.Process.Kill()
+			<-a.done
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(a.url() + "/status"); err == nil {
+			resp.Body.Close()
+			return
+		}
+		select {
+		case err := <-a.done:
+			t.Fatalf("%s exited at start: %v\n%s", a.name, err, a.log)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%s did not start:\n%s", a.name, a.log)
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (a *authority) stop(t *testing.T) {
+	t.Helper()
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-a.done:
+		if err != nil {
+			t.Fatalf("%s exit: %v\n%s", a.name, err, a.log)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not stop after SIGTERM:\n%s", a.name, a.log)
+	}
+	if !strings.Contains(a.log.String(), "directory authority stopped") {
+		t.Errorf("%s: no clean-shutdown line in the log:\n%s", a.name, a.log)
+	}
+}
+
+func (a *authority) approve(t *testing.T, id keys.IdentityPublicKey) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, "http://"+a.admin+"/admin/v1/nodes/"+id.String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s approve: %s", a.name, resp.Status)
+	}
+}
+
+func (a *authority) post(t *testing.T, b []byte) int {
+	t.Helper()
+	resp, err := http.Post(a.url()+"/v1/descriptor", "application/octet-stream", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// document polls the authority until it serves a document for epoch e.
+func (a *authority) document(t *testing.T, e pki.Epoch, within time.Duration) []byte {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(fmt.Sprintf("%s/v1/consensus/%d", a.url(), e))
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return b
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: no document for epoch %d within %v:\n%s", a.name, e, within, a.log)
+	return nil
+}
+
+// testNode returns a signed descriptor for epochs e..e+3.
+func testNode(t *testing.T, i int, role pki.Role, e pki.Epoch) (*pki.Descriptor, []byte) {
+	t.Helper()
+	id, _ := keys.GenerateIdentityKey(rand.Reader)
+	link, _ := keys.GenerateLinkKey(rand.Reader)
+	d := &pki.Descriptor{Epoch: e, Identity: id.Public(), Link: link.Public(), Role: role,
+		Addresses: []string{fmt.Sprintf("127.0.0.1:%d", 30000+i)}}
+	if role == pki.RoleProvider {
+		d.Domains = []string{fmt.Sprintf("p%d.example", i)}
+		d.Services = []string{"mailbox"}
+	}
+	for k := range pki.MaxSphinxKeys {
+		sk, _ := keys.GenerateSphinxKey(rand.Reader)
+		d.SphinxKeys = append(d.SphinxKeys, pki.EpochKey{Epoch: e + pki.Epoch(k), Key: sk.Public()})
+	}
+	if err := d.Sign(id); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := d.Marshal()
+	return d, b
+}
+
+// nextVoted returns the first epoch whose document is voted on after now: votes for e+1 are made
+// at a quarter of epoch e (docs/spec/pki.md section 8).
+func nextVoted(c pki.Clock) pki.Epoch {
+	now, since, _ := c.Now()
+	if since >= c.Length()/4-c.Length()/20 { // a poll interval of margin
+		return now + 2
+	}
+	return now + 1
+}
+
+func clock(t *testing.T) pki.Clock {
+	c, err := pki.NewClock(testEpoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestRestartMidEpoch: the real binary, restarted inside an epoch, serves the same document.
+func TestRestartMidEpoch(t *testing.T) {
+	a := newAuthority(t, "solo")
+	a.writeConfig(t, 1, nil)
+	a.start(t)
+	e, _, _ := clock(t).Now()
+	for i := range 4 {
+		role := pki.RoleMix
+		if i == 3 {
+			role = pki.RoleProvider
+		}
+		d, b := testNode(t, i, role, e)
+		a.approve(t, d.Identity)
+		if code := a.post(t, b); code != http.StatusOK {
+			t.Fatalf("post: %d", code)
+		}
+	}
+	target := nextVoted(clock(t))
+	before := a.document(t, target, 3*testEpoch)
+	sd, err := pki.Verify(before, target, []keys.IdentityPublicKey{a.key.Public()}, 1)
+	if err != nil || len(sd.Document.Nodes) != 4 {
+		t.Fatalf("document: %v, %d nodes", err, len(sd.Document.Nodes))
+	}
+	a.stop(t)
+	a.start(t)
+	after := a.document(t, target, time.Second)
+	if !bytes.Equal(before, after) {
+		t.Error("the restarted authority serves different bytes")
+	}
+	a.stop(t)
+}
+
+// TestThreeAuthorities runs three real authorities with threshold two: all up they publish one
+// identical document with three signatures, leaving out a node only one of them approved; with
+// one stopped the other two still publish a valid document.
+func TestThreeAuthorities(t *testing.T) {
+	auths := []*authority{newAuthority(t, "a"), newAuthority(t, "b"), newAuthority(t, "c")}
+	var pub []keys.IdentityPublicKey
+	for i, a := range auths {
+		var peers []*authority
+		for j, o := range auths {
+			if j != i {
+				peers = append(peers, o)
+			}
+		}
+		a.writeConfig(t, 2, peers)
+		pub = append(pub, a.key.Public())
+	}
+	for _, a := range auths {
+		a.start(t)
+	}
+	c := clock(t)
+	e, _, _ := c.Now()
+	for i := range 6 {
+		role := pki.RoleMix
+		if i >= 4 {
+			role = pki.RoleProvider
+		}
+		d, b := testNode(t, i, role, e)
+		for _, a := range auths {
+			a.approve(t, d.Identity)
+			if code := a.post(t, b); code != http.StatusOK {
+				t.Fatalf("post to %s: %d", a.name, code)
+			}
+		}
+	}
+	rogue, rb := testNode(t, 99, pki.RoleMix, e)
+	auths[0].approve(t, rogue.Identity)
+	if code := auths[0].post(t, rb); code != http.StatusOK {
+		t.Fatalf("post rogue: %d", code)
+	}
+	if code := auths[1].post(t, rb); code != http.StatusForbidden {
+		t.Fatalf("unapproved node posted to b: %d, want 403", code)
+	}
+
+	target := nextVoted(c)
+	var first []byte
+	for _, a := range auths {
+		// Wait for all three signatures, which arrive shortly after the document.
+		deadline := time.Now().Add(3 * testEpoch)
+		var b []byte
+		for {
+			b = a.document(t, target, 3*testEpoch)
+			if sd, err := pki.Verify(b, target, pub, 2); err == nil && len(sd.Signatures) == 3 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		sd, err := pki.Verify(b, target, pub, 2)
+		if err != nil {
+			t.Fatalf("%s: %v", a.name, err)
+		}
+		if len(sd.Signatures) != 3 || len(sd.Document.Nodes) != 6 {
+			t.Errorf("%s: %d signatures, %d nodes; want 3 and 6", a.name, len(sd.Signatures), len(sd.Document.Nodes))
+		}
+		if _, in := sd.Document.Node(rogue.Identity); in {
+			t.Errorf("%s: the node only one authority approved is in the document", a.name)
+		}
+		if first == nil {
+			first = b
+		} else if !bytes.Equal(first, b) {
+			t.Errorf("%s serves different bytes from %s", a.name, auths[0].name)
+		}
+	}
+
+	// Stop c; a and b publish the next epochs with two signatures.
+	auths[2].stop(t)
+	// The first document whose votes are made after c stopped.
+	target = nextVoted(c)
+	for _, a := range auths[:2] {
+		b := a.document(t, target, 3*testEpoch)
+		sd, err := pki.Verify(b, target, pub, 2)
+		if err != nil {
+			t.Fatalf("%s without c: %v", a.name, err)
+		}
+		if len(sd.Document.Nodes) != 6 {
+			t.Errorf("%s without c: %d nodes", a.name, len(sd.Document.Nodes))
+		}
+		if !errors.Is(func() error { _, err := pki.Verify(b, target, pub[2:], 1); return err }(), pki.ErrTooFewSignatures) {
+			t.Errorf("%s without c: document carries c's signature", a.name)
+		}
+	}
+	for _, a := range auths[:2] {
+		a.stop(t)
+	}
+}
