@@ -208,3 +208,5 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 }
 
 func (n network) String() string { return fmt.Sprintf("network(%s)", n.name) }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

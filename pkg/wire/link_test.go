@@ -289,12 +289,14 @@ func TestMaxConns(t *testing.T) {
 func TestServeStopsAndClosesLinks(t *testing.T) {
 	n := networks()[0]
 	skey, ckey := newLinkKey(t), newLinkKey(t)
-	handlerDone := make(chan struct{})
+	handlerStarted, handlerDone := make(chan struct{}), make(chan struct{})
 	srv := serve(t, n, "", ServerConfig{Key: skey, Authorize: allow(ckey.Public()), Handle: func(ctx context.Context, c *Conn) {
 		defer close(handlerDone)
+		close(handlerStarted)
 		<-ctx.Done() // a handler that only watches its context
 	}})
 	c := mustDial(t, dialCfg(n, srv.addr, ckey, skey.Public()))
+	<-handlerStarted
 	srv.stop(t)
 	select {
 	case <-handlerDone:
