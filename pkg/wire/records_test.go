@@ -1,0 +1,94 @@
+package wire
+
+import (
+	"context"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+)
+
+// recordingTransport records the size of every write on the connections it dials.
+type recordingTransport struct {
+	Transport
+	mu     sync.Mutex
+	writes []int
+}
+
+func (r *recordingTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := r.Transport.Dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return recordingConn{c, r}, nil
+}
+
+func (r *recordingTransport) take() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w := r.writes
+	r.writes = nil
+	return w
+}
+
+type recordingConn struct {
+	net.Conn
+	r *recordingTransport
+}
+
+func (c recordingConn) Write(b []byte) (int, error) {
+	c.r.mu.Lock()
+	c.r.writes = append(c.r.writes, len(b))
+	c.r.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+// TestRecordSizesDoNotLeakCommand checks what an observer of the link sees: every frame, of
+// any command, first or thousandth, leaves as the same sequence of TLS records (spec section
+// 3.1 and 9).
+func TestRecordSizesDoNotLeakCommand(t *testing.T) {
+	g := sphinx.DefaultGeometry()
+	n := networks()[1]
+	rec := &recordingTransport{Transport: n.tr}
+	skey, ckey := newLinkKey(t), newLinkKey(t)
+	frames := newRecorder()
+	srv := serve(t, n, "", ServerConfig{Geometry: g, Key: skey, Authorize: allow(ckey.Public()), Handle: frames.handle})
+	cfg := dialCfg(network{name: "rec", tr: rec}, srv.addr, ckey, skey.Public())
+	cfg.Geometry = g
+	c := mustDial(t, cfg)
+	rec.take() // the handshake
+
+	p := g.PacketSize()
+	sent := []*Frame{
+		{Cmd: CmdNoOp},
+		{Cmd: CmdSendPacket, Body: make([]byte, p)},
+		{Cmd: CmdRetrieve, Seq: 1},
+		{Cmd: CmdDisconnect},
+	}
+	// Many packets first, past the point where dynamic record sizing would switch sizes.
+	for range 20 {
+		sent = append(sent, &Frame{Cmd: CmdSendPacket, Body: make([]byte, p)})
+	}
+	sent = append(sent, &Frame{Cmd: CmdNoOp}, &Frame{Cmd: CmdRetrieve, Seq: 2})
+	var first []int
+	for i, f := range sent {
+		if err := c.WriteFrame(f); err != nil {
+			t.Fatal(err)
+		}
+		w := rec.take()
+		if i == 0 {
+			first = w
+			t.Logf("one frame of %d bytes = TLS writes %v", FrameSize(g), w)
+			continue
+		}
+		if !slices.Equal(w, first) {
+			t.Fatalf("frame %d (%v) left as writes %v, frame 0 as %v", i, f.Cmd, w, first)
+		}
+	}
+	want := []int{5 + 16384 + 1 + 16, 5 + (FrameSize(g) - 16384) + 1 + 16}
+	if !slices.Equal(first, want) {
+		t.Fatalf("records %v, want %v as in docs/spec/wire.md", first, want)
+	}
+}
