@@ -1,0 +1,460 @@
+// Package testnet runs a whole local PANORAMIX network from the real binaries: one directory
+// authority, three layers of mixes and providers, all on loopback ports with configurations
+// written into one working directory. The integration tests use it, and so does
+// `mixctl testnet up` (and with it `make run`).
+//
+// It starts programs; it never imports them (pkg/ does not import daemons). What it writes are
+// the programs' documented configuration files (configs/directory.toml, configs/mixd-*.toml).
+package testnet
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+)
+
+// Programs are the binaries a network needs.
+var Programs = []string{"directory", "mixd"}
+
+// Build compiles the programs of the module at repo into binDir with `go build`.
+func Build(ctx context.Context, repo, binDir string, programs ...string) error {
+	if len(programs) == 0 {
+		programs = Programs
+	}
+	args := []string{"build", "-o", binDir + string(filepath.Separator)}
+	for _, p := range programs {
+		args = append(args, "./"+p)
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = repo
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("testnet: go build: %w\n%s", err, out)
+	}
+	return nil
+}
+
+// RepoRoot finds the module root from the working directory (for tests and `make run`).
+func RepoRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("testnet: go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("testnet: not inside the panoramix module; run from the repository")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// Options describe the network.
+type Options struct {
+	// Dir is the working directory for configs, keys, data and logs (created if needed).
+	Dir string
+	// BinDir holds the directory and mixd binaries.
+	BinDir string
+	// MixesPerLayer is the number of mixes in each of the three layers (default 1).
+	MixesPerLayer int
+	// Providers are the providers' mail domains (default alpha.localhost, beta.localhost).
+	Providers []string
+	// Parameters are the consensus parameters (default: pki.DefaultParameters with a 10 s epoch).
+	Parameters *pki.Parameters
+	// LogLevel for every program (default "info").
+	LogLevel string
+}
+
+// Node is one started mixd.
+type Node struct {
+	Name     string
+	Role     string // "mix" or "provider"
+	Domain   string // providers only
+	Identity keys.IdentityPublicKey
+	Addr     string // link address
+	Metrics  string // metrics address (host:port)
+	Admin    string // admin API address, providers only
+	Config   string
+	DataDir  string
+	proc     *proc
+}
+
+// Net is a running network.
+type Net struct {
+	opts      Options
+	Authority keys.IdentityPublicKey
+	DirURL    string
+	DirAdmin  string
+	DirConfig string
+	Nodes     []*Node
+	dir       *proc
+	params    pki.Parameters
+}
+
+// proc is one child process with its log file.
+type proc struct {
+	name string
+	args []string
+	bin  string
+	log  string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func (p *proc) start() error {
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("testnet: starting %s: %w", p.name, err)
+	}
+	done := make(chan struct{})
+	p.mu.Lock()
+	p.cmd, p.done, p.err = cmd, done, nil
+	p.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		f.Close()
+		p.mu.Lock()
+		p.err = err
+		p.mu.Unlock()
+		close(done)
+	}()
+	return nil
+}
+
+// running reports whether the process is alive.
+func (p *proc) running() bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends sig and waits up to timeout; it reports an unclean exit as an error.
+func (p *proc) stop(sig syscall.Signal, timeout time.Duration) error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	select {
+	case <-done:
+	default:
+		_ = syscall.Kill(-cmd.Process.Pid, sig)
+		select {
+		case <-done:
+		case <-time.After(timeout):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+			return fmt.Errorf("testnet: %s did not stop within %v after %v; killed (log: %s)", p.name, timeout, sig, p.log)
+		}
+	}
+	p.mu.Lock()
+	err := p.err
+	p.mu.Unlock()
+	if sig == syscall.SIGKILL {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("testnet: %s exited uncleanly: %w (log: %s)", p.name, err, p.log)
+	}
+	return nil
+}
+
+// freePorts asks the kernel for n unused loopback ports.
+func freePorts(n int) ([]string, error) {
+	// Hold all listeners until every port is chosen, so no port is handed out twice.
+	var lns []net.Listener
+	defer func() {
+		for _, l := range lns {
+			l.Close()
+		}
+	}()
+	var out []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	return out, nil
+}
+
+// Start writes the configurations, starts the directory and every node, and returns once all
+// processes run (not yet once a consensus exists: see WaitConsensus).
+func Start(ctx context.Context, opts Options) (*Net, error) {
+	if opts.MixesPerLayer == 0 {
+		opts.MixesPerLayer = 1
+	}
+	if len(opts.Providers) == 0 {
+		opts.Providers = []string{"alpha.localhost", "beta.localhost"}
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "info"
+	}
+	params := pki.DefaultParameters()
+	params.EpochLength = 10 * time.Second
+	if opts.Parameters != nil {
+		params = *opts.Parameters
+	}
+	if err := params.Validate(); err != nil {
+		return nil, fmt.Errorf("testnet: %w", err)
+	}
+	for _, p := range Programs {
+		if _, err := os.Stat(filepath.Join(opts.BinDir, p)); err != nil {
+			return nil, fmt.Errorf("testnet: binary %s missing in %s (build with testnet.Build): %w", p, opts.BinDir, err)
+		}
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	n := &Net{opts: opts, params: params}
+
+	authKey, err := keys.GenerateIdentityKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	dirData := filepath.Join(opts.Dir, "directory")
+	if err := os.MkdirAll(dirData, 0o700); err != nil {
+		return nil, err
+	}
+	if err := keys.SaveIdentityKey(filepath.Join(dirData, "authority.key"), authKey); err != nil {
+		return nil, err
+	}
+	n.Authority = authKey.Public()
+	authKey.Wipe()
+
+	count := 3*opts.MixesPerLayer + len(opts.Providers)
+	ports, err := freePorts(2 + 3*count)
+	if err != nil {
+		return nil, err
+	}
+	dirListen, dirAdmin := ports[0], ports[1]
+	n.DirURL, n.DirAdmin = "http://"+dirListen, dirAdmin
+	ports = ports[2:]
+
+	for i := range count {
+		nd := &Node{Role: "mix", Addr: ports[3*i], Metrics: ports[3*i+1]}
+		if i < 3*opts.MixesPerLayer {
+			nd.Name = fmt.Sprintf("mix%d", i+1)
+		} else {
+			nd.Role = "provider"
+			nd.Domain = opts.Providers[i-3*opts.MixesPerLayer]
+			nd.Name = "provider-" + strings.Split(nd.Domain, ".")[0]
+			nd.Admin = ports[3*i+2]
+		}
+		nd.DataDir = filepath.Join(opts.Dir, nd.Name)
+		nd.Config = filepath.Join(opts.Dir, nd.Name+".toml")
+		if err := os.WriteFile(nd.Config, []byte(n.mixdConfig(nd)), 0o644); err != nil {
+			return nil, err
+		}
+		out, err := exec.CommandContext(ctx, filepath.Join(opts.BinDir, "mixd"), "--config", nd.Config, "--print-identity").CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("testnet: mixd --print-identity for %s: %w\n%s", nd.Name, err, out)
+		}
+		if nd.Identity, err = keys.ParseIdentityPublicKey(strings.TrimSpace(string(out))); err != nil {
+			return nil, fmt.Errorf("testnet: identity of %s: %w", nd.Name, err)
+		}
+		n.Nodes = append(n.Nodes, nd)
+	}
+
+	n.DirConfig = filepath.Join(opts.Dir, "directory.toml")
+	if err := os.WriteFile(n.DirConfig, []byte(n.directoryConfig(dirListen, dirAdmin)), 0o644); err != nil {
+		return nil, err
+	}
+	n.dir = &proc{name: "directory", bin: filepath.Join(opts.BinDir, "directory"), args: []string{"--config", n.DirConfig}, log: filepath.Join(opts.Dir, "directory.log")}
+	if err := n.dir.start(); err != nil {
+		return nil, err
+	}
+	if err := waitHTTP(ctx, n.DirURL+"/status", n.dir); err != nil {
+		n.Stop()
+		return nil, err
+	}
+	for _, nd := range n.Nodes {
+		nd.proc = &proc{name: nd.Name, bin: filepath.Join(opts.BinDir, "mixd"), args: []string{"--config", nd.Config}, log: filepath.Join(opts.Dir, nd.Name+".log")}
+		if err := nd.proc.start(); err != nil {
+			n.Stop()
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+func (n *Net) mixdConfig(nd *Node) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version = 1\nrole = %q\ndata_dir = %q\nlisten_address = %q\nmetrics_address = %q\nlog_level = %q\nmax_packet_rate = 5000\n",
+		nd.Role, nd.DataDir, nd.Addr, nd.Metrics, n.opts.LogLevel)
+	if nd.Admin != "" {
+		fmt.Fprintf(&b, "admin_address = %q\n", nd.Admin)
+	}
+	fmt.Fprintf(&b, "\n[sphinx]\nhops = %d\npayload_size = %d\n", n.params.Geometry.Hops, n.params.Geometry.PayloadSize)
+	fmt.Fprintf(&b, "\n[directory]\nurls = [%q]\nauthorities = [%q]\nthreshold = 1\nepoch_length = %q\n", n.DirURL, n.Authority.String(), n.params.EpochLength.String())
+	if nd.Role == "provider" {
+		fmt.Fprintf(&b, "\n[provider]\ndomains = [%q]\n", nd.Domain)
+	}
+	return b.String()
+}
+
+func (n *Net) directoryConfig(listen, admin string) string {
+	var b strings.Builder
+	p := n.params
+	fmt.Fprintf(&b, "version = 1\nidentity_key_file = %q\ndata_dir = %q\nlisten_address = %q\nadmin_address = %q\nthreshold = 1\nlog_level = %q\n",
+		filepath.Join(n.opts.Dir, "directory", "authority.key"), filepath.Join(n.opts.Dir, "directory"), listen, admin, n.opts.LogLevel)
+	b.WriteString("approved = [")
+	for i, nd := range n.Nodes {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q", nd.Identity.String())
+	}
+	b.WriteString("]\n\n[parameters]\n")
+	fmt.Fprintf(&b, "epoch_length = %q\nhops = %d\npayload_size = %d\nlambda_p = %v\nlambda_l = %v\nlambda_d = %v\nlambda_m = %v\nmean_delay = %q\nmax_delay = %q\n",
+		p.EpochLength.String(), p.Geometry.Hops, p.Geometry.PayloadSize, p.LambdaP, p.LambdaL, p.LambdaD, p.LambdaM, p.MeanDelay.String(), p.MaxDelay.String())
+	return b.String()
+}
+
+func waitHTTP(ctx context.Context, url string, p *proc) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if !p.running() {
+			return fmt.Errorf("testnet: %s exited at start; see %s", p.name, p.log)
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("testnet: %s did not answer %s; see %s", p.name, url, p.log)
+}
+
+// Parameters are the network's consensus parameters.
+func (n *Net) Parameters() pki.Parameters { return n.params }
+
+// PKIClient returns a consensus client that trusts this network's authority.
+func (n *Net) PKIClient() (*pki.Client, error) {
+	return pki.NewClient(pki.ClientConfig{URLs: []string{n.DirURL}, Authorities: []keys.IdentityPublicKey{n.Authority}, Threshold: 1, EpochLength: n.params.EpochLength})
+}
+
+// WaitConsensus waits until the current epoch's document lists every node, and returns it.
+func (n *Net) WaitConsensus(ctx context.Context) (*pki.Document, error) {
+	c, err := n.PKIClient()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		for _, p := range n.procs() {
+			if !p.running() {
+				return nil, fmt.Errorf("testnet: %s exited; see %s", p.name, p.log)
+			}
+		}
+		d, err := c.Current(ctx)
+		if err == nil && len(d.Nodes) == len(n.Nodes) {
+			return d, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("testnet: no consensus with all %d nodes: %w (last: %v)", len(n.Nodes), ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Net) procs() []*proc {
+	out := []*proc{n.dir}
+	for _, nd := range n.Nodes {
+		if nd.proc != nil {
+			out = append(out, nd.proc)
+		}
+	}
+	return out
+}
+
+// Node returns the node with the given name.
+func (n *Net) Node(name string) *Node {
+	for _, nd := range n.Nodes {
+		if nd.Name == name {
+			return nd
+		}
+	}
+	return nil
+}
+
+// Kill stops a node with SIGKILL (no clean shutdown).
+func (n *Net) Kill(nd *Node) error { return nd.proc.stop(syscall.SIGKILL, 10*time.Second) }
+
+// Restart starts a stopped node again with the same configuration and data.
+func (n *Net) Restart(nd *Node) error { return nd.proc.start() }
+
+// Running reports whether the node's process is alive.
+func (nd *Node) Running() bool { return nd.proc.running() }
+
+// Log is the path of the node's log file.
+func (nd *Node) Log() string { return nd.proc.log }
+
+// Stop shuts every process down with SIGTERM and reports any that did not exit cleanly.
+func (n *Net) Stop() error {
+	var errs []error
+	for i := len(n.Nodes) - 1; i >= 0; i-- {
+		if p := n.Nodes[i].proc; p != nil {
+			errs = append(errs, p.stop(syscall.SIGTERM, 15*time.Second))
+		}
+	}
+	if n.dir != nil {
+		errs = append(errs, n.dir.stop(syscall.SIGTERM, 15*time.Second))
+	}
+	return errors.Join(errs...)
+}
+
+// Describe says what runs where, for people.
+func (n *Net) Describe(w io.Writer) {
+	fmt.Fprintf(w, "directory   %s   (status page %s/status; config %s)\n", n.DirURL, n.DirURL, n.DirConfig)
+	fmt.Fprintf(w, "authority   %s\n", n.Authority)
+	for _, nd := range n.Nodes {
+		extra := ""
+		if nd.Role == "provider" {
+			extra = fmt.Sprintf(" domain %s, admin %s,", nd.Domain, nd.Admin)
+		}
+		fmt.Fprintf(w, "%-11s %-8s link %s,%s metrics http://%s/metrics, log %s\n", nd.Name, nd.Role, nd.Addr, extra, nd.Metrics, nd.proc.log)
+	}
+}
