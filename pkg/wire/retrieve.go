@@ -1,0 +1,48 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrDisconnected is returned when the peer ended the link with a disconnect frame.
+var ErrDisconnected = errors.New("wire: peer disconnected")
+
+// Retrieve runs one retrieve exchange of spec section 7 on a client's link to its provider: it
+// sends a retrieve frame with sequence number seq and waits up to timeout (no limit when
+// timeout <= 0) for the answer, a message, ACK or empty frame echoing seq, skipping no-op
+// frames. Any other frame is a protocol error and the link should be closed. Retrieve
+// assumes the caller is the link's only reader; sending packets from another goroutine at
+// the same time is fine.
+func (c *Conn) Retrieve(seq uint32, timeout time.Duration) (*Frame, error) {
+	if err := c.WriteFrame(&Frame{Cmd: CmdRetrieve, Seq: seq}); err != nil {
+		return nil, err
+	}
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	if err := c.SetReadDeadline(deadline); err != nil {
+		return nil, err
+	}
+	for {
+		f, err := c.ReadFrame()
+		if err != nil {
+			return nil, err
+		}
+		switch f.Cmd {
+		case CmdNoOp:
+			continue
+		case CmdDisconnect:
+			return nil, ErrDisconnected
+		case CmdMessage, CmdAck, CmdEmpty:
+			if f.Seq != seq {
+				return nil, fmt.Errorf("wire: answer to retrieve %d carries sequence number %d", seq, f.Seq)
+			}
+			return f, nil
+		default:
+			return nil, fmt.Errorf("wire: %v frame where an answer to retrieve %d was due", f.Cmd, seq)
+		}
+	}
+}
