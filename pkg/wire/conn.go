@@ -153,7 +153,7 @@ type DialConfig struct {
 }
 
 // Dial opens a link: it connects, runs the TLS handshake with the pinning of ClientTLSConfig,
-// and waits for the server's ready frame (spec section 5), so that a link Dial returns has
+// and waits for the server's ready frame (spec section 4.3), so that a link Dial returns has
 // been accepted by the server, authorization and connection limits included.
 func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 	if err := cfg.Geometry.Validate(); err != nil {
