@@ -121,7 +121,7 @@ func newBoxData(tx *bolt.Tx, mail *bolt.Bucket) (boxRecord, error) {
 	return boxRecord{ID: id, UIDValidity: validity, UIDNext: 1}, nil
 }
 
-// CreateMailbox creates an empty, subscribed mailbox.
+// CreateMailbox creates an empty, subscribed mailbox, and its missing parents.
 func (s *Store) CreateMailbox(user, name string) error {
 	cname, err := canonicalMailbox(name)
 	if err != nil {
@@ -131,6 +131,19 @@ func (s *Store) CreateMailbox(user, name string) error {
 		mail, err := userMail(tx, user)
 		if err != nil {
 			return err
+		}
+		// Superior levels that do not exist yet are created too (RFC 3501 section 6.3.3).
+		parts := strings.Split(cname, string(Delimiter))
+		for i := 1; i < len(parts); i++ {
+			parent := strings.Join(parts[:i], string(Delimiter))
+			if strings.EqualFold(parent, Inbox) {
+				parent = Inbox
+			}
+			if mail.Bucket(bucketBoxes).Get([]byte(parent)) == nil {
+				if _, err := createBox(tx, mail, parent, ""); err != nil {
+					return err
+				}
+			}
 		}
 		_, err = createBox(tx, mail, cname, "")
 		return err

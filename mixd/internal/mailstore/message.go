@@ -27,6 +27,7 @@ type Message struct {
 
 // Snapshot is the state of a mailbox at one instant.
 type Snapshot struct {
+	Name        string // canonical mailbox name
 	UIDValidity uint32
 	UIDNext     uint32
 	Messages    []MessageInfo // ascending UID
@@ -139,7 +140,7 @@ func (s *Store) Snapshot(user, mailbox string) (Snapshot, error) {
 		if err != nil {
 			return err
 		}
-		snap.UIDValidity, snap.UIDNext = b.rec.UIDValidity, b.rec.UIDNext
+		snap.Name, snap.UIDValidity, snap.UIDNext = b.name, b.rec.UIDValidity, b.rec.UIDNext
 		c := b.meta.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			m, err := decodeMeta(k, v)

@@ -1,0 +1,140 @@
+package imapd
+
+import (
+	"bufio"
+	"bytes"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-message/textproto"
+
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+)
+
+// fetchBatchBytes bounds the message bytes held in memory at once while answering FETCH; the
+// store is read in batches of about this size, outside of any long-lived transaction.
+const fetchBatchBytes = 8 << 20
+
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+	defer s.recoverCommand("FETCH", &err)
+	targets := s.view.resolve(numSet)
+	if len(targets) == 0 {
+		return nil
+	}
+	needBody := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
+		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+
+	// Reading a body section without PEEK sets \Seen (RFC 3501 section 6.4.5); the new flags
+	// are then part of the response.
+	seenSet := map[uint32]bool{}
+	if !s.view.readOnly && setsSeen(options) {
+		var unseen []uint32
+		for _, t := range targets {
+			if !mailstore.HasFlag(s.view.msgs[t.seq-1].flags, mailstore.FlagSeen) {
+				unseen = append(unseen, t.uid)
+			}
+		}
+		if len(unseen) > 0 {
+			updated, err := s.srv.store.UpdateFlags(s.user, s.view.name, unseen, mailstore.FlagsAdd, []string{mailstore.FlagSeen})
+			if err != nil {
+				return s.storeErr(err)
+			}
+			for _, m := range updated {
+				s.view.setFlags(m.UID, m.Flags)
+				seenSet[m.UID] = true
+			}
+		}
+	}
+
+	seqOf := make(map[uint32]uint32, len(targets))
+	for _, t := range targets {
+		seqOf[t.uid] = t.seq
+	}
+	rest := uidsOf(targets)
+	for len(rest) > 0 {
+		msgs, err := s.srv.store.Read(s.user, s.view.name, rest, needBody, fetchBatchBytes)
+		if err != nil {
+			return s.storeErr(err)
+		}
+		if len(msgs) == 0 {
+			break // the remaining messages were expunged meanwhile; they are reported later
+		}
+		last := msgs[len(msgs)-1].UID
+		for len(rest) > 0 && rest[0] <= last {
+			rest = rest[1:]
+		}
+		for i := range msgs {
+			if err := writeFetch(w, seqOf[msgs[i].UID], &msgs[i], options, seenSet[msgs[i].UID]); err != nil {
+				return err
+			}
+			msgs[i].Body = nil
+		}
+	}
+	return nil
+}
+
+func setsSeen(options *imap.FetchOptions) bool {
+	for _, sec := range options.BodySection {
+		if !sec.Peek {
+			return true
+		}
+	}
+	for _, sec := range options.BinarySection {
+		if !sec.Peek {
+			return true
+		}
+	}
+	return false
+}
+
+func writeFetch(w *imapserver.FetchWriter, seq uint32, m *mailstore.Message, options *imap.FetchOptions, flagsChanged bool) error {
+	rw := w.CreateMessage(seq)
+	if options.UID {
+		rw.WriteUID(imap.UID(m.UID))
+	}
+	if options.Flags || flagsChanged {
+		rw.WriteFlags(toFlags(m.Flags))
+	}
+	if options.InternalDate {
+		rw.WriteInternalDate(m.Date)
+	}
+	if options.RFC822Size {
+		rw.WriteRFC822Size(m.Size)
+	}
+	if options.Envelope {
+		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(m.Body)))
+		if err != nil {
+			h = textproto.Header{} // a message without a parsable header has an empty envelope
+		}
+		rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
+	}
+	if options.BodyStructure != nil {
+		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(m.Body)))
+	}
+	for _, sec := range options.BodySection {
+		data := imapserver.ExtractBodySection(bytes.NewReader(m.Body), sec)
+		wc := rw.WriteBodySection(sec, int64(len(data)))
+		if _, err := wc.Write(data); err != nil {
+			wc.Close()
+			return err
+		}
+		if err := wc.Close(); err != nil {
+			return err
+		}
+	}
+	for _, sec := range options.BinarySection {
+		data := imapserver.ExtractBinarySection(bytes.NewReader(m.Body), sec)
+		wc := rw.WriteBinarySection(sec, int64(len(data)))
+		if _, err := wc.Write(data); err != nil {
+			wc.Close()
+			return err
+		}
+		if err := wc.Close(); err != nil {
+			return err
+		}
+	}
+	for _, sec := range options.BinarySectionSize {
+		rw.WriteBinarySectionSize(sec, imapserver.ExtractBinarySectionSize(bytes.NewReader(m.Body), sec))
+	}
+	return rw.Close()
+}

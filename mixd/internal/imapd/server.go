@@ -1,0 +1,332 @@
+package imapd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+)
+
+// Defaults for the zero values in Config.
+const (
+	DefaultMaxLiteralSize    = 32 << 20
+	DefaultLoginFailures     = 5
+	DefaultLoginFailuresIP   = 20
+	DefaultLoginWindow       = 5 * time.Minute
+	DefaultMaxConnections    = 1000
+	DefaultMaxConcurrentAuth = 2
+)
+
+// Config configures a Server.
+type Config struct {
+	// TLSAddr is the address for implicit TLS (IMAPS, usually :993); "" disables it.
+	TLSAddr string
+	// Addr is the address for clear-text IMAP with STARTTLS (usually :143); "" disables it.
+	Addr string
+	// TLS is the server's TLS configuration, with its certificate. Required.
+	TLS *tls.Config
+	// InsecureAuth allows LOGIN and AUTHENTICATE without TLS. Only for tests on loopback.
+	InsecureAuth bool
+	// MaxLiteralSize bounds an APPEND literal in bytes; larger ones are refused with TOOBIG
+	// before the client sends them. At most mailstore.MaxMessageSize.
+	MaxLiteralSize uint32
+	// LoginFailures failed logins per user name, and LoginFailuresPerIP per client IP address,
+	// are allowed within LoginWindow; further attempts are refused until the window has passed.
+	// The address limit is higher because many users may share one address.
+	LoginFailures      int
+	LoginFailuresPerIP int
+	LoginWindow        time.Duration
+	// MaxConnections bounds concurrent connections; more are greeted with BYE and closed.
+	MaxConnections int
+	// MaxConcurrentAuth bounds concurrent password verifications, each of which uses the
+	// argon2id memory cost (64 MiB by default).
+	MaxConcurrentAuth int
+	// Logger receives the server's log; nil discards it.
+	Logger *slog.Logger
+}
+
+// Server is the IMAP server.
+type Server struct {
+	cfg       Config
+	store     *mailstore.Store
+	log       *slog.Logger
+	userLimit *limiter
+	ipLimit   *limiter
+	authSem   chan struct{}
+	connSem   chan struct{}
+
+	plainLn, tlsLn net.Listener
+
+	conns sync.WaitGroup
+}
+
+// New validates cfg and opens the listeners, so that an address in use is reported here. Call
+// Run to serve, or Close to give the listeners back.
+func New(cfg Config, store *mailstore.Store) (*Server, error) {
+	if store == nil {
+		return nil, errors.New("imapd: no mail store")
+	}
+	if cfg.TLS == nil || (len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil) {
+		return nil, errors.New("imapd: a TLS certificate is required (config TLS)")
+	}
+	if cfg.Addr == "" && cfg.TLSAddr == "" {
+		return nil, errors.New("imapd: no listen address (set Addr and/or TLSAddr)")
+	}
+	if cfg.MaxLiteralSize == 0 {
+		cfg.MaxLiteralSize = DefaultMaxLiteralSize
+	}
+	if cfg.MaxLiteralSize > mailstore.MaxMessageSize {
+		return nil, fmt.Errorf("imapd: MaxLiteralSize %d above the store's message limit %d", cfg.MaxLiteralSize, mailstore.MaxMessageSize)
+	}
+	if cfg.LoginFailures <= 0 {
+		cfg.LoginFailures = DefaultLoginFailures
+	}
+	if cfg.LoginFailuresPerIP <= 0 {
+		cfg.LoginFailuresPerIP = DefaultLoginFailuresIP
+	}
+	if cfg.LoginWindow <= 0 {
+		cfg.LoginWindow = DefaultLoginWindow
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if cfg.MaxConcurrentAuth <= 0 {
+		cfg.MaxConcurrentAuth = DefaultMaxConcurrentAuth
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:       cfg,
+		store:     store,
+		log:       log,
+		userLimit: newLimiter(cfg.LoginFailures, cfg.LoginWindow),
+		ipLimit:   newLimiter(cfg.LoginFailuresPerIP, cfg.LoginWindow),
+		authSem:   make(chan struct{}, cfg.MaxConcurrentAuth),
+		connSem:   make(chan struct{}, cfg.MaxConnections),
+	}
+	var err error
+	if cfg.Addr != "" {
+		if s.plainLn, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return nil, fmt.Errorf("imapd: listen on %s: %w", cfg.Addr, err)
+		}
+	}
+	if cfg.TLSAddr != "" {
+		ln, err := net.Listen("tcp", cfg.TLSAddr)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("imapd: listen on %s: %w", cfg.TLSAddr, err)
+		}
+		s.tlsLn = ln
+	}
+	return s, nil
+}
+
+// Addr returns the clear-text (STARTTLS) listener's address, or nil.
+func (s *Server) Addr() net.Addr {
+	if s.plainLn == nil {
+		return nil
+	}
+	return s.plainLn.Addr()
+}
+
+// TLSAddr returns the implicit-TLS listener's address, or nil.
+func (s *Server) TLSAddr() net.Addr {
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
+}
+
+// Close closes the listeners of a server that is not running.
+func (s *Server) Close() error {
+	var errs []error
+	for _, ln := range []net.Listener{s.plainLn, s.tlsLn} {
+		if ln != nil {
+			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves until ctx is cancelled, then closes every connection and returns once all of them
+// have finished.
+func (s *Server) Run(ctx context.Context) error {
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: s.newSession,
+		Caps: imap.CapSet{
+			imap.CapIMAP4rev1:  {},
+			imap.CapUIDPlus:    {},
+			imap.CapMove:       {},
+			imap.CapNamespace:  {},
+			imap.CapChildren:   {},
+			imap.CapSpecialUse: {},
+			imap.CapESearch:    {},
+			imap.CapStatusSize: {},
+		},
+		Logger:       logAdapter{s.log},
+		TLSConfig:    s.cfg.TLS,
+		InsecureAuth: s.cfg.InsecureAuth,
+	})
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	// The TLS layer goes on top of the connection counting, so that imapserver sees *tls.Conn
+	// values and knows the connection is encrypted.
+	var lns []net.Listener
+	if s.plainLn != nil {
+		lns = append(lns, &limitListener{Listener: s.plainLn, s: s})
+	}
+	if s.tlsLn != nil {
+		lns = append(lns, tls.NewListener(&limitListener{Listener: s.tlsLn, s: s, tls: true}, s.cfg.TLS))
+	}
+	for _, ln := range lns {
+		s.log.Info("imap listening", "addr", ln.Addr().String())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("imapd: %w", err)
+	}
+	srv.Close() // closes the listeners and every connection
+	wg.Wait()
+	s.conns.Wait()
+	s.log.Info("imap server stopped")
+	return err
+}
+
+// logAdapter gives imapserver (which reports panics, I/O and protocol errors) our slog logger.
+type logAdapter struct{ log *slog.Logger }
+
+func (l logAdapter) Printf(format string, args ...any) {
+	l.log.Warn("imap: " + fmt.Sprintf(format, args...))
+}
+
+// limitListener bounds concurrent connections and counts them so Run can wait for them.
+type limitListener struct {
+	net.Listener
+	s   *Server
+	tls bool // a clear-text BYE cannot be sent before the handshake
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case l.s.connSem <- struct{}{}:
+		default:
+			l.s.log.Warn("imap connection refused: too many connections", "remote", c.RemoteAddr().String())
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			if !l.tls {
+				c.Write([]byte("* BYE Too many connections, try again later\r\n"))
+			}
+			c.Close()
+			continue
+		}
+		l.s.conns.Add(1)
+		return &trackedConn{Conn: c, s: l.s}, nil
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	s    *Server
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		<-c.s.connSem
+		c.s.conns.Done()
+	})
+	return err
+}
+
+// limiter counts failed logins per key within a window.
+type limiter struct {
+	mu     sync.Mutex
+	max    int
+	window time.Duration
+	now    func() time.Time
+	fails  map[string]*failures
+}
+
+type failures struct {
+	count int
+	start time.Time
+}
+
+// maxLimiterKeys bounds the limiter's memory; past it, expired entries are dropped, and if none
+// expired the oldest window is dropped, which errs towards letting a client try again.
+const maxLimiterKeys = 100000
+
+func newLimiter(max int, window time.Duration) *limiter {
+	return &limiter{max: max, window: window, now: time.Now, fails: make(map[string]*failures)}
+}
+
+// allowed reports whether key is under its limit.
+func (l *limiter) allowed(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.fails[key]
+	return f == nil || l.now().Sub(f.start) >= l.window || f.count < l.max
+}
+
+func (l *limiter) fail(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if len(l.fails) >= maxLimiterKeys {
+		l.pruneLocked(now)
+	}
+	f := l.fails[key]
+	if f == nil || now.Sub(f.start) >= l.window {
+		f = &failures{start: now}
+		l.fails[key] = f
+	}
+	f.count++
+}
+
+func (l *limiter) reset(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.fails, key)
+}
+
+func (l *limiter) pruneLocked(now time.Time) {
+	var oldestKey string
+	var oldest time.Time
+	for k, f := range l.fails {
+		if now.Sub(f.start) >= l.window {
+			delete(l.fails, k)
+		} else if oldestKey == "" || f.start.Before(oldest) {
+			oldestKey, oldest = k, f.start
+		}
+	}
+	if len(l.fails) >= maxLimiterKeys {
+		delete(l.fails, oldestKey)
+	}
+}

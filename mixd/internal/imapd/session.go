@@ -1,0 +1,456 @@
+package imapd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-sasl"
+
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+)
+
+// session is one IMAP connection's state. imapserver calls its methods from one goroutine at a
+// time (IDLE runs in its own goroutine, but the connection reads nothing else meanwhile).
+type session struct {
+	srv  *Server
+	conn *imapserver.Conn
+	log  *slog.Logger
+	ip   string
+
+	user string // "" until authenticated
+	view *view  // nil unless a mailbox is selected
+}
+
+var (
+	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
+	_ imapserver.SessionSASL        = (*session)(nil)
+	_ imapserver.SessionAppendLimit = (*session)(nil)
+)
+
+func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	ip := "unknown"
+	if host, _, err := net.SplitHostPort(conn.NetConn().RemoteAddr().String()); err == nil {
+		ip = host
+	}
+	return &session{srv: s, conn: conn, ip: ip, log: s.log.With("remote", ip)}, nil, nil
+}
+
+// recoverCommand turns a panic in one command into a temporary failure of that command, so a bug
+// triggered by one request does not drop the connection or the server.
+func (s *session) recoverCommand(cmd string, err *error) {
+	if v := recover(); v != nil {
+		s.log.Error("panic in imap command", "cmd", cmd, "user", s.user, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		*err = errInternal
+	}
+}
+
+var errInternal = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error, try again later"}
+
+func (s *session) Close() error {
+	s.view = nil
+	return nil
+}
+
+// Login checks the password, subject to the failure rate limit and the bound on concurrent
+// hash computations.
+func (s *session) Login(username, password string) (err error) {
+	defer s.recoverCommand("LOGIN", &err)
+	if !s.srv.userLimit.allowed(username) || !s.srv.ipLimit.allowed(s.ip) {
+		s.log.Warn("imap login refused: too many failures", "user", username)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins, try again later"}
+	}
+	s.srv.authSem <- struct{}{}
+	err = s.srv.store.Authenticate(username, password)
+	<-s.srv.authSem
+	if err != nil {
+		s.srv.userLimit.fail(username)
+		s.srv.ipLimit.fail(s.ip)
+		if errors.Is(err, mailstore.ErrAuthFailed) {
+			s.log.Info("imap login failed", "user", username, "err", err)
+			return imapserver.ErrAuthFailed
+		}
+		s.log.Error("imap login error", "user", username, "err", err)
+		return errInternal
+	}
+	s.srv.userLimit.reset(username)
+	s.user = username
+	s.log = s.log.With("user", username)
+	s.log.Info("imap login")
+	return nil
+}
+
+func (s *session) AuthenticateMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *session) Authenticate(mech string) (sasl.Server, error) {
+	if !strings.EqualFold(mech, sasl.Plain) {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "Unsupported SASL mechanism, use PLAIN"}
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthorizationFailed, Text: "Acting as another user is not supported"}
+		}
+		return s.Login(username, password)
+	}), nil
+}
+
+func (s *session) AppendLimit() uint32 { return s.srv.cfg.MaxLiteralSize }
+
+func (s *session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: mailstore.Delimiter}}}, nil
+}
+
+func (s *session) Create(mailbox string, _ *imap.CreateOptions) (err error) {
+	defer s.recoverCommand("CREATE", &err)
+	return s.storeErr(s.srv.store.CreateMailbox(s.user, strings.TrimSuffix(mailbox, string(mailstore.Delimiter))))
+}
+
+func (s *session) Delete(mailbox string) (err error) {
+	defer s.recoverCommand("DELETE", &err)
+	return s.storeErr(s.srv.store.DeleteMailbox(s.user, mailbox))
+}
+
+func (s *session) Rename(mailbox, newName string, _ *imap.RenameOptions) (err error) {
+	defer s.recoverCommand("RENAME", &err)
+	return s.storeErr(s.srv.store.RenameMailbox(s.user, mailbox, newName))
+}
+
+func (s *session) Subscribe(mailbox string) (err error) {
+	defer s.recoverCommand("SUBSCRIBE", &err)
+	return s.storeErr(s.srv.store.SetSubscribed(s.user, mailbox, true))
+}
+
+func (s *session) Unsubscribe(mailbox string) (err error) {
+	defer s.recoverCommand("UNSUBSCRIBE", &err)
+	return s.storeErr(s.srv.store.SetSubscribed(s.user, mailbox, false))
+}
+
+func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
+	defer s.recoverCommand("LIST", &err)
+	if len(patterns) == 0 {
+		// LIST "" "": the hierarchy delimiter and root (RFC 3501 section 6.3.8).
+		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: mailstore.Delimiter})
+	}
+	boxes, err := s.srv.store.Mailboxes(s.user)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	names := make(map[string]bool, len(boxes))
+	for _, b := range boxes {
+		names[b.Name] = true
+	}
+	for _, b := range boxes {
+		if !slices.ContainsFunc(patterns, func(p string) bool { return imapserver.MatchList(b.Name, mailstore.Delimiter, ref, p) }) {
+			continue
+		}
+		if options.SelectSubscribed && !b.Subscribed {
+			continue
+		}
+		if options.SelectSpecialUse && b.SpecialUse == "" {
+			continue
+		}
+		data := imap.ListData{Mailbox: b.Name, Delim: mailstore.Delimiter}
+		if b.SpecialUse != "" {
+			data.Attrs = append(data.Attrs, imap.MailboxAttr(b.SpecialUse))
+		}
+		if hasChildren(b.Name, boxes) {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+		} else {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+		}
+		if b.Subscribed && (options.ReturnSubscribed || options.SelectSubscribed) {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+		}
+		if options.ReturnStatus != nil {
+			st, err := s.Status(b.Name, options.ReturnStatus)
+			if err == nil {
+				data.Status = st
+			}
+		}
+		if err := w.WriteList(&data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func hasChildren(name string, boxes []mailstore.MailboxInfo) bool {
+	prefix := name + string(mailstore.Delimiter)
+	return slices.ContainsFunc(boxes, func(b mailstore.MailboxInfo) bool { return strings.HasPrefix(b.Name, prefix) })
+}
+
+func (s *session) Status(mailbox string, options *imap.StatusOptions) (_ *imap.StatusData, err error) {
+	defer s.recoverCommand("STATUS", &err)
+	st, err := s.srv.store.Status(s.user, mailbox)
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	data := &imap.StatusData{Mailbox: st.Name}
+	if options.NumMessages {
+		data.NumMessages = &st.Messages
+	}
+	if options.UIDNext {
+		data.UIDNext = imap.UID(st.UIDNext)
+	}
+	if options.UIDValidity {
+		data.UIDValidity = st.UIDValidity
+	}
+	if options.NumUnseen {
+		data.NumUnseen = &st.Unseen
+	}
+	if options.NumDeleted {
+		data.NumDeleted = &st.Deleted
+	}
+	if options.Size {
+		data.Size = &st.Size
+	}
+	if options.NumRecent {
+		var zero uint32
+		data.NumRecent = &zero
+	}
+	if options.AppendLimit {
+		limit := s.srv.cfg.MaxLiteralSize
+		data.AppendLimit = &limit
+	}
+	return data, nil
+}
+
+func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
+	defer s.recoverCommand("APPEND", &err)
+	limit := int64(s.srv.cfg.MaxLiteralSize)
+	if r.Size() > limit {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: fmt.Sprintf("Message larger than %d bytes", limit)}
+	}
+	body, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > limit {
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: fmt.Sprintf("Message larger than %d bytes", limit)}
+	}
+	validity, uid, err := s.srv.store.Append(s.user, mailbox, body, flagStrings(options.Flags), options.Time)
+	if err != nil {
+		if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+			return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such mailbox, create it first"}
+		}
+		return nil, s.storeErr(err)
+	}
+	return &imap.AppendData{UID: imap.UID(uid), UIDValidity: validity}, nil
+}
+
+func (s *session) Select(mailbox string, options *imap.SelectOptions) (_ *imap.SelectData, err error) {
+	defer s.recoverCommand("SELECT", &err)
+	s.view = nil
+	v, err := s.openView(mailbox, options.ReadOnly)
+	if err != nil {
+		return nil, s.storeErr(err)
+	}
+	s.view = v
+	data := &imap.SelectData{
+		Flags:       toFlags(mailstore.SystemFlags()),
+		NumMessages: uint32(len(v.msgs)),
+		UIDNext:     imap.UID(v.uidNext),
+		UIDValidity: v.uidValidity,
+	}
+	if !v.readOnly {
+		data.PermanentFlags = append(toFlags(mailstore.SystemFlags()), imap.FlagWildcard)
+	}
+	for i, m := range v.msgs {
+		if !mailstore.HasFlag(m.flags, mailstore.FlagSeen) {
+			data.FirstUnseenSeqNum = uint32(i + 1)
+			break
+		}
+	}
+	return data, nil
+}
+
+func (s *session) Unselect() error {
+	s.view = nil
+	return nil
+}
+
+func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {
+	defer s.recoverCommand("poll", &err)
+	if s.view == nil {
+		return nil
+	}
+	return s.sync(w, allowExpunge)
+}
+
+// Idle sends changes as they happen until stop is closed.
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
+	defer s.recoverCommand("IDLE", &err)
+	for {
+		// Take the channel before looking, so a change made while syncing still wakes us.
+		_, changed := s.srv.store.Changes(s.user)
+		if s.view != nil {
+			if err := s.sync(w, true); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-changed:
+		case <-stop:
+			return nil
+		}
+	}
+}
+
+func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
+	defer s.recoverCommand("EXPUNGE", &err)
+	if err := s.writable(); err != nil {
+		return err
+	}
+	var only []uint32 // nil: every \Deleted message
+	if uids != nil {
+		only = []uint32{}
+		for _, t := range s.view.resolve(*uids) {
+			only = append(only, t.uid)
+		}
+	}
+	removed, err := s.srv.store.Expunge(s.user, s.view.name, only)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	return s.view.expunge(removed, w.WriteExpunge)
+}
+
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) (err error) {
+	defer s.recoverCommand("STORE", &err)
+	if err := s.writable(); err != nil {
+		return err
+	}
+	targets := s.view.resolve(numSet)
+	if len(targets) == 0 {
+		return nil
+	}
+	op := map[imap.StoreFlagsOp]mailstore.FlagOp{
+		imap.StoreFlagsSet: mailstore.FlagsSet,
+		imap.StoreFlagsAdd: mailstore.FlagsAdd,
+		imap.StoreFlagsDel: mailstore.FlagsRemove,
+	}[flags.Op]
+	updated, err := s.srv.store.UpdateFlags(s.user, s.view.name, uidsOf(targets), op, flagStrings(flags.Flags))
+	if err != nil {
+		return s.storeErr(err)
+	}
+	_, isUID := numSet.(imap.UIDSet)
+	for _, m := range updated {
+		seq := s.view.setFlags(m.UID, m.Flags)
+		if seq == 0 || flags.Silent {
+			continue
+		}
+		rw := w.CreateMessage(seq)
+		if isUID {
+			rw.WriteUID(imap.UID(m.UID))
+		}
+		rw.WriteFlags(toFlags(m.Flags))
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err error) {
+	defer s.recoverCommand("COPY", &err)
+	targets := s.view.resolve(numSet)
+	res, err := s.srv.store.Copy(s.user, s.view.name, uidsOf(targets), dest)
+	if err != nil {
+		return nil, s.copyErr(err)
+	}
+	return copyData(res), nil
+}
+
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
+	defer s.recoverCommand("MOVE", &err)
+	if err := s.writable(); err != nil {
+		return err
+	}
+	targets := s.view.resolve(numSet)
+	res, err := s.srv.store.Move(s.user, s.view.name, uidsOf(targets), dest)
+	if err != nil {
+		return s.copyErr(err)
+	}
+	if err := w.WriteCopyData(copyData(res)); err != nil {
+		return err
+	}
+	return s.view.expunge(res.Source, w.WriteExpunge)
+}
+
+func copyData(res mailstore.CopyResult) *imap.CopyData {
+	data := &imap.CopyData{UIDValidity: res.UIDValidity}
+	for i := range res.Source {
+		data.SourceUIDs.AddNum(imap.UID(res.Source[i]))
+		data.DestUIDs.AddNum(imap.UID(res.Dest[i]))
+	}
+	return data
+}
+
+func (s *session) copyErr(err error) error {
+	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTryCreate, Text: "No such destination mailbox, create it first"}
+	}
+	return s.storeErr(err)
+}
+
+func (s *session) writable() error {
+	if s.view.readOnly {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeCannot, Text: "Mailbox is read-only (EXAMINE)"}
+	}
+	return nil
+}
+
+// storeErr turns a store error into an IMAP reply that tells the user what is wrong. Unexpected
+// errors are logged and reported as a temporary failure.
+func (s *session) storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	text := strings.TrimPrefix(err.Error(), "mailstore: ")
+	no := func(code imap.ResponseCode) error {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+	}
+	switch {
+	case errors.Is(err, mailstore.ErrNoSuchMailbox):
+		return no(imap.ResponseCodeNonExistent)
+	case errors.Is(err, mailstore.ErrMailboxExists):
+		return no(imap.ResponseCodeAlreadyExists)
+	case errors.Is(err, mailstore.ErrOverQuota):
+		return no(imap.ResponseCodeOverQuota)
+	case errors.Is(err, mailstore.ErrTooLarge):
+		return no(imap.ResponseCodeTooBig)
+	case errors.Is(err, mailstore.ErrTooManyMailbox), errors.Is(err, mailstore.ErrUIDsExhausted):
+		return no(imap.ResponseCodeLimit)
+	case errors.Is(err, mailstore.ErrInvalidName), errors.Is(err, mailstore.ErrInvalidFlag), errors.Is(err, mailstore.ErrCannotDelete):
+		return no(imap.ResponseCodeCannot)
+	}
+	var imapErr *imap.Error
+	if errors.As(err, &imapErr) {
+		return err
+	}
+	s.log.Error("imap store error", "err", err)
+	return errInternal
+}
+
+func flagStrings(flags []imap.Flag) []string {
+	out := make([]string, len(flags))
+	for i, f := range flags {
+		out[i] = string(f)
+	}
+	return out
+}
+
+func toFlags(flags []string) []imap.Flag {
+	out := make([]imap.Flag, len(flags))
+	for i, f := range flags {
+		out[i] = imap.Flag(f)
+	}
+	return out
+}
