@@ -68,7 +68,8 @@ func selfSigned(t testing.TB) (tls.Certificate, []byte) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:              []string{"localhost"},
+		// mbsync matches host names against DNS names only, even for an address.
+		DNSNames: []string{"localhost", "127.0.0.1"},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
