@@ -3,10 +3,14 @@ package wire
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
+	"math/big"
 	"os"
 	"testing"
 	"time"
@@ -152,7 +156,28 @@ func TestServerRefusesOffProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	otherCert, err := linkCertificate(newLinkKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	ecDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &ecKey.PublicKey, ecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	variants := map[string]func(*tls.Config){
+		"two certificates": func(c *tls.Config) {
+			chain := c.Certificates[0]
+			chain.Certificate = [][]byte{chain.Certificate[0], otherCert.Certificate[0]}
+			c.Certificates = []tls.Certificate{chain}
+		},
+		"ECDSA certificate": func(c *tls.Config) {
+			c.Certificates = []tls.Certificate{{Certificate: [][]byte{ecDER}, PrivateKey: ecKey}}
+		},
 		"no certificate":   func(c *tls.Config) { c.Certificates = nil },
 		"no ALPN":          func(c *tls.Config) { c.NextProtos = nil },
 		"other ALPN":       func(c *tls.Config) { c.NextProtos = []string{"h2"} },
@@ -338,5 +363,25 @@ func TestConfigRefusals(t *testing.T) {
 	}
 	if _, err := NewServer(ok); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestPeerKeyRefuses(t *testing.T) {
+	if _, err := PeerKey(tls.ConnectionState{}); !errors.Is(err, ErrPeer) {
+		t.Errorf("no certificate: %v", err)
+	}
+	// A certificate for key a, signed by key b: not self-signed.
+	a, b := newLinkKey(t), newLinkKey(t)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: certNotBefore, NotAfter: certNotAfter}
+	der, err := x509.CreateCertificate(nil, tmpl, tmpl, a.Public().Ed25519(), b.Signer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := PeerKey(tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}}); !errors.Is(err, ErrPeer) {
+		t.Errorf("certificate signed by another key: %v", err)
 	}
 }

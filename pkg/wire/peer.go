@@ -40,7 +40,9 @@ type PeerConfig struct {
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// OnFrame receives the frames the remote sends back, other than no-op and disconnect,
-	// in the Peer's reading goroutine. May be nil (such frames are discarded).
+	// in the Peer's reading goroutine. May be nil (such frames are discarded). It must not
+	// block for long: while it runs nothing is read from the link, and Run waits for it to
+	// return when the link ends.
 	OnFrame func(*Frame)
 
 	// MinBackoff and MaxBackoff bound the wait between connection attempts (spec section 6);
