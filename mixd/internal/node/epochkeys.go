@@ -23,13 +23,39 @@ const KeysAhead = 2
 // epochKey is the Sphinx key of one epoch with its replay filter.
 type epochKey struct {
 	epoch  pki.Epoch
-	key    *keys.SphinxPrivateKey
 	filter *replay.Filter
+
+	// mu guards key against being wiped while an unwrap uses it.
+	mu    sync.RWMutex
+	key   *keys.SphinxPrivateKey
+	wiped bool
+}
+
+// unwrapWith runs f with the key unless it was wiped; false means it was.
+func (k *epochKey) unwrapWith(f func(*keys.SphinxPrivateKey)) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.wiped {
+		return false
+	}
+	f(k.key)
+	return true
+}
+
+func (k *epochKey) wipe() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.wiped {
+		k.key.Wipe()
+		k.wiped = true
+	}
 }
 
 // epochKeys holds the node's Sphinx keys by epoch, persisted under dir so that a restart keeps
-// using the keys it published, and erases each key (file, memory, replay filter) once its epoch
-// and the grace period are over.
+// using the keys it published. It erases each key (file and memory) once its epoch and the grace
+// period are over, and its replay filter one more grace period later: packets admitted under the
+// key near the end of its grace period are still waiting out their delay, and they must find
+// their filter to learn that their replay tag is durable.
 type epochKeys struct {
 	dir      string
 	clock    pki.Clock
@@ -87,8 +113,15 @@ func (m *epochKeys) update(now time.Time) ([]pki.EpochKey, error) {
 		}
 	}
 	for e, k := range m.keys {
-		if e < cur && !now.Before(m.clock.End(e).Add(m.grace)) {
-			m.erase(k)
+		if e >= cur {
+			continue
+		}
+		if !now.Before(m.clock.End(e).Add(m.grace)) {
+			k.wipe()
+			_ = os.Remove(m.keyPath(e))
+		}
+		if !now.Before(m.clock.End(e).Add(2 * m.grace)) {
+			_ = k.filter.Remove()
 			delete(m.keys, e)
 		}
 	}
@@ -122,12 +155,6 @@ func (m *epochKeys) loadOrCreate(e pki.Epoch) (*epochKey, error) {
 	return &epochKey{epoch: e, key: k, filter: f}, nil
 }
 
-func (m *epochKeys) erase(k *epochKey) {
-	k.key.Wipe()
-	_ = k.filter.Remove()
-	_ = os.Remove(m.keyPath(k.epoch))
-}
-
 // eraseStaleFiles removes key and filter files of epochs long gone (a node that was down when
 // they expired).
 func (m *epochKeys) eraseStaleFiles(cur pki.Epoch) {
@@ -146,7 +173,7 @@ func (m *epochKeys) eraseStaleFiles(cur pki.Epoch) {
 		if kind == "" {
 			continue
 		}
-		if _, live := m.keys[pki.Epoch(e)]; !live && pki.Epoch(e) < cur {
+		if _, live := m.keys[pki.Epoch(e)]; !live && pki.Epoch(e)+1 < cur {
 			_ = os.Remove(filepath.Join(m.dir, ent.Name()))
 		}
 	}
@@ -199,7 +226,7 @@ func (m *epochKeys) close() error {
 	var errs []error
 	for e, k := range m.keys {
 		errs = append(errs, k.filter.Close())
-		k.key.Wipe()
+		k.wipe()
 		delete(m.keys, e)
 	}
 	return errors.Join(errs...)

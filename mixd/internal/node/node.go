@@ -335,9 +335,12 @@ func (n *Node) epochLoop(ctx context.Context) error {
 				n.log.Info("descriptor published", "epoch", cur)
 			}
 		}
-		// Wake again after the grace period to erase the previous key.
-		if g := n.clock.Start(cur).Add(n.grace).Sub(now); g > 0 && g < wait {
-			wait = g
+		// Wake again after one and two grace periods, to erase the previous key and then its
+		// replay filter.
+		for _, g := range []time.Duration{n.grace, 2 * n.grace} {
+			if d := n.clock.Start(cur).Add(g).Sub(now); d > 0 && d < wait {
+				wait = d
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -511,7 +514,11 @@ func (n *Node) unwrapLoop(ctx context.Context) {
 func (n *Node) process(in inbound) {
 	now := time.Now()
 	for _, ek := range n.ekeys.candidates(now) {
-		u, err := n.sph.Unwrap(ek.key, in.pkt)
+		var u *sphinx.Unwrapped
+		var err error
+		if !ek.unwrapWith(func(k *keys.SphinxPrivateKey) { u, err = n.sph.Unwrap(k, in.pkt) }) {
+			continue
+		}
 		if errors.Is(err, sphinx.ErrHeaderMAC) {
 			continue // maybe the next candidate key; Unwrap left the packet unchanged
 		}
@@ -522,7 +529,7 @@ func (n *Node) process(in inbound) {
 		}
 		fresh, seq, err := ek.filter.AddSeq(replay.Tag(u.ReplayTag))
 		if err != nil {
-			n.m.dropped.WithLabelValues("replay_filter").Inc()
+			n.m.dropped.WithLabelValues("replay_filter_add").Inc()
 			n.log.Error("replay filter", "epoch", ek.epoch, "err", err)
 			return
 		}
@@ -559,7 +566,10 @@ func (n *Node) dispatchLoop(ctx context.Context) {
 		case j := <-n.due:
 			// Never act on a packet whose replay tag could be forgotten by a crash.
 			if err := j.filter.WaitDurable(ctx, j.seq); err != nil {
-				n.m.dropped.WithLabelValues("replay_filter").Inc()
+				if ctx.Err() == nil {
+					n.m.dropped.WithLabelValues("replay_filter_sync").Inc()
+					n.log.Error("replay filter not durable; packet dropped", "err", err)
+				}
 				continue
 			}
 			if j.u.NextHop != nil {

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func init() { addCommand(newUserCmd) }
+
+// defaultProviderAdmin matches configs/mixd-provider.toml.
+const defaultProviderAdmin = "127.0.0.1:30003"
+
+// providerUser is what the provider's admin API returns for a user.
+type providerUser struct {
+	Name       string    `json:"name"`
+	LinkKey    string    `json:"link_key"`
+	QuotaBytes int64     `json:"quota_bytes"`
+	Created    time.Time `json:"created"`
+}
+
+func newUserCmd() *cobra.Command {
+	var admin string
+	user := &cobra.Command{
+		Use:   "user",
+		Short: "Provider user accounts: add, remove, list",
+		Long: `Commands for the users of a provider (mixd with role "provider"), through its admin
+API on a loopback address (admin_address in the provider's configuration).
+
+  mixctl user add NAME --link-key HEX [--quota BYTES]
+  mixctl user remove NAME
+  mixctl user list [--json]
+
+NAME is the local part of the user's mail address (alice for alice@alpha.example).
+The link key is what 'mailproxy init' prints for the user's account.`,
+	}
+	user.PersistentFlags().StringVar(&admin, "admin", defaultProviderAdmin, "the provider's admin API address (host:port)")
+	user.AddCommand(newUserAddCmd(&admin), newUserRemoveCmd(&admin), newUserListCmd(&admin))
+	return user
+}
+
+func adminURL(admin, path string) string {
+	return (&url.URL{Scheme: "http", Host: admin, Path: path}).String()
+}
+
+// adminDo sends one request and turns a non-2xx answer into an error carrying the server's
+// reason.
+func adminDo(method, u string, body any, want int) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w (is the provider running, and is --admin its admin_address?)", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("provider answered %s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return b, nil
+}
+
+func newUserAddCmd(admin *string) *cobra.Command {
+	var linkKey string
+	var quota int64
+	c := &cobra.Command{
+		Use:   "add NAME --link-key HEX",
+		Short: "Create a user on the provider",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if linkKey == "" {
+				return errors.New("--link-key HEX is required: the user's link public key, as 'mailproxy init' prints it")
+			}
+			b, err := adminDo(http.MethodPost, adminURL(*admin, "/admin/v1/users"),
+				map[string]any{"name": args[0], "link_key": linkKey, "quota_bytes": quota}, http.StatusCreated)
+			if err != nil {
+				return err
+			}
+			var u providerUser
+			if err := json.Unmarshal(b, &u); err != nil {
+				return fmt.Errorf("provider answer: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "added user %s (quota %d bytes)\n", u.Name, u.QuotaBytes)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&linkKey, "link-key", "", "the user's link public key (hex)")
+	c.Flags().Int64Var(&quota, "quota", 1<<30, "mailbox quota in bytes")
+	return c
+}
+
+func newUserRemoveCmd(admin *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Delete a user and its queue from the provider",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := adminDo(http.MethodDelete, adminURL(*admin, "/admin/v1/users/"+args[0]), nil, http.StatusNoContent); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed user %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+func newUserListCmd(admin *string) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List the provider's users",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := adminDo(http.MethodGet, adminURL(*admin, "/admin/v1/users"), nil, http.StatusOK)
+			if err != nil {
+				return err
+			}
+			var users []providerUser
+			if err := json.Unmarshal(b, &users); err != nil {
+				return fmt.Errorf("provider answer: %w", err)
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(users)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tQUOTA\tCREATED\tLINK KEY")
+			for _, u := range users {
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", u.Name, u.QuotaBytes, u.Created.Format(time.RFC3339), u.LinkKey)
+			}
+			return tw.Flush()
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
