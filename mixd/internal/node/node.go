@@ -165,7 +165,7 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 			return nil, err
 		}
 		for _, s := range append([]service.Service{service.Loop{}}, opts.Services...) {
-			if !service.NamePattern.MatchString(s.Name()) || s.Name() == queueService {
+			if !service.NamePattern.MatchString(s.Name()) || s.Name() == queueService || s.Name() == dropService {
 				return nil, fmt.Errorf("service name %q is not allowed", s.Name())
 			}
 			n.services[s.Name()] = s
@@ -174,8 +174,12 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	return n, nil
 }
 
-// queueService is the built-in service that puts data into a user's queue.
-const queueService = "queue"
+// Built-in services (docs/spec/services.md section 2): queue puts data into a user's queue;
+// drop discards the payload (the destination of clients' drop cover traffic).
+const (
+	queueService = "queue"
+	dropService  = "drop"
+)
 
 // LoadOrCreateKeys returns the node's identity and link keys from dataDir, creating them on
 // first start.
@@ -360,7 +364,7 @@ func (n *Node) descriptor(e pki.Epoch, ek []pki.EpochKey) (*pki.Descriptor, erro
 	if n.role == pki.RoleProvider {
 		d.Domains = append([]string(nil), n.cfg.Provider.Domains...)
 		sort.Strings(d.Domains)
-		d.Services = []string{queueService}
+		d.Services = []string{dropService, queueService}
 		for name := range n.services {
 			d.Services = append(d.Services, name)
 		}
@@ -658,6 +662,8 @@ func (n *Node) deliver(ctx context.Context, u *sphinx.Unwrapped) {
 	switch {
 	case u.SURBID != nil:
 		n.enqueue(r.ID, &provider.Item{Kind: provider.ItemReply, SURBID: *u.SURBID, Body: u.Payload}, "reply")
+	case r.Service == dropService:
+		n.m.delivered.WithLabelValues(dropService).Inc()
 	case r.Service == queueService:
 		_, data, err := service.DecodeEnvelope(u.Payload, n.geometry.SURBSize())
 		if err != nil {
