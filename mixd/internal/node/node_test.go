@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -317,5 +318,149 @@ func TestLoopThroughMixnetAcrossEpochs(t *testing.T) {
 			next := pc.Clock().End(doc.Epoch)
 			time.Sleep(time.Until(next) + 100*time.Millisecond)
 		}
+	}
+}
+
+// metricValue reads one sample from the node's registry.
+func metricValue(t *testing.T, n *Node, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := n.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					continue next
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			if g := m.GetGauge(); g != nil {
+				return g.GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// Malformed frames, unauthenticated clients, wrong-epoch packets and a flood from one user are
+// refused or limited, and another user's traffic still goes through.
+func TestAbuseIsContained(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a network")
+	}
+	tn := newTestNet(t)
+	dir := t.TempDir()
+	for _, name := range []string{"mix1", "mix2", "mix3"} {
+		tn.start(name, "mix", dir+"/"+name)
+	}
+	provA := tn.start("alpha", "provider", dir+"/alpha")
+	tn.start("beta", "provider", dir+"/beta")
+	users := map[string]*keys.LinkPrivateKey{}
+	for _, u := range []string{"mallory", "bob"} {
+		users[u], _ = keys.GenerateLinkKey(rand.Reader)
+		if err := provA.Store().AddUser(provider.User{Name: u, LinkKey: users[u].Public()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc, _ := pki.NewClient(pki.ClientConfig{URLs: []string{tn.dir.URL}, Authorities: []keys.IdentityPublicKey{tn.auth}, Threshold: 1, EpochLength: tn.params.EpochLength})
+	doc := tn.waitDocument(pc, 5)
+	a, _ := doc.Node(provA.Identity())
+	b, _ := doc.Node(tn.nodes["beta"].Identity())
+	s, _ := sphinx.New(tn.geo)
+	dial := func(k *keys.LinkPrivateKey) (*wire.Conn, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return wire.Dial(ctx, wire.DialConfig{Geometry: tn.geo, Key: k, Remote: a.Link, Addr: a.Addresses[0], Transport: tn.mem})
+	}
+
+	// Unauthenticated: a key that is neither a node nor a user is refused at the handshake.
+	stranger, _ := keys.GenerateLinkKey(rand.Reader)
+	if c, err := dial(stranger); err == nil {
+		c.Close()
+		t.Fatal("a stranger's link was accepted")
+	}
+
+	// A flood: mallory sends far more than her rate allows; the excess is dropped unread.
+	mc, err := dial(users["mallory"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := make([]byte, tn.geo.PacketSize())
+	rand.Read(junk)
+	for range 1000 {
+		if err := mc.WriteFrame(&wire.Frame{Cmd: wire.CmdSendPacket, Body: junk}); err != nil {
+			break
+		}
+	}
+	// Malformed and oversize frames: raw bytes inside an authenticated TLS link that do not
+	// decode as a frame end that link (and only that link).
+	raw, err := tn.mem.Dial(context.Background(), a.Addresses[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcfg, _ := wire.ClientTLSConfig(users["mallory"], a.Link)
+	tc := tls.Client(raw, tcfg)
+	ready := make([]byte, wire.FrameSize(tn.geo))
+	if _, err := io.ReadFull(tc, ready); err != nil {
+		t.Fatalf("no ready frame: %v", err)
+	}
+	garbage := make([]byte, wire.FrameSize(tn.geo)+100)
+	rand.Read(garbage)
+	garbage[0] = 0xee // no such command
+	tc.Write(garbage)
+	tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := tc.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the link survived a malformed frame")
+	}
+	tc.Close()
+
+	bc, err := dial(users["bob"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+
+	// Wrong epoch: a packet built with keys of an epoch the node does not use yet fails its
+	// header MAC and goes nowhere.
+	later, err := pc.Get(context.Background(), doc.Epoch+2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	la, _ := later.Node(provA.Identity())
+	lb, _ := later.Node(tn.nodes["beta"].Identity())
+	before := metricValue(t, provA, "mixd_unwrap_errors_total", map[string]string{"reason": "header_mac"})
+	wrong := &testClient{t: t, s: s, user: "bob", conn: bc, pkic: pc, keys: map[[sphinx.SURBIDSize]byte][]byte{}}
+	wrong.sendLoop(later, la, lb, []byte("from the future"))
+	deadline := time.Now().Add(5 * time.Second)
+	for metricValue(t, provA, "mixd_unwrap_errors_total", map[string]string{"reason": "header_mac"}) <= before {
+		if time.Now().After(deadline) {
+			t.Fatal("wrong-epoch packet not refused")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	c := &testClient{t: t, s: s, user: "bob", conn: bc, pkic: pc, keys: map[[sphinx.SURBIDSize]byte][]byte{}}
+	ids := map[[sphinx.SURBIDSize]byte]string{}
+	for i := range 10 {
+		data := fmt.Sprintf("bob %d", i)
+		ids[c.sendLoop(doc, a, b, []byte(data))] = data
+	}
+	c.collect(ids, 15*time.Second)
+	mc.Close()
+
+	limited := metricValue(t, provA, "mixd_packets_dropped_total", map[string]string{"reason": "rate_limit"})
+	if limited < 500 {
+		t.Fatalf("only %v of mallory's 1000 packets were rate limited", limited)
+	}
+	if bad := metricValue(t, provA, "mixd_unwrap_errors_total", map[string]string{"reason": "header_mac"}); bad < 1 {
+		t.Fatalf("junk packets were not counted as unwrap errors (%v)", bad)
 	}
 }
