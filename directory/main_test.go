@@ -277,7 +277,7 @@ func TestRestartMidEpoch(t *testing.T) {
 		}
 	}
 	target := nextVoted(clock(t))
-	before := a.document(t, target, 3*testEpoch)
+	before := a.document(t, target, 5*testEpoch)
 	sd, err := pki.Verify(before, target, []keys.IdentityPublicKey{a.key.Public()}, 1)
 	if err != nil || len(sd.Document.Nodes) != 4 {
 		t.Fatalf("document: %v, %d nodes", err, len(sd.Document.Nodes))
@@ -341,7 +341,7 @@ func TestThreeAuthorities(t *testing.T) {
 		deadline := time.Now().Add(3 * testEpoch)
 		var b []byte
 		for {
-			b = a.document(t, target, 3*testEpoch)
+			b = a.document(t, target, 5*testEpoch)
 			if sd, err := pki.Verify(b, target, pub, 2); err == nil && len(sd.Signatures) == 3 || time.Now().After(deadline) {
 				break
 			}
@@ -369,7 +369,7 @@ func TestThreeAuthorities(t *testing.T) {
 	// The first document whose votes are made after c stopped.
 	target = nextVoted(c)
 	for _, a := range auths[:2] {
-		b := a.document(t, target, 3*testEpoch)
+		b := a.document(t, target, 5*testEpoch)
 		sd, err := pki.Verify(b, target, pub, 2)
 		if err != nil {
 			t.Fatalf("%s without c: %v", a.name, err)

@@ -162,7 +162,7 @@ func readDescriptorBody(r *reader) (*Descriptor, error) {
 	d.Addresses = r.strList("addresses", MaxAddresses)
 	d.Domains = r.strList("domains", MaxDomains)
 	d.Services = r.strList("services", MaxServices)
-	d.SphinxKeys = readEpochKeys(r, MaxSphinxKeys)
+	d.SphinxKeys = readEpochKeys(r, MaxSphinxKeys, true)
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -179,7 +179,9 @@ func readDescriptorBody(r *reader) (*Descriptor, error) {
 	return d, nil
 }
 
-func readEpochKeys(r *reader, max int) []EpochKey {
+// readEpochKeys reads u8 n || n * (u64 epoch || key). With checkKeys each key is validated as
+// an X25519 public key (a scalar multiplication each); without, it is taken as it is.
+func readEpochKeys(r *reader, max int, checkKeys bool) []EpochKey {
 	n := int(r.u8("sphinx key count"))
 	if r.err != nil {
 		return nil
@@ -194,6 +196,10 @@ func readEpochKeys(r *reader, max int) []EpochKey {
 		k := r.array32("sphinx key")
 		if r.err != nil {
 			return nil
+		}
+		if !checkKeys {
+			out[i].Key = keys.SphinxPublicKey(k)
+			continue
 		}
 		var err error
 		if out[i].Key, err = keys.NewSphinxPublicKey(k[:]); err != nil {

@@ -87,26 +87,36 @@ func (sd *SignedDocument) Marshal() []byte {
 	return b
 }
 
-// ParseSignedDocument decodes a signed document strictly. It verifies no signature: see Verify.
+// ParseSignedDocument decodes a signed document strictly, validating every key. It verifies no
+// signature: see Verify.
 func ParseSignedDocument(b []byte) (*SignedDocument, error) {
+	sd, err := splitSignedDocument(b)
+	if err != nil {
+		return nil, err
+	}
+	if sd.Document, err = ParseDocument(sd.Raw); err != nil {
+		return nil, fmt.Errorf("signed document: %w", err)
+	}
+	return sd, nil
+}
+
+// splitSignedDocument decodes the envelope (u32 len || document || signatures) without parsing
+// the document.
+func splitSignedDocument(b []byte) (*SignedDocument, error) {
 	if len(b) > MaxDocumentSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxDocumentSize)
 	}
 	r := &reader{b: b}
 	n := r.u32("document length")
 	raw := r.take(int(min(n, MaxDocumentSize+1)), "document")
+	count := int(r.u8("signature count"))
 	if r.err != nil {
 		return nil, fmt.Errorf("signed document: %w", r.err)
 	}
-	doc, err := ParseDocument(raw)
-	if err != nil {
-		return nil, fmt.Errorf("signed document: %w", err)
-	}
-	count := int(r.u8("signature count"))
-	if r.err == nil && count > MaxSignatures {
+	if count > MaxSignatures {
 		return nil, fmt.Errorf("signed document: %w", malformed("%d signatures, limit %d", count, MaxSignatures))
 	}
-	sd := &SignedDocument{Raw: raw, Document: doc, Signatures: make([]Signature, 0, count)}
+	sd := &SignedDocument{Raw: raw, Signatures: make([]Signature, 0, count)}
 	for i := 0; i < count; i++ {
 		sb := r.take(SignatureSize, "signature")
 		if r.err != nil {
@@ -163,21 +173,25 @@ func CheckAuthorities(authorities []keys.IdentityPublicKey, threshold int) error
 }
 
 // Verify is the client's acceptance check (docs/spec/pki.md section 5): b is at most
-// MaxDocumentSize, parses, is for epoch, and carries at least threshold valid signatures by
-// distinct keys among authorities.
+// MaxDocumentSize, carries at least threshold valid signatures by distinct keys among
+// authorities, parses, and is for epoch. Signatures are checked before the document is parsed,
+// so unauthenticated bytes never reach the document parser here.
 func Verify(b []byte, epoch Epoch, authorities []keys.IdentityPublicKey, threshold int) (*SignedDocument, error) {
 	if err := CheckAuthorities(authorities, threshold); err != nil {
 		return nil, err
 	}
-	sd, err := ParseSignedDocument(b)
+	sd, err := splitSignedDocument(b)
 	if err != nil {
 		return nil, err
 	}
-	if sd.Document.Epoch != epoch {
-		return nil, fmt.Errorf("%w: got epoch %d, want %d", ErrWrongEpoch, sd.Document.Epoch, epoch)
-	}
 	if good := sd.GoodSignatures(authorities); good < threshold {
 		return nil, fmt.Errorf("%w: %d of %d signatures valid from known authorities, threshold %d", ErrTooFewSignatures, good, len(sd.Signatures), threshold)
+	}
+	if sd.Document, err = parseDocument(sd.Raw, false); err != nil {
+		return nil, fmt.Errorf("signed document: %w", err)
+	}
+	if sd.Document.Epoch != epoch {
+		return nil, fmt.Errorf("%w: got epoch %d, want %d", ErrWrongEpoch, sd.Document.Epoch, epoch)
 	}
 	return sd, nil
 }

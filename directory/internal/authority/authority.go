@@ -74,6 +74,7 @@ type Authority struct {
 	mu        sync.Mutex
 	peerVotes map[pki.Epoch]map[keys.IdentityPublicKey]*pki.Vote
 	failures  map[pki.Epoch]string
+	docs      map[pki.Epoch]*docEntry
 	pruned    pki.Epoch
 }
 
@@ -104,6 +105,7 @@ func New(cfg Config) (*Authority, error) {
 		m:         newMetrics(cfg.Registerer),
 		peerVotes: make(map[pki.Epoch]map[keys.IdentityPublicKey]*pki.Vote),
 		failures:  make(map[pki.Epoch]string),
+		docs:      make(map[pki.Epoch]*docEntry),
 	}
 	a.authorities = []keys.IdentityPublicKey{a.self}
 	for _, p := range cfg.Peers {
@@ -252,11 +254,11 @@ func (a *Authority) Approved() ([]keys.IdentityPublicKey, error) {
 
 // Document returns the signed document for e once it holds threshold signatures.
 func (a *Authority) Document(e pki.Epoch) ([]byte, bool, error) {
-	sd, err := a.loadDocument(e)
-	if err != nil || sd == nil || len(sd.Signatures) < a.threshold {
+	c, err := a.cachedDocument(e)
+	if err != nil || c == nil || len(c.sd.Signatures) < a.threshold {
 		return nil, false, err
 	}
-	return sd.Marshal(), true, nil
+	return c.enc, true, nil
 }
 
 // Vote returns this authority's vote for e.
@@ -267,11 +269,11 @@ func (a *Authority) Vote(e pki.Epoch) ([]byte, bool, error) {
 
 // Signature returns this authority's signature on its document for e.
 func (a *Authority) Signature(e pki.Epoch) ([]byte, bool, error) {
-	sd, err := a.loadDocument(e)
-	if err != nil || sd == nil {
+	c, err := a.cachedDocument(e)
+	if err != nil || c == nil {
 		return nil, false, err
 	}
-	for _, s := range sd.Signatures {
+	for _, s := range c.sd.Signatures {
 		if s.Authority.Equal(a.self) {
 			return s.Marshal(), true, nil
 		}
@@ -279,8 +281,21 @@ func (a *Authority) Signature(e pki.Epoch) ([]byte, bool, error) {
 	return nil, false, nil
 }
 
-// loadDocument reads the stored signed document for e, or nil.
-func (a *Authority) loadDocument(e pki.Epoch) (*pki.SignedDocument, error) {
+// docEntry is a stored document, parsed once, with its encoding. Entries are never modified:
+// a change makes a new entry (saveDocument), so readers need no lock once they hold one.
+type docEntry struct {
+	sd  *pki.SignedDocument
+	enc []byte
+}
+
+// cachedDocument returns the document for e from the cache or the store, or nil.
+func (a *Authority) cachedDocument(e pki.Epoch) (*docEntry, error) {
+	a.mu.Lock()
+	c := a.docs[e]
+	a.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
 	b, err := a.store.Document(e)
 	if err != nil || b == nil {
 		return nil, err
@@ -289,7 +304,25 @@ func (a *Authority) loadDocument(e pki.Epoch) (*pki.SignedDocument, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stored document for epoch %d: %w", e, err)
 	}
-	return sd, nil
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c = a.docs[e]; c == nil { // a concurrent saveDocument wins over these older bytes
+		c = &docEntry{sd: sd, enc: b}
+		a.docs[e] = c
+	}
+	return c, nil
+}
+
+// saveDocument stores sd for e, then serves it.
+func (a *Authority) saveDocument(e pki.Epoch, sd *pki.SignedDocument) error {
+	enc := sd.Marshal()
+	if err := a.store.PutDocument(e, enc); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.docs[e] = &docEntry{sd: sd, enc: enc}
+	a.mu.Unlock()
+	return nil
 }
 
 // pollInterval is how often Run looks at the schedule and retries peers.
@@ -341,11 +374,14 @@ func (a *Authority) Step(ctx context.Context) error {
 // due, compute and sign it; then gather peers' signatures, and if it still lacks threshold
 // signatures, adopt a peer's document that has them.
 func (a *Authority) complete(ctx context.Context, t pki.Epoch, due bool) error {
-	sd, err := a.loadDocument(t)
+	c, err := a.cachedDocument(t)
 	if err != nil {
 		return err
 	}
-	if sd == nil {
+	var sd *pki.SignedDocument
+	if c != nil {
+		sd = c.sd
+	} else {
 		own, err := a.store.Vote(t)
 		if err != nil {
 			return err
@@ -366,7 +402,7 @@ func (a *Authority) complete(ctx context.Context, t pki.Epoch, due bool) error {
 		return nil
 	}
 	if sd != nil && len(sd.Signatures) < len(a.authorities) {
-		a.collectSignatures(ctx, t, sd)
+		sd = a.collectSignatures(ctx, t, sd)
 	}
 	if sd == nil || len(sd.Signatures) < a.threshold {
 		a.adoptPeerDocument(ctx, t)
@@ -519,7 +555,7 @@ func (a *Authority) compute(t pki.Epoch) (*pki.SignedDocument, error) {
 	if err := sd.AddSignature(pki.SignDocument(raw, a.id)); err != nil {
 		return nil, err
 	}
-	if err := a.store.PutDocument(t, sd.Marshal()); err != nil {
+	if err := a.saveDocument(t, sd); err != nil {
 		return nil, err
 	}
 	a.m.computed.Inc()
@@ -527,15 +563,19 @@ func (a *Authority) compute(t pki.Epoch) (*pki.SignedDocument, error) {
 	return sd, nil
 }
 
-// collectSignatures adds peers' signatures that verify on this authority's document for t.
-func (a *Authority) collectSignatures(ctx context.Context, t pki.Epoch, sd *pki.SignedDocument) {
-	var mu sync.Mutex
-	added := 0
-	var wg sync.WaitGroup
+// collectSignatures fetches the peers' signatures missing from sd (this authority's document
+// for t), keeps those that verify on its bytes, and stores and returns the document with them.
+// sd itself is not changed: it may be the entry HTTP readers are serving.
+func (a *Authority) collectSignatures(ctx context.Context, t pki.Epoch, sd *pki.SignedDocument) *pki.SignedDocument {
+	var missing []Peer
 	for _, p := range a.peers {
-		if slices.ContainsFunc(sd.Signatures, func(s pki.Signature) bool { return s.Authority.Equal(p.Identity) }) {
-			continue
+		if !slices.ContainsFunc(sd.Signatures, func(s pki.Signature) bool { return s.Authority.Equal(p.Identity) }) {
+			missing = append(missing, p)
 		}
+	}
+	got := make([]*pki.Signature, len(missing))
+	var wg sync.WaitGroup
+	for i, p := range missing {
 		wg.Go(func() {
 			b, err := a.get(ctx, p, "/v1/signature/", t, pki.SignatureSize)
 			if err != nil {
@@ -554,22 +594,27 @@ func (a *Authority) collectSignatures(ctx context.Context, t pki.Epoch, sd *pki.
 				a.peerError(p, "signature", t, err)
 				return
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if sd.AddSignature(s) == nil {
-				added++
-			}
+			got[i] = &s
 		})
 	}
 	wg.Wait()
-	if added == 0 {
-		return
+	out := &pki.SignedDocument{Raw: sd.Raw, Document: sd.Document, Signatures: slices.Clone(sd.Signatures)}
+	for _, s := range got {
+		if s != nil {
+			if err := out.AddSignature(*s); err != nil {
+				return sd
+			}
+		}
 	}
-	if err := a.store.PutDocument(t, sd.Marshal()); err != nil {
+	if len(out.Signatures) == len(sd.Signatures) {
+		return sd
+	}
+	if err := a.saveDocument(t, out); err != nil {
 		a.log.Error("storing signatures", "epoch", t, "err", err)
-		return
+		return sd
 	}
-	a.log.Info("signatures collected", "epoch", t, "signatures", len(sd.Signatures), "threshold", a.threshold)
+	a.log.Info("signatures collected", "epoch", t, "signatures", len(out.Signatures), "threshold", a.threshold)
+	return out
 }
 
 // adoptPeerDocument replaces this authority's document for t by a peer's that carries threshold
@@ -598,7 +643,7 @@ func (a *Authority) adoptPeerDocument(ctx context.Context, t pki.Epoch) {
 				}
 			}
 		}
-		if err := a.store.PutDocument(t, good.Marshal()); err != nil {
+		if err := a.saveDocument(t, good); err != nil {
 			a.log.Error("storing adopted document", "epoch", t, "err", err)
 			return
 		}
@@ -653,6 +698,11 @@ func (a *Authority) prune(e pki.Epoch) {
 	for t := range a.failures {
 		if t+3 < e {
 			delete(a.failures, t)
+		}
+	}
+	for t := range a.docs {
+		if t+3 < e {
+			delete(a.docs, t)
 		}
 	}
 	a.mu.Unlock()

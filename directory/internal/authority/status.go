@@ -64,15 +64,15 @@ func (a *Authority) Status() (*Status, error) {
 			return nil, err
 		}
 		es.Voted = v != nil
-		sd, err := a.loadDocument(t)
+		c, err := a.cachedDocument(t)
 		if err != nil {
 			return nil, err
 		}
-		if sd != nil {
-			es.Signatures = len(sd.Signatures)
+		if c != nil {
+			es.Signatures = len(c.sd.Signatures)
 			es.Published = es.Signatures >= a.threshold
 			if t == e && es.Published {
-				s.Document = sd.Document
+				s.Document = c.sd.Document
 			}
 		}
 		a.mu.Lock()
