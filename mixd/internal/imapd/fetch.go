@@ -16,7 +16,7 @@ import (
 const fetchBatchBytes = 8 << 20
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
-	defer s.recoverCommand("FETCH", &err)
+	defer s.guard("FETCH", &err)()
 	targets := s.view.resolve(numSet)
 	if len(targets) == 0 {
 		return nil

@@ -15,7 +15,7 @@ import (
 )
 
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
-	defer s.recoverCommand("SEARCH", &err)
+	defer s.guard("SEARCH", &err)()
 	var all []target
 	for i, m := range s.view.msgs {
 		if !m.gone {

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -25,8 +26,9 @@ type session struct {
 	log  *slog.Logger
 	ip   string
 
-	user string // "" until authenticated
-	view *view  // nil unless a mailbox is selected
+	mu   sync.Mutex // held by each command and by IDLE while it writes updates
+	user string     // "" until authenticated
+	view *view      // nil unless a mailbox is selected
 }
 
 var (
@@ -43,26 +45,35 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	return &session{srv: s, conn: conn, ip: ip, log: s.log.With("remote", ip)}, nil, nil
 }
 
-// recoverCommand turns a panic in one command into a temporary failure of that command, so a bug
-// triggered by one request does not drop the connection or the server.
-func (s *session) recoverCommand(cmd string, err *error) {
-	if v := recover(); v != nil {
-		s.log.Error("panic in imap command", "cmd", cmd, "user", s.user, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-		*err = errInternal
+// guard serialises the session's commands with the IDLE goroutine (imapserver may go on to the
+// next command before an ended IDLE has returned) and turns a panic in one command into a
+// temporary failure of that command, so a bug triggered by one request does not drop the
+// connection or the server. Use as: defer s.guard("CMD", &err)().
+func (s *session) guard(cmd string, err *error) func() {
+	s.mu.Lock()
+	return func() {
+		defer s.mu.Unlock()
+		if v := recover(); v != nil {
+			s.logPanic(cmd, v)
+			*err = errInternal
+		}
 	}
+}
+
+func (s *session) logPanic(cmd string, v any) {
+	s.log.Error("panic in imap command", "cmd", cmd, "user", s.user, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 }
 
 var errInternal = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error, try again later"}
 
-func (s *session) Close() error {
-	s.view = nil
-	return nil
-}
+// Close has nothing to release: the view is memory only. It must not touch the view, because an
+// IDLE goroutine may still be finishing when the connection is torn down.
+func (s *session) Close() error { return nil }
 
 // Login checks the password, subject to the failure rate limit and the bound on concurrent
 // hash computations.
 func (s *session) Login(username, password string) (err error) {
-	defer s.recoverCommand("LOGIN", &err)
+	defer s.guard("LOGIN", &err)()
 	if !s.srv.userLimit.allowed(username) || !s.srv.ipLimit.allowed(s.ip) {
 		s.log.Warn("imap login refused: too many failures", "user", username)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins, try again later"}
@@ -108,32 +119,32 @@ func (s *session) Namespace() (*imap.NamespaceData, error) {
 }
 
 func (s *session) Create(mailbox string, _ *imap.CreateOptions) (err error) {
-	defer s.recoverCommand("CREATE", &err)
+	defer s.guard("CREATE", &err)()
 	return s.storeErr(s.srv.store.CreateMailbox(s.user, strings.TrimSuffix(mailbox, string(mailstore.Delimiter))))
 }
 
 func (s *session) Delete(mailbox string) (err error) {
-	defer s.recoverCommand("DELETE", &err)
+	defer s.guard("DELETE", &err)()
 	return s.storeErr(s.srv.store.DeleteMailbox(s.user, mailbox))
 }
 
 func (s *session) Rename(mailbox, newName string, _ *imap.RenameOptions) (err error) {
-	defer s.recoverCommand("RENAME", &err)
+	defer s.guard("RENAME", &err)()
 	return s.storeErr(s.srv.store.RenameMailbox(s.user, mailbox, newName))
 }
 
 func (s *session) Subscribe(mailbox string) (err error) {
-	defer s.recoverCommand("SUBSCRIBE", &err)
+	defer s.guard("SUBSCRIBE", &err)()
 	return s.storeErr(s.srv.store.SetSubscribed(s.user, mailbox, true))
 }
 
 func (s *session) Unsubscribe(mailbox string) (err error) {
-	defer s.recoverCommand("UNSUBSCRIBE", &err)
+	defer s.guard("UNSUBSCRIBE", &err)()
 	return s.storeErr(s.srv.store.SetSubscribed(s.user, mailbox, false))
 }
 
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
-	defer s.recoverCommand("LIST", &err)
+	defer s.guard("LIST", &err)()
 	if len(patterns) == 0 {
 		// LIST "" "": the hierarchy delimiter and root (RFC 3501 section 6.3.8).
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: mailstore.Delimiter})
@@ -169,7 +180,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
 		}
 		if options.ReturnStatus != nil {
-			st, err := s.Status(b.Name, options.ReturnStatus)
+			st, err := s.status(b.Name, options.ReturnStatus)
 			if err == nil {
 				data.Status = st
 			}
@@ -187,7 +198,11 @@ func hasChildren(name string, boxes []mailstore.MailboxInfo) bool {
 }
 
 func (s *session) Status(mailbox string, options *imap.StatusOptions) (_ *imap.StatusData, err error) {
-	defer s.recoverCommand("STATUS", &err)
+	defer s.guard("STATUS", &err)()
+	return s.status(mailbox, options)
+}
+
+func (s *session) status(mailbox string, options *imap.StatusOptions) (*imap.StatusData, error) {
 	st, err := s.srv.store.Status(s.user, mailbox)
 	if err != nil {
 		return nil, s.storeErr(err)
@@ -223,7 +238,7 @@ func (s *session) Status(mailbox string, options *imap.StatusOptions) (_ *imap.S
 }
 
 func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
-	defer s.recoverCommand("APPEND", &err)
+	defer s.guard("APPEND", &err)()
 	limit := int64(s.srv.cfg.MaxLiteralSize)
 	if r.Size() > limit {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: fmt.Sprintf("Message larger than %d bytes", limit)}
@@ -246,7 +261,7 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 }
 
 func (s *session) Select(mailbox string, options *imap.SelectOptions) (_ *imap.SelectData, err error) {
-	defer s.recoverCommand("SELECT", &err)
+	defer s.guard("SELECT", &err)()
 	s.view = nil
 	v, err := s.openView(mailbox, options.ReadOnly)
 	if err != nil {
@@ -271,13 +286,14 @@ func (s *session) Select(mailbox string, options *imap.SelectOptions) (_ *imap.S
 	return data, nil
 }
 
-func (s *session) Unselect() error {
+func (s *session) Unselect() (err error) {
+	defer s.guard("UNSELECT", &err)()
 	s.view = nil
 	return nil
 }
 
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error) {
-	defer s.recoverCommand("poll", &err)
+	defer s.guard("poll", &err)()
 	if s.view == nil {
 		return nil
 	}
@@ -285,15 +301,12 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) (err error
 }
 
 // Idle sends changes as they happen until stop is closed.
-func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err error) {
-	defer s.recoverCommand("IDLE", &err)
+func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	for {
 		// Take the channel before looking, so a change made while syncing still wakes us.
 		_, changed := s.srv.store.Changes(s.user)
-		if s.view != nil {
-			if err := s.sync(w, true); err != nil {
-				return err
-			}
+		if err := s.idleSync(w); err != nil {
+			return err
 		}
 		select {
 		case <-changed:
@@ -303,8 +316,16 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) (err er
 	}
 }
 
+func (s *session) idleSync(w *imapserver.UpdateWriter) (err error) {
+	defer s.guard("IDLE", &err)()
+	if s.view == nil {
+		return nil
+	}
+	return s.sync(w, true)
+}
+
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
-	defer s.recoverCommand("EXPUNGE", &err)
+	defer s.guard("EXPUNGE", &err)()
 	if err := s.writable(); err != nil {
 		return err
 	}
@@ -323,7 +344,7 @@ func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err e
 }
 
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, _ *imap.StoreOptions) (err error) {
-	defer s.recoverCommand("STORE", &err)
+	defer s.guard("STORE", &err)()
 	if err := s.writable(); err != nil {
 		return err
 	}
@@ -359,7 +380,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 }
 
 func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err error) {
-	defer s.recoverCommand("COPY", &err)
+	defer s.guard("COPY", &err)()
 	targets := s.view.resolve(numSet)
 	res, err := s.srv.store.Copy(s.user, s.view.name, uidsOf(targets), dest)
 	if err != nil {
@@ -369,7 +390,7 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err e
 }
 
 func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
-	defer s.recoverCommand("MOVE", &err)
+	defer s.guard("MOVE", &err)()
 	if err := s.writable(); err != nil {
 		return err
 	}
