@@ -129,6 +129,18 @@ func appendEpochKeys(b []byte, list []EpochKey) []byte {
 	return b
 }
 
+// DescriptorIdentity returns the identity field of an encoded descriptor without parsing or
+// verifying anything else, so a server can look the node up before spending a signature check.
+// ok is false when b is too short or not version 1.
+func DescriptorIdentity(b []byte) (id keys.IdentityPublicKey, ok bool) {
+	const off = 1 + 8 // version, epoch
+	if len(b) < off+len(id) || b[0] != Version {
+		return id, false
+	}
+	copy(id[:], b[off:])
+	return id, true
+}
+
 // ParseDescriptor decodes a descriptor strictly and verifies its signature.
 func ParseDescriptor(b []byte) (*Descriptor, error) {
 	if len(b) > MaxDescriptorSize {

@@ -32,6 +32,12 @@ func TestDescriptorRoundTrip(t *testing.T) {
 		if _, ok := d.SphinxKey(99); ok {
 			t.Error("SphinxKey(99) found")
 		}
+		if id, ok := DescriptorIdentity(b); !ok || !id.Equal(n.desc.Identity) {
+			t.Errorf("DescriptorIdentity = %s, %v", id, ok)
+		}
+		if _, ok := DescriptorIdentity(b[:40]); ok {
+			t.Error("DescriptorIdentity of 40 bytes: ok")
+		}
 	}
 }
 
