@@ -170,3 +170,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkVerifyDefault is the cost of one login check with the default parameters.
+func BenchmarkVerifyDefault(b *testing.B) {
+	h, err := Hash("benchmark password")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := Verify(h, "benchmark password"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

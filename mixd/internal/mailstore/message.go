@@ -97,7 +97,7 @@ func (s *Store) Append(user, mailbox string, msg []byte, flags []string, date ti
 	if date.IsZero() {
 		date = time.Now()
 	}
-	err = s.update(user, func(tx *bolt.Tx) error {
+	err = s.batch(user, func(tx *bolt.Tx) error {
 		b, err := openBox(tx, user, mailbox)
 		if err != nil {
 			return err

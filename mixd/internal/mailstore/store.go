@@ -53,6 +53,8 @@ var (
 // fails with a clear error instead of hanging.
 const openTimeout = 2 * time.Second
 
+const batchDelay = time.Millisecond
+
 // Store is the mailbox store. It is safe for concurrent use.
 type Store struct {
 	db *bolt.DB
@@ -94,6 +96,9 @@ func Open(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("mailstore: initialise %s: %w", path, err)
 	}
+	// A lone delivery waits at most this long for others to share its commit; the fsync it
+	// shares costs several milliseconds, so the wait is cheap and concurrent deliveries gain.
+	db.MaxBatchDelay = batchDelay
 	return &Store{db: db, watches: make(map[string]*watch), verify: passwd.Verify}, nil
 }
 
@@ -136,6 +141,17 @@ func (s *Store) watchLocked(user string) *watch {
 // update runs fn in a write transaction and, once it has committed, wakes the user's watchers.
 func (s *Store) update(user string, fn func(tx *bolt.Tx) error) error {
 	if err := s.db.Update(fn); err != nil {
+		return err
+	}
+	s.notify(user)
+	return nil
+}
+
+// batch is update through bbolt's Batch: concurrent deliveries share one commit and one fsync.
+// fn may run more than once (bbolt retries the others when one fails), so it must only change
+// the transaction and variables it resets itself.
+func (s *Store) batch(user string, fn func(tx *bolt.Tx) error) error {
+	if err := s.db.Batch(fn); err != nil {
 		return err
 	}
 	s.notify(user)

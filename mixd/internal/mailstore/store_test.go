@@ -14,7 +14,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/passwd"
 )
 
-func openTest(t *testing.T) (*Store, string) {
+func openTest(t testing.TB) (*Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "mail.db")
 	s, err := Open(path)
