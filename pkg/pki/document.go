@@ -90,8 +90,9 @@ func (d *Document) Marshal() ([]byte, error) {
 		b = appendStrList(b, n.Services)
 		b = appendEpochKeys(b, n.SphinxKeys)
 	}
-	if len(b)+4+1 > MaxDocumentSize {
-		return nil, fmt.Errorf("document: %d bytes, limit %d", len(b), MaxDocumentSize)
+	// Leave room for the envelope with every signature, so a signed document always fits.
+	if limit := MaxDocumentSize - 4 - 1 - MaxSignatures*SignatureSize; len(b) > limit {
+		return nil, fmt.Errorf("document: %d bytes, limit %d", len(b), limit)
 	}
 	return b, nil
 }
