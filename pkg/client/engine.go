@@ -1,0 +1,815 @@
+package client
+
+import (
+	"context"
+	crand "crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+	"github.com/panoramix-mixnet/panoramix/pkg/service"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+	"github.com/panoramix-mixnet/panoramix/pkg/wire"
+)
+
+// Defaults of Config (docs/spec/client.md).
+const (
+	DefaultService          = "mailbox"
+	DefaultRetryBudget      = 8
+	DefaultAckSlack         = 30 * time.Second
+	DefaultRetrieveInterval = 250 * time.Millisecond
+	DefaultMaxPartial       = 64
+	DefaultPartialTimeout   = 7 * 24 * time.Hour
+
+	// Built-in provider services the engine uses for cover traffic (docs/spec/services.md).
+	queueService = "queue"
+	dropService  = "drop"
+	loopService  = "loop"
+	// coverRecipient is the recipient id of loop and drop packets; those services ignore it.
+	coverRecipient = "cover"
+	// loopNonceSize is the random data a loop carries, which the echo must return.
+	loopNonceSize = 16
+
+	minBackoff = 500 * time.Millisecond
+	maxBackoff = 30 * time.Second
+	// retrieveTimeout bounds one retrieve exchange; a provider that does not answer in that
+	// time has a dead link.
+	retrieveTimeout = 30 * time.Second
+	writeTimeout    = 10 * time.Second
+)
+
+// Errors callers can act on.
+var (
+	ErrUnknownMessage = errors.New("client: unknown message")
+	ErrUnknownDomain  = errors.New("client: no provider serves the domain")
+	ErrNoService      = errors.New("client: the provider does not offer the service")
+	ErrTooLarge       = errors.New("client: message too large")
+	ErrRunning        = errors.New("client: engine is running")
+)
+
+// Config configures an Engine.
+type Config struct {
+	// DataDir holds the engine's store (created if needed, 0700).
+	DataDir string
+	// User is the user's name at its provider: its queue, where ACKs, loop echoes and
+	// messages for the user arrive.
+	User string
+	// Domain is the mail domain of the user's provider, looked up in the consensus.
+	Domain string
+	// LinkKey is the user's link key, which the provider knows from its user database. The
+	// caller owns it and wipes it after Close.
+	LinkKey *keys.LinkPrivateKey
+	// PKI fetches and verifies consensus documents. The caller runs its Run method, so that
+	// the next epoch's document is there before it is needed.
+	PKI *pki.Client
+	// Transport defaults to TCP.
+	Transport wire.Transport
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// RetryBudget is how many times a fragment is transmitted before its message fails;
+	// DefaultRetryBudget when 0.
+	RetryBudget int
+	// AckSlack is added to a fragment's expected round trip (the delays of its route and of
+	// its SURB's route, plus one retrieve interval) before it is retransmitted;
+	// DefaultAckSlack when 0.
+	AckSlack time.Duration
+	// RetrieveInterval is the fixed interval between retrieve exchanges;
+	// DefaultRetrieveInterval when 0. Its rate must exceed lambda_P + lambda_L, the rate at
+	// which ACKs and loop echoes can arrive, or the queue at the provider grows.
+	RetrieveInterval time.Duration
+	// MaxPartial bounds the incoming messages being reassembled at once; DefaultMaxPartial
+	// when 0.
+	MaxPartial int
+	// PartialTimeout is how long an incomplete incoming message is kept;
+	// DefaultPartialTimeout when 0.
+	PartialTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Transport == nil {
+		c.Transport = wire.TCP
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RetryBudget == 0 {
+		c.RetryBudget = DefaultRetryBudget
+	}
+	if c.AckSlack == 0 {
+		c.AckSlack = DefaultAckSlack
+	}
+	if c.RetrieveInterval == 0 {
+		c.RetrieveInterval = DefaultRetrieveInterval
+	}
+	if c.MaxPartial == 0 {
+		c.MaxPartial = DefaultMaxPartial
+	}
+	if c.PartialTimeout == 0 {
+		c.PartialTimeout = DefaultPartialTimeout
+	}
+}
+
+// LinkState describes the link to the provider and counts the engine's traffic.
+type LinkState struct {
+	Connected bool
+	// Provider is the identity of the user's provider; Addr the address of the link.
+	Provider keys.IdentityPublicKey
+	Addr     string
+	// Since is when the link came up (or went down).
+	Since time.Time
+	// Epoch is the consensus epoch in use.
+	Epoch pki.Epoch
+	// LastError is why the last link attempt or link ended.
+	LastError string
+
+	// Packets sent, by kind: real fragments (RealPackets), drop cover from the lambda_P
+	// stream when nothing was due (SendDrops) and from the lambda_D stream (Drops), loops.
+	RealPackets, SendDrops, Drops, Loops uint64
+	// LoopsReturned counts loop echoes that came back intact; LoopsLost those that did not
+	// come back in time (they are a health signal for the route).
+	LoopsReturned, LoopsLost uint64
+	// Acks counts SURB replies applied to fragments; BadReplies replies that were not a valid
+	// ack for their fragment; UnknownReplies replies for no SURB the engine knows.
+	Acks, BadReplies, UnknownReplies uint64
+	// Messages counts queue items received (fragments addressed to the user).
+	Messages uint64
+	// Retrieves counts retrieve exchanges; Links counts links established.
+	Retrieves, Links uint64
+}
+
+type loopRecord struct {
+	keys     []byte
+	nonce    [loopNonceSize]byte
+	deadline time.Time
+}
+
+// Engine is the client engine (docs/spec/client.md). Create it with New, start it with Run,
+// queue messages with Send at any time (Run need not be running), and Close it after Run has
+// returned.
+type Engine struct {
+	cfg     Config
+	log     *slog.Logger
+	st      *store
+	running atomic.Bool
+
+	rngMu sync.Mutex
+	rng   *rand.Rand
+
+	mu    sync.Mutex
+	link  LinkState
+	loops map[[sphinx.SURBIDSize]byte]*loopRecord
+}
+
+// newRand returns a ChaCha8 generator seeded from the system's random source: it picks routes,
+// delays and send times, which must be unpredictable to an observer.
+func newRand() *rand.Rand {
+	var seed [32]byte
+	crand.Read(seed[:])
+	return rand.New(rand.NewChaCha8(seed))
+}
+
+// New checks cfg and opens (or creates) the store in cfg.DataDir. Messages queued before a
+// crash or a Close are resumed when Run starts.
+func New(cfg Config) (*Engine, error) {
+	cfg.setDefaults()
+	switch {
+	case cfg.DataDir == "":
+		return nil, errors.New("client: no data directory")
+	case cfg.LinkKey == nil:
+		return nil, errors.New("client: no link key")
+	case cfg.PKI == nil:
+		return nil, errors.New("client: no consensus client")
+	case cfg.Domain == "":
+		return nil, errors.New("client: no provider domain")
+	case cfg.RetryBudget < 1:
+		return nil, fmt.Errorf("client: retry budget %d: want at least 1", cfg.RetryBudget)
+	case cfg.AckSlack < 0 || cfg.RetrieveInterval < 0 || cfg.MaxPartial < 0 || cfg.PartialTimeout < 0:
+		return nil, errors.New("client: negative duration or limit in config")
+	}
+	if err := (sphinx.Recipient{Service: queueService, ID: cfg.User}).Validate(); err != nil {
+		return nil, fmt.Errorf("client: user %q: %w", cfg.User, err)
+	}
+	st, err := openStore(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{cfg: cfg, log: cfg.Logger, st: st, rng: newRand(), loops: map[[sphinx.SURBIDSize]byte]*loopRecord{}}, nil
+}
+
+// Close closes the store. Run must have returned (cancel its context and wait).
+func (e *Engine) Close() error {
+	if e.running.Load() {
+		return ErrRunning
+	}
+	e.mu.Lock()
+	for id, l := range e.loops {
+		wipe(l.keys)
+		delete(e.loops, id)
+	}
+	e.mu.Unlock()
+	return e.st.close()
+}
+
+func noAck(svc string) bool { return svc == queueService || svc == dropService }
+
+// Send fragments data for dst, queues the message durably (committed and fsync'd) and returns
+// its id. The fragments leave one per lambda_P slot while Run runs. dst.Domain must be served by
+// a provider in the current consensus that offers dst.Service.
+func (e *Engine) Send(ctx context.Context, dst Destination, data []byte) (MessageID, error) {
+	var id MessageID
+	if dst.Service == "" {
+		dst.Service = DefaultService
+	}
+	if err := (sphinx.Recipient{Service: dst.Service, ID: dst.Recipient}).Validate(); err != nil {
+		return id, fmt.Errorf("client: destination: %w", err)
+	}
+	if dst.Domain == "" || strings.ToLower(dst.Domain) != dst.Domain {
+		return id, fmt.Errorf("client: destination domain %q: want a lowercase domain", dst.Domain)
+	}
+	doc, err := e.cfg.PKI.Current(ctx)
+	if err != nil {
+		return id, fmt.Errorf("client: consensus: %w", err)
+	}
+	p, ok := doc.Provider(dst.Domain)
+	if !ok {
+		return id, fmt.Errorf("%w: %s (epoch %d)", ErrUnknownDomain, dst.Domain, doc.Epoch)
+	}
+	if !slices.Contains(p.Services, dst.Service) {
+		return id, fmt.Errorf("%w: %s does not offer %q", ErrNoService, dst.Domain, dst.Service)
+	}
+	capacity := FragmentCapacity(doc.Parameters.Geometry)
+	if len(data) > MaxMessageSize(capacity) {
+		return id, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), MaxMessageSize(capacity))
+	}
+	crand.Read(id[:])
+	frags, err := Split(id, data, capacity)
+	if err != nil {
+		return id, fmt.Errorf("client: %w", err)
+	}
+	enc := make([][]byte, len(frags))
+	for i, f := range frags {
+		enc[i] = f.Marshal()
+	}
+	now := time.Now()
+	st := &Status{ID: id, Destination: dst, State: StateQueued, Size: len(data), Fragments: len(frags),
+		Created: now, Updated: now, NeedsAck: !noAck(dst.Service)}
+	if err := e.st.addMessage(st, enc); err != nil {
+		return id, fmt.Errorf("client: queue message: %w", err)
+	}
+	e.log.Debug("message queued", "id", id, "fragments", len(frags), "domain", dst.Domain, "service", dst.Service)
+	return id, nil
+}
+
+// Status returns the delivery status of a message.
+func (e *Engine) Status(id MessageID) (Status, error) {
+	st, err := e.st.status(id)
+	if err != nil {
+		return Status{}, err
+	}
+	return *st, nil
+}
+
+// List returns the status of every message, in queue order.
+func (e *Engine) List() ([]Status, error) { return e.st.list() }
+
+// Received returns the messages reassembled from the user's queue, oldest first. They stay
+// until DeleteReceived.
+func (e *Engine) Received() ([]Received, error) { return e.st.inbox() }
+
+// DeleteReceived forgets a received message (by its Seq) once the caller has it safe.
+func (e *Engine) DeleteReceived(seq uint64) error { return e.st.deleteReceived(seq) }
+
+// LinkState returns the link's state and the traffic counters.
+func (e *Engine) LinkState() LinkState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.link
+}
+
+func (e *Engine) count(f func(*LinkState)) {
+	e.mu.Lock()
+	f(&e.link)
+	e.mu.Unlock()
+}
+
+// Run keeps a link to the user's provider up and runs the send scheduler and the retrieve
+// exchanges over it until ctx is cancelled; then it returns nil. Link failures are retried
+// with capped, jittered exponential backoff.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer e.running.Store(false)
+	backoff := minBackoff
+	for {
+		start := time.Now()
+		err := e.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		e.count(func(l *LinkState) { l.Connected, l.Since, l.LastError = false, time.Now(), err.Error() })
+		e.log.Warn("link to provider ended", "err", err)
+		if time.Since(start) > maxBackoff {
+			backoff = minBackoff
+		}
+		wait := backoff/2 + time.Duration(e.randInt64(int64(backoff/2)+1))
+		backoff = min(2*backoff, maxBackoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (e *Engine) randInt64(n int64) int64 {
+	e.rngMu.Lock()
+	defer e.rngMu.Unlock()
+	return e.rng.Int64N(n)
+}
+
+// view is what one link session works with: a consensus document and the objects derived
+// from it.
+type view struct {
+	doc  *pki.Document
+	sph  *sphinx.Sphinx
+	self *pki.Node // the user's provider
+}
+
+func (e *Engine) newView(ctx context.Context) (*view, error) {
+	doc, err := e.cfg.PKI.Current(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("consensus: %w", err)
+	}
+	self, ok := doc.Provider(e.cfg.Domain)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s (epoch %d)", ErrUnknownDomain, e.cfg.Domain, doc.Epoch)
+	}
+	sph, err := sphinx.New(doc.Parameters.Geometry)
+	if err != nil {
+		return nil, fmt.Errorf("consensus geometry: %w", err)
+	}
+	return &view{doc: doc, sph: sph, self: self}, nil
+}
+
+var errRelink = errors.New("provider or geometry changed in the consensus")
+
+func (e *Engine) session(ctx context.Context) error {
+	v, err := e.newView(ctx)
+	if err != nil {
+		return err
+	}
+	if len(v.self.Addresses) == 0 {
+		return fmt.Errorf("provider %s has no address", v.self.Identity)
+	}
+	conn, err := wire.Dial(ctx, wire.DialConfig{Geometry: v.doc.Parameters.Geometry, Key: e.cfg.LinkKey,
+		Remote: v.self.Link, Addr: v.self.Addresses[0], Transport: e.cfg.Transport})
+	if err != nil {
+		return fmt.Errorf("dial provider: %w", err)
+	}
+	defer conn.Close()
+	e.count(func(l *LinkState) {
+		l.Connected, l.Provider, l.Addr, l.Since, l.Epoch, l.LastError = true, v.self.Identity, v.self.Addresses[0], time.Now(), v.doc.Epoch, ""
+		l.Links++
+	})
+	e.log.Info("link to provider up", "provider", v.self.Identity, "addr", v.self.Addresses[0])
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- e.retrieveLoop(sctx, conn, v.sph) }()
+	go func() { errc <- e.sendLoop(sctx, conn, v) }()
+	err = <-errc
+	cancel()
+	if ctx.Err() != nil {
+		conn.SetWriteDeadline(time.Now().Add(time.Second))
+		conn.WriteFrame(&wire.Frame{Cmd: wire.CmdDisconnect})
+	}
+	conn.Close()
+	<-errc
+	return err
+}
+
+func rates(p pki.Parameters) [nStreams]float64 {
+	return [nStreams]float64{streamSend: p.LambdaP, streamLoop: p.LambdaL, streamDrop: p.LambdaD}
+}
+
+// sendLoop runs the Poisson scheduler (docs/spec/client.md section 3): at every event it writes
+// exactly one packet, so the link shows a Poisson process of rate lambda_P + lambda_L +
+// lambda_D whatever the user does.
+func (e *Engine) sendLoop(ctx context.Context, conn *wire.Conn, v *view) error {
+	sched := newScheduler(newRand(), rates(v.doc.Parameters), time.Now())
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	e.maintain(time.Now(), v)
+	lastMaintain := time.Now()
+	for {
+		kind, at := sched.peek()
+		timer.Reset(time.Until(at))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		sched.pop()
+		now := time.Now()
+		if doc, err := e.cfg.PKI.Current(ctx); err != nil {
+			e.log.Warn("no consensus for the current epoch; using the last one", "err", err)
+		} else if doc.Epoch != v.doc.Epoch {
+			nv, err := e.newView(ctx)
+			if err != nil {
+				return err
+			}
+			if nv.self.Identity != v.self.Identity || nv.self.Link != v.self.Link ||
+				nv.doc.Parameters.Geometry != v.doc.Parameters.Geometry || !slices.Equal(nv.self.Addresses, v.self.Addresses) {
+				return errRelink
+			}
+			if !nv.doc.Parameters.Equal(v.doc.Parameters) {
+				sched.setRates(rates(nv.doc.Parameters), now)
+			}
+			v = nv
+			e.count(func(l *LinkState) { l.Epoch = v.doc.Epoch })
+		}
+		if now.Sub(lastMaintain) > time.Second {
+			e.maintain(now, v)
+			lastMaintain = now
+		}
+		var pkt []byte
+		var err error
+		switch kind {
+		case streamSend:
+			pkt, err = e.realOrDrop(v, now)
+		case streamLoop:
+			pkt, err = e.loopPacket(v, now)
+			if err == nil {
+				e.count(func(l *LinkState) { l.Loops++ })
+			}
+		case streamDrop:
+			pkt, err = e.dropPacket(v)
+			if err == nil {
+				e.count(func(l *LinkState) { l.Drops++ })
+			}
+		}
+		if err != nil {
+			// Only a consensus without a usable route gets here; nothing can be sent.
+			e.log.Warn("cannot build a packet", "stream", kind, "err", err)
+			continue
+		}
+		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if err := conn.WriteFrame(&wire.Frame{Cmd: wire.CmdSendPacket, Body: pkt}); err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+	}
+}
+
+// maintain expires loops that did not come back and prunes the store.
+func (e *Engine) maintain(now time.Time, v *view) {
+	e.mu.Lock()
+	for id, l := range e.loops {
+		if now.After(l.deadline) {
+			wipe(l.keys)
+			delete(e.loops, id)
+			e.link.LoopsLost++
+		}
+	}
+	e.mu.Unlock()
+	// Reply keys outlive the epoch keys of their route by at most the grace period; three
+	// epochs is past both.
+	cutoff := now.Add(-3 * v.doc.Parameters.EpochLength)
+	surbs, partial, err := e.st.prune(cutoff, now.Add(-e.cfg.PartialTimeout))
+	if err != nil {
+		e.log.Error("prune store", "err", err)
+	} else if surbs+partial > 0 {
+		e.log.Debug("pruned store", "surbs", surbs, "partial_messages", partial)
+	}
+}
+
+// realOrDrop builds the lambda_P stream's packet: the next fragment due, else a drop packet.
+func (e *Engine) realOrDrop(v *view, now time.Time) ([]byte, error) {
+	d, expired, err := e.st.nextDue(now, e.cfg.RetryBudget)
+	if err != nil {
+		e.log.Error("send queue", "err", err)
+	}
+	for id, reason := range expired {
+		if err := e.st.failMessage(id, reason, now); err != nil {
+			e.log.Error("fail message", "id", id, "err", err)
+		} else {
+			e.log.Info("message failed", "id", id, "reason", reason)
+		}
+	}
+	if d != nil {
+		pkt, err := e.realPacket(v, d, now)
+		if err == nil {
+			e.count(func(l *LinkState) { l.RealPackets++ })
+			return pkt, nil
+		}
+		e.log.Error("cannot send fragment", "id", d.msg.ID, "index", d.index, "err", err)
+	}
+	pkt, err := e.dropPacket(v)
+	if err == nil {
+		e.count(func(l *LinkState) { l.SendDrops++ })
+	}
+	return pkt, err
+}
+
+// hop returns node n as a route hop for the document's epoch with a fresh delay.
+func (e *Engine) hop(v *view, n *pki.Node) (sphinx.Hop, error) {
+	k, ok := n.SphinxKey(v.doc.Epoch)
+	if !ok {
+		return sphinx.Hop{}, fmt.Errorf("node %s has no key for epoch %d", n.Identity, v.doc.Epoch)
+	}
+	e.rngMu.Lock()
+	d := hopDelay(e.rng, v.doc.Parameters.MeanDelay, v.doc.Parameters.MaxDelay)
+	e.rngMu.Unlock()
+	return sphinx.Hop{ID: sphinx.NodeID(n.Identity), PublicKey: k, DelayMS: d}, nil
+}
+
+// mixes picks one mix per layer, uniformly at random and independently.
+func (e *Engine) mixes(v *view) ([]*pki.Node, error) {
+	out := make([]*pki.Node, 0, pki.Layers)
+	for l := uint8(1); l <= pki.Layers; l++ {
+		layer := v.doc.Layer(l)
+		if len(layer) == 0 {
+			return nil, fmt.Errorf("consensus of epoch %d has no mix in layer %d", v.doc.Epoch, l)
+		}
+		out = append(out, &layer[e.randInt64(int64(len(layer)))])
+	}
+	return out, nil
+}
+
+// route builds the hops for nodes and returns the sum of their delays.
+func (e *Engine) route(v *view, nodes ...*pki.Node) ([]sphinx.Hop, time.Duration, error) {
+	hops := make([]sphinx.Hop, 0, len(nodes))
+	var total time.Duration
+	for _, n := range nodes {
+		h, err := e.hop(v, n)
+		if err != nil {
+			return nil, 0, err
+		}
+		hops = append(hops, h)
+		total += time.Duration(h.DelayMS) * time.Millisecond
+	}
+	return hops, total, nil
+}
+
+// forward is the route of a forward packet: the user's provider, one mix per layer, dst.
+func (e *Engine) forward(v *view, dst *pki.Node) ([]sphinx.Hop, time.Duration, error) {
+	m, err := e.mixes(v)
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.route(v, v.self, m[0], m[1], m[2], dst)
+}
+
+// surb makes a SURB back to the user's queue: one mix per layer, then the user's provider.
+func (e *Engine) surb(v *view) (id [sphinx.SURBIDSize]byte, surb, replyKeys []byte, delay time.Duration, err error) {
+	m, err := e.mixes(v)
+	if err != nil {
+		return id, nil, nil, 0, err
+	}
+	back, delay, err := e.route(v, m[0], m[1], m[2], v.self)
+	if err != nil {
+		return id, nil, nil, 0, err
+	}
+	crand.Read(id[:])
+	surb, replyKeys, err = v.sph.NewSURB(crand.Reader, back, sphinx.Recipient{Service: queueService, ID: e.cfg.User}, id)
+	return id, surb, replyKeys, delay, err
+}
+
+func (e *Engine) randomProvider(v *view, svc string) (*pki.Node, error) {
+	var ps []*pki.Node
+	for _, p := range v.doc.Layer(0) {
+		if slices.Contains(p.Services, svc) {
+			ps = append(ps, &p)
+		}
+	}
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("no provider offers %q in epoch %d", svc, v.doc.Epoch)
+	}
+	return ps[e.randInt64(int64(len(ps)))], nil
+}
+
+func (e *Engine) realPacket(v *view, d *due, now time.Time) ([]byte, error) {
+	dst := d.msg.Destination
+	fail := func(reason string) ([]byte, error) {
+		if err := e.st.failMessage(d.msg.ID, reason, now); err != nil {
+			return nil, err
+		}
+		return nil, errors.New(reason)
+	}
+	p, ok := v.doc.Provider(dst.Domain)
+	if !ok {
+		return fail(fmt.Sprintf("no provider serves %s in epoch %d", dst.Domain, v.doc.Epoch))
+	}
+	if len(d.fragment) > FragmentHeaderSize+FragmentCapacity(v.doc.Parameters.Geometry) {
+		return fail("the network's packet geometry changed and the fragment no longer fits")
+	}
+	fwd, fwdDelay, err := e.forward(v, p)
+	if err != nil {
+		return nil, err
+	}
+	g := v.doc.Parameters.Geometry
+	var surb []byte
+	var sr *surbRecord
+	var id [sphinx.SURBIDSize]byte
+	deadline := now.Add(fwdDelay + e.cfg.RetrieveInterval + e.cfg.AckSlack)
+	if d.msg.NeedsAck {
+		var rk []byte
+		var backDelay time.Duration
+		id, surb, rk, backDelay, err = e.surb(v)
+		if err != nil {
+			return nil, err
+		}
+		deadline = deadline.Add(backDelay)
+		sr = &surbRecord{Message: d.msg.ID, Index: d.index, Created: now, Keys: rk}
+		defer wipe(rk)
+	}
+	env, err := service.EncodeEnvelope(g.PayloadSize, g.SURBSize(), surb, d.fragment)
+	if err != nil {
+		return nil, err
+	}
+	pkt, err := v.sph.NewPacket(crand.Reader, fwd, sphinx.Recipient{Service: dst.Service, ID: dst.Recipient}, env)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.st.markSent(d.msg.ID, d.index, &id, sr, deadline, now); err != nil {
+		return nil, err
+	}
+	e.log.Debug("fragment sent", "id", d.msg.ID, "index", d.index, "attempt", d.attempts+1)
+	return pkt, nil
+}
+
+// loopPacket builds a loop: to a provider's loop service, which echoes a random nonce through
+// a SURB back to the user's queue. Like a real fragment and its ACK, it crosses the mixes in
+// both directions.
+func (e *Engine) loopPacket(v *view, now time.Time) ([]byte, error) {
+	dst, err := e.randomProvider(v, loopService)
+	if err != nil {
+		return nil, err
+	}
+	fwd, fwdDelay, err := e.forward(v, dst)
+	if err != nil {
+		return nil, err
+	}
+	id, surb, rk, backDelay, err := e.surb(v)
+	if err != nil {
+		return nil, err
+	}
+	l := &loopRecord{keys: rk, deadline: now.Add(fwdDelay + backDelay + e.cfg.RetrieveInterval + e.cfg.AckSlack)}
+	crand.Read(l.nonce[:])
+	g := v.doc.Parameters.Geometry
+	env, err := service.EncodeEnvelope(g.PayloadSize, g.SURBSize(), surb, l.nonce[:])
+	if err != nil {
+		wipe(rk)
+		return nil, err
+	}
+	pkt, err := v.sph.NewPacket(crand.Reader, fwd, sphinx.Recipient{Service: loopService, ID: coverRecipient}, env)
+	if err != nil {
+		wipe(rk)
+		return nil, err
+	}
+	e.mu.Lock()
+	e.loops[id] = l
+	e.mu.Unlock()
+	return pkt, nil
+}
+
+// dropPacket builds a drop packet: through the mixes to a random provider's drop service.
+func (e *Engine) dropPacket(v *view) ([]byte, error) {
+	dst, err := e.randomProvider(v, dropService)
+	if err != nil {
+		return nil, err
+	}
+	fwd, _, err := e.forward(v, dst)
+	if err != nil {
+		return nil, err
+	}
+	g := v.doc.Parameters.Geometry
+	env, err := service.EncodeEnvelope(g.PayloadSize, g.SURBSize(), nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return v.sph.NewPacket(crand.Reader, fwd, sphinx.Recipient{Service: dropService, ID: coverRecipient}, env)
+}
+
+// retrieveLoop runs a retrieve exchange every RetrieveInterval, at a fixed rate whether or not
+// anything waits (docs/spec/client.md section 6).
+func (e *Engine) retrieveLoop(ctx context.Context, conn *wire.Conn, sph *sphinx.Sphinx) error {
+	seq, err := e.st.seq()
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(e.cfg.RetrieveInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		f, err := conn.Retrieve(seq, retrieveTimeout)
+		if err != nil {
+			return fmt.Errorf("retrieve: %w", err)
+		}
+		e.count(func(l *LinkState) { l.Retrieves++ })
+		if f.Cmd == wire.CmdEmpty {
+			continue
+		}
+		next := f.Seq + 1
+		if err := e.handleItem(sph, f, next); err != nil {
+			// The store failed: do not move past the item, so it is fetched again.
+			return err
+		}
+		seq = next
+	}
+}
+
+// handleItem applies one item retrieved from the queue and records nextSeq, which tells the
+// provider it may delete the item.
+func (e *Engine) handleItem(sph *sphinx.Sphinx, f *wire.Frame, nextSeq uint32) error {
+	now := time.Now()
+	g := sph.Geometry()
+	switch f.Cmd {
+	case wire.CmdAck:
+		e.mu.Lock()
+		l := e.loops[f.SURBID]
+		delete(e.loops, f.SURBID)
+		e.mu.Unlock()
+		if l != nil {
+			ok := false
+			if reply, err := sph.ReadReply(l.keys, f.Body); err == nil {
+				if _, data, err := service.DecodeEnvelope(reply, g.SURBSize()); err == nil {
+					ok = subtle.ConstantTimeCompare(data, l.nonce[:]) == 1
+				}
+			}
+			wipe(l.keys)
+			e.count(func(ls *LinkState) {
+				if ok {
+					ls.LoopsReturned++
+				} else {
+					ls.BadReplies++
+				}
+			})
+			return e.st.setSeq(nextSeq)
+		}
+		res, st, err := e.st.applyReply(f.SURBID, func(keys []byte) (*Ack, error) {
+			reply, err := sph.ReadReply(keys, f.Body)
+			if err != nil {
+				return nil, err
+			}
+			_, data, err := service.DecodeEnvelope(reply, g.SURBSize())
+			if err != nil {
+				return nil, err
+			}
+			return ParseAck(data)
+		}, nextSeq, now)
+		if err != nil {
+			return err
+		}
+		e.count(func(ls *LinkState) {
+			switch res {
+			case ackApplied, ackDuplicate:
+				ls.Acks++
+			case ackBad:
+				ls.BadReplies++
+			case ackUnknownSURB:
+				ls.UnknownReplies++
+			}
+		})
+		if res == ackApplied && st != nil {
+			e.log.Debug("fragment acknowledged", "id", st.ID)
+		}
+		return nil
+	case wire.CmdMessage:
+		e.count(func(ls *LinkState) { ls.Messages++ })
+		capacity := FragmentCapacity(g)
+		frag, err := ParseFragment(f.Body, capacity)
+		if err != nil {
+			e.log.Debug("dropping a queue message that is not a fragment", "err", err)
+			return e.st.setSeq(nextSeq)
+		}
+		rec, err := e.st.receive(frag, capacity, e.cfg.MaxPartial, nextSeq, now)
+		switch {
+		case errors.Is(err, ErrMalformed), errors.Is(err, errTooManyPartial):
+			e.log.Debug("dropping a fragment", "id", frag.ID, "err", err)
+			return e.st.setSeq(nextSeq)
+		case err != nil:
+			return err
+		}
+		if rec != nil {
+			e.log.Debug("message received", "id", rec.ID, "size", len(rec.Data))
+		}
+		return nil
+	}
+	return fmt.Errorf("unexpected answer to a retrieve: %v", f.Cmd)
+}

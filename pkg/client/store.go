@@ -1,0 +1,620 @@
+package client
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The store is one bbolt file in the data directory (docs/spec/client.md section 5). Every
+// update is one transaction, committed and fsync'd before the call returns.
+var (
+	bucketMeta     = []byte("meta")     // "seq": next retrieve sequence number (u32)
+	bucketMessages = []byte("messages") // message id -> msgRecord (JSON), every message ever sent
+	bucketOrder    = []byte("order")    // u64 queue order -> message id, unfinished messages only
+	bucketFrags    = []byte("frags")    // message id || u16 index -> fragRecord (JSON)
+	bucketSURBs    = []byte("surbs")    // SURB id -> surbRecord (JSON): reply keys of SURB-ACKs
+	bucketRx       = []byte("rx")       // message id || u16 index -> received fragment bytes
+	bucketRxMeta   = []byte("rxmeta")   // message id -> rxRecord (JSON), messages being reassembled
+	bucketInbox    = []byte("inbox")    // u64 arrival order -> Received (JSON)
+	keySeq         = []byte("seq")
+)
+
+const storeFile = "client.db"
+
+// State is a message's delivery state.
+type State string
+
+// Delivery states (docs/spec/client.md section 4).
+const (
+	// StateQueued: durably queued, no fragment sent yet.
+	StateQueued State = "queued"
+	// StateSending: some fragments sent, not all acknowledged.
+	StateSending State = "sending"
+	// StateDelivered: every fragment acknowledged as stored.
+	StateDelivered State = "delivered"
+	// StateSent: every fragment sent once to a service that does not acknowledge (queue).
+	StateSent State = "sent"
+	// StateFailed: given up; Reason says why.
+	StateFailed State = "failed"
+)
+
+// Finished reports whether nothing more will be sent for a message in state s.
+func (s State) Finished() bool { return s == StateDelivered || s == StateSent || s == StateFailed }
+
+// Destination is where a message goes: the service at the provider that serves Domain, and the
+// recipient id that service delivers to (a mail local part for mailbox).
+type Destination struct {
+	Domain    string `json:"domain"`
+	Recipient string `json:"recipient"`
+	// Service defaults to "mailbox".
+	Service string `json:"service"`
+}
+
+// Status is what the engine knows about one message.
+type Status struct {
+	ID          MessageID   `json:"-"`
+	Destination Destination `json:"destination"`
+	State       State       `json:"state"`
+	// Size is the message length in bytes.
+	Size int `json:"size"`
+	// Fragments is the number of fragments; Acknowledged how many are acknowledged (or, for
+	// a service without acknowledgements, sent).
+	Fragments    int `json:"fragments"`
+	Acknowledged int `json:"acknowledged"`
+	// Transmissions counts packets sent for the message, retransmissions included.
+	Transmissions int `json:"transmissions"`
+	// Reason says why a message failed.
+	Reason  string    `json:"reason,omitempty"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+	// Order is the message's place in the send queue.
+	Order uint64 `json:"order"`
+	// NeedsAck is false for services that do not answer (queue).
+	NeedsAck bool `json:"needs_ack"`
+}
+
+type fragRecord struct {
+	Data     []byte    `json:"data"` // the encoded fragment
+	Done     bool      `json:"done"` // acknowledged (or sent, without acks)
+	Attempts int       `json:"attempts"`
+	Deadline time.Time `json:"deadline"` // when an unacknowledged transmission counts as lost
+}
+
+type surbRecord struct {
+	Message MessageID `json:"message"`
+	Index   uint16    `json:"index"`
+	Created time.Time `json:"created"`
+	Keys    []byte    `json:"keys"`
+}
+
+type rxRecord struct {
+	Count    int       `json:"count"`
+	Total    int       `json:"total"`
+	Have     int       `json:"have"`
+	Started  time.Time `json:"started"`
+	Capacity int       `json:"capacity"`
+}
+
+// Received is a message reassembled from fragments that arrived in the user's queue.
+type Received struct {
+	// Seq numbers received messages in arrival order; Delete takes it.
+	Seq  uint64    `json:"seq"`
+	ID   MessageID `json:"id"`
+	Data []byte    `json:"data"`
+	At   time.Time `json:"at"`
+}
+
+type store struct {
+	db *bolt.DB
+}
+
+func openStore(dir string) (*store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("client store: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, storeFile), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("client store %s: %w (is another engine using this data directory?)", dir, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("client store: %w", err)
+	}
+	return &store{db: db}, nil
+}
+
+func (s *store) close() error { return s.db.Close() }
+
+func fragKey(id MessageID, index uint16) []byte {
+	k := make([]byte, MessageIDSize+2)
+	copy(k, id[:])
+	binary.BigEndian.PutUint16(k[MessageIDSize:], index)
+	return k
+}
+
+func u64Key(n uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], n)
+	return k[:]
+}
+
+func getJSON(b *bolt.Bucket, k []byte, v any) (bool, error) {
+	raw := b.Get(k)
+	if raw == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("client store: corrupt record %x in %s: %w", k, b, err)
+	}
+	return true, nil
+}
+
+func putJSON(b *bolt.Bucket, k []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, raw)
+}
+
+func getMessage(tx *bolt.Tx, id MessageID) (*Status, error) {
+	var st Status
+	ok, err := getJSON(tx.Bucket(bucketMessages), id[:], &st)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownMessage, id)
+	}
+	st.ID = id
+	return &st, nil
+}
+
+// addMessage queues a message and its encoded fragments in one transaction.
+func (s *store) addMessage(st *Status, frags [][]byte) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		order := tx.Bucket(bucketOrder)
+		seq, err := order.NextSequence()
+		if err != nil {
+			return err
+		}
+		st.Order = seq
+		if err := order.Put(u64Key(seq), st.ID[:]); err != nil {
+			return err
+		}
+		if err := putJSON(tx.Bucket(bucketMessages), st.ID[:], st); err != nil {
+			return err
+		}
+		fb := tx.Bucket(bucketFrags)
+		for i, f := range frags {
+			if err := putJSON(fb, fragKey(st.ID, uint16(i)), &fragRecord{Data: f}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *store) status(id MessageID) (*Status, error) {
+	var st *Status
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		st, err = getMessage(tx, id)
+		return err
+	})
+	return st, err
+}
+
+func (s *store) list() ([]Status, error) {
+	var out []Status
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMessages).ForEach(func(k, v []byte) error {
+			var st Status
+			if err := json.Unmarshal(v, &st); err != nil {
+				return fmt.Errorf("client store: corrupt message %x: %w", k, err)
+			}
+			copy(st.ID[:], k)
+			out = append(out, st)
+			return nil
+		})
+	})
+	// Queue order, which is also creation order.
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Order < out[j-1].Order; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out, err
+}
+
+// due is a fragment picked for transmission.
+type due struct {
+	msg      *Status
+	index    uint16
+	fragment []byte
+	attempts int
+}
+
+// nextDue returns the first fragment, in queue order, that has never been sent or whose last
+// transmission is past its deadline, or nil. Fragments past their deadline after budget
+// transmissions make their message fail; expired lists those messages for failMessage.
+func (s *store) nextDue(now time.Time, budget int) (d *due, expired map[MessageID]string, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		msgs, frags := tx.Bucket(bucketMessages), tx.Bucket(bucketFrags)
+		oc := tx.Bucket(bucketOrder).Cursor()
+		for _, idb := oc.First(); idb != nil; _, idb = oc.Next() {
+			var id MessageID
+			copy(id[:], idb)
+			fc := frags.Cursor()
+			for k, v := fc.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, v = fc.Next() {
+				var fr fragRecord
+				if err := json.Unmarshal(v, &fr); err != nil {
+					return fmt.Errorf("client store: corrupt fragment %x: %w", k, err)
+				}
+				if fr.Done || (fr.Attempts > 0 && now.Before(fr.Deadline)) {
+					continue
+				}
+				index := binary.BigEndian.Uint16(k[MessageIDSize:])
+				if fr.Attempts >= budget {
+					if expired == nil {
+						expired = map[MessageID]string{}
+					}
+					expired[id] = fmt.Sprintf("fragment %d not acknowledged after %d transmissions", index, fr.Attempts)
+					break
+				}
+				var st Status
+				if _, err := getJSON(msgs, id[:], &st); err != nil {
+					return err
+				}
+				st.ID = id
+				d = &due{msg: &st, index: index, fragment: bytes.Clone(fr.Data), attempts: fr.Attempts}
+				return nil
+			}
+		}
+		return nil
+	})
+	return d, expired, err
+}
+
+// finish ends a message: sets its final state and forgets its fragments, queue entry and SURB
+// reply keys.
+func finish(tx *bolt.Tx, st *Status, state State, reason string, now time.Time) error {
+	st.State, st.Reason, st.Updated = state, reason, now
+	if err := putJSON(tx.Bucket(bucketMessages), st.ID[:], st); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketOrder).Delete(u64Key(st.Order)); err != nil {
+		return err
+	}
+	fc := tx.Bucket(bucketFrags).Cursor()
+	for k, _ := fc.Seek(st.ID[:]); k != nil && bytes.HasPrefix(k, st.ID[:]); k, _ = fc.Seek(st.ID[:]) {
+		if err := fc.Delete(); err != nil {
+			return err
+		}
+	}
+	sb := tx.Bucket(bucketSURBs)
+	var drop [][]byte
+	err := sb.ForEach(func(k, v []byte) error {
+		var sr surbRecord
+		if err := json.Unmarshal(v, &sr); err != nil || sr.Message == st.ID {
+			drop = append(drop, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range drop {
+		if err := sb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// failMessage marks a message failed with reason, unless it already finished.
+func (s *store) failMessage(id MessageID, reason string, now time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		st, err := getMessage(tx, id)
+		if err != nil {
+			return err
+		}
+		if st.State.Finished() {
+			return nil
+		}
+		return finish(tx, st, StateFailed, reason, now)
+	})
+}
+
+// markSent records a transmission of a fragment: one more attempt, its deadline, and the
+// reply keys of its SURB (nil for a service without acknowledgements, which makes the fragment
+// done at once). It commits before the packet is written to the link, so that an ACK that
+// arrives after a crash still finds its keys; a crash between the commit and the write costs
+// only a retransmission after the deadline.
+func (s *store) markSent(id MessageID, index uint16, surbID *[16]byte, sr *surbRecord, deadline, now time.Time) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		st, err := getMessage(tx, id)
+		if err != nil {
+			return err
+		}
+		if st.State.Finished() {
+			return nil
+		}
+		fb := tx.Bucket(bucketFrags)
+		var fr fragRecord
+		if ok, err := getJSON(fb, fragKey(id, index), &fr); err != nil || !ok {
+			return fmt.Errorf("client store: fragment %d of %s missing (%v)", index, id, err)
+		}
+		fr.Attempts++
+		fr.Deadline = deadline
+		st.Transmissions++
+		st.Updated = now
+		if st.State == StateQueued {
+			st.State = StateSending
+		}
+		if sr == nil {
+			fr.Done = true
+			st.Acknowledged++
+		} else if err := putJSON(tx.Bucket(bucketSURBs), surbID[:], sr); err != nil {
+			return err
+		}
+		if st.Acknowledged == st.Fragments && !st.NeedsAck {
+			return finish(tx, st, StateSent, "", now)
+		}
+		if err := putJSON(fb, fragKey(id, index), &fr); err != nil {
+			return err
+		}
+		return putJSON(tx.Bucket(bucketMessages), id[:], st)
+	})
+}
+
+// ackResult says what an incoming SURB reply did.
+type ackResult int
+
+const (
+	ackUnknownSURB ackResult = iota // no keys for the SURB id: already used, pruned, or not ours
+	ackBad                          // the reply did not decrypt or was not a valid ack for the fragment
+	ackDuplicate                    // a valid ack for a fragment already done
+	ackApplied
+)
+
+// applyReply handles a reply that came back through a SURB-ACK, and sets the next retrieve
+// sequence number, in one transaction, so that a retrieved item takes effect exactly once.
+// open decrypts the reply with the SURB's keys and parses the ack; the keys are deleted either
+// way (a SURB answers once).
+func (s *store) applyReply(surbID [16]byte, open func(keys []byte) (*Ack, error), nextSeq uint32, now time.Time) (res ackResult, st *Status, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := putSeq(tx, nextSeq); err != nil {
+			return err
+		}
+		sb := tx.Bucket(bucketSURBs)
+		var sr surbRecord
+		ok, err := getJSON(sb, surbID[:], &sr)
+		if err != nil || !ok {
+			res = ackUnknownSURB
+			return err
+		}
+		if err := sb.Delete(surbID[:]); err != nil {
+			return err
+		}
+		ack, oerr := open(sr.Keys)
+		wipe(sr.Keys)
+		if oerr != nil || ack.ID != sr.Message || ack.Index != sr.Index {
+			res = ackBad
+			return nil
+		}
+		st, err = getMessage(tx, sr.Message)
+		if err != nil {
+			return err
+		}
+		if st.State.Finished() {
+			res = ackDuplicate
+			return nil
+		}
+		if ack.Status != AckStored {
+			res = ackApplied
+			return finish(tx, st, StateFailed, fmt.Sprintf("fragment %d: %s", ack.Index, ack.Status), now)
+		}
+		fb := tx.Bucket(bucketFrags)
+		var fr fragRecord
+		if ok, err := getJSON(fb, fragKey(sr.Message, sr.Index), &fr); err != nil || !ok {
+			return fmt.Errorf("client store: fragment %d of %s missing (%v)", sr.Index, sr.Message, err)
+		}
+		if fr.Done {
+			res = ackDuplicate
+			return nil
+		}
+		res = ackApplied
+		fr.Done = true
+		st.Acknowledged++
+		st.Updated = now
+		if st.Acknowledged == st.Fragments {
+			return finish(tx, st, StateDelivered, "", now)
+		}
+		if err := putJSON(fb, fragKey(sr.Message, sr.Index), &fr); err != nil {
+			return err
+		}
+		return putJSON(tx.Bucket(bucketMessages), st.ID[:], st)
+	})
+	return res, st, err
+}
+
+func putSeq(tx *bolt.Tx, seq uint32) error {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], seq)
+	return tx.Bucket(bucketMeta).Put(keySeq, b[:])
+}
+
+func (s *store) seq() (uint32, error) {
+	var seq uint32
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketMeta).Get(keySeq); len(b) == 4 {
+			seq = binary.BigEndian.Uint32(b)
+		}
+		return nil
+	})
+	return seq, err
+}
+
+func (s *store) setSeq(seq uint32) error {
+	return s.db.Update(func(tx *bolt.Tx) error { return putSeq(tx, seq) })
+}
+
+// receive stores a fragment that arrived as a message in the user's queue, and the next
+// retrieve sequence number, in one transaction. Fragments are kept by (message id, index), so a
+// retransmitted fragment is stored once; when the last one is in, the message moves to the
+// inbox. At most maxPartial messages are being reassembled at once; fragments of further
+// messages are dropped (the sender retransmits, if it expects an answer).
+func (s *store) receive(f *Fragment, capacity, maxPartial int, nextSeq uint32, now time.Time) (complete *Received, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := putSeq(tx, nextSeq); err != nil {
+			return err
+		}
+		rx, meta := tx.Bucket(bucketRx), tx.Bucket(bucketRxMeta)
+		var rr rxRecord
+		ok, err := getJSON(meta, f.ID[:], &rr)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if meta.Stats().KeyN >= maxPartial {
+				return fmt.Errorf("%w: %d messages already being reassembled", errTooManyPartial, maxPartial)
+			}
+			rr = rxRecord{Count: int(f.Count), Total: int(f.TotalLength), Started: now, Capacity: capacity}
+		}
+		if rr.Count != int(f.Count) || rr.Total != int(f.TotalLength) || rr.Capacity != capacity {
+			return fmt.Errorf("%w: fragment %d of %s disagrees with earlier fragments", ErrMalformed, f.Index, f.ID)
+		}
+		k := fragKey(f.ID, f.Index)
+		if rx.Get(k) != nil {
+			return nil // a retransmission
+		}
+		if err := rx.Put(k, f.Data); err != nil {
+			return err
+		}
+		rr.Have++
+		if rr.Have < rr.Count {
+			return putJSON(meta, f.ID[:], &rr)
+		}
+		data := make([]byte, 0, rr.Total)
+		c := rx.Cursor()
+		for k, v := c.Seek(f.ID[:]); k != nil && bytes.HasPrefix(k, f.ID[:]); k, v = c.Seek(f.ID[:]) {
+			data = append(data, v...)
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		if err := meta.Delete(f.ID[:]); err != nil {
+			return err
+		}
+		inbox := tx.Bucket(bucketInbox)
+		seq, err := inbox.NextSequence()
+		if err != nil {
+			return err
+		}
+		complete = &Received{Seq: seq, ID: f.ID, Data: data, At: now}
+		return putJSON(inbox, u64Key(seq), complete)
+	})
+	return complete, err
+}
+
+var errTooManyPartial = errors.New("client: too many partial messages")
+
+func (s *store) inbox() ([]Received, error) {
+	var out []Received
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketInbox).ForEach(func(k, v []byte) error {
+			var r Received
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("client store: corrupt inbox item %x: %w", k, err)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s *store) deleteReceived(seq uint64) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketInbox)
+		if b.Get(u64Key(seq)) == nil {
+			return fmt.Errorf("%w: received message %d", ErrUnknownMessage, seq)
+		}
+		return b.Delete(u64Key(seq))
+	})
+}
+
+// prune forgets SURB reply keys created before cutoff (the network has erased the epoch keys
+// their routes used, so no reply can come back through them) and partial messages started
+// before rxCutoff.
+func (s *store) prune(cutoff, rxCutoff time.Time) (surbs, partial int, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		sb := tx.Bucket(bucketSURBs)
+		var drop [][]byte
+		err := sb.ForEach(func(k, v []byte) error {
+			var sr surbRecord
+			if err := json.Unmarshal(v, &sr); err != nil || sr.Created.Before(cutoff) {
+				drop = append(drop, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range drop {
+			if err := sb.Delete(k); err != nil {
+				return err
+			}
+		}
+		surbs = len(drop)
+		meta, rx := tx.Bucket(bucketRxMeta), tx.Bucket(bucketRx)
+		drop = drop[:0]
+		err = meta.ForEach(func(k, v []byte) error {
+			var rr rxRecord
+			if err := json.Unmarshal(v, &rr); err != nil || rr.Started.Before(rxCutoff) {
+				drop = append(drop, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range drop {
+			if err := meta.Delete(id); err != nil {
+				return err
+			}
+			c := rx.Cursor()
+			for k, _ := c.Seek(id); k != nil && bytes.HasPrefix(k, id); k, _ = c.Seek(id) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		partial = len(drop)
+		return nil
+	})
+	return surbs, partial, err
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
