@@ -198,7 +198,7 @@ type testClient struct {
 	params pki.Parameters
 }
 
-func hop(t *testing.T, n *pki.Node, e pki.Epoch) sphinx.Hop {
+func hop(t testing.TB, n *pki.Node, e pki.Epoch) sphinx.Hop {
 	k, ok := n.SphinxKey(e)
 	if !ok {
 		t.Fatalf("node has no key for epoch %d", e)
@@ -463,4 +463,10 @@ func TestAbuseIsContained(t *testing.T) {
 	if bad := metricValue(t, provA, "mixd_unwrap_errors_total", map[string]string{"reason": "header_mac"}); bad < 1 {
 		t.Fatalf("junk packets were not counted as unwrap errors (%v)", bad)
 	}
+}
+
+func newHTTPServer(tb testing.TB, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	tb.Cleanup(srv.Close)
+	return srv.URL
 }
