@@ -167,7 +167,7 @@ func Parse(encoded string) (*PHC, error) {
 	}
 	params := strings.Split(fields[3], ",")
 	if len(params) != 3 {
-		return nil, errors.New("passwd: malformed parameters: want m=..,t=..,p=..")
+		return nil, errors.New("passwd: malformed parameters: want m=KiB,t=passes,p=lanes")
 	}
 	var vals [3]uint64
 	for i, name := range []string{"m=", "t=", "p="} {

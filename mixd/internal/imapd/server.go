@@ -238,11 +238,14 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		case l.s.connSem <- struct{}{}:
 		default:
 			l.s.log.Warn("imap connection refused: too many connections", "remote", c.RemoteAddr().String())
-			c.SetWriteDeadline(time.Now().Add(time.Second))
-			if !l.tls {
-				c.Write([]byte("* BYE Too many connections, try again later\r\n"))
-			}
-			c.Close()
+			// Not in the accept loop: a client that does not read must not hold up others.
+			go func() {
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				if !l.tls {
+					c.Write([]byte("* BYE Too many connections, try again later\r\n"))
+				}
+				c.Close()
+			}()
 			continue
 		}
 		l.s.conns.Add(1)
