@@ -24,6 +24,7 @@ var (
 	bucketRx       = []byte("rx")       // message id || u16 index -> received fragment bytes
 	bucketRxMeta   = []byte("rxmeta")   // message id -> rxRecord (JSON), messages being reassembled
 	bucketInbox    = []byte("inbox")    // u64 arrival order -> Received (JSON)
+	bucketRxDone   = []byte("rxdone")   // message id -> completion time (JSON), for deduplication
 	keySeq         = []byte("seq")
 )
 
@@ -125,7 +126,7 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("client store %s: %w (is another engine using this data directory?)", dir, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox} {
+		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox, bucketRxDone} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -486,14 +487,17 @@ func (s *store) receive(f *Fragment, capacity, maxPartial int, nextSeq uint32, n
 		if err := putSeq(tx, nextSeq); err != nil {
 			return err
 		}
-		rx, meta := tx.Bucket(bucketRx), tx.Bucket(bucketRxMeta)
+		rx, meta, done := tx.Bucket(bucketRx), tx.Bucket(bucketRxMeta), tx.Bucket(bucketRxDone)
+		if done.Get(f.ID[:]) != nil {
+			return nil // a retransmission of a fragment of a message already complete
+		}
 		var rr rxRecord
 		ok, err := getJSON(meta, f.ID[:], &rr)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			if meta.Stats().KeyN >= maxPartial {
+			if countKeys(meta, maxPartial) >= maxPartial {
 				return fmt.Errorf("%w: %d messages already being reassembled", errTooManyPartial, maxPartial)
 			}
 			rr = rxRecord{Count: int(f.Count), Total: int(f.TotalLength), Started: now, Capacity: capacity}
@@ -523,6 +527,9 @@ func (s *store) receive(f *Fragment, capacity, maxPartial int, nextSeq uint32, n
 		if err := meta.Delete(f.ID[:]); err != nil {
 			return err
 		}
+		if err := putJSON(done, f.ID[:], now); err != nil {
+			return err
+		}
 		inbox := tx.Bucket(bucketInbox)
 		seq, err := inbox.NextSequence()
 		if err != nil {
@@ -532,6 +539,16 @@ func (s *store) receive(f *Fragment, capacity, maxPartial int, nextSeq uint32, n
 		return putJSON(inbox, u64Key(seq), complete)
 	})
 	return complete, err
+}
+
+// countKeys counts the keys of b, stopping at limit.
+func countKeys(b *bolt.Bucket, limit int) int {
+	n := 0
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && n < limit; k, _ = c.Next() {
+		n++
+	}
+	return n
 }
 
 var errTooManyPartial = errors.New("client: too many partial messages")
@@ -563,7 +580,8 @@ func (s *store) deleteReceived(seq uint64) error {
 
 // prune forgets SURB reply keys created before cutoff (the network has erased the epoch keys
 // their routes used, so no reply can come back through them) and partial messages started
-// before rxCutoff.
+// before rxCutoff, and the ids of messages completed before rxCutoff (kept until then so that
+// late retransmissions of their fragments are recognized).
 func (s *store) prune(cutoff, rxCutoff time.Time) (surbs, partial int, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		sb := tx.Bucket(bucketSURBs)
@@ -608,6 +626,23 @@ func (s *store) prune(cutoff, rxCutoff time.Time) (surbs, partial int, err error
 			}
 		}
 		partial = len(drop)
+		done := tx.Bucket(bucketRxDone)
+		drop = drop[:0]
+		err = done.ForEach(func(k, v []byte) error {
+			var at time.Time
+			if err := json.Unmarshal(v, &at); err != nil || at.Before(rxCutoff) {
+				drop = append(drop, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range drop {
+			if err := done.Delete(k); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	return surbs, partial, err

@@ -1,0 +1,595 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+	"github.com/panoramix-mixnet/panoramix/pkg/service"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+	"github.com/panoramix-mixnet/panoramix/pkg/wire"
+)
+
+// localNet is a network in the test process: real signed consensus documents served over
+// HTTP to a real pki.Client, and the nodes' private Sphinx keys, so that a test can process a
+// packet at every hop exactly as the nodes would (sphinx.Unwrap) without running them.
+type localNet struct {
+	t      *testing.T
+	auth   *keys.IdentityPrivateKey
+	params pki.Parameters
+	nodes  []*localNode
+	srv    *httptest.Server
+
+	mu   sync.Mutex
+	docs map[pki.Epoch][]byte
+}
+
+type localNode struct {
+	node pki.Node
+	sk   map[pki.Epoch]*keys.SphinxPrivateKey
+}
+
+var allServices = []string{"drop", "loop", "mailbox", "queue"}
+
+func newLocalNet(t *testing.T) *localNet {
+	t.Helper()
+	auth, err := keys.GenerateIdentityKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pki.DefaultParameters()
+	p.Geometry = sphinx.Geometry{Hops: 5, PayloadSize: 2048}
+	p.EpochLength = time.Hour
+	n := &localNet{t: t, auth: auth, params: p, docs: map[pki.Epoch][]byte{}}
+	add := func(role pki.Role, layer uint8, domain string) {
+		id, _ := keys.GenerateIdentityKey(rand.Reader)
+		link, _ := keys.GenerateLinkKey(rand.Reader)
+		nd := &localNode{node: pki.Node{Identity: id.Public(), Link: link.Public(), Role: role, Layer: layer,
+			Addresses: []string{fmt.Sprintf("127.0.0.1:%d", 1000+len(n.nodes))}}, sk: map[pki.Epoch]*keys.SphinxPrivateKey{}}
+		if role == pki.RoleProvider {
+			nd.node.Domains = []string{domain}
+			nd.node.Services = allServices
+		}
+		n.nodes = append(n.nodes, nd)
+	}
+	add(pki.RoleProvider, 0, "alpha.example")
+	add(pki.RoleProvider, 0, "beta.example")
+	for l := uint8(1); l <= 3; l++ {
+		add(pki.RoleMix, l, "")
+		add(pki.RoleMix, l, "")
+	}
+	slices.SortFunc(n.nodes, func(a, b *localNode) int { return bytes.Compare(a.node.Identity[:], b.node.Identity[:]) })
+	n.srv = httptest.NewServer(http.HandlerFunc(n.serve))
+	t.Cleanup(n.srv.Close)
+	return n
+}
+
+func (n *localNet) document(e pki.Epoch) []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if b := n.docs[e]; b != nil {
+		return b
+	}
+	doc := &pki.Document{Epoch: e, Parameters: n.params}
+	for _, nd := range n.nodes {
+		k, ok := nd.sk[e]
+		if !ok {
+			k, _ = keys.GenerateSphinxKey(rand.Reader)
+			nd.sk[e] = k
+		}
+		node := nd.node
+		node.SphinxKeys = []pki.EpochKey{{Epoch: e, Key: k.Public()}}
+		doc.Nodes = append(doc.Nodes, node)
+	}
+	raw, err := doc.Marshal()
+	if err != nil {
+		n.t.Error(err)
+		return nil
+	}
+	sd := &pki.SignedDocument{Raw: raw, Document: doc}
+	sd.AddSignature(pki.SignDocument(raw, n.auth))
+	n.docs[e] = sd.Marshal()
+	return n.docs[e]
+}
+
+func (n *localNet) serve(w http.ResponseWriter, r *http.Request) {
+	e, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/v1/consensus/"), 10, 64)
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	w.Write(n.document(pki.Epoch(e)))
+}
+
+func (n *localNet) pkiClient() *pki.Client {
+	c, err := pki.NewClient(pki.ClientConfig{URLs: []string{n.srv.URL}, Authorities: []keys.IdentityPublicKey{n.auth.Public()},
+		Threshold: 1, EpochLength: n.params.EpochLength})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return c
+}
+
+func (n *localNet) key(id sphinx.NodeID, e pki.Epoch) *keys.SphinxPrivateKey {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, nd := range n.nodes {
+		if nd.node.Identity == keys.IdentityPublicKey(id) {
+			return nd.sk[e]
+		}
+	}
+	n.t.Fatalf("no node %x", id[:4])
+	return nil
+}
+
+// deliver processes pkt at every hop from first on and returns the final hop's result, the
+// node it was delivered at and the hops it crossed.
+func (n *localNet) deliver(s *sphinx.Sphinx, first sphinx.NodeID, pkt []byte, e pki.Epoch) (*sphinx.Unwrapped, sphinx.NodeID, []sphinx.NodeID) {
+	n.t.Helper()
+	at := first
+	var path []sphinx.NodeID
+	for range s.Geometry().Hops {
+		path = append(path, at)
+		u, err := s.Unwrap(n.key(at, e), pkt)
+		if err != nil {
+			n.t.Fatalf("hop %d: %v", len(path), err)
+		}
+		if u.Recipient != nil {
+			return u, at, path
+		}
+		at, pkt = *u.NextHop, u.Packet
+	}
+	n.t.Fatal("packet did not reach a final hop")
+	return nil, at, nil
+}
+
+func (n *localNet) engine(dir string, mod func(*Config)) *Engine {
+	n.t.Helper()
+	lk, _ := keys.GenerateLinkKey(rand.Reader)
+	cfg := Config{DataDir: dir, User: "alice", Domain: "alpha.example", LinkKey: lk, PKI: n.pkiClient(), RetryBudget: 3}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := New(cfg)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return e
+}
+
+func (n *localNet) view(e *Engine) *view {
+	n.t.Helper()
+	v, err := e.newView(context.Background())
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return v
+}
+
+// mailboxAck is what the mailbox service will do (docs/spec/fragment.md section 3): answer a
+// fragment with an ack through the SURB it came with. It returns the reply as the user's
+// provider queues it.
+func (n *localNet) ackThroughSURB(s *sphinx.Sphinx, surb []byte, data []byte, e pki.Epoch) (*sphinx.Unwrapped, sphinx.NodeID) {
+	n.t.Helper()
+	g := s.Geometry()
+	env, err := service.EncodeEnvelope(g.PayloadSize, g.SURBSize(), nil, data)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	first, pkt, err := s.NewPacketFromSURB(surb, env)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	u, at, _ := n.deliver(s, first, pkt, e)
+	if u.SURBID == nil {
+		n.t.Fatal("reply arrived without SURB id")
+	}
+	return u, at
+}
+
+// sentFragment is one real packet as the destination service sees it.
+type sentFragment struct {
+	final *sphinx.Unwrapped
+	at    sphinx.NodeID
+	path  []sphinx.NodeID
+	surb  []byte
+	frag  *Fragment
+}
+
+// sendOne makes the engine build its next real packet at now, delivers it through the hops and
+// parses what the destination service gets.
+func (n *localNet) sendOne(e *Engine, v *view, now time.Time) *sentFragment {
+	n.t.Helper()
+	before := e.LinkState().RealPackets
+	pkt, err := e.realOrDrop(v, now)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	if e.LinkState().RealPackets != before+1 {
+		n.t.Fatal("no fragment was due")
+	}
+	u, at, path := n.deliver(v.sph, sphinx.NodeID(v.self.Identity), pkt, v.doc.Epoch)
+	surb, data, err := service.DecodeEnvelope(u.Payload, v.sph.Geometry().SURBSize())
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	f, err := ParseFragment(data, FragmentCapacity(v.sph.Geometry()))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return &sentFragment{final: u, at: at, path: path, surb: bytes.Clone(surb), frag: &Fragment{ID: f.ID, Index: f.Index, Count: f.Count, TotalLength: f.TotalLength, Data: bytes.Clone(f.Data)}}
+}
+
+func (n *localNet) nodeByDomain(domain string) sphinx.NodeID {
+	for _, nd := range n.nodes {
+		if slices.Contains(nd.node.Domains, domain) {
+			return sphinx.NodeID(nd.node.Identity)
+		}
+	}
+	n.t.Fatalf("no provider for %s", domain)
+	return sphinx.NodeID{}
+}
+
+func randomData(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func TestSendRefusals(t *testing.T) {
+	n := newLocalNet(t)
+	e := n.engine(t.TempDir(), nil)
+	defer e.Close()
+	ctx := context.Background()
+	cases := []struct {
+		dst  Destination
+		size int
+		want error
+	}{
+		{Destination{Domain: "gamma.example", Recipient: "bob"}, 10, ErrUnknownDomain},
+		{Destination{Domain: "beta.example", Recipient: "bob", Service: "vote"}, 10, ErrNoService},
+		{Destination{Domain: "beta.example", Recipient: "bob"}, MaxMessageSize(FragmentCapacity(n.params.Geometry)) + 1, ErrTooLarge},
+	}
+	for _, c := range cases {
+		if _, err := e.Send(ctx, c.dst, make([]byte, c.size)); !errors.Is(err, c.want) {
+			t.Errorf("%+v: err %v, want %v", c.dst, err, c.want)
+		}
+	}
+	for _, dst := range []Destination{
+		{Domain: "beta.example", Recipient: ""},
+		{Domain: "beta.example", Recipient: strings.Repeat("x", 65)},
+		{Domain: "Beta.example", Recipient: "bob"},
+		{Domain: "beta.example", Recipient: "bob", Service: "Bad service"},
+	} {
+		if _, err := e.Send(ctx, dst, []byte("x")); err == nil {
+			t.Errorf("%+v accepted", dst)
+		}
+	}
+	if l, _ := e.List(); len(l) != 0 {
+		t.Fatalf("refused messages were queued: %v", l)
+	}
+	// Exactly at the limit is accepted.
+	if _, err := e.Send(ctx, Destination{Domain: "beta.example", Recipient: "bob"}, make([]byte, MaxMessageSize(FragmentCapacity(n.params.Geometry)))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestQueueDurableAcrossReopen(t *testing.T) {
+	n := newLocalNet(t)
+	dir := t.TempDir()
+	e := n.engine(dir, nil)
+	capacity := FragmentCapacity(n.params.Geometry)
+	data := randomData(2*capacity + 7)
+	id, err := e.Send(context.Background(), Destination{Domain: "beta.example", Recipient: "bob"}, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.Status(id)
+	if st.State != StateQueued || st.Fragments != 3 || st.Size != len(data) || st.Destination.Service != "mailbox" {
+		t.Fatalf("status %+v", st)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A second engine on the same directory while the first is open is refused, not blocked.
+	e = n.engine(dir, nil)
+	if _, err := New(e.cfg); err == nil {
+		t.Fatal("two engines opened one data directory")
+	}
+	st2, err := e.Status(id)
+	if err != nil || st2.State != StateQueued || st2.Fragments != 3 || st2.Order != st.Order {
+		t.Fatalf("after reopen: %+v %v", st2, err)
+	}
+	// The fragments themselves survived: sending them yields the message.
+	v := n.view(e)
+	var got []*Fragment
+	for range 3 {
+		sf := n.sendOne(e, v, time.Now())
+		if sf.frag.ID != id {
+			t.Fatalf("fragment of message %s, want %s", sf.frag.ID, id)
+		}
+		got = append(got, sf.frag)
+	}
+	joined, err := Join(got)
+	if err != nil || !bytes.Equal(joined, data) {
+		t.Fatalf("reassembled message differs (%v)", err)
+	}
+	e.Close()
+}
+
+// A message's fragments go out, come back acknowledged through their SURBs (built and
+// processed with the real packet format), with the engine closed and reopened between the
+// transmission and the ack: the SURB reply keys are durable.
+func TestAckPathAcrossRestart(t *testing.T) {
+	n := newLocalNet(t)
+	dir := t.TempDir()
+	e := n.engine(dir, nil)
+	capacity := FragmentCapacity(n.params.Geometry)
+	id, err := e.Send(context.Background(), Destination{Domain: "beta.example", Recipient: "bob"}, randomData(capacity+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := n.view(e)
+	beta := n.nodeByDomain("beta.example")
+	alpha := n.nodeByDomain("alpha.example")
+	var sent []*sentFragment
+	for range 2 {
+		sf := n.sendOne(e, v, time.Now())
+		if sf.at != beta || sf.final.Recipient.Service != "mailbox" || sf.final.Recipient.ID != "bob" || sf.surb == nil {
+			t.Fatalf("fragment delivered at %x to %+v", sf.at[:4], sf.final.Recipient)
+		}
+		if len(sf.path) != 5 || sf.path[0] != alpha {
+			t.Fatalf("route of %d hops starting at %x", len(sf.path), sf.path[0][:4])
+		}
+		sent = append(sent, sf)
+	}
+	if st, _ := e.Status(id); st.State != StateSending || st.Transmissions != 2 || st.Acknowledged != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	e.Close()
+	e = n.engine(dir, nil)
+	defer e.Close()
+	v = n.view(e)
+	for i, sf := range sent {
+		ack := &Ack{ID: sf.frag.ID, Index: sf.frag.Index, Status: AckStored}
+		u, at := n.ackThroughSURB(v.sph, sf.surb, ack.Marshal(), v.doc.Epoch)
+		if at != alpha || u.Recipient.Service != "queue" || u.Recipient.ID != "alice" {
+			t.Fatalf("ack delivered at %x to %+v", at[:4], u.Recipient)
+		}
+		f := &wire.Frame{Cmd: wire.CmdAck, Seq: uint32(10 + i), SURBID: *u.SURBID, Body: u.Payload}
+		if err := e.handleItem(v.sph, f, f.Seq+1); err != nil {
+			t.Fatal(err)
+		}
+		// The same reply again (a provider that lost its delete) changes nothing.
+		if err := e.handleItem(v.sph, f, f.Seq+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _ := e.Status(id)
+	if st.State != StateDelivered || st.Acknowledged != 2 || st.Transmissions != 2 {
+		t.Fatalf("status %+v", st)
+	}
+	ls := e.LinkState()
+	if ls.Acks != 2 || ls.UnknownReplies != 2 {
+		t.Fatalf("link counters %+v", ls)
+	}
+	if seq, _ := e.st.seq(); seq != 12 {
+		t.Fatalf("next retrieve seq %d, want 12", seq)
+	}
+	// Nothing is due any more, so the send slot carries a drop packet.
+	pkt, err := e.realOrDrop(v, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, _, _ := n.deliver(v.sph, alpha, pkt, v.doc.Epoch); u.Recipient.Service != "drop" {
+		t.Fatalf("empty slot sent to %+v", u.Recipient)
+	}
+}
+
+func TestAckStatusFailsMessage(t *testing.T) {
+	n := newLocalNet(t)
+	e := n.engine(t.TempDir(), nil)
+	defer e.Close()
+	capacity := FragmentCapacity(n.params.Geometry)
+	id, _ := e.Send(context.Background(), Destination{Domain: "beta.example", Recipient: "nobody"}, randomData(capacity+1))
+	v := n.view(e)
+	sf := n.sendOne(e, v, time.Now())
+	ack := &Ack{ID: sf.frag.ID, Index: sf.frag.Index, Status: AckUnknownRecipient}
+	u, _ := n.ackThroughSURB(v.sph, sf.surb, ack.Marshal(), v.doc.Epoch)
+	if err := e.handleItem(v.sph, &wire.Frame{Cmd: wire.CmdAck, Seq: 1, SURBID: *u.SURBID, Body: u.Payload}, 2); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.Status(id)
+	if st.State != StateFailed || !strings.Contains(st.Reason, "unknown recipient") {
+		t.Fatalf("status %+v", st)
+	}
+	// A failed message sends nothing more: the slot carries a drop packet.
+	before := e.LinkState().SendDrops
+	if _, err := e.realOrDrop(v, time.Now()); err != nil || e.LinkState().SendDrops != before+1 {
+		t.Fatalf("failed message still sending (%v)", err)
+	}
+}
+
+// A fragment whose reply is not a valid ack (here the loop service's echo of the fragment) is
+// not acknowledged; it is retransmitted after its deadline on a fresh route and SURB with the
+// same message id and index, and the message fails after the retry budget.
+func TestRetransmissionAndBudget(t *testing.T) {
+	n := newLocalNet(t)
+	e := n.engine(t.TempDir(), func(c *Config) { c.RetryBudget = 3; c.AckSlack = time.Second })
+	defer e.Close()
+	id, _ := e.Send(context.Background(), Destination{Domain: "beta.example", Recipient: "echo", Service: "loop"}, []byte("hello"))
+	v := n.view(e)
+	now := time.Now()
+	surbs := map[string]bool{}
+	for attempt := 1; attempt <= 3; attempt++ {
+		sf := n.sendOne(e, v, now)
+		if sf.frag.ID != id || sf.frag.Index != 0 || string(sf.frag.Data) != "hello" {
+			t.Fatalf("attempt %d: fragment %+v", attempt, sf.frag)
+		}
+		if surbs[string(sf.surb)] {
+			t.Fatal("a SURB was reused for a retransmission")
+		}
+		surbs[string(sf.surb)] = true
+		// The echo comes back through the SURB: a reply, but not an ack.
+		u, _ := n.ackThroughSURB(v.sph, sf.surb, sf.frag.Marshal(), v.doc.Epoch)
+		if err := e.handleItem(v.sph, &wire.Frame{Cmd: wire.CmdAck, Seq: uint32(attempt), SURBID: *u.SURBID, Body: u.Payload}, uint32(attempt+1)); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := e.Status(id)
+		if st.State != StateSending || st.Transmissions != attempt || st.Acknowledged != 0 {
+			t.Fatalf("attempt %d: status %+v", attempt, st)
+		}
+		// Before the deadline nothing is due; after it, the fragment is.
+		if d, _, _ := e.st.nextDue(now.Add(500*time.Millisecond), 3); d != nil {
+			t.Fatal("fragment due again before its deadline")
+		}
+		now = now.Add(time.Second + 2*n.params.MaxDelay*9)
+	}
+	if got := e.LinkState().BadReplies; got != 3 {
+		t.Fatalf("%d bad replies, want 3", got)
+	}
+	if _, err := e.realOrDrop(v, now); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.Status(id)
+	if st.State != StateFailed || st.Transmissions != 3 || !strings.Contains(st.Reason, "after 3 transmissions") {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+func TestQueueServiceNeedsNoAck(t *testing.T) {
+	n := newLocalNet(t)
+	e := n.engine(t.TempDir(), nil)
+	defer e.Close()
+	id, _ := e.Send(context.Background(), Destination{Domain: "beta.example", Recipient: "bob", Service: "queue"}, []byte("hi"))
+	v := n.view(e)
+	sf := n.sendOne(e, v, time.Now())
+	if sf.surb != nil {
+		t.Fatal("a fragment for the queue service carried a SURB")
+	}
+	if st, _ := e.Status(id); st.State != StateSent || st.Transmissions != 1 || st.NeedsAck {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// Fragments arriving in the user's queue are reassembled once, whatever their order and
+// repetitions; junk is dropped; the number of partial messages is bounded.
+func TestReceiveReassembly(t *testing.T) {
+	n := newLocalNet(t)
+	e := n.engine(t.TempDir(), func(c *Config) { c.MaxPartial = 2 })
+	defer e.Close()
+	v := n.view(e)
+	capacity := FragmentCapacity(n.params.Geometry)
+	data := randomData(3*capacity - 5)
+	frags, _ := Split(MessageID{9}, data, capacity)
+	seq := uint32(1)
+	push := func(body []byte) {
+		t.Helper()
+		if err := e.handleItem(v.sph, &wire.Frame{Cmd: wire.CmdMessage, Seq: seq, Body: body}, seq+1); err != nil {
+			t.Fatal(err)
+		}
+		seq++
+	}
+	push(frags[2].Marshal())
+	push([]byte("not a fragment"))
+	push(frags[0].Marshal())
+	push(frags[2].Marshal())
+	if r, _ := e.Received(); len(r) != 0 {
+		t.Fatal("incomplete message delivered")
+	}
+	push(frags[1].Marshal())
+	push(frags[1].Marshal())
+	r, _ := e.Received()
+	if len(r) != 1 || r[0].ID != (MessageID{9}) || !bytes.Equal(r[0].Data, data) {
+		t.Fatalf("received %d messages", len(r))
+	}
+	// Limit on partial messages: two may be in progress, a third is dropped.
+	for i := byte(0); i < 3; i++ {
+		fs, _ := Split(MessageID{20 + i}, make([]byte, 2*capacity), capacity)
+		push(fs[0].Marshal())
+	}
+	for i := byte(0); i < 3; i++ {
+		fs, _ := Split(MessageID{20 + i}, make([]byte, 2*capacity), capacity)
+		push(fs[1].Marshal())
+	}
+	all, _ := e.Received()
+	var ids []MessageID
+	for _, m := range all {
+		ids = append(ids, m.ID)
+	}
+	if want := []MessageID{{9}, {20}, {21}}; !slices.Equal(ids, want) {
+		t.Fatalf("received %v, want %v (the third partial message was over the limit)", ids, want)
+	}
+	if got, _ := e.st.seq(); got != seq {
+		t.Fatalf("retrieve position %d, want %d", got, seq)
+	}
+	if err := e.DeleteReceived(r[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DeleteReceived(r[0].Seq); !errors.Is(err, ErrUnknownMessage) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func TestLoopAndDropPackets(t *testing.T) {
+	n := newLocalNet(t)
+	e := n.engine(t.TempDir(), nil)
+	defer e.Close()
+	v := n.view(e)
+	alpha := n.nodeByDomain("alpha.example")
+	for i, tamper := range []bool{false, true} {
+		pkt, err := e.loopPacket(v, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _, path := n.deliver(v.sph, alpha, pkt, v.doc.Epoch)
+		if u.Recipient.Service != "loop" || len(path) != 5 {
+			t.Fatalf("loop delivered to %+v after %d hops", u.Recipient, len(path))
+		}
+		surb, data, err := service.DecodeEnvelope(u.Payload, v.sph.Geometry().SURBSize())
+		if err != nil || len(data) != loopNonceSize || surb == nil {
+			t.Fatalf("loop envelope: %v", err)
+		}
+		echo := bytes.Clone(data)
+		if tamper {
+			echo[0] ^= 1
+		}
+		r, at := n.ackThroughSURB(v.sph, surb, echo, v.doc.Epoch)
+		if at != alpha {
+			t.Fatal("loop echo did not come back to the user's provider")
+		}
+		if err := e.handleItem(v.sph, &wire.Frame{Cmd: wire.CmdAck, Seq: uint32(i), SURBID: *r.SURBID, Body: r.Payload}, uint32(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ls := e.LinkState(); ls.LoopsReturned != 1 || ls.BadReplies != 1 {
+		t.Fatalf("counters %+v", ls)
+	}
+	providers := map[sphinx.NodeID]int{}
+	for range 40 {
+		pkt, err := e.dropPacket(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, at, path := n.deliver(v.sph, alpha, pkt, v.doc.Epoch)
+		if u.Recipient.Service != "drop" || len(path) != 5 || u.SURBID != nil {
+			t.Fatalf("drop delivered to %+v", u.Recipient)
+		}
+		providers[at]++
+	}
+	if len(providers) != 2 {
+		t.Fatalf("drop packets went to %d providers in 40 tries, want both", len(providers))
+	}
+}
