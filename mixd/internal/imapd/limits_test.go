@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -396,4 +397,45 @@ func TestListStatusAndVanishedMailbox(t *testing.T) {
 		t.Error("session with a deleted mailbox selected was not closed")
 	}
 	b.mustOK("SELECT INBOX")
+}
+
+func TestSessionsPerUser(t *testing.T) {
+	env := newEnv(t, func(c *Config) { c.MaxSessionsPerUser = 2 })
+	env.addUser(t, "bob", "pw", 0)
+	env.addUser(t, "carol", "pw", 0)
+	a := dialRaw(t, env, true)
+	a.login("bob", "pw")
+	dialRaw(t, env, true).login("bob", "pw")
+	c := dialRaw(t, env, true)
+	_, st := c.cmd(`LOGIN bob pw`)
+	wantStatus(t, "third session", st, "NO [LIMIT]")
+	dialRaw(t, env, true).login("carol", "pw")
+	a.mustOK("LOGOUT")
+	// The slot is given back when the server has closed a's session.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, st := c.cmd(`LOGIN bob pw`)
+		if strings.HasPrefix(st, "OK") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no session slot after LOGOUT: %q", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestGuardRecoversPanic(t *testing.T) {
+	s := &session{log: slog.New(slog.DiscardHandler)}
+	err := func() (err error) {
+		defer s.guard("TEST", &err)()
+		var xs []int
+		return fmt.Errorf("unreachable: %d", xs[len(s.user)]) // index out of range: a runtime panic
+	}()
+	if err != errInternal {
+		t.Errorf("guarded panic returned %v, want the internal-error reply", err)
+	}
+	if !s.mu.TryLock() {
+		t.Error("session lock still held after a panic")
+	}
 }

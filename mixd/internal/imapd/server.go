@@ -18,12 +18,13 @@ import (
 
 // Defaults for the zero values in Config.
 const (
-	DefaultMaxLiteralSize    = 32 << 20
-	DefaultLoginFailures     = 5
-	DefaultLoginFailuresIP   = 20
-	DefaultLoginWindow       = 5 * time.Minute
-	DefaultMaxConnections    = 1000
-	DefaultMaxConcurrentAuth = 2
+	DefaultMaxLiteralSize     = 32 << 20
+	DefaultLoginFailures      = 5
+	DefaultLoginFailuresIP    = 20
+	DefaultLoginWindow        = 5 * time.Minute
+	DefaultMaxConnections     = 1000
+	DefaultMaxConcurrentAuth  = 2
+	DefaultMaxSessionsPerUser = 20
 )
 
 // Config configures a Server.
@@ -47,6 +48,9 @@ type Config struct {
 	LoginWindow        time.Duration
 	// MaxConnections bounds concurrent connections; more are greeted with BYE and closed.
 	MaxConnections int
+	// MaxSessionsPerUser bounds concurrent logged-in sessions of one user; a login beyond it is
+	// refused with LIMIT.
+	MaxSessionsPerUser int
 	// MaxConcurrentAuth bounds concurrent password verifications, each of which uses the
 	// argon2id memory cost (64 MiB by default).
 	MaxConcurrentAuth int
@@ -63,6 +67,9 @@ type Server struct {
 	ipLimit   *limiter
 	authSem   chan struct{}
 	connSem   chan struct{}
+
+	sessionsMu sync.Mutex
+	sessions   map[string]int // logged-in sessions per user
 
 	plainLn, tlsLn net.Listener
 
@@ -99,6 +106,9 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = DefaultMaxConnections
 	}
+	if cfg.MaxSessionsPerUser <= 0 {
+		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
 	if cfg.MaxConcurrentAuth <= 0 {
 		cfg.MaxConcurrentAuth = DefaultMaxConcurrentAuth
 	}
@@ -114,6 +124,7 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 		ipLimit:   newLimiter(cfg.LoginFailuresPerIP, cfg.LoginWindow),
 		authSem:   make(chan struct{}, cfg.MaxConcurrentAuth),
 		connSem:   make(chan struct{}, cfg.MaxConnections),
+		sessions:  make(map[string]int),
 	}
 	var err error
 	if cfg.Addr != "" {
@@ -212,6 +223,25 @@ func (s *Server) Run(ctx context.Context) error {
 	s.conns.Wait()
 	s.log.Info("imap server stopped")
 	return err
+}
+
+// addSession counts a login of user, or reports false if the user has too many sessions.
+func (s *Server) addSession(user string) bool {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	if s.sessions[user] >= s.cfg.MaxSessionsPerUser {
+		return false
+	}
+	s.sessions[user]++
+	return true
+}
+
+func (s *Server) removeSession(user string) {
+	s.sessionsMu.Lock()
+	defer s.sessionsMu.Unlock()
+	if s.sessions[user]--; s.sessions[user] <= 0 {
+		delete(s.sessions, user)
+	}
 }
 
 // logAdapter gives imapserver (which reports panics, I/O and protocol errors) our slog logger.

@@ -66,9 +66,15 @@ func (s *session) logPanic(cmd string, v any) {
 
 var errInternal = &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeServerBug, Text: "Internal error, try again later"}
 
-// Close has nothing to release: the view is memory only. It must not touch the view, because an
-// IDLE goroutine may still be finishing when the connection is torn down.
-func (s *session) Close() error { return nil }
+// Close gives back the user's session slot. It must not touch the view, because an IDLE
+// goroutine may still be finishing when the connection is torn down; it runs on the connection's
+// goroutine, which is the one that set s.user.
+func (s *session) Close() error {
+	if s.user != "" {
+		s.srv.removeSession(s.user)
+	}
+	return nil
+}
 
 // Login checks the password, subject to the failure rate limit and the bound on concurrent
 // hash computations.
@@ -92,6 +98,10 @@ func (s *session) Login(username, password string) (err error) {
 		return errInternal
 	}
 	s.srv.userLimit.reset(username)
+	if !s.srv.addSession(username) {
+		s.log.Warn("imap login refused: too many sessions", "user", username)
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit, Text: "Too many sessions for this user, close one first"}
+	}
 	s.user = username
 	s.log = s.log.With("user", username)
 	s.log.Info("imap login")
