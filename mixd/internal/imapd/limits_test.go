@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -397,6 +398,28 @@ func TestListStatusAndVanishedMailbox(t *testing.T) {
 		t.Error("session with a deleted mailbox selected was not closed")
 	}
 	b.mustOK("SELECT INBOX")
+
+	// A rename is followed: the session goes on in the renamed mailbox and still sees changes.
+	c := dialRaw(t, env, true)
+	c.login("bob", "pw")
+	c.mustOK("CREATE Work")
+	c.mustOK("SELECT Work")
+	b.mustOK("RENAME Work Job")
+	c.mustOK("NOOP")
+	if _, err := env.store.Deliver("bob", "Job", testMessage(1, "kept"), nil, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if u := c.mustOK("NOOP"); !slices.Contains(u, "* 1 EXISTS") {
+		t.Errorf("after rename and delivery: %q, want * 1 EXISTS", u)
+	}
+	if u := c.mustOK("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])"); len(u) < 2 || !strings.Contains(strings.Join(u, "\n"), "Subject: kept") {
+		t.Errorf("FETCH in the renamed mailbox: %q", u)
+	}
+	c.mustOK("RENAME Job Work2") // by the session itself
+	c.mustOK("NOOP")
+	if st, _ := env.store.Status("bob", "Work2"); st.Messages != 1 {
+		t.Errorf("Work2 has %d messages", st.Messages)
+	}
 }
 
 func TestSessionsPerUser(t *testing.T) {

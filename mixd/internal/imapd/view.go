@@ -13,6 +13,7 @@ import (
 // view is what the client knows of its selected mailbox: message i has sequence number i+1.
 type view struct {
 	name        string
+	id          uint64 // the store's mailbox ID, which survives RENAME
 	readOnly    bool
 	uidValidity uint32
 	uidNext     uint32
@@ -41,7 +42,7 @@ func (s *session) openView(mailbox string, readOnly bool) (*view, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &view{name: snap.Name, readOnly: readOnly, uidValidity: snap.UIDValidity, uidNext: snap.UIDNext, version: version}
+	v := &view{name: snap.Name, id: snap.ID, readOnly: readOnly, uidValidity: snap.UIDValidity, uidNext: snap.UIDNext, version: version}
 	v.msgs = make([]viewMsg, len(snap.Messages))
 	for i, m := range snap.Messages {
 		v.msgs[i] = viewMsg{uid: m.UID, flags: m.Flags}
@@ -58,11 +59,18 @@ func (s *session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		return nil
 	}
 	snap, err := s.srv.store.Snapshot(s.user, v.name)
-	if errors.Is(err, mailstore.ErrNoSuchMailbox) || (err == nil && snap.UIDValidity != v.uidValidity) {
-		// The mailbox was deleted or renamed by another session: the client's view can no
-		// longer be kept consistent (RFC 3501 section 2.3.1.1).
+	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+		// Renamed (by this session or another): follow it under its new name.
+		if name, nerr := s.srv.store.MailboxName(s.user, v.id); nerr == nil {
+			v.name = name
+			snap, err = s.srv.store.Snapshot(s.user, name)
+		}
+	}
+	if errors.Is(err, mailstore.ErrNoSuchMailbox) || (err == nil && (snap.UIDValidity != v.uidValidity || snap.ID != v.id)) {
+		// The mailbox was deleted (or INBOX renamed, which leaves a new, empty INBOX): the
+		// client's view can no longer be kept consistent (RFC 3501 section 2.3.1.1).
 		s.log.Info("selected mailbox vanished, closing connection", "mailbox", v.name)
-		return s.conn.Bye("Selected mailbox was deleted or renamed")
+		return s.conn.Bye("Selected mailbox was deleted")
 	}
 	if err != nil {
 		return s.storeErr(err)

@@ -286,6 +286,35 @@ func (s *Store) Mailboxes(user string) ([]MailboxInfo, error) {
 	return out, nil
 }
 
+// MailboxName returns the current name of the mailbox with the given ID (from Snapshot), so that
+// a session can follow its selected mailbox through a RENAME by another session.
+func (s *Store) MailboxName(user string, id uint64) (string, error) {
+	var name string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		mail, err := userMail(tx, user)
+		if err != nil {
+			return err
+		}
+		return mail.Bucket(bucketBoxes).ForEach(func(k, v []byte) error {
+			var rec boxRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("%w: mailbox %q: %v", errCorruptDatabase, k, err)
+			}
+			if rec.ID == id {
+				name = string(k)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return "", fmt.Errorf("mailstore: mailbox name: %w", err)
+	}
+	if name == "" {
+		return "", fmt.Errorf("mailstore: %w: id %d", ErrNoSuchMailbox, id)
+	}
+	return name, nil
+}
+
 // Status returns a mailbox's data with message counts.
 func (s *Store) Status(user, name string) (MailboxInfo, error) {
 	var info MailboxInfo

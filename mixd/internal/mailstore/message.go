@@ -28,6 +28,7 @@ type Message struct {
 // Snapshot is the state of a mailbox at one instant.
 type Snapshot struct {
 	Name        string // canonical mailbox name
+	ID          uint64 // stays with the mailbox through RENAME; see MailboxName
 	UIDValidity uint32
 	UIDNext     uint32
 	Messages    []MessageInfo // ascending UID
@@ -140,7 +141,7 @@ func (s *Store) Snapshot(user, mailbox string) (Snapshot, error) {
 		if err != nil {
 			return err
 		}
-		snap.Name, snap.UIDValidity, snap.UIDNext = b.name, b.rec.UIDValidity, b.rec.UIDNext
+		snap.Name, snap.ID, snap.UIDValidity, snap.UIDNext = b.name, b.rec.ID, b.rec.UIDValidity, b.rec.UIDNext
 		c := b.meta.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			m, err := decodeMeta(k, v)

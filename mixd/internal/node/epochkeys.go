@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -198,22 +197,6 @@ func (m *epochKeys) candidates(now time.Time) []*epochKey {
 	}
 	if k, ok := m.keys[cur+1]; ok && !now.Before(m.clock.End(cur).Add(-m.grace)) {
 		out = append(out, k)
-	}
-	return out
-}
-
-// filters returns the live replay filters, for the background syncer.
-func (m *epochKeys) filters() []*replay.Filter {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	var es []pki.Epoch
-	for e := range m.keys {
-		es = append(es, e)
-	}
-	sort.Slice(es, func(i, j int) bool { return es[i] < es[j] })
-	var out []*replay.Filter
-	for _, e := range es {
-		out = append(out, m.keys[e].filter)
 	}
 	return out
 }

@@ -188,14 +188,13 @@ func (tn *testNet) waitDocument(pc *pki.Client, want int) *pki.Document {
 }
 
 type testClient struct {
-	t      *testing.T
-	s      *sphinx.Sphinx
-	user   string
-	conn   *wire.Conn
-	pkic   *pki.Client
-	keys   map[[sphinx.SURBIDSize]byte][]byte
-	seq    uint32
-	params pki.Parameters
+	t    *testing.T
+	s    *sphinx.Sphinx
+	user string
+	conn *wire.Conn
+	pkic *pki.Client
+	keys map[[sphinx.SURBIDSize]byte][]byte
+	seq  uint32
 }
 
 func hop(t testing.TB, n *pki.Node, e pki.Epoch) sphinx.Hop {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
@@ -146,7 +147,7 @@ func (s *Store) RemoveUser(name string) error {
 		if err := tx.Bucket(bucketUsers).Delete([]byte(name)); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketQueues).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		if err := tx.Bucket(bucketQueues).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
 		return nil
