@@ -361,8 +361,12 @@ func TestMailboxes(t *testing.T) {
 		}
 	}
 	s.Deliver("bob", "Work/2026", msg(1), nil, time.Time{})
+	work, _ := s.Snapshot("bob", "Work")
 	if err := s.RenameMailbox("bob", "Work", "Job"); err != nil {
 		t.Fatal(err)
+	}
+	if name, err := s.MailboxName("bob", work.ID); err != nil || name != "Job" {
+		t.Errorf("MailboxName after rename: %q, %v", name, err)
 	}
 	boxes, _ := s.Mailboxes("bob")
 	var names []string
