@@ -171,6 +171,7 @@ out["sent"] = fetch_all(c, "(UID FLAGS BODY[])")
 out["sent_after_examine"] = fetch_all(c, "(UID FLAGS)")
 typ, data = c.store("1", "+FLAGS", "(\\Deleted)")
 out["store_readonly"] = typ
+out["close_readonly"] = c.close()[0]
 
 out["list"] = sorted(x.decode().replace('"', "") for x in ok(c.list()))
 ok(c.create("Archive/2026"))
@@ -220,6 +221,7 @@ func TestImaplibSession(t *testing.T) {
 		Sent          []pyMsg
 		SentAfter     []pyMsg `json:"sent_after_examine"`
 		StoreReadonly string  `json:"store_readonly"`
+		CloseReadonly string  `json:"close_readonly"`
 		List          []string
 		List2         []string
 		SelectMissing []string `json:"select_missing"`
@@ -293,6 +295,9 @@ func TestImaplibSession(t *testing.T) {
 	checkMsgs(t, "Sent after EXAMINE: no implicit \\Seen", out.SentAfter, []pyMsg{{1, 1, []string{"$Done", `\Answered`}, ""}})
 	if out.StoreReadonly != "NO" {
 		t.Errorf("STORE in EXAMINE mode: %s, want NO", out.StoreReadonly)
+	}
+	if out.CloseReadonly != "OK" {
+		t.Errorf("CLOSE in EXAMINE mode: %s, want OK", out.CloseReadonly)
 	}
 	wantList := []string{`(\HasNoChildren) / INBOX`, `(\Sent \HasNoChildren) / Sent`, `(\Trash \HasNoChildren) / Trash`}
 	if !slices.Equal(out.List, wantList) {

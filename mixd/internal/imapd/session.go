@@ -336,6 +336,11 @@ func (s *session) idleSync(w *imapserver.UpdateWriter) (err error) {
 
 func (s *session) Expunge(w *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
 	defer s.guard("EXPUNGE", &err)()
+	if s.view.readOnly && uids == nil {
+		// CLOSE after EXAMINE comes here too and must succeed without expunging
+		// (RFC 3501 section 6.4.2); imapserver does not tell CLOSE from EXPUNGE.
+		return nil
+	}
 	if err := s.writable(); err != nil {
 		return err
 	}
