@@ -18,13 +18,14 @@ import (
 
 // Defaults for the zero values in Config.
 const (
-	DefaultMaxLiteralSize     = 32 << 20
-	DefaultLoginFailures      = 5
-	DefaultLoginFailuresIP    = 20
-	DefaultLoginWindow        = 5 * time.Minute
-	DefaultMaxConnections     = 1000
-	DefaultMaxConcurrentAuth  = 2
-	DefaultMaxSessionsPerUser = 20
+	DefaultMaxLiteralSize      = 32 << 20
+	DefaultLoginFailures       = 5
+	DefaultLoginFailuresIP     = 20
+	DefaultLoginWindow         = 5 * time.Minute
+	DefaultMaxConnections      = 1000
+	DefaultMaxConcurrentAuth   = 2
+	DefaultMaxSessionsPerUser  = 20
+	DefaultMaxConcurrentAppend = 8
 )
 
 // Config configures a Server.
@@ -51,6 +52,9 @@ type Config struct {
 	// MaxSessionsPerUser bounds concurrent logged-in sessions of one user; a login beyond it is
 	// refused with LIMIT.
 	MaxSessionsPerUser int
+	// MaxConcurrentAppend bounds APPENDs whose message is being read into memory at once, so
+	// that memory stays below MaxConcurrentAppend*MaxLiteralSize however many clients upload.
+	MaxConcurrentAppend int
 	// MaxConcurrentAuth bounds concurrent password verifications, each of which uses the
 	// argon2id memory cost (64 MiB by default).
 	MaxConcurrentAuth int
@@ -66,6 +70,7 @@ type Server struct {
 	userLimit *limiter
 	ipLimit   *limiter
 	authSem   chan struct{}
+	appendSem chan struct{}
 	connSem   chan struct{}
 
 	sessionsMu sync.Mutex
@@ -109,6 +114,9 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 	if cfg.MaxSessionsPerUser <= 0 {
 		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
 	}
+	if cfg.MaxConcurrentAppend <= 0 {
+		cfg.MaxConcurrentAppend = DefaultMaxConcurrentAppend
+	}
 	if cfg.MaxConcurrentAuth <= 0 {
 		cfg.MaxConcurrentAuth = DefaultMaxConcurrentAuth
 	}
@@ -123,6 +131,7 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 		userLimit: newLimiter(cfg.LoginFailures, cfg.LoginWindow),
 		ipLimit:   newLimiter(cfg.LoginFailuresPerIP, cfg.LoginWindow),
 		authSem:   make(chan struct{}, cfg.MaxConcurrentAuth),
+		appendSem: make(chan struct{}, cfg.MaxConcurrentAppend),
 		connSem:   make(chan struct{}, cfg.MaxConnections),
 		sessions:  make(map[string]int),
 	}

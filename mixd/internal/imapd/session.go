@@ -253,6 +253,8 @@ func (s *session) Append(mailbox string, r imap.LiteralReader, options *imap.App
 	if r.Size() > limit {
 		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeTooBig, Text: fmt.Sprintf("Message larger than %d bytes", limit)}
 	}
+	s.srv.appendSem <- struct{}{}
+	defer func() { <-s.srv.appendSem }()
 	body, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, err
