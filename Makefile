@@ -50,7 +50,7 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-run: ## start the local testnet (until it exists: say what is missing)
+run: ## start a whole local mixnet (mixctl testnet up); Ctrl-C stops it
 	GO=$(GO) scripts/run.sh
 
 clean: ## remove bin/
