@@ -3,6 +3,8 @@ package primitives
 import (
 	"bytes"
 	"crypto/ecdh"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/rand"
 	"encoding/hex"
 	"testing"
@@ -180,5 +182,28 @@ func TestKeyStreamIsAESCTRZeroIV(t *testing.T) {
 	XORKeyStream(out, out, key[:])
 	if hex.EncodeToString(out) != "dc95c078a2408989ad48a21492842087" {
 		t.Fatalf("S(0,16) = %x", out)
+	}
+}
+
+func TestKDFMatchesCryptoHKDF(t *testing.T) {
+	for _, n := range []int{1, 16, 32, 33, 64, 128, 200} {
+		salt, ikm := make([]byte, 32), make([]byte, 32)
+		rand.Read(salt)
+		rand.Read(ikm)
+		prk, _ := hkdf.Extract(sha256.New, ikm, salt)
+		want, _ := hkdf.Expand(sha256.New, prk, "panoramix-sphinx-v1 test", n)
+		got := make([]byte, n)
+		k := NewKDF(salt, ikm)
+		k.Expand(got, "panoramix-sphinx-v1 test")
+		if !bytes.Equal(got, want) {
+			t.Fatalf("length %d: Expand differs from crypto/hkdf", n)
+		}
+		// A second label from the same KDF is independent of the first call's state.
+		got2 := make([]byte, n)
+		k.Expand(got2, "other")
+		want2, _ := hkdf.Expand(sha256.New, prk, "other", n)
+		if !bytes.Equal(got2, want2) {
+			t.Fatalf("length %d: second Expand differs", n)
+		}
 	}
 }
