@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/hkdf"
-	"crypto/sha256"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"testing"
 
