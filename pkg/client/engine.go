@@ -717,7 +717,7 @@ func (e *Engine) retrieveLoop(ctx context.Context, conn *wire.Conn, sph *sphinx.
 			return nil
 		case <-tick.C:
 		}
-		f, err := conn.Retrieve(seq, retrieveTimeout)
+		f, err := retrieve(conn, seq, retrieveTimeout)
 		if err != nil {
 			return fmt.Errorf("retrieve: %w", err)
 		}
@@ -731,6 +731,41 @@ func (e *Engine) retrieveLoop(ctx context.Context, conn *wire.Conn, sph *sphinx.
 			return err
 		}
 		seq = next
+	}
+}
+
+// retrieve runs one retrieve exchange (docs/spec/client.md section 6). The provider (mixd)
+// answers an item with the item's own sequence number, at or after the one asked for, which
+// the client sends plus one next time so that the provider deletes the item; an empty answer
+// echoes the number asked for. (wire.Conn.Retrieve requires every answer to echo the number
+// asked for, which mixd does not do for items; see docs/spec/client.md section 6.)
+func retrieve(conn *wire.Conn, seq uint32, timeout time.Duration) (*wire.Frame, error) {
+	if err := conn.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieve, Seq: seq}); err != nil {
+		return nil, err
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, err
+	}
+	for {
+		f, err := conn.ReadFrame()
+		if err != nil {
+			return nil, err
+		}
+		switch f.Cmd {
+		case wire.CmdNoOp:
+			continue
+		case wire.CmdDisconnect:
+			return nil, wire.ErrDisconnected
+		case wire.CmdEmpty:
+			return f, nil
+		case wire.CmdMessage, wire.CmdAck:
+			if f.Seq < seq {
+				return nil, fmt.Errorf("answer to retrieve %d is item %d, which was to be deleted", seq, f.Seq)
+			}
+			return f, nil
+		default:
+			return nil, fmt.Errorf("%v frame where an answer to retrieve %d was due", f.Cmd, seq)
+		}
 	}
 }
 
