@@ -52,6 +52,36 @@ type Config struct {
 	Sphinx        Sphinx    `mapstructure:"sphinx"`
 	Directory     Directory `mapstructure:"directory"`
 	Provider      Provider  `mapstructure:"provider"`
+	Mailbox       Mailbox   `mapstructure:"mailbox"`
+	IMAP          IMAP      `mapstructure:"imap"`
+}
+
+// Mailbox configures a provider's mailbox service: where reassembled mail goes.
+type Mailbox struct {
+	// Backend is "embedded" (the built-in IMAP store) or "lmtp" (hand-off to the provider's
+	// existing mail server, such as Dovecot).
+	Backend string `mapstructure:"backend"`
+	// LMTPNetwork is "tcp" or "unix"; LMTPAddress is host:port or a socket path.
+	LMTPNetwork string `mapstructure:"lmtp_network"`
+	LMTPAddress string `mapstructure:"lmtp_address"`
+	// Expiry is how long an incomplete message waits for its missing fragments.
+	Expiry time.Duration `mapstructure:"expiry"`
+	// MaxMessageSize bounds one reassembled message, in bytes.
+	MaxMessageSize int `mapstructure:"max_message_size"`
+}
+
+// IMAP configures the built-in IMAP server (embedded mailbox backend only).
+type IMAP struct {
+	// ListenAddress serves IMAP with STARTTLS; empty disables it.
+	ListenAddress string `mapstructure:"listen_address"`
+	// TLSListenAddress serves IMAP over implicit TLS; empty disables it.
+	TLSListenAddress string `mapstructure:"tls_listen_address"`
+	// CertFile and KeyFile are the server's PEM certificate and key; when both are empty a
+	// self-signed certificate is generated in data_dir (fine for a local network, not for users).
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// InsecureAuth allows LOGIN without TLS: only for tests on loopback.
+	InsecureAuth bool `mapstructure:"insecure_auth"`
 }
 
 // Sphinx is the packet geometry; it must match the consensus parameters (the node refuses to
@@ -101,6 +131,7 @@ func Default() Config {
 			EpochLength: pki.DefaultParameters().EpochLength,
 		},
 		Provider: Provider{UserRate: 50, UserBurst: 200, QueueLimit: 10000},
+		Mailbox:  Mailbox{Backend: "embedded", LMTPNetwork: "tcp", Expiry: 24 * time.Hour, MaxMessageSize: 32 << 20},
 	}
 }
 
@@ -118,6 +149,10 @@ func Load(path string) (*Config, error) {
 		"directory.urls": d.Directory.URLs, "directory.threshold": d.Directory.Threshold,
 		"directory.epoch_length": d.Directory.EpochLength, "provider.user_rate": d.Provider.UserRate,
 		"provider.user_burst": d.Provider.UserBurst, "provider.queue_limit": d.Provider.QueueLimit,
+		"mailbox.backend": d.Mailbox.Backend, "mailbox.lmtp_network": d.Mailbox.LMTPNetwork, "mailbox.lmtp_address": d.Mailbox.LMTPAddress,
+		"mailbox.expiry": d.Mailbox.Expiry, "mailbox.max_message_size": d.Mailbox.MaxMessageSize,
+		"imap.listen_address": d.IMAP.ListenAddress, "imap.tls_listen_address": d.IMAP.TLSListenAddress,
+		"imap.cert_file": d.IMAP.CertFile, "imap.key_file": d.IMAP.KeyFile, "imap.insecure_auth": d.IMAP.InsecureAuth,
 	} {
 		v.SetDefault(k, val)
 	}
@@ -134,8 +169,10 @@ func Load(path string) (*Config, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if c.DataDir != "" && !filepath.IsAbs(c.DataDir) {
-		c.DataDir = filepath.Join(filepath.Dir(path), c.DataDir)
+	for _, p := range []*string{&c.DataDir, &c.IMAP.CertFile, &c.IMAP.KeyFile} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(filepath.Dir(path), *p)
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
@@ -193,8 +230,48 @@ func (c *Config) Validate() error {
 		if c.Provider.UserRate <= 0 || c.Provider.UserBurst < 1 || c.Provider.QueueLimit < 1 {
 			return errors.New("[provider] user_rate, user_burst and queue_limit must be positive")
 		}
+		if err := c.validateMail(); err != nil {
+			return err
+		}
 	} else if len(c.Provider.Domains) != 0 {
 		return errors.New("[provider] domains is set but role is \"mix\"")
+	}
+	return nil
+}
+
+func (c *Config) validateMail() error {
+	m := c.Mailbox
+	switch m.Backend {
+	case "embedded":
+	case "lmtp":
+		if m.LMTPNetwork != "tcp" && m.LMTPNetwork != "unix" {
+			return fmt.Errorf("[mailbox] lmtp_network = %q: want \"tcp\" or \"unix\"", m.LMTPNetwork)
+		}
+		if m.LMTPAddress == "" {
+			return errors.New("[mailbox] lmtp_address is empty: name the LMTP server (for Dovecot, its lmtp listener)")
+		}
+		if c.IMAP.ListenAddress != "" || c.IMAP.TLSListenAddress != "" {
+			return errors.New("[imap] is set but [mailbox] backend is \"lmtp\": the built-in IMAP server only serves the embedded store")
+		}
+	default:
+		return fmt.Errorf("[mailbox] backend = %q: want \"embedded\" or \"lmtp\"", m.Backend)
+	}
+	if m.Expiry < time.Minute {
+		return fmt.Errorf("[mailbox] expiry = %v: at least 1m", m.Expiry)
+	}
+	if m.MaxMessageSize < 1024 || m.MaxMessageSize > 1<<30 {
+		return fmt.Errorf("[mailbox] max_message_size = %d: want 1 KiB to 1 GiB", m.MaxMessageSize)
+	}
+	for key, a := range map[string]string{"listen_address": c.IMAP.ListenAddress, "tls_listen_address": c.IMAP.TLSListenAddress} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("[imap] %s = %q: %w", key, a, err)
+		}
+	}
+	if (c.IMAP.CertFile == "") != (c.IMAP.KeyFile == "") {
+		return errors.New("[imap] cert_file and key_file: set both or neither")
 	}
 	return nil
 }

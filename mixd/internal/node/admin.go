@@ -21,6 +21,11 @@ type UserRequest struct {
 	QuotaBytes int64  `json:"quota_bytes"`
 }
 
+// PasswordRequest is the body of PUT /admin/v1/users/{name}/password.
+type PasswordRequest struct {
+	Password string `json:"password"`
+}
+
 // Status is the body of GET /admin/v1/status.
 type Status struct {
 	Identity string `json:"identity"`
@@ -63,7 +68,21 @@ func (n *Node) adminHandler() http.Handler {
 			return
 		}
 		u := provider.User{Name: req.Name, LinkKey: k, QuotaBytes: req.QuotaBytes}
+		if err := u.Validate(); err != nil {
+			httpError(w, http.StatusBadRequest, err)
+			return
+		}
+		// The mail account first: a user without one could be sent mail that has nowhere to go.
+		if n.accounts != nil {
+			if err := n.accounts.CreateUser(u.Name, u.QuotaBytes); err != nil {
+				httpError(w, http.StatusConflict, fmt.Errorf("mail account: %w", err))
+				return
+			}
+		}
 		if err := n.store.AddUser(u); err != nil {
+			if n.accounts != nil {
+				_ = n.accounts.DeleteUser(u.Name)
+			}
 			code := http.StatusBadRequest
 			if errors.Is(err, provider.ErrUserExists) {
 				code = http.StatusConflict
@@ -74,7 +93,35 @@ func (n *Node) adminHandler() http.Handler {
 		created, _ := n.store.User(u.Name)
 		writeJSON(w, http.StatusCreated, created)
 	})
+	mux.HandleFunc("PUT /admin/v1/users/{name}/password", func(w http.ResponseWriter, r *http.Request) {
+		if n.accounts == nil {
+			httpError(w, http.StatusNotFound, errors.New("this provider has no built-in mailboxes ([mailbox] backend is not \"embedded\"): passwords live in its own mail server"))
+			return
+		}
+		var req PasswordRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxAdminBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			httpError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+			return
+		}
+		name := r.PathValue("name")
+		if _, err := n.store.User(name); err != nil {
+			httpError(w, http.StatusNotFound, err)
+			return
+		}
+		if err := n.accounts.SetPassword(name, req.Password); err != nil {
+			httpError(w, http.StatusBadRequest, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("DELETE /admin/v1/users/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if n.accounts != nil {
+			if err := n.accounts.DeleteUser(r.PathValue("name")); err != nil {
+				n.log.Warn("deleting mail account", "user", r.PathValue("name"), "err", err)
+			}
+		}
 		if err := n.store.RemoveUser(r.PathValue("name")); err != nil {
 			code := http.StatusInternalServerError
 			if errors.Is(err, provider.ErrUnknownUser) {

@@ -37,8 +37,21 @@ type Options struct {
 	Logger *slog.Logger
 	// Transport carries the links; TCP when nil.
 	Transport wire.Transport
-	// Services are the provider's services besides the built-in loop service.
+	// Services are the provider's services besides the built-in loop service. A service that
+	// also has a Run(ctx) error method is run for the node's lifetime.
 	Services []service.Service
+	// Registry receives the node's metrics; a new one when nil.
+	Registry *prometheus.Registry
+	// Accounts, on a provider with an embedded mailbox store, keeps mail accounts in step with
+	// the provider's users (created, removed, password set through the admin API).
+	Accounts Accounts
+}
+
+// Accounts are the mail accounts beside the provider's users.
+type Accounts interface {
+	CreateUser(name string, quotaBytes int64) error
+	DeleteUser(name string) error
+	SetPassword(name, password string) error
 }
 
 // Node is one running mixd.
@@ -61,6 +74,7 @@ type Node struct {
 	// Provider only.
 	store    *provider.Store
 	services map[string]service.Service
+	accounts Accounts
 
 	in    chan inbound
 	sched *scheduler[*job]
@@ -156,10 +170,14 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 		due:      make(chan *job, 1024),
 		peers:    map[keys.IdentityPublicKey]*peerLink{},
 		limits:   map[string]*tokenBucket{},
-		reg:      prometheus.NewRegistry(),
+		reg:      opts.Registry,
 		ready:    make(chan struct{}),
 	}
+	if n.reg == nil {
+		n.reg = prometheus.NewRegistry()
+	}
 	n.m = newMetrics(n.reg, n.sched.Len)
+	n.accounts = opts.Accounts
 	if role == pki.RoleProvider {
 		if n.store, err = provider.OpenStore(filepath.Join(cfg.DataDir, "provider.db")); err != nil {
 			return nil, err
@@ -270,6 +288,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.role == pki.RoleMix {
 		goRun("cover", func() error { n.coverLoop(ctx); return nil })
+	}
+	for name, svc := range n.services {
+		if r, ok := svc.(interface{ Run(context.Context) error }); ok {
+			goRun("service "+name, func() error { return r.Run(ctx) })
+		}
 	}
 	if n.cfg.MetricsAddress != "" {
 		goRun("metrics", func() error { return serveHTTP(ctx, n.cfg.MetricsAddress, n.metricsHandler()) })
