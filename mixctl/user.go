@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -36,6 +39,7 @@ func newUserCmd() *cobra.Command {
 API on a loopback address (admin_address in the provider's configuration).
 
   mixctl user add NAME --link-key HEX [--quota BYTES]
+  mixctl user passwd NAME [--password-file FILE]
   mixctl user remove NAME
   mixctl user list [--json]
 
@@ -43,7 +47,7 @@ NAME is the local part of the user's mail address (alice for alice@alpha.example
 The link key is what 'mailproxy init' prints for the user's account.`,
 	}
 	user.PersistentFlags().StringVar(&admin, "admin", defaultProviderAdmin, "the provider's admin API address (host:port)")
-	user.AddCommand(newUserAddCmd(&admin), newUserRemoveCmd(&admin), newUserListCmd(&admin))
+	user.AddCommand(newUserAddCmd(&admin), newUserPasswdCmd(&admin), newUserRemoveCmd(&admin), newUserListCmd(&admin))
 	return user
 }
 
@@ -106,6 +110,46 @@ func newUserAddCmd(admin *string) *cobra.Command {
 	}
 	c.Flags().StringVar(&linkKey, "link-key", "", "the user's link public key (hex)")
 	c.Flags().Int64Var(&quota, "quota", 1<<30, "mailbox quota in bytes")
+	return c
+}
+
+func newUserPasswdCmd(admin *string) *cobra.Command {
+	var file string
+	c := &cobra.Command{
+		Use:   "passwd NAME [--password-file FILE]",
+		Short: "Set a user's IMAP password (built-in mailboxes)",
+		Long: `Sets the password NAME logs in to the provider's built-in IMAP server with. The
+password is read from --password-file, or else from the first line of standard
+input (so it never appears in the process list or the shell history). The
+provider stores only an argon2id hash.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var r io.Reader = cmd.InOrStdin()
+			if file != "" {
+				f, err := os.Open(file)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			}
+			line, err := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			pw := strings.TrimRight(line, "\r\n")
+			if len(pw) < 8 {
+				return errors.New("the password must be at least 8 characters (read from the first line of the input)")
+			}
+			if _, err := adminDo(http.MethodPut, adminURL(*admin, "/admin/v1/users/"+args[0]+"/password"),
+				map[string]string{"password": pw}, http.StatusNoContent); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "password set for %s\n", args[0])
+			return nil
+		},
+	}
+	c.Flags().StringVar(&file, "password-file", "", "read the password from the first line of FILE")
 	return c
 }
 
