@@ -45,6 +45,9 @@ const (
 	// time has a dead link.
 	retrieveTimeout = 30 * time.Second
 	writeTimeout    = 10 * time.Second
+	// pruneInterval is how often old SURB keys and partial messages are looked for (a write
+	// transaction, so not at every send).
+	pruneInterval = 30 * time.Second
 )
 
 // Errors callers can act on.
@@ -411,8 +414,8 @@ func (e *Engine) sendLoop(ctx context.Context, conn *wire.Conn, v *view) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
-	e.maintain(time.Now(), v)
-	lastMaintain := time.Now()
+	e.maintain(time.Now(), v, true)
+	lastMaintain, lastPrune := time.Now(), time.Now()
 	for {
 		kind, at := sched.peek()
 		timer.Reset(time.Until(at))
@@ -441,8 +444,12 @@ func (e *Engine) sendLoop(ctx context.Context, conn *wire.Conn, v *view) error {
 			e.count(func(l *LinkState) { l.Epoch = v.doc.Epoch })
 		}
 		if now.Sub(lastMaintain) > time.Second {
-			e.maintain(now, v)
+			prune := now.Sub(lastPrune) > pruneInterval
+			e.maintain(now, v, prune)
 			lastMaintain = now
+			if prune {
+				lastPrune = now
+			}
 		}
 		var pkt []byte
 		var err error
@@ -472,8 +479,8 @@ func (e *Engine) sendLoop(ctx context.Context, conn *wire.Conn, v *view) error {
 	}
 }
 
-// maintain expires loops that did not come back and prunes the store.
-func (e *Engine) maintain(now time.Time, v *view) {
+// maintain expires loops that did not come back and, with prune, prunes the store.
+func (e *Engine) maintain(now time.Time, v *view, prune bool) {
 	e.mu.Lock()
 	for id, l := range e.loops {
 		if now.After(l.deadline) {
@@ -483,6 +490,9 @@ func (e *Engine) maintain(now time.Time, v *view) {
 		}
 	}
 	e.mu.Unlock()
+	if !prune {
+		return
+	}
 	// Reply keys outlive the epoch keys of their route by at most the grace period; three
 	// epochs is past both.
 	cutoff := now.Add(-3 * v.doc.Parameters.EpochLength)

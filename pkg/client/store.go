@@ -20,6 +20,7 @@ var (
 	bucketMessages = []byte("messages") // message id -> msgRecord (JSON), every message ever sent
 	bucketOrder    = []byte("order")    // u64 queue order -> message id, unfinished messages only
 	bucketFrags    = []byte("frags")    // message id || u16 index -> fragRecord (JSON)
+	bucketFragData = []byte("fragdata") // message id || u16 index -> encoded fragment
 	bucketSURBs    = []byte("surbs")    // SURB id -> surbRecord (JSON): reply keys of SURB-ACKs
 	bucketRx       = []byte("rx")       // message id || u16 index -> received fragment bytes
 	bucketRxMeta   = []byte("rxmeta")   // message id -> rxRecord (JSON), messages being reassembled
@@ -82,8 +83,9 @@ type Status struct {
 	NeedsAck bool `json:"needs_ack"`
 }
 
+// fragRecord is a fragment's transmission state; its bytes are in bucketFragData, so that
+// scanning for the next fragment due reads only these small records.
 type fragRecord struct {
-	Data     []byte    `json:"data"` // the encoded fragment
 	Done     bool      `json:"done"` // acknowledged (or sent, without acks)
 	Attempts int       `json:"attempts"`
 	Deadline time.Time `json:"deadline"` // when an unacknowledged transmission counts as lost
@@ -126,7 +128,7 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("client store %s: %w (is another engine using this data directory?)", dir, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox, bucketRxDone} {
+		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketFragData, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox, bucketRxDone} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -202,9 +204,12 @@ func (s *store) addMessage(st *Status, frags [][]byte) error {
 		if err := putJSON(tx.Bucket(bucketMessages), st.ID[:], st); err != nil {
 			return err
 		}
-		fb := tx.Bucket(bucketFrags)
+		fb, db := tx.Bucket(bucketFrags), tx.Bucket(bucketFragData)
 		for i, f := range frags {
-			if err := putJSON(fb, fragKey(st.ID, uint16(i)), &fragRecord{Data: f}); err != nil {
+			if err := putJSON(fb, fragKey(st.ID, uint16(i)), &fragRecord{}); err != nil {
+				return err
+			}
+			if err := db.Put(fragKey(st.ID, uint16(i)), f); err != nil {
 				return err
 			}
 		}
@@ -257,7 +262,7 @@ type due struct {
 // transmissions make their message fail; expired lists those messages for failMessage.
 func (s *store) nextDue(now time.Time, budget int) (d *due, expired map[MessageID]string, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
-		msgs, frags := tx.Bucket(bucketMessages), tx.Bucket(bucketFrags)
+		msgs, frags, data := tx.Bucket(bucketMessages), tx.Bucket(bucketFrags), tx.Bucket(bucketFragData)
 		oc := tx.Bucket(bucketOrder).Cursor()
 		for _, idb := oc.First(); idb != nil; _, idb = oc.Next() {
 			var id MessageID
@@ -284,7 +289,11 @@ func (s *store) nextDue(now time.Time, budget int) (d *due, expired map[MessageI
 					return err
 				}
 				st.ID = id
-				d = &due{msg: &st, index: index, fragment: bytes.Clone(fr.Data), attempts: fr.Attempts}
+				b := data.Get(k)
+				if b == nil {
+					return fmt.Errorf("client store: fragment %x has no data", k)
+				}
+				d = &due{msg: &st, index: index, fragment: bytes.Clone(b), attempts: fr.Attempts}
 				return nil
 			}
 		}
@@ -303,10 +312,12 @@ func finish(tx *bolt.Tx, st *Status, state State, reason string, now time.Time) 
 	if err := tx.Bucket(bucketOrder).Delete(u64Key(st.Order)); err != nil {
 		return err
 	}
-	fc := tx.Bucket(bucketFrags).Cursor()
-	for k, _ := fc.Seek(st.ID[:]); k != nil && bytes.HasPrefix(k, st.ID[:]); k, _ = fc.Seek(st.ID[:]) {
-		if err := fc.Delete(); err != nil {
-			return err
+	for _, name := range [][]byte{bucketFrags, bucketFragData} {
+		fc := tx.Bucket(name).Cursor()
+		for k, _ := fc.Seek(st.ID[:]); k != nil && bytes.HasPrefix(k, st.ID[:]); k, _ = fc.Seek(st.ID[:]) {
+			if err := fc.Delete(); err != nil {
+				return err
+			}
 		}
 	}
 	sb := tx.Bucket(bucketSURBs)
