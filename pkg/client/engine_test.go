@@ -26,7 +26,7 @@ import (
 // HTTP to a real pki.Client, and the nodes' private Sphinx keys, so that a test can process a
 // packet at every hop exactly as the nodes would (sphinx.Unwrap) without running them.
 type localNet struct {
-	t      *testing.T
+	t      testing.TB
 	auth   *keys.IdentityPrivateKey
 	params pki.Parameters
 	nodes  []*localNode
@@ -43,7 +43,8 @@ type localNode struct {
 
 var allServices = []string{"drop", "loop", "mailbox", "queue"}
 
-func newLocalNet(t *testing.T) *localNet {
+// newLocalNet uses a small geometry (2 KiB payloads), or g when given.
+func newLocalNet(t testing.TB, g ...sphinx.Geometry) *localNet {
 	t.Helper()
 	auth, err := keys.GenerateIdentityKey(rand.Reader)
 	if err != nil {
@@ -51,6 +52,9 @@ func newLocalNet(t *testing.T) *localNet {
 	}
 	p := pki.DefaultParameters()
 	p.Geometry = sphinx.Geometry{Hops: 5, PayloadSize: 2048}
+	if len(g) > 0 {
+		p.Geometry = g[0]
+	}
 	p.EpochLength = time.Hour
 	n := &localNet{t: t, auth: auth, params: p, docs: map[pki.Epoch][]byte{}}
 	add := func(role pki.Role, layer uint8, domain string) {
