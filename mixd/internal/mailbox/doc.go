@@ -1,0 +1,35 @@
+// Package mailbox is the provider's mailbox service (DESIGN.md sections 3 and 7, issue 5): it
+// receives the fragments of mail messages that arrive at the final hop addressed to service
+// "mailbox" (docs/spec/services.md section 2), stores them durably, acknowledges each one through
+// its SURB (pkg/client fragment and ack formats), reassembles a message once all its fragments
+// are there and delivers it into the recipient's mailbox through a Backend: the embedded mail
+// store (NewStoreBackend) or an LMTP hand-off to an existing server such as Dovecot
+// (NewLMTPBackend).
+//
+// Promises, in order:
+//   - A fragment is acknowledged as stored only after the bbolt transaction that holds it has
+//     been committed (fsync'd). A retransmitted fragment is recognised by (user, message id,
+//     index), not stored twice, and acknowledged again: the sender may have lost the first ack.
+//   - The transaction that stores the last fragment of a message also puts the message in the
+//     outbox, so a complete message survives a crash and is delivered by Run after a restart.
+//   - Run delivers outbox messages one at a time. A temporary failure (LMTP server down, 4xx)
+//     keeps the message in the outbox and retries with exponential backoff. On success the
+//     fragments are deleted and the message id is remembered as delivered for at least Expiry,
+//     so a late retransmission is acknowledged but never delivered twice. A permanent failure
+//     (unknown user, over quota, too large, refused) is remembered the same way, and
+//     retransmissions are answered with that status: the sender's client turns it into a bounce.
+//   - Incomplete messages older than Expiry are dropped with a log line and a metric.
+//
+// The only duplicate the service can cause is a crash in the instant between the backend's
+// commit and the service's own record of the delivery (two separate files or servers): the
+// message is then delivered again after the restart. Everything else is exactly once.
+//
+// Layout of the bbolt file (keys: msgkey = u8 len(user) || user || 16-byte message id):
+//
+//	frags/<msgkey><u16 index>   fragment data
+//	msgs/<msgkey>               u16 count, u16 received, u32 total length, i64 first seen (ns), u8 complete
+//	outbox/<msgkey>             i64 time completed (ns): complete, waiting for delivery
+//	done/<msgkey>               u8 ack status, i64 time (ns): delivered (status stored) or failed
+//	pending/<user>              u64 bytes of the user's messages not yet delivered
+//	pending/"" (empty key)      u64 bytes of all messages not yet delivered
+package mailbox
