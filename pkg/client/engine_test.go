@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -38,6 +39,7 @@ type localNet struct {
 
 type localNode struct {
 	node pki.Node
+	link *keys.LinkPrivateKey
 	sk   map[pki.Epoch]*keys.SphinxPrivateKey
 }
 
@@ -61,7 +63,7 @@ func newLocalNet(t testing.TB, g ...sphinx.Geometry) *localNet {
 		id, _ := keys.GenerateIdentityKey(rand.Reader)
 		link, _ := keys.GenerateLinkKey(rand.Reader)
 		nd := &localNode{node: pki.Node{Identity: id.Public(), Link: link.Public(), Role: role, Layer: layer,
-			Addresses: []string{fmt.Sprintf("127.0.0.1:%d", 1000+len(n.nodes))}}, sk: map[pki.Epoch]*keys.SphinxPrivateKey{}}
+			Addresses: []string{fmt.Sprintf("127.0.0.1:%d", 1000+len(n.nodes))}}, link: link, sk: map[pki.Epoch]*keys.SphinxPrivateKey{}}
 		if role == pki.RoleProvider {
 			nd.node.Domains = []string{domain}
 			nd.node.Services = allServices
@@ -596,4 +598,127 @@ func TestLoopAndDropPackets(t *testing.T) {
 	if len(providers) != 2 {
 		t.Fatalf("drop packets went to %d providers in 40 tries, want both", len(providers))
 	}
+}
+
+// Run over a real link (TLS over an in-memory transport) to a provider played by a wire.Server
+// that processes every packet through all its hops with the nodes' keys: the link carries
+// packets at the Poisson rates of the consensus, each exactly one Sphinx packet, the queued
+// fragment leaves in one of the lambda_P slots, and the retrieve exchanges run.
+func TestRunOverLink(t *testing.T) {
+	n := newLocalNet(t)
+	n.params.LambdaP, n.params.LambdaL, n.params.LambdaD = 10, 5, 5
+	var alpha *localNode
+	for _, nd := range n.nodes {
+		if slices.Contains(nd.node.Domains, "alpha.example") {
+			alpha = nd
+		}
+	}
+	g := n.params.Geometry
+	s, _ := sphinx.New(g)
+	mem := wire.NewMemTransport()
+	var mu sync.Mutex
+	kinds := map[string]int{}
+	bad := 0
+	retrieves := 0
+	srv, err := wire.NewServer(wire.ServerConfig{Geometry: g, Key: alpha.link, Transport: mem,
+		Authorize: func(keys.LinkPublicKey) error { return nil },
+		Handle: func(ctx context.Context, c *wire.Conn) {
+			for {
+				f, err := c.ReadFrame()
+				if err != nil {
+					return
+				}
+				switch f.Cmd {
+				case wire.CmdSendPacket:
+					if len(f.Body) != g.PacketSize() {
+						mu.Lock()
+						bad++
+						mu.Unlock()
+						continue
+					}
+					u, _, path := n.deliver(s, sphinx.NodeID(alpha.node.Identity), f.Body, n.currentEpoch(t))
+					mu.Lock()
+					if len(path) != 5 {
+						bad++
+					}
+					kinds[u.Recipient.Service]++
+					mu.Unlock()
+				case wire.CmdRetrieve:
+					mu.Lock()
+					retrieves++
+					mu.Unlock()
+					if err := c.WriteFrame(&wire.Frame{Cmd: wire.CmdEmpty, Seq: f.Seq}); err != nil {
+						return
+					}
+				}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := mem.Listen(alpha.node.Addresses[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(context.Background())
+	sdone := make(chan struct{})
+	go func() { defer close(sdone); srv.Serve(sctx, ln) }()
+	defer func() { scancel(); <-sdone }()
+
+	e := n.engine(t.TempDir(), func(c *Config) { c.Transport = mem; c.RetrieveInterval = 50 * time.Millisecond })
+	id, err := e.Send(context.Background(), Destination{Domain: "beta.example", Recipient: "bob"}, []byte("over the link"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	const run = 4 * time.Second
+	time.Sleep(run)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	ls := e.LinkState()
+	st, _ := e.Status(id)
+	e.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("provider saw %v, %d retrieves; engine %+v", kinds, retrieves, ls)
+	if bad != 0 {
+		t.Fatalf("%d packets of the wrong size or route length", bad)
+	}
+	if kinds["mailbox"] != 1 {
+		t.Fatalf("%d fragments reached the mailbox service, want 1", kinds["mailbox"])
+	}
+	if st.Transmissions != 1 || st.State != StateSending {
+		t.Fatalf("status %+v", st)
+	}
+	// Rates: each count within 5 standard deviations of its Poisson mean over the link's
+	// lifetime (the link comes up within a few milliseconds of Run).
+	secs := run.Seconds()
+	check := func(name string, got int, rate float64) {
+		want := rate * secs
+		if math.Abs(float64(got)-want) > 5*math.Sqrt(want)+2 {
+			t.Errorf("%s: %d packets in %.0f s, want about %.0f", name, got, secs, want)
+		}
+	}
+	check("lambda_P slots (fragment or drop)", int(ls.RealPackets+ls.SendDrops), 10)
+	check("loops", kinds["loop"], 5)
+	check("drops", int(ls.Drops), 5)
+	if kinds["drop"] != int(ls.SendDrops+ls.Drops) || kinds["loop"] != int(ls.Loops) {
+		t.Fatalf("provider saw %v, engine counted %+v", kinds, ls)
+	}
+	if retrieves < int(secs/0.05)/2 {
+		t.Fatalf("%d retrieve exchanges in %.0f s at 50 ms", retrieves, secs)
+	}
+}
+
+func (n *localNet) currentEpoch(t testing.TB) pki.Epoch {
+	c, _ := pki.NewClock(n.params.EpochLength)
+	e, _, err := c.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
 }
