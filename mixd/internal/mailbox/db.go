@@ -18,8 +18,8 @@ var (
 	bucketOutbox  = []byte("outbox")
 	bucketDone    = []byte("done")
 	bucketPending = []byte("pending")
-	// keyPendingAll (the empty user name, which no user has) holds the total over all users.
-	keyPendingAll = []byte{}
+	// keyPendingAll holds the total over all users; a user's key is 'u' || name.
+	keyPendingAll = []byte("t")
 )
 
 var allBuckets = [][]byte{bucketFrags, bucketMsgs, bucketOutbox, bucketDone, bucketPending}
@@ -124,6 +124,8 @@ func getMsg(tx *bolt.Tx, mk []byte) (*msgRecord, error) {
 	return &r, err
 }
 
+func pendingKey(user string) []byte { return append([]byte{'u'}, user...) }
+
 func getPending(tx *bolt.Tx, key []byte) uint64 {
 	v := tx.Bucket(bucketPending).Get(key)
 	if len(v) != 8 {
@@ -135,7 +137,7 @@ func getPending(tx *bolt.Tx, key []byte) uint64 {
 // addPending changes the user's and the total count of bytes held for delivery.
 func addPending(tx *bolt.Tx, user string, delta int64) error {
 	b := tx.Bucket(bucketPending)
-	for _, k := range [][]byte{[]byte(user), keyPendingAll} {
+	for _, k := range [][]byte{pendingKey(user), keyPendingAll} {
 		n := max(int64(getPending(tx, k))+delta, 0)
 		if n == 0 {
 			if err := b.Delete(k); err != nil {

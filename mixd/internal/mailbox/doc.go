@@ -30,6 +30,6 @@
 //	msgs/<msgkey>               u16 count, u16 received, u32 total length, i64 first seen (ns), u8 complete
 //	outbox/<msgkey>             i64 time completed (ns): complete, waiting for delivery
 //	done/<msgkey>               u8 ack status, i64 time (ns): delivered (status stored) or failed
-//	pending/<user>              u64 bytes of the user's messages not yet delivered
-//	pending/"" (empty key)      u64 bytes of all messages not yet delivered
+//	pending/u<user>             u64 bytes of the user's messages not yet delivered
+//	pending/t                   u64 bytes of all messages not yet delivered
 package mailbox

@@ -225,7 +225,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 		}
 		rec, err := getMsg(tx, mk)
 		known = rec != nil
-		userPending = getPending(tx, []byte(user))
+		userPending = getPending(tx, pendingKey(user))
 		return err
 	})
 	if err != nil {
