@@ -124,7 +124,7 @@ func (s *Sphinx) ParseReplyKeys(replyKeys []byte) (int, error) {
 		return 0, fmt.Errorf("%w: reply keys of %d bytes", ErrLength, len(replyKeys))
 	}
 	if replyKeys[0] != replyKeysVersion {
-		return 0, fmt.Errorf("sphinx: reply keys version %#x, want %#x", replyKeys[0], replyKeysVersion)
+		return 0, fmt.Errorf("%w: reply keys version %#x, want %#x", ErrLength, replyKeys[0], replyKeysVersion)
 	}
 	n := int(replyKeys[1])
 	if n < 1 || n > s.g.Hops {
