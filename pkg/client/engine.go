@@ -832,7 +832,14 @@ func (e *Engine) handleItem(sph *sphinx.Sphinx, f *wire.Frame, nextSeq uint32) e
 			}
 		})
 		if res == ackApplied && st != nil {
-			e.log.Debug("fragment acknowledged", "id", st.ID)
+			switch st.State {
+			case StateDelivered:
+				e.log.Info("message delivered", "id", st.ID, "fragments", st.Fragments)
+			case StateFailed:
+				e.log.Info("message failed", "id", st.ID, "reason", st.Reason)
+			default:
+				e.log.Debug("fragment acknowledged", "id", st.ID, "acknowledged", st.Acknowledged, "fragments", st.Fragments)
+			}
 		}
 		return nil
 	case wire.CmdMessage:

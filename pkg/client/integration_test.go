@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -313,4 +314,52 @@ func TestRestartResendsThroughRealBinaries(t *testing.T) {
 	}
 	alice.stop(t)
 	bob.stop(t)
+}
+
+// Mail through the real network to the mailbox service: every fragment acknowledged through
+// its SURB once stored, so the message is delivered; a message to a recipient the provider does
+// not know fails with the service's reason.
+func TestMailboxThroughRealBinaries(t *testing.T) {
+	n, pc := realNet(t)
+	alpha, beta := n.Node("provider-alpha"), n.Node("provider-beta")
+	aliceKey := addUser(t, alpha, "alice")
+	addUser(t, beta, "bob")
+	doc, err := pc.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := doc.Provider(beta.Domain); !ok || !slices.Contains(p.Services, "mailbox") {
+		t.Skip("provider-beta does not offer the mailbox service")
+	}
+	alice := startEngine(t, clientConfig(t.TempDir(), "alice", alpha.Domain, aliceKey, pc))
+
+	capacity := FragmentCapacity(n.Parameters().Geometry)
+	mail := []byte("From: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\nSubject: through the mixnet\r\n\r\n")
+	mail = append(mail, bytes.Repeat([]byte("0123456789abcdef\r\n"), (capacity+500)/18)...)
+	mail = append(mail, "\r\n"...)
+	id, err := alice.Send(context.Background(), Destination{Domain: beta.Domain, Recipient: "bob"}, mail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nobody, err := alice.Send(context.Background(), Destination{Domain: beta.Domain, Recipient: "nobody"}, mail[:200])
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both messages to finish", 60*time.Second, func() bool {
+		a, _ := alice.Status(id)
+		b, _ := alice.Status(nobody)
+		return a.State.Finished() && b.State.Finished()
+	})
+	st, _ := alice.Status(id)
+	if st.State != StateDelivered || st.Fragments != 2 || st.Acknowledged != 2 {
+		t.Fatalf("mail to bob: %+v", st)
+	}
+	st, _ = alice.Status(nobody)
+	if st.State != StateFailed || st.Reason != "fragment 0: unknown recipient" {
+		t.Fatalf("mail to nobody: %+v", st)
+	}
+	if ls := alice.LinkState(); ls.Acks < 3 || ls.BadReplies != 0 {
+		t.Fatalf("link state %+v", ls)
+	}
+	alice.stop(t)
 }
