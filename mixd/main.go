@@ -20,6 +20,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/node"
 	"github.com/panoramix-mixnet/panoramix/pkg/version"
@@ -94,14 +96,47 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	level, _ := cfg.LogLevelValue()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	n, err := node.New(cfg, node.Options{Logger: log})
+	reg := prometheus.NewRegistry()
+	opts := node.Options{Logger: log, Registry: reg}
+	var m *mail
+	if cfg.Role == "provider" {
+		if m, err = openMail(cfg, reg, log); err != nil {
+			log.Error("cannot start", "err", err)
+			return 1
+		}
+		defer m.close()
+		opts.Services = m.services()
+		if m.store != nil {
+			opts.Accounts = accounts{m.store}
+		}
+	}
+	n, err := node.New(cfg, opts)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := n.Run(ctx); err != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	mailErr := make(chan error, 1)
+	if m != nil {
+		go func() {
+			err := m.run(ctx)
+			if err != nil {
+				cancel() // the node stops too: a provider without its IMAP server is broken
+			}
+			mailErr <- err
+		}()
+	}
+	err = n.Run(ctx)
+	cancel()
+	if m != nil {
+		if merr := <-mailErr; merr != nil && err == nil {
+			err = fmt.Errorf("imap: %w", merr)
+		}
+	}
+	if err != nil {
 		log.Error("stopped with an error", "err", err)
 		return 1
 	}

@@ -86,6 +86,7 @@ type Node struct {
 	Addr     string // link address
 	Metrics  string // metrics address (host:port)
 	Admin    string // admin API address, providers only
+	IMAP     string // built-in IMAP server (STARTTLS), providers only
 	Config   string
 	DataDir  string
 	proc     *proc
@@ -257,7 +258,7 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 	authKey.Wipe()
 
 	count := 3*opts.MixesPerLayer + len(opts.Providers)
-	ports, err := freePorts(2 + 3*count)
+	ports, err := freePorts(2 + 4*count)
 	if err != nil {
 		return nil, err
 	}
@@ -266,14 +267,15 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 	ports = ports[2:]
 
 	for i := range count {
-		nd := &Node{Role: "mix", Addr: ports[3*i], Metrics: ports[3*i+1]}
+		nd := &Node{Role: "mix", Addr: ports[4*i], Metrics: ports[4*i+1]}
 		if i < 3*opts.MixesPerLayer {
 			nd.Name = fmt.Sprintf("mix%d", i+1)
 		} else {
 			nd.Role = "provider"
 			nd.Domain = opts.Providers[i-3*opts.MixesPerLayer]
 			nd.Name = "provider-" + strings.Split(nd.Domain, ".")[0]
-			nd.Admin = ports[3*i+2]
+			nd.Admin = ports[4*i+2]
+			nd.IMAP = ports[4*i+3]
 		}
 		nd.DataDir = filepath.Join(opts.Dir, nd.Name)
 		nd.Config = filepath.Join(opts.Dir, nd.Name+".toml")
@@ -323,6 +325,7 @@ func (n *Net) mixdConfig(nd *Node) string {
 	fmt.Fprintf(&b, "\n[directory]\nurls = [%q]\nauthorities = [%q]\nthreshold = 1\nepoch_length = %q\n", n.DirURL, n.Authority.String(), n.params.EpochLength.String())
 	if nd.Role == "provider" {
 		fmt.Fprintf(&b, "\n[provider]\ndomains = [%q]\n", nd.Domain)
+		fmt.Fprintf(&b, "\n[mailbox]\nbackend = \"embedded\"\n\n[imap]\nlisten_address = %q\n", nd.IMAP)
 	}
 	return b.String()
 }
@@ -453,7 +456,7 @@ func (n *Net) Describe(w io.Writer) {
 	for _, nd := range n.Nodes {
 		extra := ""
 		if nd.Role == "provider" {
-			extra = fmt.Sprintf(" domain %s, admin %s,", nd.Domain, nd.Admin)
+			extra = fmt.Sprintf(" domain %s, admin %s, IMAP (STARTTLS) %s,", nd.Domain, nd.Admin, nd.IMAP)
 		}
 		fmt.Fprintf(w, "%-11s %-8s link %s,%s metrics http://%s/metrics, log %s\n", nd.Name, nd.Role, nd.Addr, extra, nd.Metrics, nd.proc.log)
 	}
