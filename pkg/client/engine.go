@@ -411,23 +411,23 @@ func rates(p pki.Parameters) [nStreams]float64 {
 // lambda_D whatever the user does.
 func (e *Engine) sendLoop(ctx context.Context, conn *wire.Conn, v *view) error {
 	sched := newScheduler(newRand(), rates(v.doc.Parameters), time.Now())
-	timer := time.NewTimer(0)
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	<-timer.C
 	e.maintain(time.Now(), v, true)
 	lastMaintain, lastPrune := time.Now(), time.Now()
-	for {
-		kind, at := sched.peek()
-		timer.Reset(time.Until(at))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-timer.C:
+	var lastWarn time.Time
+	warn := func(msg string, args ...any) {
+		// At most one warning a second: a missing consensus would otherwise log at every event.
+		if time.Since(lastWarn) > time.Second {
+			lastWarn = time.Now()
+			e.log.Warn(msg, args...)
 		}
-		sched.pop()
+	}
+	for {
+		kind, at := sched.pop()
 		now := time.Now()
 		if doc, err := e.cfg.PKI.Current(ctx); err != nil {
-			e.log.Warn("no consensus for the current epoch; using the last one", "err", err)
+			warn("no consensus for the current epoch; using the last one", "epoch", v.doc.Epoch, "err", err)
 		} else if doc.Epoch != v.doc.Epoch {
 			nv, err := e.newView(ctx)
 			if err != nil {
@@ -451,31 +451,46 @@ func (e *Engine) sendLoop(ctx context.Context, conn *wire.Conn, v *view) error {
 				lastPrune = now
 			}
 		}
+		// The packet is built before its slot, so that the moment it leaves does not depend on
+		// what it is (a real fragment costs an fsync more than cover).
 		var pkt []byte
+		var real bool
 		var err error
 		switch kind {
 		case streamSend:
-			pkt, err = e.realOrDrop(v, now)
+			pkt, real, err = e.realOrDrop(v, at)
 		case streamLoop:
-			pkt, err = e.loopPacket(v, now)
-			if err == nil {
-				e.count(func(l *LinkState) { l.Loops++ })
-			}
+			pkt, err = e.loopPacket(v, at)
 		case streamDrop:
 			pkt, err = e.dropPacket(v)
-			if err == nil {
-				e.count(func(l *LinkState) { l.Drops++ })
-			}
+		}
+		timer.Reset(time.Until(at))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
 		}
 		if err != nil {
 			// Only a consensus without a usable route gets here; nothing can be sent.
-			e.log.Warn("cannot build a packet", "stream", kind, "err", err)
+			warn("cannot build a packet", "stream", kind, "err", err)
 			continue
 		}
 		conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 		if err := conn.WriteFrame(&wire.Frame{Cmd: wire.CmdSendPacket, Body: pkt}); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
+		e.count(func(l *LinkState) {
+			switch {
+			case kind == streamLoop:
+				l.Loops++
+			case kind == streamDrop:
+				l.Drops++
+			case real:
+				l.RealPackets++
+			default:
+				l.SendDrops++
+			}
+		})
 	}
 }
 
@@ -504,32 +519,29 @@ func (e *Engine) maintain(now time.Time, v *view, prune bool) {
 	}
 }
 
-// realOrDrop builds the lambda_P stream's packet: the next fragment due, else a drop packet.
-func (e *Engine) realOrDrop(v *view, now time.Time) ([]byte, error) {
-	d, expired, err := e.st.nextDue(now, e.cfg.RetryBudget)
+// realOrDrop builds the lambda_P stream's packet for the slot at: the next fragment due, else
+// a drop packet. real says which.
+func (e *Engine) realOrDrop(v *view, at time.Time) (pkt []byte, real bool, err error) {
+	d, expired, err := e.st.nextDue(at, e.cfg.RetryBudget)
 	if err != nil {
 		e.log.Error("send queue", "err", err)
 	}
 	for id, reason := range expired {
-		if err := e.st.failMessage(id, reason, now); err != nil {
+		if err := e.st.failMessage(id, reason, at); err != nil {
 			e.log.Error("fail message", "id", id, "err", err)
 		} else {
 			e.log.Info("message failed", "id", id, "reason", reason)
 		}
 	}
 	if d != nil {
-		pkt, err := e.realPacket(v, d, now)
+		pkt, err := e.realPacket(v, d, at)
 		if err == nil {
-			e.count(func(l *LinkState) { l.RealPackets++ })
-			return pkt, nil
+			return pkt, true, nil
 		}
 		e.log.Error("cannot send fragment", "id", d.msg.ID, "index", d.index, "err", err)
 	}
-	pkt, err := e.dropPacket(v)
-	if err == nil {
-		e.count(func(l *LinkState) { l.SendDrops++ })
-	}
-	return pkt, err
+	pkt, err = e.dropPacket(v)
+	return pkt, false, err
 }
 
 // hop returns node n as a route hop for the document's epoch with a fresh delay.
