@@ -1,11 +1,9 @@
 package testnet
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,20 +16,6 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
-
-func setPassword(t *testing.T, provider *Node, user, password string) {
-	t.Helper()
-	body, _ := json.Marshal(map[string]string{"password": password})
-	req, _ := http.NewRequest(http.MethodPut, "http://"+provider.Admin+"/admin/v1/users/"+user+"/password", bytes.NewReader(body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("set password: %s", resp.Status)
-	}
-}
 
 // fragmentPacket builds one mail fragment for the mailbox service of b, with a SURB-ACK back to
 // the sender's queue at a.
@@ -141,9 +125,11 @@ func imapMessages(t *testing.T, provider *Node, user, password string) []string 
 func TestMailThroughMixnetToIMAP(t *testing.T) {
 	n := startNet(t, 5*time.Second)
 	alpha, beta := n.Node("provider-alpha"), n.Node("provider-beta")
-	aliceKey := addUser(t, alpha, "alice")
-	addUser(t, beta, "bob")
-	setPassword(t, beta, "bob", "correct horse battery")
+	aliceKey := addUser(t, n, alpha, "alice")
+	addUser(t, n, beta, "bob")
+	if err := n.SetPassword(beta, "bob", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
 	pc, _ := n.PKIClient()
 	doc, err := pc.Current(t.Context())
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -96,18 +95,11 @@ func tail(b []byte, n int) []byte {
 	return b
 }
 
-func addUser(t *testing.T, provider *Node, name string) *keys.LinkPrivateKey {
+func addUser(t *testing.T, n *Net, provider *Node, name string) *keys.LinkPrivateKey {
 	t.Helper()
-	k, _ := keys.GenerateLinkKey(rand.Reader)
-	body, _ := json.Marshal(map[string]any{"name": name, "link_key": k.Public().String(), "quota_bytes": 1 << 20})
-	resp, err := http.Post("http://"+provider.Admin+"/admin/v1/users", "application/json", bytes.NewReader(body))
+	k, err := n.AddUser(provider, name, 1<<20)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		msg, _ := io.ReadAll(resp.Body)
-		t.Fatalf("add user: %s: %s", resp.Status, msg)
 	}
 	return k
 }
@@ -247,7 +239,7 @@ func dialAs(t *testing.T, n *Net, key *keys.LinkPrivateKey, to *pki.Node) *wire.
 func TestLoopThroughRealBinaries(t *testing.T) {
 	n := startNet(t, 5*time.Second)
 	alpha := n.Node("provider-alpha")
-	aliceKey := addUser(t, alpha, "alice")
+	aliceKey := addUser(t, n, alpha, "alice")
 	pc, _ := n.PKIClient()
 	s, _ := sphinx.New(n.Parameters().Geometry)
 

@@ -1,0 +1,78 @@
+package testnet
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+)
+
+// adminCall sends one request to a provider's admin API.
+func adminCall(method, url string, body any, want int) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("testnet: %s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != want {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("testnet: %s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+// AddUser creates a user (and its built-in mailbox) on a provider through its admin API, with a
+// new link key, which it returns: the key a client (mailproxy, postfix-filter) links with.
+func (n *Net) AddUser(provider *Node, name string, quotaBytes int64) (*keys.LinkPrivateKey, error) {
+	k, err := keys.GenerateLinkKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.AddUserKey(provider, name, k.Public(), quotaBytes); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// AddUserKey creates a user whose link key already exists (for example made by mailproxy init).
+func (n *Net) AddUserKey(provider *Node, name string, link keys.LinkPublicKey, quotaBytes int64) error {
+	if provider.Admin == "" {
+		return fmt.Errorf("testnet: %s is not a provider", provider.Name)
+	}
+	return adminCall(http.MethodPost, "http://"+provider.Admin+"/admin/v1/users",
+		map[string]any{"name": name, "link_key": link.String(), "quota_bytes": quotaBytes}, http.StatusCreated)
+}
+
+// SetPassword sets a user's IMAP password on a provider.
+func (n *Net) SetPassword(provider *Node, name, password string) error {
+	return adminCall(http.MethodPut, "http://"+provider.Admin+"/admin/v1/users/"+name+"/password",
+		map[string]string{"password": password}, http.StatusNoContent)
+}
+
+// Provider returns the provider node serving a mail domain.
+func (n *Net) Provider(domain string) *Node {
+	for _, nd := range n.Nodes {
+		if nd.Role == "provider" && nd.Domain == domain {
+			return nd
+		}
+	}
+	return nil
+}
