@@ -29,6 +29,7 @@ const (
 	DefaultRetrieveInterval = 250 * time.Millisecond
 	DefaultMaxPartial       = 64
 	DefaultPartialTimeout   = 7 * 24 * time.Hour
+	DefaultMaxReceiveSize   = 16 << 20
 
 	// Built-in provider services the engine uses for cover traffic (docs/spec/services.md).
 	queueService = "queue"
@@ -95,6 +96,9 @@ type Config struct {
 	// PartialTimeout is how long an incomplete incoming message is kept;
 	// DefaultPartialTimeout when 0.
 	PartialTimeout time.Duration
+	// MaxReceiveSize bounds the length of an incoming message; fragments of longer messages
+	// are dropped. DefaultMaxReceiveSize when 0.
+	MaxReceiveSize int
 }
 
 func (c *Config) setDefaults() {
@@ -118,6 +122,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PartialTimeout == 0 {
 		c.PartialTimeout = DefaultPartialTimeout
+	}
+	if c.MaxReceiveSize == 0 {
+		c.MaxReceiveSize = DefaultMaxReceiveSize
 	}
 }
 
@@ -195,7 +202,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("client: no provider domain")
 	case cfg.RetryBudget < 1:
 		return nil, fmt.Errorf("client: retry budget %d: want at least 1", cfg.RetryBudget)
-	case cfg.AckSlack < 0 || cfg.RetrieveInterval < 0 || cfg.MaxPartial < 0 || cfg.PartialTimeout < 0:
+	case cfg.AckSlack < 0 || cfg.RetrieveInterval < 0 || cfg.MaxPartial < 0 || cfg.PartialTimeout < 0 || cfg.MaxReceiveSize < 0:
 		return nil, errors.New("client: negative duration or limit in config")
 	}
 	if err := (sphinx.Recipient{Service: queueService, ID: cfg.User}).Validate(); err != nil {
@@ -860,6 +867,10 @@ func (e *Engine) handleItem(sph *sphinx.Sphinx, f *wire.Frame, nextSeq uint32) e
 		frag, err := ParseFragment(f.Body, capacity)
 		if err != nil {
 			e.log.Debug("dropping a queue message that is not a fragment", "err", err)
+			return e.st.setSeq(nextSeq)
+		}
+		if int64(frag.TotalLength) > int64(e.cfg.MaxReceiveSize) {
+			e.log.Debug("dropping a fragment of a message over the size limit", "id", frag.ID, "size", frag.TotalLength, "limit", e.cfg.MaxReceiveSize)
 			return e.st.setSeq(nextSeq)
 		}
 		rec, err := e.st.receive(frag, capacity, e.cfg.MaxPartial, nextSeq, now)

@@ -547,6 +547,20 @@ func TestReceiveReassembly(t *testing.T) {
 	if want := []MessageID{{9}, {20}, {21}}; !slices.Equal(ids, want) {
 		t.Fatalf("received %v, want %v (the third partial message was over the limit)", ids, want)
 	}
+	// A message over MaxReceiveSize is refused from its first fragment.
+	capped := n.engine(t.TempDir(), func(c *Config) { c.MaxReceiveSize = 2 * capacity })
+	defer capped.Close()
+	for i, size := range []int{2 * capacity, 2*capacity + 1} {
+		fs, _ := Split(MessageID{30 + byte(i)}, make([]byte, size), capacity)
+		for _, f := range fs {
+			if err := capped.handleItem(v.sph, &wire.Frame{Cmd: wire.CmdMessage, Seq: 1, Body: f.Marshal()}, 2); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if r, _ := capped.Received(); len(r) != 1 || r[0].ID != (MessageID{30}) {
+		t.Fatalf("with a limit of %d bytes received %d messages, want only the one at the limit", 2*capacity, len(r))
+	}
 	if got, _ := e.st.seq(); got != seq {
 		t.Fatalf("retrieve position %d, want %d", got, seq)
 	}
