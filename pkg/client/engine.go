@@ -58,6 +58,7 @@ var (
 	ErrNoService      = errors.New("client: the provider does not offer the service")
 	ErrTooLarge       = errors.New("client: message too large")
 	ErrRunning        = errors.New("client: engine is running")
+	ErrNotFinished    = errors.New("client: message not finished")
 )
 
 // Config configures an Engine.
@@ -290,6 +291,10 @@ func (e *Engine) Status(id MessageID) (Status, error) {
 
 // List returns the status of every message, in queue order.
 func (e *Engine) List() ([]Status, error) { return e.st.list() }
+
+// Forget deletes the status record of a finished (delivered, sent or failed) message, once the
+// caller has told the user; records are kept until then.
+func (e *Engine) Forget(id MessageID) error { return e.st.forget(id) }
 
 // Received returns the messages reassembled from the user's queue, oldest first. They stay
 // until DeleteReceived.

@@ -374,6 +374,9 @@ func TestAckPathAcrossRestart(t *testing.T) {
 	if st, _ := e.Status(id); st.State != StateSending || st.Transmissions != 2 || st.Acknowledged != 0 {
 		t.Fatalf("status %+v", st)
 	}
+	if err := e.Forget(id); !errors.Is(err, ErrNotFinished) {
+		t.Fatalf("forgetting a message in flight: %v", err)
+	}
 	e.Close()
 	e = n.engine(dir, nil)
 	defer e.Close()
@@ -430,6 +433,12 @@ func TestAckStatusFailsMessage(t *testing.T) {
 	st, _ := e.Status(id)
 	if st.State != StateFailed || !strings.Contains(st.Reason, "unknown recipient") {
 		t.Fatalf("status %+v", st)
+	}
+	if err := e.Forget(id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Status(id); !errors.Is(err, ErrUnknownMessage) {
+		t.Fatalf("status of a forgotten message: %v", err)
 	}
 	// A failed message sends nothing more: the slot carries a drop packet.
 	if _, real, err := e.realOrDrop(v, time.Now()); err != nil || real {

@@ -340,6 +340,20 @@ func finish(tx *bolt.Tx, st *Status, state State, reason string, now time.Time) 
 	return nil
 }
 
+// forget deletes the record of a finished message.
+func (s *store) forget(id MessageID) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		st, err := getMessage(tx, id)
+		if err != nil {
+			return err
+		}
+		if !st.State.Finished() {
+			return fmt.Errorf("%w: message %s is %s", ErrNotFinished, id, st.State)
+		}
+		return tx.Bucket(bucketMessages).Delete(id[:])
+	})
+}
+
 // failMessage marks a message failed with reason, unless it already finished.
 func (s *store) failMessage(id MessageID, reason string, now time.Time) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
