@@ -195,3 +195,70 @@ func TestMailThroughMixnetToIMAP(t *testing.T) {
 		t.Fatalf("ack for an unknown recipient: %+v", ack)
 	}
 }
+
+// SIGKILL of the exit provider after it acknowledged fragments: the rest of the message
+// arrives after the restart, a fragment retransmitted because its ACK "was lost" is not stored
+// twice, and the message lands exactly once, intact.
+func TestMailSurvivesExitProviderKill(t *testing.T) {
+	n := startNet(t, 5*time.Second)
+	alpha, beta := n.Node("provider-alpha"), n.Node("provider-beta")
+	aliceKey := addUser(t, n, alpha, "alice")
+	addUser(t, n, beta, "bob")
+	if err := n.SetPassword(beta, "bob", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	pc, _ := n.PKIClient()
+	s, _ := sphinx.New(n.Parameters().Geometry)
+	doc, err := pc.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := provider(t, doc, "alpha.localhost"), provider(t, doc, "beta.localhost")
+	conn := dialAs(t, n, aliceKey, a)
+	defer conn.Close()
+	c := &loopClient{t: t, s: s, user: "alice", conn: conn, keys: map[[sphinx.SURBIDSize]byte][]byte{}}
+
+	msg := "From: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\nSubject: kill -9\r\n\r\n" + strings.Repeat("survives. ", 4000) + "\r\n"
+	var id client.MessageID
+	rand.Read(id[:])
+	frags, _ := client.Split(id, []byte(msg), client.FragmentCapacity(n.Parameters().Geometry))
+	if len(frags) != 3 {
+		t.Fatalf("test mail is %d fragments, want 3", len(frags))
+	}
+	for _, f := range frags[:2] {
+		pkt, _ := c.fragmentPacket(doc, a, b, "bob", f)
+		send(t, conn, pkt)
+	}
+	c.acks(2, 30*time.Second)
+
+	if err := n.Kill(beta); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Restart(beta); err != nil {
+		t.Fatal(err)
+	}
+	doc, err = pc.Current(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b = provider(t, doc, "alpha.localhost"), provider(t, doc, "beta.localhost")
+	for _, f := range []*client.Fragment{frags[2], frags[0]} {
+		pkt, _ := c.fragmentPacket(doc, a, b, "bob", f)
+		send(t, conn, pkt)
+	}
+	for _, ack := range c.acks(2, 45*time.Second) {
+		if ack.ID != id || ack.Status != client.AckStored {
+			t.Fatalf("ack after restart: %+v", ack)
+		}
+	}
+	var got []string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if got = imapMessages(t, beta, "bob", "correct horse battery"); len(got) > 0 {
+			break
+		}
+	}
+	time.Sleep(time.Second) // a duplicate delivery would show up by now
+	if got = imapMessages(t, beta, "bob", "correct horse battery"); len(got) != 1 || got[0] != msg {
+		t.Fatalf("bob's INBOX holds %d messages (want exactly 1, intact)", len(got))
+	}
+}
