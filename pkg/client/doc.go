@@ -27,6 +27,6 @@
 // and ack formats; comments cite their sections.
 //
 // Use: New(Config) opens the store; Run(ctx) keeps the link up and sends and retrieves until
-// ctx ends; Send, Status, List, Received, DeleteReceived and LinkState may be called at any
-// time; Close after Run has returned. The caller runs the pki.Client's own Run.
+// ctx ends; Send, Status, List, Forget, Received, DeleteReceived and LinkState may be called at
+// any time; Close after Run has returned. The caller runs the pki.Client's own Run.
 package client
