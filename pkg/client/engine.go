@@ -331,6 +331,9 @@ func (e *Engine) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if err == nil {
+			err = errors.New("link ended")
+		}
 		e.count(func(l *LinkState) { l.Connected, l.Since, l.LastError = false, time.Now(), err.Error() })
 		e.log.Warn("link to provider ended", "err", err)
 		if time.Since(start) > maxBackoff {
