@@ -262,6 +262,9 @@ func TestRestartResendsThroughRealBinaries(t *testing.T) {
 	dir := t.TempDir()
 	cfg := clientConfig(dir, "alice", alpha.Domain, aliceKey, pc)
 	cfg.RetryBudget = 2
+	// A slack long enough that each transmission's echo comes back before the next one is due,
+	// even on a loaded machine (the test counts echoes per transmission).
+	cfg.AckSlack = 8 * time.Second
 
 	// Queued, never sent, engine closed.
 	e, err := New(cfg)
