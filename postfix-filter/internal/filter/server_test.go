@@ -1,0 +1,438 @@
+package filter
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/panoramix-mixnet/panoramix/postfix-filter/internal/dedup"
+)
+
+// fakeMixnet is an in-memory Mixnet: participating domains, a switch for the link and the
+// consensus, and the messages queued.
+type fakeMixnet struct {
+	mu        sync.Mutex
+	domains   map[string]bool
+	notReady  error
+	noConsens error
+	max       int
+	sent      []sent
+}
+
+type sent struct {
+	domain, local string
+	data          []byte
+}
+
+func (f *fakeMixnet) Serves(ctx context.Context, d string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.noConsens != nil {
+		return false, f.noConsens
+	}
+	return f.domains[d], nil
+}
+
+func (f *fakeMixnet) Ready() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notReady
+}
+
+func (f *fakeMixnet) MaxMessageSize(context.Context) int { return f.max }
+
+func (f *fakeMixnet) Send(ctx context.Context, domain, local string, data []byte) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, sent{domain, local, bytes.Clone(data)})
+	return fmt.Sprintf("id%d", len(f.sent)), nil
+}
+
+func (f *fakeMixnet) messages() []sent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]sent(nil), f.sent...)
+}
+
+// sink is the re-injection smtpd: it records what it accepts, or refuses when told to.
+type sink struct {
+	mu     sync.Mutex
+	msgs   []sinkMsg
+	refuse *smtp.SMTPError
+	addr   string
+	srv    *smtp.Server
+}
+
+type sinkMsg struct {
+	from  string
+	rcpts []string
+	data  []byte
+}
+
+type sinkSession struct {
+	k    *sink
+	from string
+	rc   []string
+}
+
+func (s *sinkSession) Reset()        { s.from, s.rc = "", nil }
+func (s *sinkSession) Logout() error { return nil }
+func (s *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+	s.from = from
+	return nil
+}
+func (s *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.k.mu.Lock()
+	defer s.k.mu.Unlock()
+	if s.k.refuse != nil {
+		return s.k.refuse
+	}
+	s.rc = append(s.rc, to)
+	return nil
+}
+func (s *sinkSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.k.mu.Lock()
+	defer s.k.mu.Unlock()
+	s.k.msgs = append(s.k.msgs, sinkMsg{s.from, s.rc, b})
+	return nil
+}
+
+func startSink(t *testing.T) *sink {
+	k := &sink{}
+	k.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &sinkSession{k: k}, nil }))
+	k.srv.Domain = "sink"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.addr = ln.Addr().String()
+	go k.srv.Serve(ln)
+	t.Cleanup(func() { k.srv.Close() })
+	return k
+}
+
+func (k *sink) messages() []sinkMsg {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]sinkMsg(nil), k.msgs...)
+}
+
+type fixture struct {
+	mix   *fakeMixnet
+	sink  *sink
+	addr  string
+	store *dedup.Store
+}
+
+func start(t *testing.T, mutate func(*Config)) *fixture {
+	t.Helper()
+	f := &fixture{mix: &fakeMixnet{domains: map[string]bool{"beta.test": true}}, sink: startSink(t)}
+	st, err := dedup.Open(filepath.Join(t.TempDir(), "dedup.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.store = st
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = ln.Addr().String()
+	cfg := Config{Listener: ln, ReinjectAddress: f.sink.addr, Hostname: "filter.test", MaxMessageSize: 64 << 10,
+		MaxRecipients: 10, MaxConnections: 20, Timeout: 10 * time.Second, ConsensusTimeout: time.Second,
+		Mixnet: f.mix, Dedup: st}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		st.Close()
+	})
+	return f
+}
+
+// send delivers one message as Postfix would and returns the DATA reply (nil for 250).
+func (f *fixture) send(t *testing.T, from string, rcpts []string, data string) error {
+	t.Helper()
+	c, err := smtp.Dial(f.addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Hello("postfix.test"); err != nil {
+		return err
+	}
+	if err := c.Mail(from, nil); err != nil {
+		return err
+	}
+	for _, r := range rcpts {
+		if err := c.Rcpt(r, nil); err != nil {
+			return err
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	io.WriteString(w, data)
+	return w.Close()
+}
+
+func code(err error) int {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	if err == nil {
+		return 250
+	}
+	return -1
+}
+
+const (
+	mixable = "Received: from x by mx.alpha.test id 1ABC\r\nX-PANORAMIX-Mixable: yes\r\nSubject: hello\r\n\r\nbody\r\n"
+	plain   = "Received: from x by mx.alpha.test id 2ABC\r\nSubject: hello\r\n\r\nbody\r\n"
+)
+
+func TestRouting(t *testing.T) {
+	f := start(t, nil)
+	// Mixable to a participating domain: into the mixnet, without the header field.
+	if err := f.send(t, "a@alpha.test", []string{"bob@Beta.Test"}, mixable); err != nil {
+		t.Fatal(err)
+	}
+	// Without the header: back to Postfix, unchanged.
+	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, plain); err != nil {
+		t.Fatal(err)
+	}
+	// Mixable to a domain outside the mixnet: back to Postfix, unchanged (header included).
+	m3 := strings.Replace(mixable, "1ABC", "3ABC", 1)
+	if err := f.send(t, "a@alpha.test", []string{"carol@legacy.test"}, m3); err != nil {
+		t.Fatal(err)
+	}
+	// One message to both kinds of domain: split.
+	m4 := strings.Replace(mixable, "1ABC", "4ABC", 1)
+	if err := f.send(t, "", []string{"dave@beta.test", "erin@legacy.test"}, m4); err != nil {
+		t.Fatal(err)
+	}
+	mix := f.mix.messages()
+	if len(mix) != 2 || mix[0].domain != "beta.test" || mix[0].local != "bob" || mix[1].local != "dave" {
+		t.Fatalf("mixnet got %+v", mix)
+	}
+	if want := strings.Replace(mixable, "X-PANORAMIX-Mixable: yes\r\n", "", 1); string(mix[0].data) != want {
+		t.Fatalf("mixnet copy %q, want %q", mix[0].data, want)
+	}
+	got := f.sink.messages()
+	if len(got) != 3 {
+		t.Fatalf("re-injected %d messages, want 3", len(got))
+	}
+	for i, want := range []sinkMsg{
+		{"a@alpha.test", []string{"bob@beta.test"}, []byte(plain)},
+		{"a@alpha.test", []string{"carol@legacy.test"}, []byte(m3)},
+		{"", []string{"erin@legacy.test"}, []byte(m4)},
+	} {
+		if got[i].from != want.from || strings.Join(got[i].rcpts, ",") != strings.Join(want.rcpts, ",") || !bytes.Equal(got[i].data, want.data) {
+			t.Errorf("re-injected %d: %q %q %q, want %q %q %q", i, got[i].from, got[i].rcpts, got[i].data, want.from, want.rcpts, want.data)
+		}
+	}
+}
+
+// A message Postfix retries is recognised: nothing goes twice, whichever way it went.
+func TestRetryNotSentTwice(t *testing.T) {
+	f := start(t, nil)
+	for range 3 {
+		if err := f.send(t, "a@alpha.test", []string{"bob@beta.test", "erin@legacy.test"}, mixable); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, m := len(f.mix.messages()), len(f.sink.messages()); n != 1 || m != 1 {
+		t.Fatalf("after 3 deliveries of one message: %d mixnet copies, %d re-injected; want 1 and 1", n, m)
+	}
+	// A different message (Postfix's Received field differs) goes again.
+	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, strings.Replace(mixable, "1ABC", "9ABC", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.mix.messages()); n != 2 {
+		t.Fatalf("a new message was not sent: %d copies", n)
+	}
+}
+
+// The mixnet down means 4xx and nothing queued; when it is back the retry goes once. A split
+// message whose re-injection half fails is retried without a second mixnet copy.
+func TestTemporaryFailures(t *testing.T) {
+	f := start(t, nil)
+	f.mix.notReady = errors.New("link down")
+	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, mixable); code(err) != 451 {
+		t.Fatalf("link down: %v, want 451", err)
+	}
+	// Mail that does not need the mixnet still flows.
+	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, plain); err != nil {
+		t.Fatalf("plain mail while the link is down: %v", err)
+	}
+	f.mix.notReady = nil
+	f.mix.noConsens = errors.New("no document")
+	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, mixable); code(err) != 451 {
+		t.Fatalf("no consensus: %v, want 451", err)
+	}
+	f.mix.noConsens = nil
+	if len(f.mix.messages()) != 0 {
+		t.Fatal("something was queued while the mixnet was unavailable")
+	}
+
+	f.sink.refuse = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "busy"}
+	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test", "erin@legacy.test"}, mixable); code(err)/100 != 4 {
+		t.Fatalf("re-injection busy: %v, want 4xx", err)
+	}
+	f.sink.refuse = nil
+	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test", "erin@legacy.test"}, mixable); err != nil {
+		t.Fatal(err)
+	}
+	if n, m := len(f.mix.messages()), len(f.sink.messages()); n != 1 || m != 2 {
+		t.Fatalf("%d mixnet copies and %d re-injected, want 1 and 2 (the plain one and erin's)", n, m)
+	}
+
+	// Re-injection smtpd not listening at all.
+	f.sink.srv.Close()
+	if err := f.send(t, "a@alpha.test", []string{"erin@legacy.test"}, plain+"x"); code(err) != 451 {
+		t.Fatalf("re-injection down: %v, want 451", err)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	f := start(t, func(c *Config) { c.MaxRecipients = 3 })
+	f.mix.max = 8 << 10
+
+	// Malformed header section, garbage marker values: back to Postfix unchanged.
+	bad := []string{
+		"this is not a header\r\n\r\nX-PANORAMIX-Mixable: yes\r\n",
+		"X-PANORAMIX-Mixable: yes, please\r\nSubject: s\r\n\r\nb\r\n",
+		"X-PANORAMIX-Mixable: \xff\xfe\x01\r\n\r\nb\r\n",
+		"X-PANORAMIX-Mixable: yes\r\n\tno\r\n\r\nb\r\n",
+		" X-PANORAMIX-Mixable: yes\r\n\r\nb\r\n",
+		"X-PANORAMIX-Mixable: yes\r\n" + "X-Long: " + strings.Repeat("z", 900) + "\r\n\r\nb\r\n",
+	}
+	for _, m := range bad[:5] {
+		if err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, m); err != nil {
+			t.Fatalf("%q: %v", m, err)
+		}
+	}
+	if len(f.mix.messages()) != 0 || len(f.sink.messages()) != 5 {
+		t.Fatalf("malformed or garbage-marked mail: %d to the mixnet, %d re-injected; want 0 and 5", len(f.mix.messages()), len(f.sink.messages()))
+	}
+	for i, m := range f.sink.messages() {
+		if string(m.data) != bad[i] {
+			t.Errorf("re-injected %q, want %q unchanged", m.data, bad[i])
+		}
+	}
+	// A long line in a mixable message is fine.
+	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, bad[5]); err != nil {
+		t.Fatal(err)
+	}
+
+	// Over the filter's size limit: 552 from the SMTP layer, nothing passed on.
+	huge := "X-PANORAMIX-Mixable: yes\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", (64<<10)/18+10)
+	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, huge); code(err) != 552 {
+		t.Fatalf("oversize message: %v, want 552", err)
+	}
+	// Within the filter's limit but over what the mixnet carries: 552 with a human text.
+	big := "X-PANORAMIX-Mixable: yes\r\n\r\n" + strings.Repeat("0123456789abcdef\r\n", (8<<10)/18+10)
+	err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, big)
+	if code(err) != 552 || !strings.Contains(err.Error(), "too large for the mixnet") {
+		t.Fatalf("message over the mixnet's limit: %v, want 552 saying so", err)
+	}
+	if len(f.mix.messages()) != 1 || len(f.sink.messages()) != 5 {
+		t.Fatalf("oversize mail was passed on: %d %d", len(f.mix.messages()), len(f.sink.messages()))
+	}
+
+	// Bad addresses and too many recipients are refused at RCPT.
+	for _, r := range []string{"nodomain", "@beta.test", "bob@"} {
+		if err := f.send(t, "a@alpha.test", []string{r}, plain); code(err)/100 != 5 {
+			t.Errorf("recipient %q: %v, want 5xx", r, err)
+		}
+	}
+	if err := f.send(t, "a@alpha.test", []string{"a@x.test", "b@x.test", "c@x.test", "d@x.test"}, plain); code(err) != 452 {
+		t.Fatalf("4 recipients over a limit of 3: %v, want 452", err)
+	}
+}
+
+// A flood of connections: those over the limit get 421 at once; the ones admitted work, and the
+// limit frees up when they close.
+func TestConnectionFlood(t *testing.T) {
+	f := start(t, func(c *Config) { c.MaxConnections = 4 })
+	var held []net.Conn
+	for range 4 {
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		greeting := make([]byte, 3)
+		io.ReadFull(c, greeting)
+		if string(greeting) != "220" {
+			t.Fatalf("admitted connection greeted with %q", greeting)
+		}
+		held = append(held, c)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	refused := 0
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", f.addr)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b, _ := io.ReadAll(c)
+			if strings.HasPrefix(string(b), "421 ") {
+				mu.Lock()
+				refused++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if refused != 100 {
+		t.Fatalf("%d of 100 connections over the limit got 421", refused)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	// Slots are released asynchronously by the server's connection handlers.
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err = f.send(t, "a@alpha.test", []string{"bob@beta.test"}, mixable); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("after the flood: %v", err)
+	}
+	if len(f.mix.messages()) != 1 {
+		t.Fatalf("%d mixnet copies, want 1", len(f.mix.messages()))
+	}
+}
