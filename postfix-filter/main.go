@@ -1,45 +1,72 @@
-// Command postfix-filter will run beside a provider's Postfix as an after-queue SMTP content filter
-// (DESIGN.md section 1): mail carrying the X-PANORAMIX-Mixable header whose recipients are all
-// served by providers in the mixnet goes through the mixnet; other mail is re-injected into
-// Postfix unchanged.
-//
-// That capability is not built yet (issue 7 builds it). Until then this program only answers
-// --version and --help, and refuses everything else.
+// Command postfix-filter runs beside a provider's Postfix as an after-queue SMTP content filter
+// (DESIGN.md section 1; contrib/postfix/README.md): mail carrying "X-PANORAMIX-Mixable: yes" to
+// a recipient whose domain is served by a provider in the mixnet's current consensus goes
+// through the mixnet, from the filter's own account at its provider; any other mail is
+// re-injected into Postfix unchanged. The SMTP side is internal/filter, the header handling
+// internal/message, the record of messages already passed on internal/dedup, the configuration
+// internal/config; the mixnet side is the client engine, pkg/client.
 package main
 
 import (
+	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
 
+	"github.com/panoramix-mixnet/panoramix/pkg/client"
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/version"
+	"github.com/panoramix-mixnet/panoramix/postfix-filter/internal/config"
+	"github.com/panoramix-mixnet/panoramix/postfix-filter/internal/dedup"
+	"github.com/panoramix-mixnet/panoramix/postfix-filter/internal/filter"
 )
 
 const name = "postfix-filter"
 
-const usage = `Usage: postfix-filter --version | --help
+const usage = `Usage: postfix-filter --config FILE [--gen-key | --print-key]
+       postfix-filter --version | --help
 
-postfix-filter will be the PANORAMIX content filter for Postfix. It is
-not built yet: issue 7 ("postfix-filter: mail providers join the mixnet
-through Postfix") builds it. Until then only these options work:
+postfix-filter is the PANORAMIX content filter for Postfix. Postfix hands it
+mail (content_filter = scan:[127.0.0.1]:10025); mail with the header
+"X-PANORAMIX-Mixable: yes" to a domain served by a provider in the mixnet
+goes through the mixnet, everything else goes back to Postfix unchanged.
+See contrib/postfix/README.md for the Postfix side.
 
-  --version   print the version and exit
-  --help, -h  print this help and exit
+  --config FILE  the configuration (configs/postfix-filter.toml is an example)
+  --gen-key      create the account's link key file (refuses to overwrite one)
+                 and print its public key, for 'mixctl user add' at the provider
+  --print-key    print the public link key of the existing key file
+  --version      print the version and exit
+  --help, -h     print this help and exit
+
+Without --gen-key or --print-key it runs the filter until SIGINT or SIGTERM.
 `
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run parses args and returns the process exit code: 0 for --version and --help, 2 for anything
-// else, because nothing else is implemented.
+// run parses args and returns the process exit code: 0 on success, 1 when the filter fails,
+// 2 for a usage error.
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {} // help goes to stdout below; errors get a one-line hint instead
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	showVersion := fs.Bool("version", false, "")
+	cfgPath := fs.String("config", "", "")
+	genKey := fs.Bool("gen-key", false, "")
+	printKey := fs.Bool("print-key", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -50,13 +77,174 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "%s: unexpected argument %q: only --version and --help are implemented (issue 7 builds the filter)\n", name, fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q. Run '%s --help' for usage.\n", name, fs.Arg(0), name)
 		return 2
 	case *showVersion:
 		fmt.Fprintf(stdout, "%s %s\n", name, version.Version)
 		return 0
-	default:
-		fmt.Fprintf(stderr, "%s: the filter is not built yet (issue 7 builds it); only --version and --help work\n", name)
+	case *cfgPath == "":
+		fmt.Fprintf(stderr, "%s: --config FILE is required. Run '%s --help' for usage.\n", name, name)
 		return 2
+	case *genKey && *printKey:
+		fmt.Fprintf(stderr, "%s: --gen-key and --print-key exclude each other\n", name)
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	switch {
+	case *genKey:
+		err = generateKey(cfg.Account.LinkKeyFile, stdout)
+	case *printKey:
+		var k *keys.LinkPrivateKey
+		if k, err = keys.LoadLinkKey(cfg.Account.LinkKeyFile); err == nil {
+			fmt.Fprintln(stdout, k.Public())
+			k.Wipe()
+		}
+	default:
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		err = serve(ctx, cfg, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+func generateKey(path string, stdout io.Writer) error {
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("%s exists; remove it first if you really want a new key (the provider must then learn the new public key)", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	k, err := keys.GenerateLinkKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	defer k.Wipe()
+	if err := keys.SaveLinkKey(path, k); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, k.Public())
+	return nil
+}
+
+// serve runs the consensus client, the engine and the SMTP filter until ctx ends.
+func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
+	level, _ := cfg.LogLevelValue()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	link, err := keys.LoadLinkKey(cfg.Account.LinkKeyFile)
+	if err != nil {
+		return fmt.Errorf("[account] link_key_file: %w (create it with --gen-key)", err)
+	}
+	defer link.Wipe()
+	auth, _ := cfg.Directory.AuthorityKeys()
+	pc, err := pki.NewClient(pki.ClientConfig{URLs: cfg.Directory.URLs, Authorities: auth, Threshold: cfg.Directory.Threshold,
+		EpochLength: cfg.Directory.EpochLength, Logger: log.With("component", "pki")})
+	if err != nil {
+		return err
+	}
+	eng, err := client.New(client.Config{DataDir: filepath.Join(cfg.DataDir, "engine"), User: cfg.Account.User, Domain: cfg.Account.Domain,
+		LinkKey: link, PKI: pc, Logger: log.With("component", "engine"), RetryBudget: cfg.Engine.RetryBudget,
+		AckSlack: cfg.Engine.AckSlack, RetrieveInterval: cfg.Engine.RetrieveInterval})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	store, err := dedup.Open(filepath.Join(cfg.DataDir, "dedup.db"))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	ln, err := net.Listen("tcp", cfg.ListenAddress)
+	if err != nil {
+		return fmt.Errorf("listen_address: %w", err)
+	}
+	srv, err := filter.New(filter.Config{Listener: ln, ReinjectAddress: cfg.ReinjectAddress, Hostname: cfg.Hostname,
+		MaxMessageSize: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients, MaxConnections: cfg.MaxConnections,
+		Timeout: cfg.Timeout, ConsensusTimeout: cfg.ConsensusTimeout,
+		Mixnet: &filter.Engine{Engine: eng, PKI: pc, RequireLink: cfg.RequireLink}, Dedup: store, Logger: log.With("component", "smtp")})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	log.Info("postfix-filter running", "version", version.Version, "listen", ln.Addr().String(), "reinject", cfg.ReinjectAddress,
+		"account", cfg.Account.User+"@"+cfg.Account.Domain)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	for _, f := range []func(context.Context) error{pc.Run, eng.Run, srv.Run, func(ctx context.Context) error {
+		housekeeping(ctx, eng, store, cfg.DedupRetention, log)
+		return nil
+	}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errc <- err
+			}
+			cancel()
+		}()
+	}
+	wg.Wait()
+	log.Info("postfix-filter stopped")
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// housekeepingInterval is how often finished messages are logged and forgotten and old dedup
+// records pruned.
+const housekeepingInterval = 10 * time.Second
+
+// housekeeping logs the outcome of every message the engine finished and forgets it (the
+// engine keeps a status until told), and prunes dedup records past retention.
+func housekeeping(ctx context.Context, eng *client.Engine, store *dedup.Store, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(housekeepingInterval)
+	defer t.Stop()
+	lastPrune := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		list, err := eng.List()
+		if err != nil {
+			log.Error("engine status", "err", err)
+			continue
+		}
+		for _, st := range list {
+			switch st.State {
+			case client.StateDelivered, client.StateSent:
+				log.Info("message delivered through the mixnet", "id", st.ID, "domain", st.Destination.Domain, "transmissions", st.Transmissions)
+			case client.StateFailed:
+				log.Error("message through the mixnet failed; no bounce is sent", "id", st.ID, "domain", st.Destination.Domain, "reason", st.Reason)
+			default:
+				continue
+			}
+			if err := eng.Forget(st.ID); err != nil {
+				log.Error("engine forget", "id", st.ID, "err", err)
+			}
+		}
+		if time.Since(lastPrune) > time.Hour {
+			lastPrune = time.Now()
+			if n, err := store.Prune(time.Now().Add(-retention)); err != nil {
+				log.Error("dedup prune", "err", err)
+			} else if n > 0 {
+				log.Info("dedup records pruned", "count", n)
+			}
+		}
 	}
 }
