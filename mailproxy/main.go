@@ -1,45 +1,75 @@
-// Command mailproxy will run on a user's machine (DESIGN.md sections 2 and 3): a localhost SMTP
-// server for the user's mail program that turns each mail into Sphinx packets, sends them with
-// cover traffic over an encrypted link to the user's provider, and resends them until they are
-// acknowledged.
+// Command mailproxy runs on a user's machine (DESIGN.md sections 2 and 3): a loopback SMTP
+// server for the user's mail program that strips identifying headers from each mail, queues it
+// once per recipient in the client engine (pkg/client), which sends it as Sphinx packets with
+// cover traffic over the user's link to their provider and resends until it is acknowledged;
+// failed mail comes back as a bounce in the user's mailbox.
 //
-// That capability is not built yet (issue 6 builds it). Until then this program only answers
-// --version and --help, and refuses everything else.
+//	mailproxy [run] --config FILE      run the proxy until SIGINT or SIGTERM
+//	mailproxy init --config FILE       create missing link keys, print the provider's command
+//	mailproxy status --config FILE     ask the running proxy for queue, deliveries, link, epoch
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
 
+	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/config"
+	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/proxy"
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/version"
 )
 
 const name = "mailproxy"
 
-const usage = `Usage: mailproxy --version | --help
+const usage = `Usage: mailproxy [run] --config FILE
+       mailproxy init --config FILE [--account ADDRESS]
+       mailproxy status --config FILE [--json]
+       mailproxy --version | --help
 
-mailproxy will be the PANORAMIX client-side SMTP proxy. It is not built yet:
-issue 6 ("mailproxy and the client engine: Thunderbird to IMAP through the
-mixnet") builds it. Until then only these options work:
+mailproxy is the PANORAMIX client for mail programs: point the SMTP server of
+your mail program (Thunderbird, mutt, swaks) at its [smtp] listen_address
+(127.0.0.1:2525 in configs/mailproxy.toml) and it sends every mail through the
+mixnet; read mail with IMAP at your provider.
 
-  --version   print the version and exit
-  --help, -h  print this help and exit
+  run      run the proxy (the default command); SIGINT or SIGTERM stop it cleanly
+  init     create each account's link key if missing (link_key_file) and print
+           the command the provider's operator runs to register it
+  status   print the running proxy's queue, each message's delivery state and
+           progress, the link to the provider and the current epoch (read from
+           its status socket, [status_socket])
+
+  --config FILE   the TOML configuration (see configs/mailproxy.toml)
+  --version       print the version and exit
+  --help, -h      print this help and exit
 `
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run parses args and returns the process exit code: 0 for --version and --help, 2 for anything
-// else, because nothing else is implemented.
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cmd := "run"
+	if len(args) > 0 && (args[0] == "run" || args[0] == "init" || args[0] == "status") {
+		cmd, args = args[0], args[1:]
+	}
+	fs := flag.NewFlagSet(name+" "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {} // help goes to stdout below; errors get a one-line hint instead
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {}
+	showVersion := fs.Bool("version", false, "")
+	cfgPath := fs.String("config", "", "")
+	acct := fs.String("account", "", "")
+	asJSON := fs.Bool("json", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -50,13 +80,148 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "%s: unexpected argument %q: only --version and --help are implemented (issue 6 builds the proxy)\n", name, fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q; run '%s --help' for usage\n", name, fs.Arg(0), name)
 		return 2
 	case *showVersion:
 		fmt.Fprintf(stdout, "%s %s\n", name, version.Version)
 		return 0
-	default:
-		fmt.Fprintf(stderr, "%s: the proxy is not built yet (issue 6 builds it); only --version and --help work\n", name)
+	case *cfgPath == "":
+		fmt.Fprintf(stderr, "%s: --config FILE is required (see configs/mailproxy.toml); run '%s --help' for usage\n", name, name)
+		return 2
+	case *acct != "" && cmd != "init":
+		fmt.Fprintf(stderr, "%s: --account only applies to 'mailproxy init'\n", name)
+		return 2
+	case *asJSON && cmd != "status":
+		fmt.Fprintf(stderr, "%s: --json only applies to 'mailproxy status'\n", name)
 		return 2
 	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return 1
+	}
+	switch cmd {
+	case "init":
+		err = initKeys(cfg, *acct, stdout)
+	case "status":
+		err = status(cfg, *asJSON, stdout)
+	default:
+		return serve(cfg, stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s %s: %v\n", name, cmd, err)
+		return 1
+	}
+	return 0
+}
+
+func serve(cfg *config.Config, stderr io.Writer) int {
+	level, _ := cfg.LogLevelValue()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	p, err := proxy.New(cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = p.Run(ctx)
+	if cerr := p.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		log.Error("stopped with an error", "err", err)
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}
+
+// initKeys creates the link key of each account (or of the one named) when its file does not
+// exist yet, and prints the registration command for the provider's operator.
+func initKeys(cfg *config.Config, only string, w io.Writer) error {
+	found := false
+	for _, a := range cfg.Accounts {
+		if only != "" && a.Address != only {
+			continue
+		}
+		found = true
+		k, err := keys.LoadLinkKey(a.LinkKeyFile)
+		state := "existing"
+		if errors.Is(err, os.ErrNotExist) {
+			if k, err = keys.GenerateLinkKey(rand.Reader); err != nil {
+				return err
+			}
+			if err = keys.SaveLinkKey(a.LinkKeyFile, k); err != nil {
+				k.Wipe()
+				return fmt.Errorf("account %s: %w", a.Address, err)
+			}
+			state = "created"
+		} else if err != nil {
+			return fmt.Errorf("account %s: %w", a.Address, err)
+		}
+		pub := k.Public()
+		k.Wipe()
+		fmt.Fprintf(w, "account %s: link key %s (%s)\n", a.Address, a.LinkKeyFile, state)
+		fmt.Fprintf(w, "The operator of the provider of %s registers it with:\n", a.Domain())
+		fmt.Fprintf(w, "  mixctl user add %s --link-key %s\n", a.User(), pub)
+	}
+	if !found {
+		return fmt.Errorf("no account %q in the config", only)
+	}
+	return nil
+}
+
+func status(cfg *config.Config, asJSON bool, w io.Writer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	r, err := proxy.FetchReport(ctx, cfg.StatusSocket)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	fmt.Fprintf(w, "epoch %d, SMTP on %s\n", r.Epoch, r.SMTP)
+	if r.ConsensusError != "" {
+		fmt.Fprintf(w, "consensus: %s\n", r.ConsensusError)
+	}
+	for _, a := range r.Accounts {
+		l := a.Link
+		link := "down"
+		if l.Connected {
+			link = "up to " + l.Addr
+		}
+		fmt.Fprintf(w, "\n%s: link %s since %s; %d in queue\n", a.Address, link, l.Since.Format(time.RFC3339), a.Queued)
+		if l.LastError != "" {
+			fmt.Fprintf(w, "  last link error: %s\n", l.LastError)
+		}
+		fmt.Fprintf(w, "  packets: %d real, %d drop, %d loop (%d back, %d lost); %d acks\n",
+			l.RealPackets, l.SendDrops+l.Drops, l.Loops, l.LoopsReturned, l.LoopsLost, l.Acks)
+		if len(a.Messages) == 0 {
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  ID\tKIND\tTO\tSTATE\tPROGRESS\tSENT\tSIZE\tSUBJECT")
+		for _, m := range a.Messages {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d/%d (%d%%)\t%d\t%d\t%s\n", m.ID[:12], m.Kind, m.To, m.State,
+				m.Acknowledged, m.Fragments, 100*m.Acknowledged/max(m.Fragments, 1), m.Transmissions, m.Size, m.Subject)
+		}
+		tw.Flush()
+		for _, m := range a.Messages {
+			if m.Reason != "" {
+				fmt.Fprintf(w, "  %s failed: %s", m.ID[:12], m.Reason)
+				switch {
+				case m.Bounce != "":
+					fmt.Fprintf(w, " (bounce %s sent to you)", m.Bounce[:12])
+				case m.BounceError != "":
+					fmt.Fprintf(w, " (no bounce could be queued: %s)", m.BounceError)
+				}
+				fmt.Fprintln(w)
+			}
+		}
+	}
+	return nil
 }

@@ -2,27 +2,29 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/version"
 )
 
-func TestRun(t *testing.T) {
-	help := []string{"not built yet", "issue 6", "--version"}
+func TestRunArgs(t *testing.T) {
 	tests := []struct {
-		args       []string
-		code       int
-		stdoutHas  []string // empty: stdout must be empty
-		stderrNone bool
+		args      []string
+		code      int
+		stdoutHas string
 	}{
-		{args: []string{"--version"}, code: 0, stdoutHas: []string{"mailproxy " + version.Version + "\n"}, stderrNone: true},
-		{args: []string{"--help"}, code: 0, stdoutHas: help, stderrNone: true},
-		{args: []string{"-h"}, code: 0, stdoutHas: help, stderrNone: true},
+		{args: []string{"--version"}, code: 0, stdoutHas: "mailproxy " + version.Version + "\n"},
+		{args: []string{"--help"}, code: 0, stdoutHas: "mailproxy init --config FILE"},
+		{args: []string{"status", "-h"}, code: 0, stdoutHas: "mailproxy status"},
 		{args: nil, code: 2},
-		{args: []string{"--listen", "127.0.0.1:0"}, code: 2},
-		{args: []string{"serve"}, code: 2},
-		{args: []string{"--version", "extra"}, code: 2},
+		{args: []string{"run"}, code: 2},
+		{args: []string{"--config", "x.toml", "extra"}, code: 2},
+		{args: []string{"run", "--config", "x.toml", "--json"}, code: 2},
+		{args: []string{"--config", filepath.Join(t.TempDir(), "missing.toml")}, code: 1},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
@@ -30,19 +32,47 @@ func TestRun(t *testing.T) {
 		if code != tt.code {
 			t.Errorf("run(%q) = %d, want %d (stderr %q)", tt.args, code, tt.code, stderr.String())
 		}
-		if len(tt.stdoutHas) == 0 && stdout.Len() != 0 {
-			t.Errorf("run(%q) wrote %q to stdout, want nothing", tt.args, stdout.String())
-		}
-		for _, s := range tt.stdoutHas {
-			if !strings.Contains(stdout.String(), s) {
-				t.Errorf("run(%q) stdout %q does not contain %q", tt.args, stdout.String(), s)
-			}
-		}
-		if tt.stderrNone && stderr.Len() != 0 {
-			t.Errorf("run(%q) wrote %q to stderr, want nothing", tt.args, stderr.String())
+		if !strings.Contains(stdout.String(), tt.stdoutHas) {
+			t.Errorf("run(%q) stdout %q does not contain %q", tt.args, stdout.String(), tt.stdoutHas)
 		}
 		if tt.code != 0 && stderr.Len() == 0 {
 			t.Errorf("run(%q) failed with code %d but explained nothing on stderr", tt.args, tt.code)
 		}
+	}
+}
+
+// init creates a key once, prints the registration line, and prints the same key again.
+func TestInit(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mailproxy.toml")
+	text := `version = 1
+[directory]
+urls = ["http://127.0.0.1:7000"]
+authorities = ["d3953d7183c8c86f5a16814285a67688c6dd8937e2671fde387a918763555645"]
+[[accounts]]
+address = "alice@alpha.example"
+link_key_file = "alice.key"
+`
+	os.WriteFile(cfg, []byte(text), 0o600)
+	var out1, out2, stderr bytes.Buffer
+	if code := run([]string{"init", "--config", cfg}, &out1, &stderr); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr.String())
+	}
+	k, err := keys.LoadLinkKey(filepath.Join(dir, "alice.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "mixctl user add alice --link-key " + k.Public().String() + "\n"
+	if !strings.Contains(out1.String(), want) || !strings.Contains(out1.String(), "(created)") {
+		t.Errorf("init printed %q, want a line %q", out1.String(), want)
+	}
+	if code := run([]string{"init", "--config", cfg, "--account", "alice@alpha.example"}, &out2, &stderr); code != 0 {
+		t.Fatalf("second init: %d %s", code, stderr.String())
+	}
+	if !strings.Contains(out2.String(), want) || !strings.Contains(out2.String(), "(existing)") {
+		t.Errorf("second init printed %q", out2.String())
+	}
+	if code := run([]string{"init", "--config", cfg, "--account", "bob@alpha.example"}, &out2, &stderr); code != 1 {
+		t.Errorf("init of an unknown account: %d", code)
 	}
 }

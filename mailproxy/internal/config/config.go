@@ -1,0 +1,350 @@
+// Package config reads mailproxy's TOML configuration strictly: an unknown key is an error
+// naming it, the version must be known, defaults come from Default, and every scalar key
+// outside [[accounts]] can be overridden from the environment as PANORAMIX_MAILPROXY_<KEY>
+// (nested keys joined by "_", for example PANORAMIX_MAILPROXY_SMTP_LISTEN_ADDRESS).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+)
+
+// Version is the configuration format version this package reads.
+const Version = 1
+
+// EnvPrefix prefixes environment overrides.
+const EnvPrefix = "PANORAMIX_MAILPROXY"
+
+// Hard limits on configured values.
+const (
+	// MaxMessageSizeLimit is the largest max_message_size accepted (the engine's own bound
+	// for one message is higher; this keeps one SMTP transaction's memory in check).
+	MaxMessageSizeLimit = 64 << 20
+	// MaxAccounts bounds [[accounts]]: each account runs its own engine and link.
+	MaxAccounts = 64
+	// MaxRecipientsLimit bounds max_recipients.
+	MaxRecipientsLimit = 1000
+)
+
+// Config is mailproxy's configuration.
+type Config struct {
+	Version int `mapstructure:"version"`
+	// DataDir holds one engine store per account (DataDir/<address>/client.db), the proxy's own
+	// records (mailproxy.db) and the status socket.
+	DataDir string `mapstructure:"data_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `mapstructure:"log_level"`
+	// StatusSocket is the Unix socket of the local status API read by `mailproxy status`;
+	// empty means DataDir/status.sock.
+	StatusSocket string `mapstructure:"status_socket"`
+	// StatusRetention is how long delivered messages stay listed in the status.
+	StatusRetention time.Duration `mapstructure:"status_retention"`
+	SMTP            SMTP          `mapstructure:"smtp"`
+	Directory       Directory     `mapstructure:"directory"`
+	Smarthost       Smarthost     `mapstructure:"smarthost"`
+	Accounts        []Account     `mapstructure:"accounts"`
+}
+
+// SMTP configures the submission server for the user's mail program.
+type SMTP struct {
+	// ListenAddress must be a loopback address: the server has no authentication, anyone who
+	// reaches it can send as the configured accounts.
+	ListenAddress string `mapstructure:"listen_address"`
+	// MaxMessageSize is the largest mail accepted, in bytes (larger: 552).
+	MaxMessageSize int `mapstructure:"max_message_size"`
+	// MaxRecipients bounds the recipients of one mail.
+	MaxRecipients int `mapstructure:"max_recipients"`
+}
+
+// Directory says where the consensus comes from and whom to trust.
+type Directory struct {
+	URLs        []string      `mapstructure:"urls"`
+	Authorities []string      `mapstructure:"authorities"`
+	Threshold   int           `mapstructure:"threshold"`
+	EpochLength time.Duration `mapstructure:"epoch_length"`
+}
+
+// Smarthost is the optional ordinary SMTP relay for recipients whose domain is not in the
+// mixnet. Empty Address: such recipients are refused (550). Mail relayed there leaves the
+// mixnet's protection; mailproxy logs every relay.
+type Smarthost struct {
+	// Address is host:port of a relay that accepts mail from this machine without
+	// authentication (for example the user's provider's submission port behind a local
+	// forwarder).
+	Address string `mapstructure:"address"`
+}
+
+// Account is one sender address: a user at a provider.
+type Account struct {
+	// Address is the mail address (user@domain); user is the account's name at the provider
+	// and domain the provider's mail domain.
+	Address string `mapstructure:"address"`
+	// LinkKeyFile is the account's link private key (made by `mailproxy init`); relative to
+	// the config file's directory.
+	LinkKeyFile string `mapstructure:"link_key_file"`
+	// RetryBudget is transmissions per fragment before the mail bounces; 0 is the engine's
+	// default.
+	RetryBudget int `mapstructure:"retry_budget"`
+	// AckSlack is added to a fragment's expected round trip before it is resent; 0 is the
+	// engine's default.
+	AckSlack time.Duration `mapstructure:"ack_slack"`
+}
+
+// User is the local part of the account's address (its name at the provider).
+func (a Account) User() string { u, _, _ := strings.Cut(a.Address, "@"); return u }
+
+// Domain is the account's provider domain.
+func (a Account) Domain() string { _, d, _ := strings.Cut(a.Address, "@"); return d }
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		Version:         Version,
+		DataDir:         "mailproxy-data",
+		LogLevel:        "info",
+		StatusRetention: 24 * time.Hour,
+		SMTP:            SMTP{ListenAddress: "127.0.0.1:2525", MaxMessageSize: 25 << 20, MaxRecipients: 100},
+		Directory: Directory{
+			URLs:        []string{"http://127.0.0.1:7000"},
+			Threshold:   1,
+			EpochLength: pki.DefaultParameters().EpochLength,
+		},
+	}
+}
+
+// Load reads the file at path, applies defaults and environment overrides, resolves relative
+// paths against the file's directory, and validates the result.
+func Load(path string) (*Config, error) {
+	v := viper.New()
+	v.SetConfigFile(path)
+	v.SetConfigType("toml")
+	d := Default()
+	for k, val := range map[string]any{
+		"version": d.Version, "data_dir": d.DataDir, "log_level": d.LogLevel, "status_socket": d.StatusSocket,
+		"status_retention": d.StatusRetention, "smtp.listen_address": d.SMTP.ListenAddress,
+		"smtp.max_message_size": d.SMTP.MaxMessageSize, "smtp.max_recipients": d.SMTP.MaxRecipients,
+		"directory.urls": d.Directory.URLs, "directory.threshold": d.Directory.Threshold,
+		"directory.authorities": d.Directory.Authorities, "directory.epoch_length": d.Directory.EpochLength,
+		"smarthost.address": d.Smarthost.Address,
+	} {
+		v.SetDefault(k, val)
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if err := v.ReadInConfig(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
+		dc.ErrorUnused = true
+		dc.ZeroFields = true
+	}); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.DataDir)
+	abs(&c.StatusSocket)
+	for i := range c.Accounts {
+		abs(&c.Accounts[i].LinkKeyFile)
+	}
+	if c.StatusSocket == "" && c.DataDir != "" {
+		c.StatusSocket = filepath.Join(c.DataDir, "status.sock")
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+// Validate checks every field; errors name the key.
+func (c *Config) Validate() error {
+	if c.Version != Version {
+		return fmt.Errorf("version = %d: this program reads version %d", c.Version, Version)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir is empty")
+	}
+	if _, err := c.LogLevelValue(); err != nil {
+		return err
+	}
+	if c.StatusRetention < 0 {
+		return fmt.Errorf("status_retention = %v: want 0 or more", c.StatusRetention)
+	}
+	if err := checkLoopback(c.SMTP.ListenAddress); err != nil {
+		return fmt.Errorf("[smtp] listen_address: %w", err)
+	}
+	if c.SMTP.MaxMessageSize < 1024 || c.SMTP.MaxMessageSize > MaxMessageSizeLimit {
+		return fmt.Errorf("[smtp] max_message_size = %d: want 1024 to %d", c.SMTP.MaxMessageSize, MaxMessageSizeLimit)
+	}
+	if c.SMTP.MaxRecipients < 1 || c.SMTP.MaxRecipients > MaxRecipientsLimit {
+		return fmt.Errorf("[smtp] max_recipients = %d: want 1 to %d", c.SMTP.MaxRecipients, MaxRecipientsLimit)
+	}
+	if err := c.Directory.validate(); err != nil {
+		return err
+	}
+	if c.Smarthost.Address != "" {
+		if _, port, err := net.SplitHostPort(c.Smarthost.Address); err != nil || port == "" || port == "0" {
+			return fmt.Errorf("[smarthost] address = %q: want host:port", c.Smarthost.Address)
+		}
+	}
+	if len(c.Accounts) == 0 {
+		return errors.New("[[accounts]] is empty: add at least one account (mailproxy init prints one)")
+	}
+	if len(c.Accounts) > MaxAccounts {
+		return fmt.Errorf("[[accounts]]: %d accounts, at most %d", len(c.Accounts), MaxAccounts)
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Accounts {
+		if err := a.validate(); err != nil {
+			return fmt.Errorf("accounts[%d]: %w", i, err)
+		}
+		if seen[a.Address] {
+			return fmt.Errorf("accounts[%d] address = %q: listed twice", i, a.Address)
+		}
+		seen[a.Address] = true
+	}
+	return nil
+}
+
+// ValidAddress checks that s is a plain lowercase user@domain address whose user is a valid
+// recipient id at a provider (docs/spec/sphinx.md recipient rules).
+func ValidAddress(s string) error {
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || a.Name != "" {
+		return fmt.Errorf("%q is not a plain mail address (user@domain)", s)
+	}
+	user, domain, ok := strings.Cut(s, "@")
+	if !ok || user == "" || domain == "" {
+		return fmt.Errorf("%q is not user@domain", s)
+	}
+	if strings.ToLower(s) != s {
+		return fmt.Errorf("%q: write the address in lowercase", s)
+	}
+	if err := (sphinx.Recipient{Service: "mailbox", ID: user}).Validate(); err != nil {
+		return fmt.Errorf("%q: the user part is not a valid recipient: %w", s, err)
+	}
+	return nil
+}
+
+func (a Account) validate() error {
+	if err := ValidAddress(a.Address); err != nil {
+		return fmt.Errorf("address: %w", err)
+	}
+	if a.LinkKeyFile == "" {
+		return errors.New("link_key_file is empty (mailproxy init creates the key)")
+	}
+	if a.RetryBudget < 0 || a.RetryBudget > 1000 {
+		return fmt.Errorf("retry_budget = %d: want 0 (default) to 1000", a.RetryBudget)
+	}
+	if a.AckSlack < 0 {
+		return fmt.Errorf("ack_slack = %v: want 0 (default) or more", a.AckSlack)
+	}
+	return nil
+}
+
+func (d *Directory) validate() error {
+	if len(d.URLs) == 0 {
+		return errors.New("[directory] urls is empty")
+	}
+	for i, u := range d.URLs {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return fmt.Errorf("[directory] urls[%d] = %q: want http://host:port", i, u)
+		}
+	}
+	auth, err := d.AuthorityKeys()
+	if err != nil {
+		return err
+	}
+	if err := pki.CheckAuthorities(auth, d.Threshold); err != nil {
+		return fmt.Errorf("[directory] authorities/threshold: %w", err)
+	}
+	if _, err := pki.NewClock(d.EpochLength); err != nil {
+		return fmt.Errorf("[directory] epoch_length: %w", err)
+	}
+	return nil
+}
+
+// AuthorityKeys parses [directory] authorities.
+func (d *Directory) AuthorityKeys() ([]keys.IdentityPublicKey, error) {
+	if len(d.Authorities) == 0 {
+		return nil, errors.New("[directory] authorities is empty: add the authority identity keys (your provider publishes them)")
+	}
+	var out []keys.IdentityPublicKey
+	for i, s := range d.Authorities {
+		k, err := keys.ParseIdentityPublicKey(s)
+		if err != nil {
+			return nil, fmt.Errorf("[directory] authorities[%d]: %w", i, err)
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// PKIConfig is the consensus client configuration of [directory].
+func (c *Config) PKIConfig(log *slog.Logger) (pki.ClientConfig, error) {
+	auth, err := c.Directory.AuthorityKeys()
+	if err != nil {
+		return pki.ClientConfig{}, err
+	}
+	return pki.ClientConfig{URLs: c.Directory.URLs, Authorities: auth, Threshold: c.Directory.Threshold,
+		EpochLength: c.Directory.EpochLength, Logger: log}, nil
+}
+
+// Account returns the account with the given address.
+func (c *Config) Account(address string) (Account, bool) {
+	for _, a := range c.Accounts {
+		if a.Address == address {
+			return a, true
+		}
+	}
+	return Account{}, false
+}
+
+// LogLevelValue parses log_level.
+func (c *Config) LogLevelValue() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return 0, fmt.Errorf("log_level = %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return l, nil
+}
+
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q: must be a loopback address (127.0.0.1, ::1 or localhost): the server has no authentication", addr)
+	}
+	return nil
+}

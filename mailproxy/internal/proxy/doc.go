@@ -1,0 +1,9 @@
+// Package proxy is mailproxy's daemon (DESIGN.md section 3, steps 1, 2 and 7; docs/spec/
+// mailproxy.md): a loopback SMTP server for the user's mail program that checks, strips and
+// queues each mail once per recipient in the client engine (pkg/client) of the sending
+// account, a monitor that turns failed deliveries into bounces in the sender's own mailbox, and
+// a local status API on a Unix socket for `mailproxy status`.
+//
+// A `250` is answered only once every recipient's copy is committed to the engine's store
+// (fsync'd) and the proxy's own record of it is committed too.
+package proxy

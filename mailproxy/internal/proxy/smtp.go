@@ -1,0 +1,198 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/config"
+	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/message"
+	"github.com/panoramix-mixnet/panoramix/pkg/client"
+)
+
+// consensusTimeout bounds waiting for a consensus document while answering RCPT.
+const consensusTimeout = 10 * time.Second
+
+type backend struct{ p *Proxy }
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &session{p: b.p}, nil
+}
+
+// rcpt is one accepted recipient.
+type rcpt struct {
+	addr  string // user@domain, lowercase
+	user  string
+	dom   string
+	relay bool // through the smarthost, not the mixnet
+}
+
+type session struct {
+	p     *Proxy
+	acct  *account
+	rcpts []rcpt
+}
+
+func smtpErr(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: code, EnhancedCode: enh, Message: fmt.Sprintf(format, args...)}
+}
+
+func (s *session) Reset()        { s.acct, s.rcpts = nil, nil }
+func (s *session) Logout() error { return nil }
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	s.Reset()
+	addr := strings.ToLower(from)
+	a, ok := s.p.accounts[addr]
+	if !ok {
+		return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "Sender <%s> is not an account of this mailproxy (configured: %s); add it to the config with 'mailproxy init'", from, strings.Join(s.p.order, ", "))
+	}
+	s.acct = a
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.acct == nil {
+		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "Send MAIL FROM first")
+	}
+	addr := strings.ToLower(to)
+	user, dom, ok := strings.Cut(addr, "@")
+	if !ok || user == "" || dom == "" || strings.Contains(dom, "@") {
+		return smtpErr(553, smtp.EnhancedCode{5, 1, 3}, "Recipient <%s> is not a user@domain address", to)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), consensusTimeout)
+	defer cancel()
+	doc, err := s.p.pki.Current(ctx)
+	if err != nil {
+		return smtpErr(451, smtp.EnhancedCode{4, 4, 3}, "No consensus document of the mixnet yet (%v); try again later", err)
+	}
+	r := rcpt{addr: addr, user: user, dom: dom}
+	if _, inNet := doc.Provider(dom); !inNet {
+		if s.p.cfg.Smarthost.Address == "" {
+			return smtpErr(550, smtp.EnhancedCode{5, 1, 2}, "Recipient domain %s is not in the mixnet (no provider serves it in epoch %d), and no smarthost is configured for ordinary mail", dom, doc.Epoch)
+		}
+		r.relay = true
+	} else if err := config.ValidAddress(addr); err != nil {
+		return smtpErr(553, smtp.EnhancedCode{5, 1, 3}, "Recipient <%s> cannot be addressed in the mixnet: %v", to, err)
+	}
+	for _, o := range s.rcpts {
+		if o.addr == addr {
+			return nil // listed twice: one copy
+		}
+	}
+	s.rcpts = append(s.rcpts, r)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	if s.acct == nil || len(s.rcpts) == 0 {
+		return smtpErr(503, smtp.EnhancedCode{5, 5, 1}, "Send MAIL FROM and RCPT TO first")
+	}
+	limit := s.p.cfg.SMTP.MaxMessageSize
+	raw, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return se // go-smtp's own 552 for a message over MaxMessageBytes
+		}
+		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Reading the message failed: %v", err)
+	}
+	if len(raw) > limit {
+		return smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message too large: the limit of this mailproxy is %d bytes", limit)
+	}
+	return s.p.queue(s.acct, s.rcpts, raw)
+}
+
+// queue strips the mail and commits one engine message per mixnet recipient, relays the others
+// through the smarthost, and returns nil (250) only when all of that is durable.
+func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
+	m, err := message.Parse(raw)
+	if err != nil {
+		return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Malformed message: %v", err)
+	}
+	origID := m.Get("Message-ID")
+	if !m.Has("From") {
+		return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Malformed message: no From header field")
+	}
+	var relay []string
+	for _, r := range rcpts {
+		if r.relay {
+			relay = append(relay, r.addr)
+		}
+	}
+	m.Sanitize(a.cfg.Domain(), p.now())
+	data := m.Bytes()
+	subject := m.Get("Subject")
+	headers := m.HeaderBytes()
+
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	for _, r := range rcpts {
+		if r.relay {
+			continue
+		}
+		seenKey := ""
+		if origID != "" {
+			h := sha256.Sum256([]byte(a.cfg.Address + "\x00" + r.addr + "\x00" + origID))
+			seenKey = hex.EncodeToString(h[:])
+			if id, err := p.recs.seen(seenKey); err != nil {
+				return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Local store error: %v", err)
+			} else if id != "" {
+				p.log.Info("mail already queued: not sent again", "account", a.cfg.Address, "to", r.addr, "id", id)
+				continue
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), consensusTimeout)
+		id, err := a.engine.Send(ctx, client.Destination{Domain: r.dom, Recipient: r.user}, data)
+		cancel()
+		switch {
+		case errors.Is(err, client.ErrTooLarge):
+			return smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message too large for the mixnet: %v", err)
+		case errors.Is(err, client.ErrUnknownDomain) || errors.Is(err, client.ErrNoService):
+			return smtpErr(550, smtp.EnhancedCode{5, 1, 2}, "Recipient domain %s is not in the mixnet: %v", r.dom, err)
+		case err != nil:
+			return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Could not queue the message for <%s>: %v", r.addr, err)
+		}
+		rec := &record{Kind: kindMail, Account: a.cfg.Address, Recipient: r.addr, Subject: subject, Headers: headers,
+			Accepted: p.now(), SeenKey: seenKey}
+		if err := p.recs.put(id.String(), rec); err != nil {
+			// The mail is queued in the engine; only the bounce details are missing.
+			p.log.Error("record of a queued mail not stored", "id", id, "err", err)
+		}
+		p.log.Info("mail queued", "account", a.cfg.Address, "to", r.addr, "id", id, "bytes", len(data))
+	}
+	if len(relay) > 0 {
+		// Last, so that a refusal here leads the mail program to resubmit a mail whose mixnet
+		// copies are already queued, which the seen check above recognizes. The smarthost gets
+		// the mail as submitted: it is ordinary mail, outside the mixnet.
+		return p.relay(a.cfg.Address, relay, raw)
+	}
+	return nil
+}
+
+// relay hands a mail for recipients outside the mixnet to the configured smarthost.
+func (p *Proxy) relay(from string, to []string, raw []byte) error {
+	c, err := smtp.Dial(p.cfg.Smarthost.Address)
+	if err != nil {
+		return smtpErr(451, smtp.EnhancedCode{4, 4, 1}, "Smarthost %s unreachable: %v", p.cfg.Smarthost.Address, err)
+	}
+	defer c.Close()
+	if err := c.SendMail(from, to, bytes.NewReader(raw)); err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			return smtpErr(se.Code, se.EnhancedCode, "Smarthost %s refused the mail: %s", p.cfg.Smarthost.Address, se.Message)
+		}
+		return smtpErr(451, smtp.EnhancedCode{4, 4, 2}, "Smarthost %s: %v", p.cfg.Smarthost.Address, err)
+	}
+	c.Quit()
+	p.log.Warn("mail relayed through the smarthost, outside the mixnet", "from", from, "to", to, "smarthost", p.cfg.Smarthost.Address)
+	return nil
+}

@@ -1,0 +1,161 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/client"
+)
+
+// StatusPath is the status API's only resource on the Unix socket.
+const StatusPath = "/v1/status"
+
+// Report is the status API's answer (GET /v1/status), what `mailproxy status` prints.
+type Report struct {
+	// Epoch is the current epoch of the consensus clock; ConsensusError is set when no
+	// document for it could be fetched.
+	Epoch          uint64          `json:"epoch"`
+	ConsensusError string          `json:"consensus_error,omitempty"`
+	SMTP           string          `json:"smtp"`
+	Accounts       []AccountReport `json:"accounts"`
+}
+
+// AccountReport is one account: its link and its messages.
+type AccountReport struct {
+	Address string           `json:"address"`
+	Link    client.LinkState `json:"link"`
+	// Queued counts messages not finished yet (queued or sending).
+	Queued   int             `json:"queued"`
+	Messages []MessageReport `json:"messages"`
+}
+
+// MessageReport is one engine message with what the proxy knows about it.
+type MessageReport struct {
+	ID            string    `json:"id"`
+	Kind          string    `json:"kind"` // mail or bounce
+	To            string    `json:"to"`
+	Subject       string    `json:"subject,omitempty"`
+	State         string    `json:"state"`
+	Size          int       `json:"size"`
+	Fragments     int       `json:"fragments"`
+	Acknowledged  int       `json:"acknowledged"`
+	Transmissions int       `json:"transmissions"`
+	Reason        string    `json:"reason,omitempty"`
+	Created       time.Time `json:"created"`
+	Updated       time.Time `json:"updated"`
+	// Bounce is the id of the bounce queued for a failed mail; BounceError says why none
+	// could be queued.
+	Bounce      string `json:"bounce,omitempty"`
+	BounceError string `json:"bounce_error,omitempty"`
+}
+
+// Report collects the current status.
+func (p *Proxy) Report(ctx context.Context) (*Report, error) {
+	r := &Report{SMTP: p.cfg.SMTP.ListenAddress}
+	if e, _, err := p.pki.Clock().Now(); err == nil {
+		r.Epoch = uint64(e)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if doc, err := p.pki.Current(cctx); err != nil {
+		r.ConsensusError = err.Error()
+	} else {
+		r.Epoch = uint64(doc.Epoch)
+	}
+	cancel()
+	for _, addr := range p.order {
+		a := p.accounts[addr]
+		ar := AccountReport{Address: addr, Link: a.engine.LinkState(), Messages: []MessageReport{}}
+		list, err := a.engine.List()
+		if err != nil {
+			return nil, fmt.Errorf("account %s: %w", addr, err)
+		}
+		for _, st := range list {
+			id := st.ID.String()
+			mr := MessageReport{ID: id, Kind: kindMail, To: st.Destination.Recipient + "@" + st.Destination.Domain,
+				State: string(st.State), Size: st.Size, Fragments: st.Fragments, Acknowledged: st.Acknowledged,
+				Transmissions: st.Transmissions, Reason: st.Reason, Created: st.Created, Updated: st.Updated}
+			if rec, err := p.recs.get(addr, id); err == nil && rec != nil {
+				mr.Kind, mr.To, mr.Subject, mr.Bounce, mr.BounceError = rec.Kind, rec.Recipient, rec.Subject, rec.Bounce, rec.BounceError
+			}
+			if !st.State.Finished() {
+				ar.Queued++
+			}
+			ar.Messages = append(ar.Messages, mr)
+		}
+		r.Accounts = append(r.Accounts, ar)
+	}
+	return r, nil
+}
+
+type statusServer struct {
+	p   *Proxy
+	srv *http.Server
+}
+
+func newStatusServer(p *Proxy) *statusServer {
+	s := &statusServer{p: p}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+StatusPath, s.status)
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return s
+}
+
+func (s *statusServer) status(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.p.Report(r.Context())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(rep)
+}
+
+func (s *statusServer) serve(ctx context.Context, ln net.Listener) error {
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s.srv.Shutdown(sctx)
+	}()
+	if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// FetchReport asks a running mailproxy for its status over the Unix socket at path.
+func FetchReport(ctx context.Context, path string) (*Report, error) {
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://mailproxy"+StatusPath, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("status socket %s: %w (is mailproxy running with this config?)", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status: %s: %s", resp.Status, body)
+	}
+	var r Report
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
+	return &r, nil
+}
