@@ -30,6 +30,9 @@ import (
 // Programs are the binaries a network needs.
 var Programs = []string{"directory", "mixd"}
 
+// MailPrograms are the binaries a network with users needs (StartMailproxy).
+var MailPrograms = []string{"directory", "mixd", "mailproxy"}
+
 // Build compiles the programs of the module at repo into binDir with `go build`.
 func Build(ctx context.Context, repo, binDir string, programs ...string) error {
 	if len(programs) == 0 {
@@ -102,6 +105,9 @@ type Net struct {
 	Nodes     []*Node
 	dir       *proc
 	params    pki.Parameters
+
+	mu          sync.Mutex
+	mailproxies []*Mailproxy // started by StartMailproxy; stopped first by Stop
 }
 
 // proc is one child process with its log file.
@@ -438,6 +444,12 @@ func (nd *Node) Log() string { return nd.proc.log }
 // Stop shuts every process down with SIGTERM and reports any that did not exit cleanly.
 func (n *Net) Stop() error {
 	var errs []error
+	n.mu.Lock()
+	mps := n.mailproxies
+	n.mu.Unlock()
+	for _, m := range mps {
+		errs = append(errs, m.Stop())
+	}
 	for i := len(n.Nodes) - 1; i >= 0; i-- {
 		if p := n.Nodes[i].proc; p != nil {
 			errs = append(errs, p.stop(syscall.SIGTERM, 15*time.Second))

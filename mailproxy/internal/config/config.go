@@ -103,6 +103,9 @@ type Account struct {
 	// AckSlack is added to a fragment's expected round trip before it is resent; 0 is the
 	// engine's default.
 	AckSlack time.Duration `mapstructure:"ack_slack"`
+	// RetrieveInterval is the fixed interval between retrieves of ACKs from the provider; 0 is
+	// the engine's default (250ms). Its rate must exceed the network's lambda_P + lambda_L.
+	RetrieveInterval time.Duration `mapstructure:"retrieve_interval"`
 }
 
 // User is the local part of the account's address (its name at the provider).
@@ -262,6 +265,9 @@ func (a Account) validate() error {
 	}
 	if a.AckSlack < 0 {
 		return fmt.Errorf("ack_slack = %v: want 0 (default) or more", a.AckSlack)
+	}
+	if a.RetrieveInterval != 0 && (a.RetrieveInterval < 10*time.Millisecond || a.RetrieveInterval > time.Minute) {
+		return fmt.Errorf("retrieve_interval = %v: want 0 (default) or 10ms to 1m", a.RetrieveInterval)
 	}
 	return nil
 }

@@ -68,6 +68,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 		e, err := client.New(client.Config{
 			DataDir: AccountDir(cfg.DataDir, ac.Address), User: ac.User(), Domain: ac.Domain(), LinkKey: k, PKI: pc,
 			Logger: log.With("account", ac.Address), RetryBudget: ac.RetryBudget, AckSlack: ac.AckSlack,
+			RetrieveInterval: ac.RetrieveInterval,
 		})
 		if err != nil {
 			k.Wipe()
@@ -137,6 +138,7 @@ func (p *Proxy) Serve(ctx context.Context, ln, statusLn net.Listener) error {
 	srv.Domain = "localhost"
 	srv.MaxMessageBytes = int64(p.cfg.SMTP.MaxMessageSize)
 	srv.MaxRecipients = p.cfg.SMTP.MaxRecipients
+	srv.MaxLineLength = maxLineLength
 	srv.ReadTimeout = 5 * time.Minute
 	srv.WriteTimeout = time.Minute
 	srv.ErrorLog = smtpLogger{p.log}

@@ -18,6 +18,10 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 )
 
+// maxLineLength bounds one line of SMTP input (RFC 5321 allows 1000 with CRLF; go-smtp's
+// default is 2000, kept here as a named limit).
+const maxLineLength = 2000
+
 // consensusTimeout bounds waiting for a consensus document while answering RCPT.
 const consensusTimeout = 10 * time.Second
 
@@ -102,6 +106,9 @@ func (s *session) Data(r io.Reader) error {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) {
 			return se // go-smtp's own 552 for a message over MaxMessageBytes
+		}
+		if strings.Contains(err.Error(), "too long a line") {
+			return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Malformed message: a line is longer than %d bytes (RFC 5322 allows 998)", maxLineLength)
 		}
 		return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Reading the message failed: %v", err)
 	}

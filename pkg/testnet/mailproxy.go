@@ -1,0 +1,144 @@
+package testnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+)
+
+// MailproxyOptions tune one user's mailproxy (zero values: mailproxy's defaults).
+type MailproxyOptions struct {
+	// RetryBudget, AckSlack and RetrieveInterval go to the account's engine.
+	RetryBudget      int
+	AckSlack         time.Duration
+	RetrieveInterval time.Duration
+	// MaxMessageSize is [smtp] max_message_size.
+	MaxMessageSize int
+}
+
+// Mailproxy is one user's running mailproxy (the real binary, from Options.BinDir).
+type Mailproxy struct {
+	// Address is the user's mail address; SMTP the proxy's submission address; Password the
+	// user's IMAP password at the provider.
+	Address  string
+	SMTP     string
+	Password string
+	Provider *Node
+	Config   string
+	DataDir  string
+	proc     *proc
+}
+
+// User is the local part of the address (the IMAP login).
+func (m *Mailproxy) User() string { u, _, _ := strings.Cut(m.Address, "@"); return u }
+
+var linkKeyLine = regexp.MustCompile(`mixctl user add (\S+) --link-key ([0-9a-f]{64})`)
+
+// StartMailproxy creates the user address (user@domain of a provider of this network) the way
+// a real user does: it writes a mailproxy config, runs `mailproxy init` for the link key,
+// registers the printed key at the provider with the IMAP password, and starts `mailproxy run`.
+// It returns once the SMTP port accepts connections. Stop stops it with the network.
+func (n *Net) StartMailproxy(ctx context.Context, address, password string, o MailproxyOptions) (*Mailproxy, error) {
+	user, domain, ok := strings.Cut(address, "@")
+	prov := n.Provider(domain)
+	if !ok || prov == nil {
+		return nil, fmt.Errorf("testnet: %q: no provider of this network serves its domain", address)
+	}
+	bin := filepath.Join(n.opts.BinDir, "mailproxy")
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("testnet: mailproxy binary missing in %s (build it with testnet.Build): %w", n.opts.BinDir, err)
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		return nil, err
+	}
+	name := "mailproxy-" + user + "-" + strings.Split(domain, ".")[0]
+	m := &Mailproxy{Address: address, SMTP: ports[0], Password: password, Provider: prov,
+		Config: filepath.Join(n.opts.Dir, name+".toml"), DataDir: filepath.Join(n.opts.Dir, name)}
+	var b strings.Builder
+	fmt.Fprintf(&b, "version = 1\ndata_dir = %q\nlog_level = %q\n", m.DataDir, n.opts.LogLevel)
+	fmt.Fprintf(&b, "\n[smtp]\nlisten_address = %q\n", m.SMTP)
+	if o.MaxMessageSize > 0 {
+		fmt.Fprintf(&b, "max_message_size = %d\n", o.MaxMessageSize)
+	}
+	fmt.Fprintf(&b, "\n[directory]\nurls = [%q]\nauthorities = [%q]\nthreshold = 1\nepoch_length = %q\n", n.DirURL, n.Authority.String(), n.params.EpochLength.String())
+	fmt.Fprintf(&b, "\n[[accounts]]\naddress = %q\nlink_key_file = %q\nretry_budget = %d\nack_slack = %q\nretrieve_interval = %q\n",
+		address, filepath.Join(m.DataDir, user+".link.key"), o.RetryBudget, o.AckSlack.String(), o.RetrieveInterval.String())
+	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(m.Config, []byte(b.String()), 0o644); err != nil {
+		return nil, err
+	}
+	out, err := exec.CommandContext(ctx, bin, "init", "--config", m.Config).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("testnet: mailproxy init: %w\n%s", err, out)
+	}
+	sub := linkKeyLine.FindStringSubmatch(string(out))
+	if sub == nil || sub[1] != user {
+		return nil, fmt.Errorf("testnet: mailproxy init printed no registration line for %s:\n%s", user, out)
+	}
+	link, err := keys.ParseLinkPublicKey(sub[2])
+	if err != nil {
+		return nil, err
+	}
+	if err := n.AddUserKey(prov, user, link, 1<<30); err != nil {
+		return nil, err
+	}
+	if err := n.SetPassword(prov, user, password); err != nil {
+		return nil, err
+	}
+	m.proc = &proc{name: name, bin: bin, args: []string{"run", "--config", m.Config}, log: filepath.Join(n.opts.Dir, name+".log")}
+	if err := m.Start(ctx); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	n.mailproxies = append(n.mailproxies, m)
+	n.mu.Unlock()
+	return m, nil
+}
+
+// Start starts the mailproxy (again, after Kill or Stop) and waits until its SMTP port answers.
+func (m *Mailproxy) Start(ctx context.Context) error {
+	if err := m.proc.start(); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if !m.proc.running() {
+			return fmt.Errorf("testnet: %s exited at start; see %s", m.proc.name, m.proc.log)
+		}
+		if c, err := net.DialTimeout("tcp", m.SMTP, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return errors.Join(fmt.Errorf("testnet: %s did not open SMTP %s; see %s", m.proc.name, m.SMTP, m.proc.log), m.proc.stop(syscall.SIGKILL, 5*time.Second))
+}
+
+// Kill stops the mailproxy with SIGKILL (no clean shutdown).
+func (m *Mailproxy) Kill() error { return m.proc.stop(syscall.SIGKILL, 10*time.Second) }
+
+// Stop stops the mailproxy with SIGTERM and reports an unclean exit.
+func (m *Mailproxy) Stop() error { return m.proc.stop(syscall.SIGTERM, 15*time.Second) }
+
+// Running reports whether the mailproxy runs.
+func (m *Mailproxy) Running() bool { return m.proc.running() }
+
+// Log is the path of the mailproxy's log file.
+func (m *Mailproxy) Log() string { return m.proc.log }
