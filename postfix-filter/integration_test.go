@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mail(subject, extra, body string) string {
+	// Complete headers, so that Postfix's cleanup adds nothing but its Received fields.
+	return fmt.Sprintf("From: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\nDate: %s\r\nSubject: %s\r\nMessage-ID: <%d@alpha.localhost>\r\n%s\r\n%s\r\n",
+		time.Now().Format(time.RFC1123Z), subject, time.Now().UnixNano(), extra, body)
+}
+
+// Through Postfix, the filter and the mixnet: mixable mail to a participating domain reaches the
+// recipient's IMAP mailbox and never the ordinary next hop; other mail reaches the next hop
+// unchanged; a message to both kinds of domain goes both ways; with the filter's provider down
+// Postfix defers and delivers once it is back, exactly once; an oversize message bounces.
+func TestThroughPostfix(t *testing.T) {
+	e := startEnv(t, "")
+
+	// 1. Mixable, participating domain: IMAP, header removed, not at the sink.
+	m1 := mail("mixed one", "X-PANORAMIX-Mixable: yes\r\n", "through the mixnet, token M1")
+	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost"}, m1)
+	if n := e.inboxWith("token M1", 40*time.Second); n != 1 {
+		t.Fatalf("bob's INBOX holds %d copies of the mixable message, want 1", n)
+	}
+	for _, m := range e.inbox() {
+		if strings.Contains(m, "token M1") && strings.Contains(strings.ToLower(m), "x-panoramix-mixable") {
+			t.Fatal("the X-PANORAMIX-Mixable field entered the mixnet")
+		}
+	}
+
+	// 2. No header: the sink, unchanged. 3. Mixable to a domain outside the mixnet: the sink,
+	// unchanged (header included). 4. Both kinds of recipient in one message.
+	m2 := mail("plain", "", "ordinary mail, token P2")
+	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost"}, m2)
+	m3 := mail("legacy", "X-PANORAMIX-Mixable: yes\r\n", "for a domain outside the mixnet, token L3")
+	e.submit("alice@alpha.localhost", []string{"carol@legacy.test"}, m3)
+	m4 := mail("both", "X-PANORAMIX-Mixable: yes\r\n", "to both, token B4")
+	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost", "carol@legacy.test"}, m4)
+
+	for _, c := range []struct{ token, body string }{{"token P2", m2}, {"token L3", m3}, {"token B4", m4}} {
+		if n := e.sinkWith(c.token, 20*time.Second); n != 1 {
+			t.Fatalf("the sink holds %d copies of %q, want 1", n, c.token)
+		}
+		for _, m := range e.sinkMessages() {
+			if strings.Contains(m, c.token) && !strings.Contains(m, strings.ReplaceAll(c.body, "\r\n", "\n")) {
+				t.Errorf("%s changed on the way to the sink:\n%s", c.token, m)
+			}
+		}
+	}
+	if n := e.inboxWith("token B4", 40*time.Second); n != 1 {
+		t.Fatalf("bob's INBOX holds %d copies of the message to both, want 1", n)
+	}
+	if e.inboxWith("token P2", 0) != 0 || e.inboxWith("token L3", 0) != 0 {
+		t.Fatal("mail that was not for the mixnet reached bob's INBOX")
+	}
+	if n := e.sinkWith("token M1", 0); n != 0 {
+		t.Fatal("mixable mail for a participating domain reached the ordinary next hop")
+	}
+	if n := e.sinkWith("X-Rcpt-Args: <bob@beta.localhost>", 0); n != 1 { // only the plain message
+		t.Fatalf("%d messages for bob reached the sink, want only the plain one", n)
+	}
+
+	// 5. The filter's provider is down: Postfix defers, then delivers once it is back.
+	alpha := e.net.Provider("alpha.localhost")
+	if err := e.net.Kill(alpha); err != nil {
+		t.Fatal(err)
+	}
+	e.waitLog("link to provider ended", 1, 20*time.Second)
+	m5 := mail("deferred", "X-PANORAMIX-Mixable: yes\r\n", "while the provider was down, token D5")
+	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost"}, m5)
+	e.waitLog("mixnet not ready", 1, 20*time.Second)
+	if q := e.postqueue("-p"); !strings.Contains(q, "bob@beta.localhost") {
+		t.Fatalf("Postfix did not keep the deferred message:\n%s", q)
+	}
+	time.Sleep(3 * time.Second) // Postfix retries (backoff 1-2 s) and is deferred again
+	if err := e.net.Restart(alpha); err != nil {
+		t.Fatal(err)
+	}
+	e.waitLog("link to provider up", 2, 60*time.Second)
+	e.postqueue("-f")
+	if n := e.inboxWith("token D5", 60*time.Second); n != 1 {
+		t.Fatalf("after the provider came back bob's INBOX holds %d copies, want 1", n)
+	}
+	time.Sleep(3 * time.Second) // a second copy would arrive by now
+	if n := e.inboxWith("token D5", 0); n != 1 {
+		t.Fatalf("bob's INBOX holds %d copies of the deferred message, want exactly 1", n)
+	}
+	if e.countLog("mixnet not ready") < 2 {
+		t.Error("Postfix did not retry while the provider was down")
+	}
+	if q := e.postqueue("-p"); !strings.Contains(q, "Mail queue is empty") {
+		t.Fatalf("Postfix still holds mail:\n%s", q)
+	}
+
+	// 6. Over the filter's max_message_size (2 MiB) but within Postfix's limit (4 MiB): the filter
+	// refuses it permanently (Postfix sees the SIZE the filter announces) and Postfix bounces it to
+	// the sender, whose mail goes to the sink.
+	big := mail("too big", "X-PANORAMIX-Mixable: yes\r\n", strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz\r\n", 3<<20/38)+"token O6")
+	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost"}, big)
+	if n := e.sinkWith("exceeds size limit 2097152", 30*time.Second); n != 1 {
+		t.Fatalf("%d bounces for the oversize message at the sink, want 1", n)
+	}
+	if e.inboxWith("token O6", 0) != 0 {
+		t.Fatal("the oversize message was delivered")
+	}
+}
