@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,6 +82,8 @@ type Service struct {
 	maxSize                    int
 	maxUserPending, maxPending int64
 	retryMin, retryMax         time.Duration
+
+	storing atomic.Int32 // store calls in progress
 
 	now  func() time.Time // a field so tests can move the clock
 	wake chan struct{}    // a message completed: Run should look at the outbox
@@ -321,8 +324,14 @@ func (s *Service) checkNew(ctx context.Context, user string, size int64) (client
 // store stores fragment f in one committed transaction. refuse, when not AckStored, is the
 // outcome to record instead if the message is still new.
 func (s *Service) store(user string, mk []byte, f *client.Fragment, refuse client.AckStatus) (res storeResult, status client.AckStatus, complete bool, err error) {
-	// Batch may run the function more than once: every result is set afresh each time.
-	err = s.db.Batch(func(tx *bolt.Tx) error {
+	// A lone fragment commits at once; concurrent ones share a commit (and its fsync). Batch
+	// may run the function more than once: every result is set afresh each time.
+	commit := s.db.Batch
+	if s.storing.Add(1) == 1 {
+		commit = s.db.Update
+	}
+	defer s.storing.Add(-1)
+	err = commit(func(tx *bolt.Tx) error {
 		res, status, complete = resStored, client.AckStored, false
 		now := s.now()
 		done, err := getDone(tx, mk)
