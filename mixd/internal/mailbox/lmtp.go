@@ -34,7 +34,13 @@ type lmtpBackend struct {
 // NewLMTPBackend returns a Backend that hands each message to the LMTP server of cfg with an
 // empty envelope sender (the mixnet hides the sender; the message's From header says who it is)
 // and recipient user@Domain. Deliver returns nil only after the server's per-recipient reply to
-// DATA is 2xx, which for an LMTP server means the message is in the user's mailbox.
+// DATA is 2xx, which for an LMTP server means the message is in the user's mailbox. The server
+// adds its trace header fields (Return-Path, Delivered-To, Received) in front of the message;
+// lines ending in a bare LF are sent with CRLF, as SMTP requires.
+//
+// UserExists asks the server with MAIL FROM:<> and RCPT TO (no message), so a user is known if
+// the server would take mail for it now; a server that is down makes it fail, and the service
+// then takes the fragment anyway and lets delivery find out.
 func NewLMTPBackend(cfg LMTPConfig) (Backend, error) {
 	switch cfg.Network {
 	case "tcp", "unix":

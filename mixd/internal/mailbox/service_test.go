@@ -489,34 +489,42 @@ func TestRetryBackoff(t *testing.T) {
 	b := &flaky{Backend: NewStoreBackend(st)}
 	b.down.Store(true)
 	cfg := testConfig(t, filepath.Join(t.TempDir(), "mailbox.db"), b)
-	cfg.RetryMin, cfg.RetryMax = 20*time.Millisecond, 80*time.Millisecond
+	// Minutes, so that no test machine is slow enough to reach a retry by itself.
+	cfg.RetryMin, cfg.RetryMax = time.Minute, 4*time.Minute
 	s := newService(t, cfg)
-	for _, f := range fragments(t, newID(t), testMessage(t, 100)) {
-		sendStored(t, s, "bob", f)
-	}
+	frags := fragments(t, newID(t), testMessage(t, 100))
+	sendStored(t, s, "bob", frags[0])
+	key := string(msgKey("bob", mustParse(t, frags[0]).ID))
 	retry := map[string]*retryState{}
-	var waits []time.Duration
-	for range 5 {
-		before := time.Now()
+	for i, want := range []time.Duration{1, 2, 4, 4, 4} {
+		want *= time.Minute
 		next, err := s.deliverDue(context.Background(), retry)
 		if err != nil {
 			t.Fatal(err)
 		}
-		waits = append(waits, next.Sub(before).Round(10*time.Millisecond))
-		// Nothing is due before the backoff has passed.
-		if again, _ := s.deliverDue(context.Background(), retry); !again.Equal(next) {
-			t.Fatalf("a message was retried before its backoff")
+		st := retry[key]
+		if st == nil || st.attempts != i+1 || !next.Equal(st.next) {
+			t.Fatalf("attempt %d: retry state %+v, next %v", i+1, st, next)
 		}
-		time.Sleep(time.Until(next))
-	}
-	want := []time.Duration{20, 40, 80, 80, 80}
-	for i := range want {
-		if w := want[i] * time.Millisecond; waits[i] < w || waits[i] > w+50*time.Millisecond {
-			t.Fatalf("backoffs %v, want about %v ms", waits, want)
+		if d := time.Until(next); d > want || d < want-30*time.Second {
+			t.Fatalf("attempt %d: next try in %v, want %v", i+1, d, want)
 		}
+		// Nothing is tried again before the backoff has passed.
+		if again, err := s.deliverDue(context.Background(), retry); err != nil || !again.Equal(next) || b.tries.Load() != int64(i+1) {
+			t.Fatalf("attempt %d: tried again before the backoff (%d tries)", i+1, b.tries.Load())
+		}
+		st.next = time.Now().Add(-time.Millisecond) // the backoff has passed
 	}
 	if got := metricValue(s.m.retries); got != 5 {
 		t.Errorf("retries %v, want 5", got)
+	}
+	// Once the backend works, the next due attempt delivers and forgets the retry state.
+	b.down.Store(false)
+	if next, err := s.deliverDue(context.Background(), retry); err != nil || !next.IsZero() || len(retry) != 0 {
+		t.Fatalf("after recovery: next %v, err %v, %d retry states", next, err, len(retry))
+	}
+	if got := inbox(t, st, "bob"); len(got) != 1 {
+		t.Fatalf("%d messages delivered, want 1", len(got))
 	}
 }
 
