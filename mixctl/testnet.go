@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -23,7 +27,8 @@ func newTestnetCmd() *cobra.Command {
 		Use:   "testnet",
 		Short: "Run a whole local mixnet on this machine",
 		Long: `Commands for a local test network: one directory authority, three layers of mixes
-and two providers (alpha.localhost, beta.localhost), all on loopback ports.
+and two providers (alpha.localhost, beta.localhost), all on loopback ports, with
+two users (alice@alpha.localhost, bob@beta.localhost) who each run a mailproxy.
 
   mixctl testnet up [--dir DIR] [--epoch 10s]`,
 	}
@@ -35,12 +40,15 @@ func newTestnetUpCmd() *cobra.Command {
 	var dir, bin string
 	var epoch time.Duration
 	var mixes int
+	var noUsers bool
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Start the local network and keep it running until Ctrl-C",
-		Long: `Builds directory and mixd from this repository (unless --bin names a directory that
-holds them), writes their configurations into --dir, starts them, waits for the
-first consensus document, prints what runs where, and runs until interrupted.
+		Long: `Builds directory, mixd and mailproxy from this repository (unless --bin names a
+directory that holds them), writes their configurations into --dir, starts them,
+waits for the first consensus document, creates the users alice@alpha.localhost
+and bob@beta.localhost with a mailproxy each (unless --no-users), prints what
+runs where and what to type into Thunderbird or swaks, and runs until interrupted.
 Ctrl-C stops every process cleanly. The consensus parameters are the defaults
 except the epoch length (--epoch), kept short so the network is up in seconds.`,
 		Args: cobra.NoArgs,
@@ -59,11 +67,11 @@ except the epoch length (--epoch), kept short so the network is up in seconds.`,
 			if bin == "" {
 				repo, err := testnet.RepoRoot()
 				if err != nil {
-					return fmt.Errorf("%w (or pass --bin DIR with built directory and mixd)", err)
+					return fmt.Errorf("%w (or pass --bin DIR with built directory, mixd and mailproxy)", err)
 				}
 				bin = filepath.Join(dir, "bin")
-				fmt.Fprintf(out, "building directory and mixd into %s ...\n", bin)
-				if err := testnet.Build(ctx, repo, bin); err != nil {
+				fmt.Fprintf(out, "building directory, mixd and mailproxy into %s ...\n", bin)
+				if err := testnet.Build(ctx, repo, bin, testnet.MailPrograms...); err != nil {
 					return err
 				}
 			}
@@ -93,6 +101,11 @@ except the epoch length (--epoch), kept short so the network is up in seconds.`,
 					fmt.Fprintf(out, "  mixctl user list --admin %s      # users of %s\n", nd.Admin, nd.Domain)
 				}
 			}
+			if !noUsers {
+				if err := startUsers(ctx, n, bin, out); err != nil {
+					return errors.Join(err, n.Stop())
+				}
+			}
 			<-ctx.Done()
 			fmt.Fprintln(out, "stopping ...")
 			if err := n.Stop(); err != nil {
@@ -106,5 +119,59 @@ except the epoch length (--epoch), kept short so the network is up in seconds.`,
 	c.Flags().StringVar(&bin, "bin", "", "directory holding the directory and mixd binaries (default: build them)")
 	c.Flags().DurationVar(&epoch, "epoch", 10*time.Second, "epoch length")
 	c.Flags().IntVar(&mixes, "mixes-per-layer", 1, "mixes in each of the three layers")
+	c.Flags().BoolVar(&noUsers, "no-users", false, "do not create alice and bob with their mailproxies")
 	return c
+}
+
+// bobReadScript lists bob's INBOX over IMAP with STARTTLS (the local network's certificate is
+// self-signed, so it is not verified).
+const bobReadScript = `import imaplib, ssl, email
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4("%s", %s); m.starttls(ssl_context=ctx); m.login("bob", "%s"); m.select("INBOX")
+for n in m.search(None, "ALL")[1][0].split():
+    msg = email.message_from_bytes(m.fetch(n, "(RFC822)")[1][0][1])
+    print(msg["Date"], "|", msg["From"], "|", msg["Subject"]); print((msg.get_payload(decode=True) or b"(multipart)").decode(errors="replace"))`
+
+// startUsers creates alice@alpha.localhost and bob@beta.localhost with a mailproxy each and
+// prints how to use them.
+func startUsers(ctx context.Context, n *testnet.Net, bin string, out io.Writer) error {
+	users := map[string]*testnet.Mailproxy{}
+	for _, addr := range []string{"alice@alpha.localhost", "bob@beta.localhost"} {
+		var pw [6]byte
+		rand.Read(pw[:])
+		m, err := n.StartMailproxy(ctx, addr, hex.EncodeToString(pw[:]), testnet.MailproxyOptions{})
+		if err != nil {
+			return err
+		}
+		users[addr] = m
+	}
+	alice, bob := users["alice@alpha.localhost"], users["bob@beta.localhost"]
+	aHost, aPort, _ := net.SplitHostPort(alice.Provider.IMAP)
+	bHost, bPort, _ := net.SplitHostPort(bob.Provider.IMAP)
+	aSMTPHost, aSMTPPort, _ := net.SplitHostPort(alice.SMTP)
+	bSMTPHost, bSMTPPort, _ := net.SplitHostPort(bob.SMTP)
+	fmt.Fprintf(out, `
+users (each runs a mailproxy; logs next to their configs in the working directory):
+  alice@alpha.localhost  mailproxy SMTP %s  IMAP %s (STARTTLS) login alice  password %s
+  bob@beta.localhost     mailproxy SMTP %s  IMAP %s (STARTTLS) login bob    password %s
+
+Send a mail from alice to bob with swaks:
+  swaks --server %s --from alice@alpha.localhost --to bob@beta.localhost --header "Subject: hello" --body "Hello Bob, through the mixnet."
+
+Read it as bob (Python's imaplib):
+  python3 -c '%s'
+
+Follow delivery from alice's side:
+  %s status --config %s
+
+Thunderbird (contrib/thunderbird/README.md), account "alice@alpha.localhost":
+  incoming: IMAP, server %s, port %s, STARTTLS, normal password, user name alice, password %s
+            (accept the local network's self-signed certificate)
+  outgoing: SMTP, server %s, port %s, connection security None, authentication No authentication
+and the same for "bob@beta.localhost": IMAP %s port %s user bob password %s; SMTP %s port %s.
+`, alice.SMTP, alice.Provider.IMAP, alice.Password, bob.SMTP, bob.Provider.IMAP, bob.Password,
+		alice.SMTP, fmt.Sprintf(bobReadScript, bHost, bPort, bob.Password),
+		filepath.Join(bin, "mailproxy"), alice.Config,
+		aHost, aPort, alice.Password, aSMTPHost, aSMTPPort, bHost, bPort, bob.Password, bSMTPHost, bSMTPPort)
+	return nil
 }
