@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -29,7 +30,24 @@ const defaultLMTPTimeout = time.Minute
 // service delivers at the rate messages complete, which is far below what reconnecting costs.
 type lmtpBackend struct {
 	cfg LMTPConfig
+
+	mu    sync.Mutex
+	users map[string]userAnswer // recent UserExists answers
 }
+
+// userAnswer is a cached answer of the server about a user.
+type userAnswer struct {
+	exists bool
+	until  time.Time
+}
+
+// Recent answers about users are kept for userCacheTTL, so that the first fragments of many
+// messages (or fragments addressed to names that do not exist, which anyone can send) do not
+// each cost a connection to the server. At most userCacheSize answers are kept.
+const (
+	userCacheTTL  = 30 * time.Second
+	userCacheSize = 10000
+)
 
 // NewLMTPBackend returns a Backend that hands each message to the LMTP server of cfg with an
 // empty envelope sender (the mixnet hides the sender; the message's From header says who it is)
@@ -59,7 +77,7 @@ func NewLMTPBackend(cfg LMTPConfig) (Backend, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultLMTPTimeout
 	}
-	return &lmtpBackend{cfg: cfg}, nil
+	return &lmtpBackend{cfg: cfg, users: make(map[string]userAnswer)}, nil
 }
 
 func (b *lmtpBackend) address(user string) (string, error) {
@@ -137,6 +155,13 @@ func (b *lmtpBackend) UserExists(ctx context.Context, user string) (bool, error)
 	if err != nil {
 		return false, nil
 	}
+	now := time.Now()
+	b.mu.Lock()
+	a, ok := b.users[user]
+	b.mu.Unlock()
+	if ok && now.Before(a.until) {
+		return a.exists, nil
+	}
 	exists := false
 	err = b.session(ctx, func(c *smtp.Client) error {
 		if err := c.Mail("", nil); err != nil {
@@ -156,6 +181,12 @@ func (b *lmtpBackend) UserExists(ctx context.Context, user string) (bool, error)
 	if err != nil {
 		return false, err
 	}
+	b.mu.Lock()
+	if len(b.users) >= userCacheSize {
+		clear(b.users)
+	}
+	b.users[user] = userAnswer{exists: exists, until: now.Add(userCacheTTL)}
+	b.mu.Unlock()
 	return exists, nil
 }
 

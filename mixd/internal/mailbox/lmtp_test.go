@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -417,5 +419,75 @@ func checkDelivered(t *testing.T, got, msg []byte) {
 		default:
 			t.Fatalf("the server added %q in front of the message", line)
 		}
+	}
+}
+
+// fakeLMTP is a minimal LMTP server that knows user bob and counts connections.
+func fakeLMTP(t *testing.T) (addr string, conns *atomic.Int64) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	conns = new(atomic.Int64)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				tc := textproto.NewConn(c)
+				tc.PrintfLine("220 fake LMTP")
+				for {
+					line, err := tc.ReadLine()
+					if err != nil {
+						return
+					}
+					switch cmd := strings.ToUpper(line); {
+					case strings.HasPrefix(cmd, "LHLO"):
+						tc.PrintfLine("250-fake\r\n250 ENHANCEDSTATUSCODES")
+					case strings.HasPrefix(cmd, "RCPT TO:<BOB@"):
+						tc.PrintfLine("250 2.1.5 OK")
+					case strings.HasPrefix(cmd, "RCPT"):
+						tc.PrintfLine("550 5.1.1 no such user")
+					case strings.HasPrefix(cmd, "QUIT"):
+						tc.PrintfLine("221 2.0.0 bye")
+						return
+					default:
+						tc.PrintfLine("250 2.0.0 OK")
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String(), conns
+}
+
+func TestLMTPUserCache(t *testing.T) {
+	addr, conns := fakeLMTP(t)
+	b, err := NewLMTPBackend(LMTPConfig{Network: "tcp", Addr: addr, Domain: "beta.example", Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		for user, want := range map[string]bool{"bob": true, "carol": false} {
+			if got, err := b.UserExists(context.Background(), user); err != nil || got != want {
+				t.Fatalf("UserExists(%q) = %v, %v; want %v", user, got, err, want)
+			}
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections for two users asked three times each, want 2", n)
+	}
+	// Names that cannot be mail local parts never reach the server.
+	if got, err := b.UserExists(context.Background(), "a@b"); err != nil || got {
+		t.Fatalf("UserExists(a@b) = %v, %v", got, err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
 	}
 }
