@@ -613,3 +613,20 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Fatal("a second service opened the same file")
 	}
 }
+
+func TestRunSweepsExpiredMessages(t *testing.T) {
+	st := newMailstore(t)
+	cfg := testConfig(t, filepath.Join(t.TempDir(), "mailbox.db"), NewStoreBackend(st))
+	cfg.Expiry = 50 * time.Millisecond
+	s := newService(t, cfg)
+	frags := fragments(t, newID(t), testMessage(t, 2*testCapacity))
+	sendStored(t, s, "bob", frags[0])
+	stop := run(t, s)
+	waitFor(t, "the expiry", func() bool { return metricValue(s.m.expired) == 1 })
+	stop()
+	for _, b := range [][]byte{bucketFrags, bucketMsgs, bucketPending} {
+		if n := count(t, s, b); n != 0 {
+			t.Errorf("bucket %s holds %d keys after the expiry", b, n)
+		}
+	}
+}
