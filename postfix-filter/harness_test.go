@@ -111,7 +111,7 @@ type env struct {
 	sinkCmd *exec.Cmd
 }
 
-func startEnv(tb testing.TB, filterExtra string) *env {
+func startEnv(tb testing.TB, logLevel string) *env {
 	tb.Helper()
 	needPostfix(tb)
 	bin := buildBinaries(tb)
@@ -172,11 +172,11 @@ data_dir = "data"
 listen_address = %q
 reinject_address = %q
 hostname = "filter.alpha.localhost"
-log_level = "debug"
+log_level = %q
 max_message_size = 2097152
 consensus_timeout = "2s"
 timeout = "30s"
-%s
+
 [account]
 user = "postfix-filter"
 domain = "alpha.localhost"
@@ -190,7 +190,7 @@ epoch_length = %q
 
 [engine]
 ack_slack = "5s"
-`, e.filter, e.reinj, filterExtra, n.DirURL, n.Authority.String(), p.EpochLength.String())
+`, e.filter, e.reinj, logLevel, n.DirURL, n.Authority.String(), p.EpochLength.String())
 	if err := os.WriteFile(e.fcfg, []byte(cfg), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -322,10 +322,12 @@ minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 # contrib/postfix/main.cf: one recipient per transaction to the filter.
 scan_destination_recipient_limit = 1
+scan_initial_destination_concurrency = 20
+scan_destination_concurrency_limit = 20
 `, T, port(sinkAddr))
 	masterCf := fmt.Sprintf(`127.0.0.1:%[1]s inet n - n - - smtpd
   -o content_filter=scan:[127.0.0.1]:%[2]s
-scan      unix  -       -       n       -       10      smtp
+scan      unix  -       -       n       -       20      smtp
   -o smtp_send_xforward_command=yes
   -o disable_mime_output_conversion=yes
   -o smtp_generic_maps=

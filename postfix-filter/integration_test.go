@@ -18,7 +18,7 @@ func mail(subject, extra, body string) string {
 // unchanged; a message to both kinds of domain goes both ways; with the filter's provider down
 // Postfix defers and delivers once it is back, exactly once; an oversize message bounces.
 func TestThroughPostfix(t *testing.T) {
-	e := startEnv(t, "")
+	e := startEnv(t, "debug")
 
 	// 1. Mixable, participating domain: IMAP, header removed, not at the sink.
 	m1 := mail("mixed one", "X-PANORAMIX-Mixable: yes\r\n", "through the mixnet, token M1")
