@@ -1,0 +1,68 @@
+package group
+
+import (
+	"fmt"
+	"io"
+	"math/big"
+)
+
+// RandomInt reads a random integer modulo m from a PRG as Verificatum does (§3.3): it reads
+// ceil((bitlen(m)+statDist)/8) bytes, keeps the low bitlen(m)+statDist bits, and reduces mod m.
+// The result is within 2^-statDist of uniform. For public values only.
+func RandomInt(prg io.Reader, m *big.Int, statDist int) (*big.Int, error) {
+	nbits := m.BitLen() + statDist
+	b := make([]byte, (nbits+7)/8)
+	if _, err := io.ReadFull(prg, b); err != nil {
+		return nil, fmt.Errorf("group: reading prg: %w", err)
+	}
+	if r := nbits % 8; r != 0 {
+		b[0] &= byte(1<<r) - 1
+	}
+	x := new(big.Int).SetBytes(b)
+	return x.Mod(x, m), nil
+}
+
+// maxRandomTries bounds the search for a random point: half of all x are abscissas, so 256
+// failures in a row happen with probability 2^-256 and mean a broken PRG.
+const maxRandomTries = 256
+
+// RandomElement derives a point from a PRG as Verificatum does for independent generators
+// (§3.4): x is a random integer modulo p; if x^3 - 3x + b is a non-zero square, the point is
+// (x, y) where y is the smaller of the two square roots of x^3 - 3x + b, viewed as integers in
+// [0, p-1]; otherwise it tries again with the next bytes.
+func RandomElement(prg io.Reader, statDist int) (*Element, error) {
+	for range maxRandomTries {
+		x, err := RandomInt(prg, fieldP, statDist)
+		if err != nil {
+			return nil, err
+		}
+		rhs := new(big.Int).Mul(x, x)
+		rhs.Mul(rhs, x)
+		rhs.Sub(rhs, new(big.Int).Mul(x, big.NewInt(3)))
+		rhs.Add(rhs, curveB)
+		rhs.Mod(rhs, fieldP)
+		if rhs.Sign() == 0 || big.Jacobi(rhs, fieldP) != 1 {
+			continue
+		}
+		// Of the two square roots y and p - y, the verifier document (§6.8) takes the smaller.
+		y := new(big.Int).Exp(rhs, sqrtExp, fieldP)
+		if alt := new(big.Int).Sub(fieldP, y); alt.Cmp(y) < 0 {
+			y = alt
+		}
+		return ElementFromAffine(x, y)
+	}
+	return nil, fmt.Errorf("group: no point found after %d tries", maxRandomTries)
+}
+
+// RandomElements derives n points one after the other from the same PRG.
+func RandomElements(prg io.Reader, n, statDist int) ([]*Element, error) {
+	out := make([]*Element, n)
+	for i := range out {
+		e, err := RandomElement(prg, statDist)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = e
+	}
+	return out, nil
+}

@@ -1,0 +1,222 @@
+package verificatum
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/bytetree"
+)
+
+// Limits on the files of a proof directory (§6).
+const (
+	// MaxSmallFile bounds the ASCII files (version, type, auxsid, width, activethreshold).
+	MaxSmallFile = 256
+	// MaxTreeFile bounds every .bt file: a list of MaxCiphertexts ciphertexts is
+	// 10 + 2*(5 + 81*MaxCiphertexts) bytes, about 340 MB.
+	MaxTreeFile = 10 + 2*(5+81*MaxCiphertexts)
+	// MaxMixers bounds proofs/activethreshold (Verificatum's own party limit is 25).
+	MaxMixers = 25
+)
+
+// readLimited reads a whole file, refusing one larger than max before reading it.
+func readLimited(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > max {
+		return nil, fmt.Errorf("%s: %d bytes exceeds the limit of %d", filepath.Base(path), st.Size(), max)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s: exceeds the limit of %d bytes", filepath.Base(path), max)
+	}
+	return b, nil
+}
+
+func readTree(path string) (*bytetree.Tree, error) {
+	b, err := readLimited(path, MaxTreeFile)
+	if err != nil {
+		return nil, err
+	}
+	lim := bytetree.DefaultLimits()
+	lim.MaxBytes = MaxTreeFile
+	t, err := bytetree.Parse(b, lim)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Base(path), err)
+	}
+	return t, nil
+}
+
+func readASCII(path string) (string, error) {
+	b, err := readLimited(path, MaxSmallFile)
+	if err != nil {
+		return "", err
+	}
+	s := string(b)
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return "", fmt.Errorf("%s: not printable ASCII", filepath.Base(path))
+		}
+	}
+	return s, nil
+}
+
+// MixerResult is what VerifyDir found for one mixer.
+type MixerResult struct {
+	Index int   // 1-based party index, as in the file names
+	Err   error // nil when the proof verified
+}
+
+// DirResult is the outcome of VerifyDir.
+type DirResult struct {
+	Type         string // "shuffling" or "mixing"
+	AuxSID       string
+	Ciphertexts  int
+	Mixers       []MixerResult
+	OutputMatchs bool // for "shuffling": the last mixer's output equals ShuffledCiphertexts.bt
+}
+
+// ErrInvalid is wrapped by VerifyDir's error when a directory is well formed but a proof fails.
+var ErrInvalid = errors.New("verificatum: proof directory invalid")
+
+// VerifyDir verifies the proofs of shuffle in a Verificatum proof directory as
+// `vmnv -shuffle` / `vmnv -mix` do for their shuffling part (§6). protInfo is the protocol
+// info file given to vmnv (usually DIR/protInfo.xml). It returns an error wrapping ErrInvalid
+// naming each failing mixer and equation, or a format error.
+func VerifyDir(dir string, protInfo []byte) (*DirResult, error) {
+	pi, err := ParseProtInfo(protInfo)
+	if err != nil {
+		return nil, err
+	}
+	small := map[string]string{}
+	for _, name := range []string{"version", "type", "auxsid", "width", "proofs/activethreshold"} {
+		s, err := readASCII(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("verificatum: %w", err)
+		}
+		small[name] = s
+	}
+	switch {
+	case small["version"] != pi.Version:
+		return nil, fmt.Errorf("%w: version file %q, protInfo.xml says %q", ErrFormat, small["version"], pi.Version)
+	case small["type"] != "shuffling" && small["type"] != "mixing":
+		return nil, fmt.Errorf("%w: type %q, want shuffling or mixing", ErrUnsupported, small["type"])
+	case small["width"] != strconv.Itoa(pi.Width):
+		return nil, fmt.Errorf("%w: width %q", ErrUnsupported, small["width"])
+	}
+	k, err := strconv.Atoi(small["proofs/activethreshold"])
+	if err != nil || k < 1 || k > MaxMixers || k > pi.NoPart {
+		return nil, fmt.Errorf("%w: activethreshold %q", ErrFormat, small["proofs/activethreshold"])
+	}
+	res := &DirResult{Type: small["type"], AuxSID: small["auxsid"]}
+	sess, err := NewSession(pi, res.AuxSID)
+	if err != nil {
+		return nil, err
+	}
+	pkT, err := readTree(filepath.Join(dir, "FullPublicKey.bt"))
+	if err != nil {
+		return nil, fmt.Errorf("verificatum: %w", err)
+	}
+	pk, err := PublicKeyFromTree(pkT)
+	if err != nil {
+		return nil, fmt.Errorf("verificatum: FullPublicKey.bt: %w", err)
+	}
+	in, err := readList(filepath.Join(dir, "Ciphertexts.bt"))
+	if err != nil {
+		return nil, err
+	}
+	n := len(in)
+	if n == 0 {
+		return nil, fmt.Errorf("%w: Ciphertexts.bt is empty", ErrFormat)
+	}
+	res.Ciphertexts = n
+	h, err := sess.Generators(n)
+	if err != nil {
+		return nil, err
+	}
+	var failures []string
+	for l := 1; l <= k; l++ {
+		nn := fmt.Sprintf("%02d", l)
+		outPath := filepath.Join(dir, "proofs", "Ciphertexts"+nn+".bt")
+		if _, err := os.Stat(outPath); errors.Is(err, fs.ErrNotExist) && l == k {
+			outPath = filepath.Join(dir, "ShuffledCiphertexts.bt")
+		}
+		out, err := readList(outPath)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) != n {
+			return nil, fmt.Errorf("%w: mixer %s output has %d ciphertexts, input %d", ErrFormat, nn, len(out), n)
+		}
+		var trees [3]*bytetree.Tree
+		for i, name := range []string{"PermutationCommitment", "PoSCommitment", "PoSReply"} {
+			if trees[i], err = readTree(filepath.Join(dir, "proofs", name+nn+".bt")); err != nil {
+				return nil, fmt.Errorf("verificatum: mixer %s: %w", nn, err)
+			}
+		}
+		mr := MixerResult{Index: l}
+		proof, err := ParseShuffleProof(trees[0], trees[1], trees[2], n)
+		if err == nil {
+			err = sess.VerifyShuffle(h, pk, in, out, proof)
+		}
+		if err != nil {
+			mr.Err = err
+			failures = append(failures, fmt.Sprintf("proof of shuffle of mixer %s: %v", nn, err))
+		}
+		res.Mixers = append(res.Mixers, mr)
+		in = out
+	}
+	if res.Type == "shuffling" {
+		final, err := readList(filepath.Join(dir, "ShuffledCiphertexts.bt"))
+		if err != nil {
+			return nil, err
+		}
+		res.OutputMatchs = listsEqual(final, in)
+		if !res.OutputMatchs {
+			failures = append(failures, "ShuffledCiphertexts.bt differs from the last mixer's output")
+		}
+	}
+	if len(failures) > 0 {
+		return res, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(failures, "; "))
+	}
+	return res, nil
+}
+
+func readList(path string) ([]Ciphertext, error) {
+	t, err := readTree(path)
+	if err != nil {
+		return nil, fmt.Errorf("verificatum: %w", err)
+	}
+	l, err := ListFromTree(t)
+	if err != nil {
+		return nil, fmt.Errorf("verificatum: %s: %w", filepath.Base(path), err)
+	}
+	return l, nil
+}
+
+func listsEqual(a, b []Ciphertext) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !a[i].Equal(b[i]) {
+			return false
+		}
+	}
+	return true
+}
