@@ -59,7 +59,12 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		binDir = dir
-		return m.Run()
+		code := m.Run()
+		if err := stopBench(); err != nil {
+			fmt.Fprintln(os.Stderr, "benchmark network:", err)
+			code = 1
+		}
+		return code
 	}()
 	os.Exit(code)
 }
