@@ -111,7 +111,13 @@ type env struct {
 	sinkCmd *exec.Cmd
 }
 
-func startEnv(tb testing.TB, logLevel string) *env {
+// Ways of filtering, as in contrib/postfix.
+const (
+	filterAll    = "main.cf-filter-all"
+	filterHeader = "main.cf-filter-header"
+)
+
+func startEnv(tb testing.TB, logLevel, mode string) *env {
 	tb.Helper()
 	needPostfix(tb)
 	bin := buildBinaries(tb)
@@ -220,7 +226,7 @@ ack_slack = "5s"
 	}
 	tb.Cleanup(func() { e.sinkCmd.Process.Kill(); e.sinkCmd.Wait() })
 
-	e.startPostfix(sinkAddr)
+	e.startPostfix(sinkAddr, mode)
 	e.waitLog("link to provider up", 1, 30*time.Second)
 	return e
 }
@@ -287,10 +293,24 @@ func (e *env) waitLog(s string, n int, timeout time.Duration) {
 	e.tb.Fatalf("the filter's log does not show %q %d times within %v", s, n, timeout)
 }
 
-// startPostfix writes and starts the instance: the public smtpd filters through the filter
-// (everything, the snippet of contrib/postfix "filter every message"), the re-injection smtpd
-// does not, final delivery goes to the sink.
-func (e *env) startPostfix(sinkAddr string) {
+// contrib reads a file of contrib/postfix, with the sample ports replaced by the test's.
+func (e *env) contrib(name string) string {
+	repo, err := testnet.RepoRoot()
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(repo, "contrib", "postfix", name))
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	return strings.NewReplacer("[127.0.0.1]:10025", "[127.0.0.1]:"+port(e.filter), "127.0.0.1:10026", e.reinj,
+		"/etc/postfix/", e.dir+"/conf/").Replace(string(b))
+}
+
+// startPostfix writes and starts the instance from the snippets of contrib/postfix (mode is
+// one of its main.cf files): the public smtpd hands mail to the filter, the re-injection smtpd
+// takes it back, final delivery goes to the sink.
+func (e *env) startPostfix(sinkAddr, mode string) {
 	T := e.dir
 	for _, d := range []string{"conf", "queue", "data"} {
 		os.MkdirAll(filepath.Join(T, d), 0o755)
@@ -320,30 +340,11 @@ message_size_limit = 4194304
 queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
-# contrib/postfix/main.cf: one recipient per transaction to the filter.
-scan_destination_recipient_limit = 1
-scan_initial_destination_concurrency = 20
-scan_destination_concurrency_limit = 20
-`, T, port(sinkAddr))
-	masterCf := fmt.Sprintf(`127.0.0.1:%[1]s inet n - n - - smtpd
-  -o content_filter=scan:[127.0.0.1]:%[2]s
-scan      unix  -       -       n       -       20      smtp
-  -o smtp_send_xforward_command=yes
-  -o disable_mime_output_conversion=yes
-  -o smtp_generic_maps=
-127.0.0.1:%[3]s inet n - n - 20 smtpd
-  -o content_filter=
-  -o receive_override_options=no_unknown_recipient_checks,no_header_body_checks,no_milters
-  -o smtpd_helo_restrictions=
-  -o smtpd_client_restrictions=
-  -o smtpd_sender_restrictions=
-  -o smtpd_relay_restrictions=
-  -o smtpd_recipient_restrictions=permit_mynetworks,reject
-  -o mynetworks=127.0.0.0/8
-  -o smtpd_authorized_xforward_hosts=127.0.0.0/8
-`, port(e.smtpIn), port(e.filter), port(e.reinj)) + postfixServices
+`, T, port(sinkAddr)) + e.contrib(mode)
+	masterCf := fmt.Sprintf("127.0.0.1:%s inet n - n - - smtpd\n", port(e.smtpIn)) + e.contrib("master.cf") + postfixServices
 	os.WriteFile(filepath.Join(T, "conf", "main.cf"), []byte(mainCf), 0o644)
 	os.WriteFile(filepath.Join(T, "conf", "master.cf"), []byte(masterCf), 0o644)
+	os.WriteFile(filepath.Join(T, "conf", "panoramix_header_checks"), []byte(e.contrib("panoramix_header_checks")), 0o644)
 	for _, args := range [][]string{{"check"}, {"start"}} {
 		if out, err := exec.Command("postfix", append([]string{"-c", filepath.Join(T, "conf")}, args...)...).CombinedOutput(); err != nil {
 			m, _ := os.ReadFile(filepath.Join(T, "maillog"))
@@ -352,7 +353,7 @@ scan      unix  -       -       n       -       20      smtp
 	}
 	e.tb.Cleanup(func() {
 		exec.Command("postfix", "-c", filepath.Join(T, "conf"), "abort").Run()
-		// abort signals the master; wait until its pid file is gone.
+		// abort signals the master; wait until it is gone.
 		for range 50 {
 			if exec.Command("postfix", "-c", filepath.Join(T, "conf"), "status").Run() != nil {
 				break

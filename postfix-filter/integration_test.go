@@ -18,7 +18,7 @@ func mail(subject, extra, body string) string {
 // unchanged; a message to both kinds of domain goes both ways; with the filter's provider down
 // Postfix defers and delivers once it is back, exactly once; an oversize message bounces.
 func TestThroughPostfix(t *testing.T) {
-	e := startEnv(t, "debug")
+	e := startEnv(t, "debug", filterAll)
 
 	// 1. Mixable, participating domain: IMAP, header removed, not at the sink.
 	m1 := mail("mixed one", "X-PANORAMIX-Mixable: yes\r\n", "through the mixnet, token M1")
@@ -106,5 +106,27 @@ func TestThroughPostfix(t *testing.T) {
 	}
 	if e.inboxWith("token O6", 0) != 0 {
 		t.Fatal("the oversize message was delivered")
+	}
+}
+
+// Only messages with the header go to the filter (contrib/postfix/main.cf-filter-header): mixable
+// mail reaches the IMAP mailbox, other mail the sink without passing through the filter.
+func TestHeaderChecksMode(t *testing.T) {
+	e := startEnv(t, "debug", filterHeader)
+	m1 := mail("mixed", "X-PANORAMIX-Mixable: yes\r\n", "header mode, token H1")
+	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost"}, m1)
+	m2 := mail("plain", "", "header mode, token H2")
+	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost"}, m2)
+	if n := e.inboxWith("token H1", 40*time.Second); n != 1 {
+		t.Fatalf("bob's INBOX holds %d copies of the mixable message, want 1", n)
+	}
+	if n := e.sinkWith("token H2", 20*time.Second); n != 1 {
+		t.Fatalf("the sink holds %d copies of the plain message, want 1", n)
+	}
+	if n := e.sinkWith("token H1", 0); n != 0 {
+		t.Fatal("the mixable message reached the sink")
+	}
+	if n := e.countLog("re-injected"); n != 0 {
+		t.Fatalf("the filter re-injected %d messages; in header mode it should see only mixable mail", n)
 	}
 }
