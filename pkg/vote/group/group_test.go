@@ -1,0 +1,169 @@
+package group
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/bytetree"
+)
+
+// pointSeeds returns the encodings of the points found in testdata/*.bt (each file is a node
+// of points, as FullPublicKey.bt is).
+func pointSeeds(t testing.TB) [][]byte {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join("testdata", "*.bt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := bytetree.Parse(b, bytetree.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range tr.Children() {
+			out = append(out, c.Encode())
+		}
+	}
+	return out
+}
+
+func TestPointSeedsNotEmpty(t *testing.T) {
+	if len(pointSeeds(t)) == 0 {
+		t.Fatal("no seed points in testdata")
+	}
+}
+
+func TestGeneratorMatchesVerificatumFile(t *testing.T) {
+	// FullPublicKey.bt is node(g, y) as written by Verificatum: g must encode exactly as ours.
+	if !bytes.Equal(pointSeeds(t)[0], Generator().Tree().Encode()) {
+		t.Fatal("standard generator encodes differently from Verificatum's")
+	}
+}
+
+func TestElementRoundTrip(t *testing.T) {
+	for _, e := range []*Element{Identity(), Generator(), new(Element).BaseExp(ScalarFromUint(12345))} {
+		got, err := ElementFromTree(e.Tree())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.Equal(e) {
+			t.Fatal("round trip changed the point")
+		}
+	}
+	id := Identity().Tree()
+	if !bytes.Equal(id.Children()[0].Data(), bytes.Repeat([]byte{0xff}, CoordLen)) {
+		t.Fatal("identity is not encoded as all 0xff")
+	}
+}
+
+func TestElementFromTreeRefuses(t *testing.T) {
+	g := Generator().Tree()
+	x, y := g.Children()[0].Data(), g.Children()[1].Data()
+	offCurve := append([]byte(nil), y...)
+	offCurve[CoordLen-1] ^= 1
+	highByte := append([]byte(nil), x...)
+	highByte[0] = 1
+	pBytes := make([]byte, CoordLen)
+	fieldP.FillBytes(pBytes[1:])
+	cases := map[string]*bytetree.Tree{
+		"leaf":           bytetree.Leaf(x),
+		"three children": bytetree.Node(bytetree.Leaf(x), bytetree.Leaf(y), bytetree.Leaf(y)),
+		"short x":        bytetree.Node(bytetree.Leaf(x[1:]), bytetree.Leaf(y)),
+		"off curve":      bytetree.Node(bytetree.Leaf(x), bytetree.Leaf(offCurve)),
+		"x above 2^256":  bytetree.Node(bytetree.Leaf(highByte), bytetree.Leaf(y)),
+		"x = p":          bytetree.Node(bytetree.Leaf(pBytes), bytetree.Leaf(y)),
+		"half infinity":  bytetree.Node(bytetree.Leaf(bytes.Repeat([]byte{0xff}, CoordLen)), bytetree.Leaf(y)),
+	}
+	for name, tr := range cases {
+		if _, err := ElementFromTree(tr); !errors.Is(err, ErrEncoding) {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+}
+
+func TestScalarEncoding(t *testing.T) {
+	s, err := RandomScalar(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ScalarFromTree(s.Tree())
+	if err != nil || !got.Equal(s) {
+		t.Fatalf("round trip: %v", err)
+	}
+	qb := make([]byte, ScalarLen)
+	orderQ.FillBytes(qb[1:])
+	for name, b := range map[string][]byte{"q": qb, "short": qb[1:], "sign byte": append([]byte{1}, qb[1:]...)} {
+		if _, err := ScalarFromTree(bytetree.Leaf(b)); !errors.Is(err, ErrEncoding) {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+}
+
+func TestScalarArithmetic(t *testing.T) {
+	a, _ := RandomScalar(rand.Reader)
+	b, _ := RandomScalar(rand.Reader)
+	want := new(big.Int).Mul(a.Big(), b.Big())
+	want.Add(want, a.Big()).Sub(want, b.Big()).Mod(want, orderQ)
+	got := new(Scalar).Mul(a, b)
+	got.Add(got, a).Sub(got, b)
+	if got.Big().Cmp(want) != 0 {
+		t.Fatal("a*b + a - b differs from math/big")
+	}
+	// g^(a+b) = g^a g^b and g^(-a) g^a = 1.
+	lhs := new(Element).BaseExp(new(Scalar).Add(a, b))
+	rhs := new(Element).Mul(new(Element).BaseExp(a), new(Element).Exp(Generator(), b))
+	if !lhs.Equal(rhs) {
+		t.Fatal("exponent homomorphism fails")
+	}
+	if !new(Element).Mul(new(Element).BaseExp(new(Scalar).Neg(a)), new(Element).BaseExp(a)).IsIdentity() {
+		t.Fatal("g^-a g^a is not the identity")
+	}
+	a.Wipe()
+	if a.Big().Sign() != 0 {
+		t.Fatal("wipe left a non-zero scalar")
+	}
+}
+
+func TestMultiExp(t *testing.T) {
+	const n = 50
+	bases := make([]*Element, n)
+	exps := make([]*Scalar, n)
+	want := Identity()
+	for i := range bases {
+		bases[i] = new(Element).BaseExp(ScalarFromUint(uint(i + 2)))
+		exps[i], _ = RandomScalar(rand.Reader)
+		want.Mul(want, new(Element).Exp(bases[i], exps[i]))
+	}
+	if !MultiExp(bases, exps).Equal(want) {
+		t.Fatal("parallel multi-exponentiation differs from the sequential product")
+	}
+}
+
+func FuzzElementFromTree(f *testing.F) {
+	for _, b := range pointSeeds(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tr, err := bytetree.Parse(b, bytetree.Limits{MaxBytes: 1 << 10, MaxDepth: 4})
+		if err != nil {
+			return
+		}
+		e, err := ElementFromTree(tr)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(e.Tree().Encode(), b) {
+			t.Fatal("a decoded point did not re-encode to the same bytes")
+		}
+	})
+}
