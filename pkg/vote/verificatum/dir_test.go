@@ -46,7 +46,7 @@ func TestVerifyDirRejectsBadShuffle(t *testing.T) {
 	if res == nil || len(res.Mixers) != 1 || !errors.Is(res.Mixers[0].Err, ErrProofInvalid) {
 		t.Fatalf("unexpected result %+v", res)
 	}
-	if !strings.Contains(err.Error(), "mixer 01") {
+	if !strings.Contains(err.Error(), "mixer 01") || !strings.Contains(err.Error(), "5 of 5 verification equations fail") {
 		t.Fatalf("error does not name the mixer: %v", err)
 	}
 	t.Log(err)
