@@ -1,0 +1,443 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	_ "modernc.org/sqlite"             // registers "sqlite"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/dp"
+	"github.com/panoramix-mixnet/panoramix/pkg/survey"
+)
+
+// Drivers.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
+
+// Errors of the store; test with errors.Is.
+var (
+	ErrUnknownSurvey = errors.New("store: no such survey")
+	ErrClosed        = errors.New("store: survey closed")
+	ErrExists        = errors.New("store: another survey has that name")
+)
+
+// Store is an open survey database. It is safe for concurrent use.
+type Store struct {
+	db     *sql.DB
+	driver string
+	now    func() time.Time
+}
+
+// sqlitePragmas make every commit durable (WAL synced at each commit) and let mixctl and mixd
+// share the file.
+const sqlitePragmas = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=foreign_keys(1)&_txlock=immediate"
+
+// Open opens (creating and migrating as needed) the database: for SQLite, dsn is a file path;
+// for PostgreSQL a pgx connection string ("postgres://..." or "host=... dbname=...").
+func Open(ctx context.Context, driver, dsn string) (*Store, error) {
+	var db *sql.DB
+	var err error
+	switch driver {
+	case SQLite:
+		if dsn == "" || strings.ContainsAny(dsn, "?#") {
+			return nil, fmt.Errorf("store: sqlite path %q: want a file path", dsn)
+		}
+		db, err = sql.Open("sqlite", "file:"+dsn+"?"+sqlitePragmas)
+		if err == nil {
+			// One writer at a time is all SQLite does; one connection avoids lock upgrades.
+			db.SetMaxOpenConns(1)
+		}
+	case Postgres:
+		if dsn == "" {
+			return nil, errors.New("store: postgres needs a dsn")
+		}
+		db, err = sql.Open("pgx", dsn)
+		if err == nil {
+			db.SetMaxOpenConns(8)
+		}
+	default:
+		return nil, fmt.Errorf("store: database %q: want %q or %q", driver, SQLite, Postgres)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", driver, err)
+	}
+	s := &Store{db: db, driver: driver, now: time.Now}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: connect to %s: %w", driver, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Driver returns SQLite or Postgres.
+func (s *Store) Driver() string { return s.driver }
+
+// q adapts a query written with ? placeholders to the driver.
+func (s *Store) q(query string) string {
+	if s.driver != Postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// migrations are applied in order, each once, in its own transaction. {blob} and {int} are the
+// driver's byte-string and 64-bit integer types. Never edit one: add another.
+var migrations = []string{
+	`CREATE TABLE surveys (
+		name TEXT PRIMARY KEY,
+		survey_id {blob} NOT NULL UNIQUE,
+		signed {blob} NOT NULL,
+		budget {int} NOT NULL,
+		spent {int} NOT NULL DEFAULT 0,
+		closed {int} NOT NULL DEFAULT 0,
+		opened_at {int} NOT NULL
+	);
+	CREATE TABLE submissions (
+		survey TEXT NOT NULL REFERENCES surveys(name),
+		submission_id {blob} NOT NULL,
+		received_at {int} NOT NULL,
+		raw {blob} NOT NULL,
+		PRIMARY KEY (survey, submission_id)
+	);
+	CREATE TABLE answers (
+		survey TEXT NOT NULL,
+		submission_id {blob} NOT NULL,
+		question {int} NOT NULL,
+		value {int} NOT NULL,
+		PRIMARY KEY (survey, submission_id, question),
+		FOREIGN KEY (survey, submission_id) REFERENCES submissions(survey, submission_id)
+	);
+	CREATE INDEX answers_question ON answers (survey, question, value);
+	CREATE TABLE releases (
+		survey TEXT NOT NULL REFERENCES surveys(name),
+		seq {int} NOT NULL,
+		released_at {int} NOT NULL,
+		kind TEXT NOT NULL,
+		question TEXT NOT NULL,
+		epsilon {int} NOT NULL,
+		result TEXT NOT NULL,
+		PRIMARY KEY (survey, seq)
+	)`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	blob, integer := "BLOB", "INTEGER"
+	if s.driver == Postgres {
+		blob, integer = "BYTEA", "BIGINT"
+	}
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version `+integer+` PRIMARY KEY, applied_at `+integer+` NOT NULL)`); err != nil {
+		return fmt.Errorf("store: create schema_migrations: %w", err)
+	}
+	for i, m := range migrations {
+		version := i + 1
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if s.driver == Postgres {
+				// Two processes migrating at once take turns.
+				if _, err := tx.ExecContext(ctx, `LOCK TABLE schema_migrations IN EXCLUSIVE MODE`); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			sqlText := strings.NewReplacer("{blob}", blob, "{int}", integer).Replace(m)
+			for _, stmt := range strings.Split(sqlText, ";") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return err
+				}
+			}
+			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), version, s.now().Unix())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: migration %d: %w", version, err)
+		}
+	}
+	var newest int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&newest); err != nil {
+		return fmt.Errorf("store: read schema version: %w", err)
+	}
+	if newest > len(migrations) {
+		return fmt.Errorf("store: database schema version %d is newer than this program's %d: upgrade the program", newest, len(migrations))
+	}
+	return nil
+}
+
+// SchemaVersion is the version the migrations bring a database to.
+func SchemaVersion() int { return len(migrations) }
+
+func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := f(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// OpenSurvey records a signed survey so that the service accepts submissions to it. Opening
+// the same survey again does nothing; opening another survey under a taken name is ErrExists.
+func (s *Store) OpenSurvey(ctx context.Context, sv *survey.Signed) error {
+	id := sv.ID()
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var have []byte
+		err := tx.QueryRowContext(ctx, s.q(`SELECT survey_id FROM surveys WHERE name = ?`), sv.Definition.Name).Scan(&have)
+		switch {
+		case err == nil && string(have) == string(id[:]):
+			return nil
+		case err == nil:
+			return fmt.Errorf("%w: %q", ErrExists, sv.Definition.Name)
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("store: look up survey: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, s.q(`INSERT INTO surveys (name, survey_id, signed, budget, opened_at) VALUES (?, ?, ?, ?, ?)`),
+			sv.Definition.Name, id[:], sv.Marshal(), int64(sv.Definition.Budget), s.now().Unix())
+		if err != nil {
+			return fmt.Errorf("store: open survey: %w", err)
+		}
+		return nil
+	})
+}
+
+// CloseSurvey stops the survey's collection: later submissions are refused.
+func (s *Store) CloseSurvey(ctx context.Context, name string) error {
+	r, err := s.db.ExecContext(ctx, s.q(`UPDATE surveys SET closed = 1 WHERE name = ?`), name)
+	if err != nil {
+		return fmt.Errorf("store: close survey: %w", err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: %q", ErrUnknownSurvey, name)
+	}
+	return nil
+}
+
+// Info is what the store knows of a survey.
+type Info struct {
+	Signed      *survey.Signed
+	Closed      bool
+	Budget      dp.Epsilon
+	Spent       dp.Epsilon
+	Submissions int64
+	OpenedAt    time.Time
+}
+
+// Remaining is the budget not yet spent.
+func (i *Info) Remaining() dp.Epsilon { return i.Budget - i.Spent }
+
+// Survey returns a survey's record, or ErrUnknownSurvey.
+func (s *Store) Survey(ctx context.Context, name string) (*Info, error) {
+	var raw []byte
+	var budget, spent, closed, opened int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT signed, budget, spent, closed, opened_at FROM surveys WHERE name = ?`), name).Scan(&raw, &budget, &spent, &closed, &opened)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownSurvey, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read survey: %w", err)
+	}
+	sv, err := survey.ParseSigned(raw)
+	if err != nil {
+		return nil, fmt.Errorf("store: stored survey %q: %w", name, err)
+	}
+	info := &Info{Signed: sv, Closed: closed != 0, Budget: dp.Epsilon(budget), Spent: dp.Epsilon(spent), OpenedAt: time.Unix(opened, 0)}
+	if err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM submissions WHERE survey = ?`), name).Scan(&info.Submissions); err != nil {
+		return nil, fmt.Errorf("store: count submissions: %w", err)
+	}
+	return info, nil
+}
+
+// Surveys lists the survey names.
+func (s *Store) Surveys(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT name FROM surveys ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list surveys: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// Item is one submission to insert.
+type Item struct {
+	Survey     string
+	Submission *survey.Submission
+	// Raw is the submission's encoding, kept for audit and export.
+	Raw        []byte
+	ReceivedAt time.Time
+}
+
+// Result is what became of one Item.
+type Result int
+
+// Results of InsertBatch.
+const (
+	Inserted  Result = iota // stored now
+	Duplicate               // already stored (same survey and submission id): nothing changed
+	Unknown                 // no such survey
+	Closed                  // the survey is closed
+)
+
+func (r Result) String() string {
+	return [...]string{"inserted", "duplicate", "unknown survey", "closed"}[r]
+}
+
+// InsertBatch stores the items in one transaction (so they share its commit) and returns what
+// became of each. Items refused or duplicated change nothing. When it returns without error
+// every Inserted item is durable. The caller validates each submission against its survey
+// first.
+func (s *Store) InsertBatch(ctx context.Context, items []Item) ([]Result, error) {
+	res := make([]Result, len(items))
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		state := map[string]Result{}
+		for i, it := range items {
+			st, ok := state[it.Survey]
+			if !ok {
+				var closed int64
+				err := tx.QueryRowContext(ctx, s.q(`SELECT closed FROM surveys WHERE name = ?`), it.Survey).Scan(&closed)
+				switch {
+				case errors.Is(err, sql.ErrNoRows):
+					st = Unknown
+				case err != nil:
+					return err
+				case closed != 0:
+					st = Closed
+				default:
+					st = Inserted
+				}
+				state[it.Survey] = st
+			}
+			if st != Inserted {
+				res[i] = st
+				continue
+			}
+			sub := it.Submission
+			r, err := tx.ExecContext(ctx, s.q(`INSERT INTO submissions (survey, submission_id, received_at, raw) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+				it.Survey, sub.ID[:], it.ReceivedAt.Unix(), it.Raw)
+			if err != nil {
+				return err
+			}
+			if n, err := r.RowsAffected(); err != nil {
+				return err
+			} else if n == 0 {
+				res[i] = Duplicate
+				continue
+			}
+			for q, a := range sub.Answers {
+				if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO answers (survey, submission_id, question, value) VALUES (?, ?, ?, ?)`), it.Survey, sub.ID[:], q, a.Value); err != nil {
+					return err
+				}
+			}
+			res[i] = Inserted
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: insert submissions: %w", err)
+	}
+	return res, nil
+}
+
+// Insert stores one submission: InsertBatch of one item.
+func (s *Store) Insert(ctx context.Context, it Item) (Result, error) {
+	r, err := s.InsertBatch(ctx, []Item{it})
+	if err != nil {
+		return 0, err
+	}
+	return r[0], nil
+}
+
+// Row is one stored submission.
+type Row struct {
+	ID         survey.SubmissionID
+	ReceivedAt time.Time
+	// Values holds one value per question, in question order.
+	Values []int64
+}
+
+// Rows calls f for every stored submission of the survey, in submission id order.
+func (s *Store) Rows(ctx context.Context, name string, f func(*Row) error) error {
+	info, err := s.Survey(ctx, name)
+	if err != nil {
+		return err
+	}
+	nq := len(info.Signed.Definition.Questions)
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT s.submission_id, s.received_at, a.question, a.value FROM submissions s JOIN answers a ON a.survey = s.survey AND a.submission_id = s.submission_id WHERE s.survey = ? ORDER BY s.submission_id, a.question`), name)
+	if err != nil {
+		return fmt.Errorf("store: read rows: %w", err)
+	}
+	defer rows.Close()
+	var cur *Row
+	flush := func() error {
+		if cur == nil {
+			return nil
+		}
+		if len(cur.Values) != nq {
+			return fmt.Errorf("store: submission %s has %d answers, want %d", cur.ID, len(cur.Values), nq)
+		}
+		return f(cur)
+	}
+	for rows.Next() {
+		var id []byte
+		var at, q, v int64
+		if err := rows.Scan(&id, &at, &q, &v); err != nil {
+			return fmt.Errorf("store: read rows: %w", err)
+		}
+		if cur == nil || string(cur.ID[:]) != string(id) {
+			if err := flush(); err != nil {
+				return err
+			}
+			cur = &Row{ReceivedAt: time.Unix(at, 0)}
+			copy(cur.ID[:], id)
+		}
+		if q != int64(len(cur.Values)) {
+			return fmt.Errorf("store: submission %s: answer %d out of order", cur.ID, q)
+		}
+		cur.Values = append(cur.Values, v)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: read rows: %w", err)
+	}
+	return flush()
+}
