@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
@@ -504,4 +506,61 @@ func (w *imapWatcher) count() (int, error) {
 		return 0, err
 	}
 	return int(*d.NumMessages), nil
+}
+
+// With bob's OpenPGP key in alice's keyring, the mail reaches bob as PGP/MIME and decrypts
+// with bob's key to the original body.
+func TestPGPMIME(t *testing.T) {
+	bobKey, err := openpgp.NewEntity("Bob", "", "bob@beta.localhost", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	aw, _ := armor.Encode(&pub, openpgp.PublicKeyType, nil)
+	bobKey.Serialize(aw)
+	aw.Close()
+	keyring := filepath.Join(t.TempDir(), "keyring.asc")
+	os.WriteFile(keyring, pub.Bytes(), 0o600)
+	o := fastProxy
+	o.Keyring = keyring
+	m := startMailnet(t, testParams(), 1, o, fastProxy)
+	data := "From: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\nSubject: sealed\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nonly bob reads this\r\n"
+	c, err := smtp.Dial(m.alice.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("alice@alpha.localhost", []string{"bob@beta.localhost"}, strings.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	got := waitInbox(t, m.bob, 1, 30*time.Second, 0)
+	if strings.Contains(got[0], "only bob reads this") {
+		t.Fatal("plaintext reached the mailbox")
+	}
+	msg, err := mail.ReadMessage(strings.NewReader(got[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, params, _ := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if mt != "multipart/encrypted" || msg.Header.Get("Subject") != "sealed" {
+		t.Fatalf("delivered %q, subject %q", mt, msg.Header.Get("Subject"))
+	}
+	r := multipart.NewReader(msg.Body, params["boundary"])
+	r.NextPart()
+	p2, err := r.NextPart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, err := armor.Decode(p2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := openpgp.ReadMessage(blk.Body, openpgp.EntityList{bobKey}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, _ := io.ReadAll(md.UnverifiedBody)
+	if string(inner) != "Content-Type: text/plain; charset=utf-8\r\n\r\nonly bob reads this\r\n" {
+		t.Errorf("decrypted %q", inner)
+	}
 }

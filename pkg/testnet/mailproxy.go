@@ -24,6 +24,8 @@ type MailproxyOptions struct {
 	RetrieveInterval time.Duration
 	// MaxMessageSize is [smtp] max_message_size.
 	MaxMessageSize int
+	// Keyring is the account's OpenPGP keyring file (armored public keys).
+	Keyring string
 }
 
 // Mailproxy is one user's running mailproxy (the real binary, from Options.BinDir).
@@ -74,6 +76,9 @@ func (n *Net) StartMailproxy(ctx context.Context, address, password string, o Ma
 	fmt.Fprintf(&b, "\n[directory]\nurls = [%q]\nauthorities = [%q]\nthreshold = 1\nepoch_length = %q\n", n.DirURL, n.Authority.String(), n.params.EpochLength.String())
 	fmt.Fprintf(&b, "\n[[accounts]]\naddress = %q\nlink_key_file = %q\nretry_budget = %d\nack_slack = %q\nretrieve_interval = %q\n",
 		address, filepath.Join(m.DataDir, user+".link.key"), o.RetryBudget, o.AckSlack.String(), o.RetrieveInterval.String())
+	if o.Keyring != "" {
+		fmt.Fprintf(&b, "keyring = %q\n", o.Keyring)
+	}
 	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
 		return nil, err
 	}

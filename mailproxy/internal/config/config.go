@@ -106,6 +106,26 @@ type Account struct {
 	// RetrieveInterval is the fixed interval between retrieves of ACKs from the provider; 0 is
 	// the engine's default (250ms). Its rate must exceed the network's lambda_P + lambda_L.
 	RetrieveInterval time.Duration `mapstructure:"retrieve_interval"`
+	// Keyring is an armored file of recipients' OpenPGP public keys (gpg --export --armor);
+	// empty: none. Relative to the config file's directory.
+	Keyring string `mapstructure:"keyring"`
+	// Encrypt is "if-key" (the default when empty): a mail to a recipient whose key is in the
+	// keyring is encrypted as PGP/MIME unless it is encrypted already; or "never".
+	Encrypt string `mapstructure:"encrypt"`
+}
+
+// Encryption modes of Account.Encrypt.
+const (
+	EncryptIfKey = "if-key"
+	EncryptNever = "never"
+)
+
+// EncryptMode is Encrypt with its default applied.
+func (a Account) EncryptMode() string {
+	if a.Encrypt == "" {
+		return EncryptIfKey
+	}
+	return a.Encrypt
 }
 
 // User is the local part of the account's address (its name at the provider).
@@ -173,6 +193,7 @@ func Load(path string) (*Config, error) {
 	abs(&c.StatusSocket)
 	for i := range c.Accounts {
 		abs(&c.Accounts[i].LinkKeyFile)
+		abs(&c.Accounts[i].Keyring)
 	}
 	if c.StatusSocket == "" && c.DataDir != "" {
 		c.StatusSocket = filepath.Join(c.DataDir, "status.sock")
@@ -265,6 +286,9 @@ func (a Account) validate() error {
 	}
 	if a.AckSlack < 0 {
 		return fmt.Errorf("ack_slack = %v: want 0 (default) or more", a.AckSlack)
+	}
+	if m := a.EncryptMode(); m != EncryptIfKey && m != EncryptNever {
+		return fmt.Errorf("encrypt = %q: want %q or %q", a.Encrypt, EncryptIfKey, EncryptNever)
 	}
 	if a.RetrieveInterval != 0 && (a.RetrieveInterval < 10*time.Millisecond || a.RetrieveInterval > time.Minute) {
 		return fmt.Errorf("retrieve_interval = %v: want 0 (default) or 10ms to 1m", a.RetrieveInterval)

@@ -88,6 +88,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"authority", strings.Replace(minimal(), authority, "zz", 1), "authorities[0]"},
 		{"threshold", minimal() + "[directory]\n", ""}, // duplicate table: a TOML error
 		{"smarthost", minimal() + "[smarthost]\naddress = \"nohost\"\n", "[smarthost] address"},
+		{"encrypt", minimal() + "encrypt = \"always\"\n", "accounts[0]: encrypt"},
 		{"log level", "log_level = \"loud\"\n" + minimal(), "log_level"},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/config"
+	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/message"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
@@ -24,9 +25,10 @@ const monitorInterval = 500 * time.Millisecond
 
 // account is one configured sender with its engine.
 type account struct {
-	cfg    config.Account
-	key    *keys.LinkPrivateKey
-	engine *client.Engine
+	cfg     config.Account
+	key     *keys.LinkPrivateKey
+	engine  *client.Engine
+	keyring *message.Keyring // nil: encrypt nothing
 }
 
 // Proxy is a running mailproxy. Create it with New, run it with Run, Close it after.
@@ -75,7 +77,15 @@ func New(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 			p.Close()
 			return nil, fmt.Errorf("account %s: %w", ac.Address, err)
 		}
-		p.accounts[ac.Address] = &account{cfg: ac, key: k, engine: e}
+		a := &account{cfg: ac, key: k, engine: e}
+		p.accounts[ac.Address] = a
+		if ac.Keyring != "" && ac.EncryptMode() != config.EncryptNever {
+			if a.keyring, err = message.LoadKeyring(ac.Keyring); err != nil {
+				p.Close()
+				return nil, fmt.Errorf("account %s: %w", ac.Address, err)
+			}
+			log.Info("keyring loaded", "account", ac.Address, "addresses", a.keyring.Len())
+		}
 		p.order = append(p.order, ac.Address)
 	}
 	return p, nil

@@ -157,8 +157,15 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 				continue
 			}
 		}
+		body, encrypted := data, false
+		if key, ok := a.keyring.Lookup(r.addr); ok && !m.Encrypted() {
+			encrypted = true
+			if body, err = message.EncryptPGPMIME(m, key); err != nil {
+				return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "OpenPGP encryption to <%s> failed: %v", r.addr, err)
+			}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), consensusTimeout)
-		id, err := a.engine.Send(ctx, client.Destination{Domain: r.dom, Recipient: r.user}, data)
+		id, err := a.engine.Send(ctx, client.Destination{Domain: r.dom, Recipient: r.user}, body)
 		cancel()
 		switch {
 		case errors.Is(err, client.ErrTooLarge):
@@ -174,7 +181,7 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 			// The mail is queued in the engine; only the bounce details are missing.
 			p.log.Error("record of a queued mail not stored", "id", id, "err", err)
 		}
-		p.log.Info("mail queued", "account", a.cfg.Address, "to", r.addr, "id", id, "bytes", len(data))
+		p.log.Info("mail queued", "account", a.cfg.Address, "to", r.addr, "id", id, "bytes", len(body), "pgp", encrypted)
 	}
 	if len(relay) > 0 {
 		// Last, so that a refusal here leads the mail program to resubmit a mail whose mixnet
