@@ -68,3 +68,47 @@ func TestShuffleRoundTrip(t *testing.T) {
 		t.Fatalf("replaced ciphertext: got %v", err)
 	}
 }
+
+// TestShuffleDetectsMixerCheating covers the three ways a mixer could change the ballots: each
+// must make the verifier fail with a precise error.
+func TestShuffleDetectsMixerCheating(t *testing.T) {
+	s := testSession(t)
+	pk, _ := testKey(t)
+	const n = 12
+	in := randomList(t, pk, n)
+	h, err := s.Generators(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, proof, err := s.Shuffle(rand.Reader, h, pk, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaced := append([]Ciphertext(nil), out...)
+	replaced[5] = randomList(t, pk, 1)[0]
+	duplicated := append([]Ciphertext(nil), out...)
+	duplicated[7] = duplicated[2]
+	// A re-encryption of another output: same plaintext multiset size, still a duplicate vote.
+	reencDup := append([]Ciphertext(nil), out...)
+	r, _ := group.RandomScalar(rand.Reader)
+	reencDup[7] = out[2].Mul(pk.enc(r))
+	for name, bad := range map[string][]Ciphertext{"replaced": replaced, "duplicated": duplicated, "re-encrypted duplicate": reencDup} {
+		if err := s.VerifyShuffle(h, pk, in, bad, proof); !errors.Is(err, ErrProofInvalid) {
+			t.Errorf("%s: got %v", name, err)
+		}
+	}
+	// Dropped: one ciphertext fewer is refused before any equation.
+	if err := s.VerifyShuffle(h, pk, in, out[:n-1], proof); !errors.Is(err, ErrFormat) {
+		t.Errorf("dropped: got %v", err)
+	}
+	// A mixer that proves an honest shuffle of n-1 inputs and adds a ballot of its own cannot
+	// reuse that proof for the n-ciphertext statement.
+	out2, proof2, err := s.Shuffle(rand.Reader, h[:n-1], pk, in[:n-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuffed := append(out2, randomList(t, pk, 1)[0])
+	if err := s.VerifyShuffle(h, pk, in, stuffed, proof2); err == nil {
+		t.Error("stuffed: accepted")
+	}
+}
