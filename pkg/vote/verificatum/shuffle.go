@@ -78,7 +78,7 @@ func ParseShuffleProof(permComm, commitment, reply *bytetree.Tree, n int) (*Shuf
 	if p.DPrime, err = group.ElementFromTree(c[4]); err != nil {
 		return nil, fmt.Errorf("PoS commitment D': %w", err)
 	}
-	if p.FPrime, err = ciphertextFromTree(c[5]); err != nil {
+	if p.FPrime, err = CiphertextFromTree(c[5]); err != nil {
 		return nil, fmt.Errorf("PoS commitment F': %w", err)
 	}
 	if reply.IsLeaf() || reply.Len() != 6 {

@@ -28,7 +28,8 @@ func (c Ciphertext) Mul(d Ciphertext) Ciphertext {
 // Equal reports componentwise equality.
 func (c Ciphertext) Equal(d Ciphertext) bool { return c.U.Equal(d.U) && c.V.Equal(d.V) }
 
-func ciphertextFromTree(t *bytetree.Tree) (Ciphertext, error) {
+// CiphertextFromTree decodes node(U, V).
+func CiphertextFromTree(t *bytetree.Tree) (Ciphertext, error) {
 	if t.IsLeaf() || t.Len() != 2 {
 		return Ciphertext{}, fmt.Errorf("%w: a ciphertext must be a node of two points", ErrFormat)
 	}
