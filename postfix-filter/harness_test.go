@@ -117,7 +117,9 @@ const (
 	filterHeader = "main.cf-filter-header"
 )
 
-func startEnv(tb testing.TB, logLevel, mode string) *env {
+// startEnv starts a testnet whose clients send at lambdaP (fragments per second), the filter
+// with log level logLevel, and Postfix filtering in mode.
+func startEnv(tb testing.TB, logLevel, mode string, lambdaP float64) *env {
 	tb.Helper()
 	needPostfix(tb)
 	bin := buildBinaries(tb)
@@ -127,7 +129,7 @@ func startEnv(tb testing.TB, logLevel, mode string) *env {
 	p.EpochLength = 5 * time.Second
 	p.MeanDelay = 20 * time.Millisecond
 	p.MaxDelay = 200 * time.Millisecond
-	p.LambdaP = 20 // the filter sends many messages; cover traffic scales with it
+	p.LambdaP = lambdaP
 	p.LambdaM = 2
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

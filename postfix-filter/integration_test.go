@@ -18,7 +18,7 @@ func mail(subject, extra, body string) string {
 // unchanged; a message to both kinds of domain goes both ways; with the filter's provider down
 // Postfix defers and delivers once it is back, exactly once; an oversize message bounces.
 func TestThroughPostfix(t *testing.T) {
-	e := startEnv(t, "debug", filterAll)
+	e := startEnv(t, "debug", filterAll, 20)
 
 	// 1. Mixable, participating domain: IMAP, header removed, not at the sink.
 	m1 := mail("mixed one", "X-PANORAMIX-Mixable: yes\r\n", "through the mixnet, token M1")
@@ -112,7 +112,7 @@ func TestThroughPostfix(t *testing.T) {
 // Only messages with the header go to the filter (contrib/postfix/main.cf-filter-header): mixable
 // mail reaches the IMAP mailbox, other mail the sink without passing through the filter.
 func TestHeaderChecksMode(t *testing.T) {
-	e := startEnv(t, "debug", filterHeader)
+	e := startEnv(t, "debug", filterHeader, 20)
 	m1 := mail("mixed", "X-PANORAMIX-Mixable: yes\r\n", "header mode, token H1")
 	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost"}, m1)
 	m2 := mail("plain", "", "header mode, token H2")

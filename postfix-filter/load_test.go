@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 )
 
 // writeLoadMessage writes a message file for smtp-source -F (LF line ends; smtp-source sends
@@ -48,7 +50,7 @@ func (e *env) waitQueueEmpty(timeout time.Duration) {
 // mixable message is queued for the mixnet exactly once and reaches bob's INBOX exactly once;
 // every plain one reaches the sink exactly once.
 func TestLoadExactlyOnce(t *testing.T) {
-	e := startEnv(t, "info", filterAll)
+	e := startEnv(t, "info", filterAll, 20)
 	const nMix, nPlain = 150, 100
 	mixFile := writeLoadMessage(t, e.dir, "tokenLOADMIX", true)
 	plainFile := writeLoadMessage(t, e.dir, "tokenLOADPLAIN", false)
@@ -96,7 +98,7 @@ func TestLoadExactlyOnce(t *testing.T) {
 // has queued the last one in the client engine (durable, fsync'd) and answered 250. Run with
 // -benchtime 1x: one iteration is messagesPerRun messages.
 func BenchmarkPostfixIntoMixnetQueue(b *testing.B) {
-	e := startEnv(b, "info", filterAll)
+	e := startEnv(b, "info", filterAll, pki.DefaultParameters().LambdaP)
 	const messagesPerRun = 2000
 	file := writeLoadMessage(b, e.dir, "tokenBENCH", true)
 	total := 0
@@ -125,7 +127,7 @@ func BenchmarkPostfixIntoMixnetQueue(b *testing.B) {
 // the last one is queued in the client engine and answered 250. Comparing it with
 // BenchmarkPostfixIntoMixnetQueue separates the filter's cost from Postfix's.
 func BenchmarkFilterDirect(b *testing.B) {
-	e := startEnv(b, "info", filterAll)
+	e := startEnv(b, "info", filterAll, pki.DefaultParameters().LambdaP)
 	const messagesPerRun, sessions = 2000, 10
 	body := strings.Repeat("A line of load test mail, about a kilobyte in all.\r\n", 20)
 	total := 0
