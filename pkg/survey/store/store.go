@@ -348,11 +348,23 @@ func (s *Store) InsertBatch(ctx context.Context, items []Item) ([]Result, error)
 				}
 				state[it.Survey] = st
 			}
+			sub := it.Submission
+			if st == Closed {
+				// A retransmission of a submission stored before the survey closed is still
+				// a duplicate: its sender must learn it was stored.
+				var n int
+				if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM submissions WHERE survey = ? AND submission_id = ?`), it.Survey, sub.ID[:]).Scan(&n); err != nil {
+					return err
+				}
+				if n > 0 {
+					res[i] = Duplicate
+					continue
+				}
+			}
 			if st != Inserted {
 				res[i] = st
 				continue
 			}
-			sub := it.Submission
 			r, err := tx.ExecContext(ctx, s.q(`INSERT INTO submissions (survey, submission_id, received_at, raw) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`),
 				it.Survey, sub.ID[:], it.ReceivedAt.Unix(), it.Raw)
 			if err != nil {
@@ -386,6 +398,15 @@ func (s *Store) Insert(ctx context.Context, it Item) (Result, error) {
 		return 0, err
 	}
 	return r[0], nil
+}
+
+// Has reports whether a submission is stored.
+func (s *Store) Has(ctx context.Context, name string, id survey.SubmissionID) (bool, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM submissions WHERE survey = ? AND submission_id = ?`), name, id[:]).Scan(&n); err != nil {
+		return false, fmt.Errorf("store: look up submission: %w", err)
+	}
+	return n > 0, nil
 }
 
 // Row is one stored submission.

@@ -128,6 +128,12 @@ func TestStore(t *testing.T) {
 			}
 		}
 		check(KindCount, "", 3)
+		if has, err := s.Has(ctx, "commute", items[1].Submission.ID); err != nil || !has {
+			t.Errorf("Has stored: %v %v", has, err)
+		}
+		if has, err := s.Has(ctx, "commute", survey.SubmissionID{0xff}); err != nil || has {
+			t.Errorf("Has not stored: %v %v", has, err)
+		}
 		check(KindHistogram, "mode", 1, 0, 2)
 		check(KindHistogram, "remote", 1, 2)
 		check(KindSum, "minutes", 220)
@@ -153,6 +159,9 @@ func TestStore(t *testing.T) {
 		}
 		if r, err := s.Insert(ctx, item(t, sv, 9, 0, 1, 0, 0)); err != nil || r != Closed {
 			t.Fatalf("closed survey: %v %v", r, err)
+		}
+		if r, err := s.Insert(ctx, items[2]); err != nil || r != Duplicate {
+			t.Fatalf("retransmission after closing: %v %v", r, err)
 		}
 		if err := s.CloseSurvey(ctx, "nope"); !errors.Is(err, ErrUnknownSurvey) {
 			t.Errorf("close unknown: %v", err)
@@ -292,4 +301,3 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Error("newer schema accepted")
 	}
 }
-

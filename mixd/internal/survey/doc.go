@@ -1,0 +1,11 @@
+// Package survey is the provider's survey service (docs/spec/survey.md section 5): it takes
+// the fragments that arrive for service "survey", parses the submission each one carries,
+// validates it against the signed survey the aggregator opened in the store, stores it durably
+// (pkg/survey/store, SQLite or PostgreSQL) and only then acknowledges it through the SURB with
+// the ACK of docs/spec/fragment.md section 3. Retransmissions are recognised by submission id
+// and acknowledged again; refusals store nothing.
+//
+// Concurrent deliveries share database commits: a single writer goroutine (Run) takes every
+// submission waiting when a commit starts into the next transaction (group commit), so the
+// insert rate is not bounded by one fsync per submission.
+package survey

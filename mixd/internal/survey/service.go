@@ -1,0 +1,238 @@
+package survey
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/client"
+	"github.com/panoramix-mixnet/panoramix/pkg/service"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+	format "github.com/panoramix-mixnet/panoramix/pkg/survey"
+	"github.com/panoramix-mixnet/panoramix/pkg/survey/store"
+)
+
+// Name is the service name senders put in the Recipient command.
+const Name = "survey"
+
+// maxBatch bounds the submissions one commit takes.
+const maxBatch = 512
+
+// Config configures a Service.
+type Config struct {
+	// Store holds the surveys and receives the submissions.
+	Store *store.Store
+	// Geometry fixes the fragment capacity; it must carry a whole submission in one fragment.
+	Geometry sphinx.Geometry
+	// Logger receives the service's log lines; nil discards them.
+	Logger *slog.Logger
+}
+
+// Service is the survey service. Deliver is safe for concurrent use and needs Run running.
+type Service struct {
+	st       *store.Store
+	log      *slog.Logger
+	capacity int
+	now      func() time.Time
+
+	mu      sync.Mutex
+	surveys map[string]*format.Signed // definitions never change under a name
+
+	queue chan *pending
+}
+
+// pending is a submission waiting for the writer.
+type pending struct {
+	item store.Item
+	done chan struct{}
+	res  store.Result
+	err  error
+}
+
+// New checks cfg.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("survey: no store")
+	}
+	if err := cfg.Geometry.Validate(); err != nil {
+		return nil, fmt.Errorf("survey: %w", err)
+	}
+	c := client.FragmentCapacity(cfg.Geometry)
+	if c < format.MaxSubmissionSize {
+		return nil, fmt.Errorf("survey: geometry %v carries %d bytes per fragment, less than a submission's %d", cfg.Geometry, c, format.MaxSubmissionSize)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{st: cfg.Store, log: log, capacity: c, now: time.Now, surveys: map[string]*format.Signed{}, queue: make(chan *pending, maxBatch)}, nil
+}
+
+var _ service.Service = (*Service)(nil)
+
+// Name returns "survey".
+func (s *Service) Name() string { return Name }
+
+// Run writes the submissions Deliver queues until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	batch := make([]*pending, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case p := <-s.queue:
+			batch = append(batch, p)
+		}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case p := <-s.queue:
+				batch = append(batch, p)
+			default:
+				break more
+			}
+		}
+		items := make([]store.Item, len(batch))
+		for i, p := range batch {
+			items[i] = p.item
+		}
+		res, err := s.st.InsertBatch(ctx, items)
+		for i, p := range batch {
+			if err != nil {
+				p.err = err
+			} else {
+				p.res = res[i]
+			}
+			close(p.done)
+		}
+	}
+}
+
+// insert queues one item for the writer and waits for its commit.
+func (s *Service) insert(ctx context.Context, it store.Item) (store.Result, error) {
+	p := &pending{item: it, done: make(chan struct{})}
+	select {
+	case s.queue <- p:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// lookup returns the signed survey opened under name, or nil.
+func (s *Service) lookup(ctx context.Context, name string) (*format.Signed, error) {
+	s.mu.Lock()
+	sv := s.surveys[name]
+	s.mu.Unlock()
+	if sv != nil {
+		return sv, nil
+	}
+	if !format.NamePattern.MatchString(name) {
+		return nil, nil
+	}
+	info, err := s.st.Survey(ctx, name)
+	if errors.Is(err, store.ErrUnknownSurvey) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.surveys[name] = info.Signed
+	s.mu.Unlock()
+	return info.Signed, nil
+}
+
+// Deliver handles one fragment for survey req.Recipient (docs/spec/survey.md section 5). It
+// returns an error only for a failure of the service itself (database, reply); refusals are
+// answered with an ACK status and return nil.
+func (s *Service) Deliver(ctx context.Context, req *service.Request, reply service.Replier) error {
+	name := req.Recipient
+	f, err := client.ParseFragment(req.Data, s.capacity)
+	if err != nil {
+		s.log.Debug("malformed fragment", "survey", name, "err", err)
+		if id, index, ok := fragmentHeader(req.Data); ok {
+			return s.ack(ctx, reply, id, index, client.AckMalformed)
+		}
+		return nil
+	}
+	if f.TotalLength > format.MaxSubmissionSize {
+		s.log.Debug("submission too large", "survey", name, "size", f.TotalLength)
+		return s.ack(ctx, reply, f.ID, f.Index, client.AckTooLarge)
+	}
+	sv, err := s.lookup(ctx, name)
+	if err != nil {
+		return fmt.Errorf("survey: look up %q: %w", name, err)
+	}
+	if sv == nil {
+		s.log.Debug("submission for an unknown survey", "survey", name)
+		return s.ack(ctx, reply, f.ID, f.Index, client.AckUnknownRecipient)
+	}
+	sub, err := format.ParseSubmission(f.Data)
+	if err == nil {
+		err = sub.Validate(sv)
+	}
+	if err != nil {
+		s.log.Debug("invalid submission", "survey", name, "err", err)
+		return s.ack(ctx, reply, f.ID, f.Index, client.AckMalformed)
+	}
+	now := s.now()
+	if !sv.Definition.Open(now) {
+		// Outside the survey's time window only a retransmission of what was stored in it is
+		// acknowledged as stored.
+		has, err := s.st.Has(ctx, name, sub.ID)
+		if err != nil {
+			return fmt.Errorf("survey: look up submission: %w", err)
+		}
+		if has {
+			return s.ack(ctx, reply, f.ID, f.Index, client.AckStored)
+		}
+		s.log.Debug("submission outside the survey's time window", "survey", name)
+		return s.ack(ctx, reply, f.ID, f.Index, client.AckUnknownRecipient)
+	}
+	res, err := s.insert(ctx, store.Item{Survey: name, Submission: sub, Raw: f.Data, ReceivedAt: now})
+	if err != nil {
+		return fmt.Errorf("survey: store submission to %q: %w", name, err)
+	}
+	switch res {
+	case store.Inserted, store.Duplicate:
+		return s.ack(ctx, reply, f.ID, f.Index, client.AckStored)
+	default: // closed, or gone
+		s.log.Debug("submission refused", "survey", name, "why", res)
+		return s.ack(ctx, reply, f.ID, f.Index, client.AckUnknownRecipient)
+	}
+}
+
+// ack answers through the SURB, if the request carried one.
+func (s *Service) ack(ctx context.Context, reply service.Replier, id client.MessageID, index uint16, status client.AckStatus) error {
+	if !reply.CanReply() {
+		return nil
+	}
+	a := client.Ack{ID: id, Index: index, Status: status}
+	if err := reply.Reply(ctx, a.Marshal()); err != nil {
+		return fmt.Errorf("survey: ack %s fragment %d (%s): %w", id, index, status, err)
+	}
+	return nil
+}
+
+// fragmentHeader reads the message id and index of a fragment that did not parse, so that the
+// sender can match the "malformed" ACK to what it sent.
+func fragmentHeader(b []byte) (client.MessageID, uint16, bool) {
+	var id client.MessageID
+	if len(b) < 1+client.MessageIDSize+2 {
+		return id, 0, false
+	}
+	copy(id[:], b[1:])
+	index := binary.BigEndian.Uint16(b[1+client.MessageIDSize:])
+	return id, index, index < client.MaxFragments
+}
