@@ -99,6 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	reg := prometheus.NewRegistry()
 	opts := node.Options{Logger: log, Registry: reg}
 	var m *mail
+	var sv *surveys
 	if cfg.Role == "provider" {
 		if m, err = openMail(cfg, reg, log); err != nil {
 			log.Error("cannot start", "err", err)
@@ -108,6 +109,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		opts.Services = m.services()
 		if m.store != nil {
 			opts.Accounts = accounts{m.store}
+		}
+		if sv, err = openSurvey(context.Background(), cfg, log); err != nil {
+			log.Error("cannot start", "err", err)
+			return 1
+		}
+		if sv != nil {
+			defer sv.close()
+			opts.Services = append(opts.Services, sv.service)
 		}
 	}
 	n, err := node.New(cfg, opts)
@@ -129,8 +138,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			mailErr <- err
 		}()
 	}
+	surveyDone := make(chan struct{})
+	if sv != nil {
+		go func() { sv.service.Run(ctx); close(surveyDone) }()
+	} else {
+		close(surveyDone)
+	}
 	err = n.Run(ctx)
 	cancel()
+	<-surveyDone
 	if m != nil {
 		if merr := <-mailErr; merr != nil && err == nil {
 			err = fmt.Errorf("imap: %w", merr)

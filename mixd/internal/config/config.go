@@ -54,6 +54,26 @@ type Config struct {
 	Provider      Provider  `mapstructure:"provider"`
 	Mailbox       Mailbox   `mapstructure:"mailbox"`
 	IMAP          IMAP      `mapstructure:"imap"`
+	Survey        Survey    `mapstructure:"survey"`
+}
+
+// Survey configures a provider's survey service (docs/spec/survey.md section 5).
+type Survey struct {
+	// Enabled runs the survey service on a provider.
+	Enabled bool `mapstructure:"enabled"`
+	// Database is "sqlite" (embedded, the default) or "postgres".
+	Database string `mapstructure:"database"`
+	// DSN is, for postgres, the connection string (required); for sqlite, the database file
+	// (default data_dir/survey.db; relative to the configuration file).
+	DSN string `mapstructure:"dsn"`
+}
+
+// SurveyPath is the SQLite file of the survey service.
+func (c *Config) SurveyPath() string {
+	if c.Survey.DSN != "" {
+		return c.Survey.DSN
+	}
+	return filepath.Join(c.DataDir, "survey.db")
 }
 
 // Mailbox configures a provider's mailbox service: where reassembled mail goes.
@@ -132,6 +152,7 @@ func Default() Config {
 		},
 		Provider: Provider{UserRate: 50, UserBurst: 200, QueueLimit: 10000},
 		Mailbox:  Mailbox{Backend: "embedded", LMTPNetwork: "tcp", Expiry: 24 * time.Hour, MaxMessageSize: 32 << 20},
+		Survey:   Survey{Enabled: true, Database: "sqlite"},
 	}
 }
 
@@ -153,6 +174,7 @@ func Load(path string) (*Config, error) {
 		"mailbox.expiry": d.Mailbox.Expiry, "mailbox.max_message_size": d.Mailbox.MaxMessageSize,
 		"imap.listen_address": d.IMAP.ListenAddress, "imap.tls_listen_address": d.IMAP.TLSListenAddress,
 		"imap.cert_file": d.IMAP.CertFile, "imap.key_file": d.IMAP.KeyFile, "imap.insecure_auth": d.IMAP.InsecureAuth,
+		"survey.enabled": d.Survey.Enabled, "survey.database": d.Survey.Database, "survey.dsn": d.Survey.DSN,
 	} {
 		v.SetDefault(k, val)
 	}
@@ -169,7 +191,11 @@ func Load(path string) (*Config, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	for _, p := range []*string{&c.DataDir, &c.IMAP.CertFile, &c.IMAP.KeyFile} {
+	paths := []*string{&c.DataDir, &c.IMAP.CertFile, &c.IMAP.KeyFile}
+	if c.Survey.Database == "sqlite" {
+		paths = append(paths, &c.Survey.DSN)
+	}
+	for _, p := range paths {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(filepath.Dir(path), *p)
 		}
@@ -233,8 +259,27 @@ func (c *Config) Validate() error {
 		if err := c.validateMail(); err != nil {
 			return err
 		}
+		if err := c.Survey.validate(); err != nil {
+			return err
+		}
 	} else if len(c.Provider.Domains) != 0 {
 		return errors.New("[provider] domains is set but role is \"mix\"")
+	}
+	return nil
+}
+
+func (s *Survey) validate() error {
+	switch s.Database {
+	case "sqlite":
+		if strings.ContainsAny(s.DSN, "?#") {
+			return fmt.Errorf("[survey] dsn = %q: for sqlite, a file path", s.DSN)
+		}
+	case "postgres":
+		if s.DSN == "" {
+			return errors.New("[survey] dsn is empty: name the PostgreSQL database (postgres://user@host/db or host=... dbname=...)")
+		}
+	default:
+		return fmt.Errorf("[survey] database = %q: want \"sqlite\" or \"postgres\"", s.Database)
 	}
 	return nil
 }

@@ -74,3 +74,43 @@ func TestEnvironmentOverride(t *testing.T) {
 		t.Fatalf("listen address %q", c.ListenAddress)
 	}
 }
+
+const provider = `version = 1
+role = "provider"
+data_dir = "d"
+[provider]
+domains = ["a.example"]
+[directory]
+authorities = ["d3953d7183c8c86f5a16814285a67688c6dd8937e2671fde387a918763555645"]
+`
+
+func TestSurveySection(t *testing.T) {
+	c, err := load(t, provider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Survey.Enabled || c.Survey.Database != "sqlite" || c.SurveyPath() != filepath.Join(c.DataDir, "survey.db") {
+		t.Fatalf("survey defaults: %+v %s", c.Survey, c.SurveyPath())
+	}
+	c, err = load(t, provider+"[survey]\ndsn = \"s.db\"\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(c.SurveyPath()) || filepath.Base(c.SurveyPath()) != "s.db" {
+		t.Errorf("relative sqlite path: %s", c.SurveyPath())
+	}
+	c, err = load(t, provider+"[survey]\ndatabase = \"postgres\"\ndsn = \"host=/tmp dbname=s\"\n")
+	if err != nil || c.Survey.DSN != "host=/tmp dbname=s" {
+		t.Fatalf("postgres: %+v %v", c, err)
+	}
+	for _, tc := range []struct{ text, want string }{
+		{provider + "[survey]\ndatabase = \"mysql\"\n", "[survey] database"},
+		{provider + "[survey]\ndatabase = \"postgres\"\n", "[survey] dsn"},
+		{provider + "[survey]\ndsn = \"a.db?mode=ro\"\n", "[survey] dsn"},
+		{provider + "[survey]\nbogus = 1\n", "bogus"},
+	} {
+		if _, err := load(t, tc.text); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("config %q: error %v, want it to mention %q", tc.text, err, tc.want)
+		}
+	}
+}
