@@ -564,3 +564,49 @@ func TestPGPMIME(t *testing.T) {
 		t.Errorf("decrypted %q", inner)
 	}
 }
+
+// A mix stopped (SIGKILL) while a mail is being sent, with two mixes per layer: fragments whose
+// route or SURB crossed it are not acknowledged and are retransmitted on fresh routes; the mail
+// arrives exactly once.
+func TestMixKilledMidSend(t *testing.T) {
+	o := fastProxy
+	o.AckSlack = time.Second
+	o.RetryBudget = 40
+	m := startMailnet(t, testParams(), 2, o, fastProxy)
+	body := strings.Repeat("a mix goes down. 0123456789 0123456789 0123456789 0123456789 012\r\n", 9000) // 600 KB: 39 fragments
+	data := "From: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\nSubject: mix down\r\n\r\n" + body
+	c, err := smtp.Dial(m.alice.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SendMail("alice@alpha.localhost", []string{"bob@beta.localhost"}, strings.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if msgs := statusOf(t, m.alice).Accounts[0].Messages; len(msgs) == 1 && msgs[0].Acknowledged >= 3 {
+			break
+		}
+	}
+	mix := m.Node("mix1")
+	if err := m.Kill(mix); err != nil {
+		t.Fatal(err)
+	}
+	got := waitInbox(t, m.bob, 1, 90*time.Second, 2*time.Second)
+	if len(got) != 1 || !strings.HasSuffix(got[0], "\r\n\r\n"+body) {
+		t.Fatalf("bob's INBOX holds %d messages, want exactly 1 intact", len(got))
+	}
+	var st proxy.MessageReport
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if st = statusOf(t, m.alice).Accounts[0].Messages[0]; st.State == "delivered" {
+			break
+		}
+	}
+	t.Logf("%d fragments, %d transmissions", st.Fragments, st.Transmissions)
+	if st.State != "delivered" || st.Transmissions <= st.Fragments {
+		t.Errorf("want delivered after retransmissions: %+v", st)
+	}
+	if err := m.Restart(mix); err != nil { // so that the network stops cleanly
+		t.Fatal(err)
+	}
+}
