@@ -129,4 +129,17 @@ func TestHeaderChecksMode(t *testing.T) {
 	if n := e.countLog("re-injected"); n != 0 {
 		t.Fatalf("the filter re-injected %d messages; in header mode it should see only mixable mail", n)
 	}
+
+	// A recipient the other provider does not know: its provider refuses the fragment through the
+	// SURB-ACK, the engine fails the message, and the filter bounces it to the sender.
+	m3 := mail("to nobody", "X-PANORAMIX-Mixable: yes\r\n", "header mode, token H3")
+	e.submit("alice@alpha.localhost", []string{"nobody@beta.localhost"}, m3)
+	if n := e.sinkWith("<nobody@beta.localhost>: ", 60*time.Second); n != 1 {
+		t.Fatalf("%d bounces for the unknown recipient at the sink, want 1", n)
+	}
+	for _, m := range e.sinkMessages() {
+		if strings.Contains(m, "<nobody@beta.localhost>: ") && !strings.Contains(m, "X-Rcpt-Args: <alice@alpha.localhost>") {
+			t.Fatalf("the bounce did not go to the sender:\n%s", m)
+		}
+	}
 }

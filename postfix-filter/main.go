@@ -180,9 +180,12 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	for _, f := range []func(context.Context) error{pc.Run, eng.Run, srv.Run, func(ctx context.Context) error {
-		housekeeping(ctx, eng, store, cfg.DedupRetention, log)
+		srv.Watch(ctx, eng, statusInterval)
+		return nil
+	}, func(ctx context.Context) error {
+		prune(ctx, store, cfg.DedupRetention, log.With("component", "dedup"))
 		return nil
 	}} {
 		wg.Add(1)
@@ -204,47 +207,24 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 }
 
-// housekeepingInterval is how often finished messages are logged and forgotten and old dedup
-// records pruned.
-const housekeepingInterval = 10 * time.Second
+// statusInterval is how often the engine's finished messages are looked at (logged, bounced
+// when they failed, forgotten).
+const statusInterval = 5 * time.Second
 
-// housekeeping logs the outcome of every message the engine finished and forgets it (the
-// engine keeps a status until told), and prunes dedup records past retention.
-func housekeeping(ctx context.Context, eng *client.Engine, store *dedup.Store, retention time.Duration, log *slog.Logger) {
-	t := time.NewTicker(housekeepingInterval)
+// prune deletes dedup records past retention, once an hour.
+func prune(ctx context.Context, store *dedup.Store, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
 	defer t.Stop()
-	lastPrune := time.Time{}
 	for {
+		if n, err := store.Prune(time.Now().Add(-retention)); err != nil {
+			log.Error("dedup prune", "err", err)
+		} else if n > 0 {
+			log.Info("dedup records pruned", "count", n)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		list, err := eng.List()
-		if err != nil {
-			log.Error("engine status", "err", err)
-			continue
-		}
-		for _, st := range list {
-			switch st.State {
-			case client.StateDelivered, client.StateSent:
-				log.Info("message delivered through the mixnet", "id", st.ID, "domain", st.Destination.Domain, "transmissions", st.Transmissions)
-			case client.StateFailed:
-				log.Error("message through the mixnet failed; no bounce is sent", "id", st.ID, "domain", st.Destination.Domain, "reason", st.Reason)
-			default:
-				continue
-			}
-			if err := eng.Forget(st.ID); err != nil {
-				log.Error("engine forget", "id", st.ID, "err", err)
-			}
-		}
-		if time.Since(lastPrune) > time.Hour {
-			lastPrune = time.Now()
-			if n, err := store.Prune(time.Now().Add(-retention)); err != nil {
-				log.Error("dedup prune", "err", err)
-			} else if n > 0 {
-				log.Info("dedup records pruned", "count", n)
-			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 // Package dedup remembers, durably, which (message, recipient) pairs the filter has already
 // passed on, so that a message Postfix retries after a temporary failure is not sent twice
-// (postfix-filter README, "Exactly once"). Keys are SHA-256 hashes of the envelope sender, the
+// (contrib/postfix/README.md, "Exactly once"), and, for each message in the mixnet, what the
+// filter needs to bounce it to its sender if the mixnet fails to deliver it. Keys are SHA-256 hashes of the envelope sender, the
 // recipient and the message bytes as Postfix handed them over: a retry of the same queue file
 // produces the same bytes, and two different queue files differ at least in Postfix's own
 // Received field (it carries the queue id).
@@ -57,7 +58,20 @@ type Record struct {
 	Time      time.Time `json:"time"`
 }
 
-var bucket = []byte("done")
+// Outgoing is what is kept of a message in the mixnet until it is finished: enough to tell its
+// sender if it fails.
+type Outgoing struct {
+	From      string    `json:"from"`
+	Rcpt      string    `json:"rcpt"`
+	Subject   string    `json:"subject,omitempty"`
+	MessageID string    `json:"message_id,omitempty"`
+	Time      time.Time `json:"time"`
+}
+
+var (
+	bucket       = []byte("done")
+	bucketOutbox = []byte("outbox")
+)
 
 // batchDelay is how long a Put waits for concurrent ones to share its commit (bbolt's default
 // is 10 ms, which would add 10 ms to every message's reply).
@@ -80,8 +94,12 @@ func Open(path string) (*Store, error) {
 	// Every Put holds up an SMTP reply: wait little for others to share the fsync with.
 	db.MaxBatchDelay = batchDelay
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucket)
-		return err
+		for _, b := range [][]byte{bucket, bucketOutbox} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("dedup: %w", err)
@@ -123,6 +141,54 @@ func (s *Store) Put(k Key, r Record) error {
 	return nil
 }
 
+// PutMixnet records k for a copy queued in the mixnet under r.MessageID, together with what is
+// needed to bounce it, in one commit.
+func (s *Store) PutMixnet(k Key, r Record, o Outgoing) error {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	ov, err := json.Marshal(o)
+	if err != nil {
+		return err
+	}
+	if err := s.db.Batch(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bucket).Put(k[:], v); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketOutbox).Put([]byte(r.MessageID), ov)
+	}); err != nil {
+		return fmt.Errorf("dedup: put: %w", err)
+	}
+	return nil
+}
+
+// Outgoing returns what was kept of the message with the engine id id.
+func (s *Store) Outgoing(id string) (Outgoing, bool, error) {
+	var o Outgoing
+	var found bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketOutbox).Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		found = true
+		return json.Unmarshal(v, &o)
+	})
+	if err != nil {
+		return Outgoing{}, false, fmt.Errorf("dedup: outgoing: %w", err)
+	}
+	return o, found, nil
+}
+
+// DeleteOutgoing forgets a finished message.
+func (s *Store) DeleteOutgoing(id string) error {
+	if err := s.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketOutbox).Delete([]byte(id)) }); err != nil {
+		return fmt.Errorf("dedup: delete outgoing: %w", err)
+	}
+	return nil
+}
+
 // Prune deletes the records older than before and returns how many. Postfix gives up on a
 // message after maximal_queue_lifetime (5 days by default), so records older than that can no
 // longer match a retry.
@@ -134,6 +200,16 @@ func (s *Store) Prune(before time.Time) (int, error) {
 			var r Record
 			if err := json.Unmarshal(v, &r); err != nil || r.Time.Before(before) {
 				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+		}
+		oc := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := oc.First(); k != nil; k, v = oc.Next() {
+			var o Outgoing
+			if err := json.Unmarshal(v, &o); err != nil || o.Time.Before(before) {
+				if err := oc.Delete(); err != nil {
 					return err
 				}
 				n++

@@ -81,3 +81,37 @@ func TestOpenRefusesSecondUser(t *testing.T) {
 		t.Fatal("a second Open of a store in use succeeded")
 	}
 }
+
+func TestOutgoing(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "dedup.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := NewKey("a@x", "b@y", []byte("m"))
+	now := time.Now()
+	o := Outgoing{From: "a@x", Rcpt: "b@y", Subject: "s", MessageID: "<m@x>", Time: now}
+	if err := s.PutMixnet(k, Record{Route: Mixnet, MessageID: "id1", Time: now}, o); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok, _ := s.Lookup(k); !ok || r.MessageID != "id1" {
+		t.Fatal("PutMixnet did not record the copy")
+	}
+	got, ok, err := s.Outgoing("id1")
+	if err != nil || !ok || got.From != o.From || got.Rcpt != o.Rcpt || got.Subject != o.Subject || !got.Time.Equal(now) {
+		t.Fatalf("Outgoing: %+v %v %v", got, ok, err)
+	}
+	if err := s.DeleteOutgoing("id1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.Outgoing("id1"); ok {
+		t.Fatal("deleted outgoing record still there")
+	}
+	if err := s.PutMixnet(NewKey("a", "b", nil), Record{Route: Mixnet, MessageID: "old", Time: now.Add(-48 * time.Hour)},
+		Outgoing{Time: now.Add(-48 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Prune(now.Add(-24 * time.Hour)); err != nil || n != 2 {
+		t.Fatalf("prune removed %d (%v), want the old copy and its outgoing record", n, err)
+	}
+}

@@ -21,6 +21,10 @@
 // scan_destination_recipient_limit = 1 (contrib/postfix/master.cf) keeps each transaction to one
 // recipient all the same, so that one recipient's temporary failure never delays another's.
 //
+// Mail the mixnet fails to deliver (the engine's status says failed, for example an unknown
+// recipient or no ACK after the retry budget) is bounced to its sender through the re-injection
+// smtpd by Watch, which also forgets finished messages in the engine.
+//
 // What remains: a crash between the engine's commit and the record's commit sends that copy
 // twice on the retry (the window is one fsync); the engine could close it by taking an
 // idempotency key in Send.

@@ -211,12 +211,14 @@ func (ss *session) Data(r io.Reader) error {
 
 	marker := message.Absent
 	var stripped []byte
+	var subject, msgID string
 	if m, err := message.Parse(data); err != nil {
 		s.log.Debug("header section not readable; message goes back to Postfix unchanged", "err", err)
 	} else {
 		marker = m.Marker()
 		if marker == message.Mixable {
 			stripped = m.Strip()
+			subject, msgID = m.Value("Subject"), m.Value("Message-ID")
 		}
 	}
 	if marker == message.Invalid {
@@ -276,7 +278,9 @@ func (ss *session) Data(r io.Reader) error {
 			s.log.Warn("queueing for the mixnet failed; Postfix will retry", "err", err)
 			return smtpErr(451, smtp.EnhancedCode{4, 4, 3}, "Mixnet temporarily unavailable, try again later")
 		}
-		if err := s.cfg.Dedup.Put(c.key, dedup.Record{Route: dedup.Mixnet, MessageID: id, Time: time.Now()}); err != nil {
+		now := time.Now()
+		out := dedup.Outgoing{From: ss.from, Rcpt: c.rcpt, Subject: clip(subject, maxKept), MessageID: clip(msgID, maxKept), Time: now}
+		if err := s.cfg.Dedup.PutMixnet(c.key, dedup.Record{Route: dedup.Mixnet, MessageID: id, Time: now}, out); err != nil {
 			s.log.Error("dedup store", "err", err)
 			return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Local error in the PANORAMIX filter, try again later")
 		}

@@ -3,6 +3,7 @@ package filter
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/postfix-filter/internal/dedup"
 )
 
@@ -435,4 +437,120 @@ func TestConnectionFlood(t *testing.T) {
 	if len(f.mix.messages()) != 1 {
 		t.Fatalf("%d mixnet copies, want 1", len(f.mix.messages()))
 	}
+}
+
+// fakeStatuses is the engine's status list.
+type fakeStatuses struct {
+	mu     sync.Mutex
+	list   []client.Status
+	forgot []client.MessageID
+}
+
+func (f *fakeStatuses) List() ([]client.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]client.Status(nil), f.list...), nil
+}
+
+func (f *fakeStatuses) Forget(id client.MessageID) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.forgot = append(f.forgot, id)
+	for i, s := range f.list {
+		if s.ID == id {
+			f.list = append(f.list[:i], f.list[i+1:]...)
+			break
+		}
+	}
+	return nil
+}
+
+func (f *fakeStatuses) left() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.list)
+}
+
+// A message the mixnet fails to deliver is bounced to its sender through the re-injection
+// smtpd; delivered ones are forgotten without a bounce; a bounce that cannot be handed over is
+// tried again.
+func TestWatchBounces(t *testing.T) {
+	f := start(t, nil)
+	s, err := New(Config{Listener: mustListen(t), ReinjectAddress: f.sink.addr, Hostname: "filter.test", MaxMessageSize: 1 << 20,
+		MaxRecipients: 1, MaxConnections: 1, Timeout: 5 * time.Second, ConsensusTimeout: time.Second, Mixnet: f.mix, Dedup: f.store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two mixable messages through the filter, one from the null sender.
+	m1 := "Received: id 1\r\nX-PANORAMIX-Mixable: yes\r\nSubject: evil\r\n\tsubject\r\nMessage-ID: <m1@alpha.test>\r\n\r\nb\r\n"
+	if err := f.send(t, "alice@alpha.test", []string{"nobody@beta.test"}, m1); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.send(t, "", []string{"bob@beta.test"}, strings.Replace(m1, "id 1", "id 2", 1)); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]client.MessageID, 3)
+	for i := range ids {
+		ids[i][0] = byte(i + 1)
+	}
+	// The fake mixnet names its messages id1, id2; the engine's ids are hex.
+	for i, name := range []string{"id1", "id2"} {
+		o, ok, err := f.store.Outgoing(name)
+		if err != nil || !ok {
+			t.Fatalf("no outgoing record for %s: %v", name, err)
+		}
+		if err := f.store.PutMixnet(dedup.NewKey("x", "y", []byte(name)), dedup.Record{Route: dedup.Mixnet, MessageID: hex.EncodeToString(ids[i][:]), Time: o.Time}, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := &fakeStatuses{list: []client.Status{
+		{ID: ids[0], State: client.StateFailed, Reason: "fragment 0: unknown recipient"},
+		{ID: ids[1], State: client.StateFailed, Reason: "fragment 0: unknown recipient"},
+		{ID: ids[2], State: client.StateDelivered},
+	}}
+	f.sink.mu.Lock()
+	f.sink.refuse = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "later"}
+	f.sink.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Watch(ctx, st, 20*time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(200 * time.Millisecond)
+	if st.left() != 1 {
+		t.Fatalf("%d statuses left while the bounce could not be handed over, want 1 (the failed one with a sender)", st.left())
+	}
+	f.sink.mu.Lock()
+	f.sink.refuse = nil
+	f.sink.mu.Unlock()
+	for deadline := time.Now().Add(5 * time.Second); st.left() > 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	}
+	if st.left() != 0 {
+		t.Fatal("the failed message was not forgotten after its bounce")
+	}
+	var bounces []sinkMsg
+	for _, m := range f.sink.messages() {
+		if m.from == "" {
+			bounces = append(bounces, m)
+		}
+	}
+	if len(bounces) != 1 {
+		t.Fatalf("%d bounces, want 1 (none for the null sender)", len(bounces))
+	}
+	b := string(bounces[0].data)
+	if bounces[0].rcpts[0] != "alice@alpha.test" || !strings.Contains(b, "<nobody@beta.test>: fragment 0: unknown recipient") ||
+		!strings.Contains(b, "Message-ID: <m1@alpha.test>") || !strings.Contains(b, "Subject: evil subject\r\n") {
+		t.Fatalf("bounce to %v:\n%s", bounces[0].rcpts, b)
+	}
+	if _, ok, _ := f.store.Outgoing(hex.EncodeToString(ids[0][:])); ok {
+		t.Fatal("outgoing record kept after the bounce")
+	}
+}
+
+func mustListen(t *testing.T) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }

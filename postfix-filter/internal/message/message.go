@@ -173,3 +173,13 @@ func (m *Message) Strip() []byte {
 	}
 	return kept.Bytes()
 }
+
+// Value returns the unfolded value of the first field called name (any case), or "".
+func (m *Message) Value(name string) string {
+	for _, f := range m.Fields {
+		if len(f.Raw) > len(name) && f.Raw[len(name)] == ':' && bytes.EqualFold(f.Raw[:len(name)], []byte(name)) {
+			return f.Value()
+		}
+	}
+	return ""
+}

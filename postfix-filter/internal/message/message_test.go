@@ -46,6 +46,22 @@ func TestParseMarkerStrip(t *testing.T) {
 	}
 }
 
+func TestValue(t *testing.T) {
+	m, err := Parse([]byte("Subject: first\r\n second line\r\nsubject: other\r\nMessage-ID: <x@y>\r\n\r\nSubject: body\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Value("subject"); got != "first second line" {
+		t.Errorf("Value(subject) = %q", got)
+	}
+	if got := m.Value("Message-Id"); got != "<x@y>" {
+		t.Errorf("Value(Message-Id) = %q", got)
+	}
+	if got := m.Value("To"); got != "" {
+		t.Errorf("Value(To) = %q, want empty", got)
+	}
+}
+
 func TestParseMalformed(t *testing.T) {
 	for _, in := range []string{
 		"not a header line\r\n\r\nbody\r\n",
