@@ -496,3 +496,11 @@ func (e *env) inboxWith(s string, timeout time.Duration) int {
 		}
 	}
 }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}

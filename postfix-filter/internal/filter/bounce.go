@@ -114,4 +114,3 @@ func (s *Server) bounce(id, reason string) error {
 	}
 	return s.reinject("", &smtp.MailOptions{Body: smtp.Body8BitMIME}, []string{o.From}, b.Bytes())
 }
-
