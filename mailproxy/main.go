@@ -194,7 +194,11 @@ func status(cfg *config.Config, asJSON bool, w io.Writer) error {
 		if l.Connected {
 			link = "up to " + l.Addr
 		}
-		fmt.Fprintf(w, "\n%s: link %s since %s; %d in queue\n", a.Address, link, l.Since.Format(time.RFC3339), a.Queued)
+		since := "never up"
+		if !l.Since.IsZero() {
+			since = "since " + l.Since.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "\n%s: link %s %s; %d in queue\n", a.Address, link, since, a.Queued)
 		if l.LastError != "" {
 			fmt.Fprintf(w, "  last link error: %s\n", l.LastError)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 )
 
 // StatusPath is the status API's only resource on the Unix socket.
@@ -28,11 +29,38 @@ type Report struct {
 
 // AccountReport is one account: its link and its messages.
 type AccountReport struct {
-	Address string           `json:"address"`
-	Link    client.LinkState `json:"link"`
+	Address string     `json:"address"`
+	Link    LinkReport `json:"link"`
 	// Queued counts messages not finished yet (queued or sending).
 	Queued   int             `json:"queued"`
 	Messages []MessageReport `json:"messages"`
+}
+
+// LinkReport is the link to the provider and the engine's traffic counters
+// (client.LinkState, with the provider's identity as text: it is zero before the first link).
+type LinkReport struct {
+	Connected bool      `json:"connected"`
+	Provider  string    `json:"provider,omitempty"`
+	Addr      string    `json:"addr,omitempty"`
+	Since     time.Time `json:"since"`
+	Epoch     uint64    `json:"epoch"`
+	LastError string    `json:"last_error,omitempty"`
+
+	RealPackets, SendDrops, Drops, Loops       uint64
+	LoopsReturned, LoopsLost                   uint64
+	Acks, BadReplies, UnknownReplies, Messages uint64
+	Retrieves, Links                           uint64
+}
+
+func linkReport(l client.LinkState) LinkReport {
+	r := LinkReport{Connected: l.Connected, Addr: l.Addr, Since: l.Since, Epoch: uint64(l.Epoch), LastError: l.LastError,
+		RealPackets: l.RealPackets, SendDrops: l.SendDrops, Drops: l.Drops, Loops: l.Loops,
+		LoopsReturned: l.LoopsReturned, LoopsLost: l.LoopsLost, Acks: l.Acks, BadReplies: l.BadReplies,
+		UnknownReplies: l.UnknownReplies, Messages: l.Messages, Retrieves: l.Retrieves, Links: l.Links}
+	if l.Provider != (keys.IdentityPublicKey{}) {
+		r.Provider = l.Provider.String()
+	}
+	return r
 }
 
 // MessageReport is one engine message with what the proxy knows about it.
@@ -70,7 +98,7 @@ func (p *Proxy) Report(ctx context.Context) (*Report, error) {
 	cancel()
 	for _, addr := range p.order {
 		a := p.accounts[addr]
-		ar := AccountReport{Address: addr, Link: a.engine.LinkState(), Messages: []MessageReport{}}
+		ar := AccountReport{Address: addr, Link: linkReport(a.engine.LinkState()), Messages: []MessageReport{}}
 		list, err := a.engine.List()
 		if err != nil {
 			return nil, fmt.Errorf("account %s: %w", addr, err)
