@@ -46,6 +46,25 @@ type storeBackend struct{ s *mailstore.Store }
 // commit fsyncs, so Deliver returns only when the message is durable.
 func NewStoreBackend(s *mailstore.Store) Backend { return &storeBackend{s: s} }
 
+// OnceBackend is a Backend that can record a delivery key in the same commit as the message,
+// so that the service can deliver exactly once even if it crashes after the backend accepted
+// the message and before it recorded that (the store backend; LMTP cannot).
+type OnceBackend interface {
+	Backend
+	DeliverOnce(ctx context.Context, user string, key, msg []byte) error
+}
+
+// DeliverOnce delivers into INBOX unless a message with this key was delivered before.
+func (b *storeBackend) DeliverOnce(ctx context.Context, user string, key, msg []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, _, err := b.s.DeliverOnce(user, mailstore.Inbox, key, msg); err != nil {
+		return storeError(err)
+	}
+	return nil
+}
+
 func (b *storeBackend) Deliver(ctx context.Context, user string, msg []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err

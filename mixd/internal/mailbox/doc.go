@@ -20,9 +20,11 @@
 //     retransmissions are answered with that status: the sender's client turns it into a bounce.
 //   - Incomplete messages older than Expiry are dropped with a log line and a metric.
 //
-// The only duplicate the service can cause is a crash in the instant between the backend's
-// commit and the service's own record of the delivery (two separate files or servers): the
-// message is then delivered again after the restart. Everything else is exactly once.
+// A crash in the instant between the backend's commit and the service's own record of the
+// delivery (two separate files or servers) would deliver the message again after the restart,
+// except with a backend that implements OnceBackend: the embedded store commits the message id
+// with the message and ignores a second delivery of it, so with the embedded store delivery is
+// exactly once. With LMTP that instant remains the only place a duplicate can arise.
 //
 // Layout of the bbolt file (keys: msgkey = u8 len(user) || user || 16-byte message id):
 //

@@ -161,7 +161,11 @@ func (s *Service) deliverMessage(ctx context.Context, mk []byte) error {
 		s.m.failures.WithLabelValues(reasonMalformed).Inc()
 		return s.finish(mk, rec, client.AckMalformed)
 	}
-	err = s.backend.Deliver(ctx, user, msg)
+	if ob, ok := s.backend.(OnceBackend); ok {
+		err = ob.DeliverOnce(ctx, user, id[:], msg)
+	} else {
+		err = s.backend.Deliver(ctx, user, msg)
+	}
 	if err == nil {
 		if err := s.finish(mk, rec, client.AckStored); err != nil {
 			return err

@@ -630,3 +630,28 @@ func TestRunSweepsExpiredMessages(t *testing.T) {
 		}
 	}
 }
+
+// A crash after the mail store committed the message but before the service recorded the
+// delivery: the store backend's delivery key makes the retry deliver nothing.
+func TestCrashBetweenStoreCommitAndBookkeeping(t *testing.T) {
+	st := newMailstore(t)
+	b := NewStoreBackend(st)
+	cfg := testConfig(t, filepath.Join(t.TempDir(), "mailbox.db"), b)
+	s := newService(t, cfg)
+	id := newID(t)
+	msg := testMessage(t, 2*testCapacity)
+	for _, f := range fragments(t, id, msg) {
+		sendStored(t, s, "bob", f)
+	}
+	// The previous run got as far as the store's commit, then died.
+	if err := b.(OnceBackend).DeliverOnce(t.Context(), "bob", id[:], msg); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = crash(t, s, cfg)
+	stop := run(t, s)
+	waitFor(t, "the outbox to drain", func() bool { return metricValue(s.m.outbox) == 0 })
+	stop()
+	if got := inbox(t, st, "bob"); len(got) != 1 || !bytes.Equal(got[0], msg) {
+		t.Fatalf("%d messages in the INBOX, want exactly one, intact", len(got))
+	}
+}
