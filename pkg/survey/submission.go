@@ -140,3 +140,6 @@ func (s *Submission) Validate(sv *Signed) error {
 	}
 	return nil
 }
+
+// ServiceName is the provider service that receives submissions (docs/spec/survey.md section 5).
+const ServiceName = "survey"
