@@ -15,7 +15,8 @@ func mail(subject, extra, body string) string {
 
 // Through Postfix, the filter and the mixnet: mixable mail to a participating domain reaches the
 // recipient's IMAP mailbox and never the ordinary next hop; other mail reaches the next hop
-// unchanged; a message to both kinds of domain goes both ways; with the filter's provider down
+// unchanged (also with a garbage value of the header); a message to both kinds of domain goes
+// both ways; with the filter's provider down
 // Postfix defers and delivers once it is back, exactly once; an oversize message bounces.
 func TestThroughPostfix(t *testing.T) {
 	e := startEnv(t, "debug", filterAll, 20)
@@ -40,8 +41,11 @@ func TestThroughPostfix(t *testing.T) {
 	e.submit("alice@alpha.localhost", []string{"carol@legacy.test"}, m3)
 	m4 := mail("both", "X-PANORAMIX-Mixable: yes\r\n", "to both, token B4")
 	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost", "carol@legacy.test"}, m4)
+	// A garbage value of the header: not for the mixnet, to the sink unchanged.
+	m7 := mail("garbage", "X-PANORAMIX-Mixable: yes\x01\xff maybe\r\n", "garbage marker, token G7")
+	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost"}, m7)
 
-	for _, c := range []struct{ token, body string }{{"token P2", m2}, {"token L3", m3}, {"token B4", m4}} {
+	for _, c := range []struct{ token, body string }{{"token P2", m2}, {"token L3", m3}, {"token B4", m4}, {"token G7", m7}} {
 		if n := e.sinkWith(c.token, 20*time.Second); n != 1 {
 			t.Fatalf("the sink holds %d copies of %q, want 1", n, c.token)
 		}
@@ -54,14 +58,14 @@ func TestThroughPostfix(t *testing.T) {
 	if n := e.inboxWith("token B4", 40*time.Second); n != 1 {
 		t.Fatalf("bob's INBOX holds %d copies of the message to both, want 1", n)
 	}
-	if e.inboxWith("token P2", 0) != 0 || e.inboxWith("token L3", 0) != 0 {
+	if e.inboxWith("token P2", 0) != 0 || e.inboxWith("token L3", 0) != 0 || e.inboxWith("token G7", 0) != 0 {
 		t.Fatal("mail that was not for the mixnet reached bob's INBOX")
 	}
 	if n := e.sinkWith("token M1", 0); n != 0 {
 		t.Fatal("mixable mail for a participating domain reached the ordinary next hop")
 	}
-	if n := e.sinkWith("X-Rcpt-Args: <bob@beta.localhost>", 0); n != 1 { // only the plain message
-		t.Fatalf("%d messages for bob reached the sink, want only the plain one", n)
+	if n := e.sinkWith("X-Rcpt-Args: <bob@beta.localhost>", 0); n != 2 { // the plain and the garbage one
+		t.Fatalf("%d messages for bob reached the sink, want the plain and the garbage-marked one", n)
 	}
 
 	// 5. The filter's provider is down: Postfix defers, then delivers once it is back.
