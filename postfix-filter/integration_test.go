@@ -16,8 +16,8 @@ func mail(subject, extra, body string) string {
 // Through Postfix, the filter and the mixnet: mixable mail to a participating domain reaches the
 // recipient's IMAP mailbox and never the ordinary next hop; other mail reaches the next hop
 // unchanged (also with a garbage value of the header); a message to both kinds of domain goes
-// both ways; with the filter's provider down
-// Postfix defers and delivers once it is back, exactly once; an oversize message bounces.
+// both ways; with the filter's provider down Postfix defers and delivers once it is back, exactly
+// once; an oversize message bounces.
 func TestThroughPostfix(t *testing.T) {
 	e := startEnv(t, "debug", filterAll, 20)
 
