@@ -61,13 +61,6 @@ func TestBernoulli(t *testing.T) {
 	}
 }
 
-// laplacePMF is P[X = x] for Lap_Z(tau): (e^{1/τ} - 1)/(e^{1/τ} + 1) e^{-|x|/τ}.
-func laplacePMF(tau float64) func(int64) float64 {
-	e := math.Exp(1 / tau)
-	c := (e - 1) / (e + 1)
-	return func(x int64) float64 { return c * math.Exp(-math.Abs(float64(x))/tau) }
-}
-
 func TestDiscreteLaplace(t *testing.T) {
 	s := NewSampler(nil)
 	n := samples(t)
@@ -87,15 +80,6 @@ func TestDiscreteLaplace(t *testing.T) {
 			t.Errorf("scale %d/%d: %v", sc[0], sc[1], err)
 		}
 	}
-}
-
-func gaussianPMF(sigma2 float64) func(int64) float64 {
-	var z float64
-	lim := int64(40*math.Sqrt(sigma2)) + 40
-	for x := -lim; x <= lim; x++ {
-		z += math.Exp(-float64(x*x) / (2 * sigma2))
-	}
-	return func(x int64) float64 { return math.Exp(-float64(x*x)/(2*sigma2)) / z }
 }
 
 func TestDiscreteGaussian(t *testing.T) {

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/dp"
+	"github.com/panoramix-mixnet/panoramix/pkg/dp/dptest"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey/store/storetest"
@@ -299,5 +302,64 @@ func TestNewerSchemaRefused(t *testing.T) {
 	s.Close()
 	if _, err := Open(ctx, SQLite, path); err == nil {
 		t.Error("newer schema accepted")
+	}
+}
+
+// Released histograms carry exactly the documented noise: each bin is its exact count plus
+// Lap_Z(1/ε) (docs/spec/survey.md section 6.2). 100 releases of 64 bins at ε = 1 spend a
+// budget of 100 and give 6,400 draws for a chi-square test.
+func TestReleaseNoiseDistribution(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, SQLite, filepath.Join(t.TempDir(), "n.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	k := mustKey(t)
+	opts := make([]string, survey.MaxOptions)
+	for i := range opts {
+		opts[i] = fmt.Sprintf("o%d", i)
+	}
+	sv, err := survey.Sign(&survey.Definition{Name: "n", Title: "t", Collector: k.Public(), Opens: 0, Closes: 4_000_000_000, Budget: dp.MaxEpsilon,
+		Questions: []survey.Question{{ID: "q", Text: "?", Type: survey.Categorical, Options: opts}}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OpenSurvey(ctx, sv); err != nil {
+		t.Fatal(err)
+	}
+	var items []Item
+	for i := range 200 {
+		sub := &survey.Submission{Survey: sv.ID(), ID: survey.SubmissionID{byte(i), byte(i >> 8)}, Answers: []survey.Answer{{Type: survey.Categorical, Value: int64(i*i) % 64}}}
+		raw, _ := sub.Marshal()
+		items = append(items, Item{Survey: "n", Submission: sub, Raw: raw, ReceivedAt: time.Now()})
+	}
+	if _, err := s.InsertBatch(ctx, items); err != nil {
+		t.Fatal(err)
+	}
+	exact, _, err := s.Exact(ctx, "n", KindHistogram, "q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	smp := dp.NewSampler(nil)
+	noise := map[int64]int{}
+	n := 0
+	for range int(dp.MaxEpsilon / dp.EpsilonUnit) {
+		r, err := s.Release(ctx, "n", Request{Kind: KindHistogram, Question: "q", Epsilon: dp.EpsilonUnit}, smp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range r.Values {
+			x, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			noise[x-exact[i].Int64()]++
+			n++
+		}
+	}
+	dptest.ChiSquareSymmetric(t, "released histogram noise", noise, n, dptest.LaplacePMF(1))
+	if _, err := s.Release(ctx, "n", Request{Kind: KindCount, Epsilon: 1}, smp); !errors.Is(err, dp.ErrBudgetExceeded) {
+		t.Errorf("after the whole budget: %v", err)
 	}
 }
