@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/client"
+	"github.com/panoramix-mixnet/panoramix/pkg/wire"
+)
+
+// recorder is a wire.Transport that records every write a client makes on its link: what an
+// observer of the link between the user and the provider sees (TLS records, their sizes and
+// times).
+type recorder struct {
+	mu     sync.Mutex
+	writes []capture
+	dials  int
+}
+
+type capture struct {
+	at time.Time
+	n  int
+}
+
+func (r *recorder) Listen(addr string) (net.Listener, error) { return wire.TCP.Listen(addr) }
+
+func (r *recorder) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	c, err := wire.TCP.Dial(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.dials++
+	r.mu.Unlock()
+	return &recordingConn{Conn: c, r: r}, nil
+}
+
+func (r *recorder) snapshot() []capture {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]capture(nil), r.writes...)
+}
+
+type recordingConn struct {
+	net.Conn
+	r *recorder
+}
+
+func (c *recordingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.r.mu.Lock()
+	c.r.writes = append(c.r.writes, capture{at: time.Now(), n: n})
+	c.r.mu.Unlock()
+	return n, err
+}
+
+// frames groups the link's writes after the TLS handshake into frames: TLS 1.3 cuts each
+// 17,016-byte frame into one full record and one short one, written back to back. It fails the
+// test when a write is neither, or when the two do not alternate: then some frame had another
+// size.
+func frames(t *testing.T, ws []capture) (fs []time.Time, size int) {
+	t.Helper()
+	big := 0
+	for _, w := range ws {
+		big = max(big, w.n)
+	}
+	start := -1
+	for i, w := range ws {
+		if w.n == big {
+			start = i
+			break
+		}
+	}
+	if start < 0 {
+		t.Fatal("no frame on the link")
+	}
+	small := ws[start+1].n
+	for i := start; i+1 < len(ws); i += 2 {
+		if ws[i].n != big || ws[i+1].n != small {
+			t.Fatalf("write %d: sizes %d, %d; every frame is %d + %d bytes of TLS records", i, ws[i].n, ws[i+1].n, big, small)
+		}
+		fs = append(fs, ws[i].at)
+	}
+	return fs, big + small
+}
+
+// windowStats counts frames in consecutive windows of length w over [from, to) and returns
+// the mean and the variance of the counts.
+func windowStats(fs []time.Time, from, to time.Time, w time.Duration) (mean, variance float64, n int) {
+	var counts []float64
+	for s := from; !s.Add(w).After(to); s = s.Add(w) {
+		c := 0
+		for _, f := range fs {
+			if !f.Before(s) && f.Before(s.Add(w)) {
+				c++
+			}
+		}
+		counts = append(counts, float64(c))
+	}
+	for _, c := range counts {
+		mean += c
+	}
+	mean /= float64(len(counts))
+	for _, c := range counts {
+		variance += (c - mean) * (c - mean)
+	}
+	variance /= float64(len(counts) - 1)
+	return mean, variance, len(counts)
+}
+
+// A passive observer of a client's link sees the same thing whether or not the user sends
+// mail: every frame on the link has the same size, and frames come as the retrieves (a fixed
+// rate) plus a Poisson process of rate lambda_P + lambda_L + lambda_D. The client here is the
+// engine mailproxy uses, with a recording transport, capturing 12 s idle and 12 s while three
+// mails of 7 fragments each are sent.
+func TestLinkCapture(t *testing.T) {
+	p := testParams()
+	p.LambdaP, p.LambdaL, p.LambdaD = 4, 1, 1
+	m := startMailnet(t, p, 1, fastProxy, fastProxy)
+	carolKey, err := m.AddUser(m.Provider("alpha.localhost"), "carol", 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer carolKey.Wipe()
+	pc, err := m.PKIClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go pc.Run(ctx)
+	rec := &recorder{}
+	const retrieve = 100 * time.Millisecond
+	e, err := client.New(client.Config{DataDir: filepath.Join(t.TempDir(), "carol"), User: "carol", Domain: "alpha.localhost",
+		LinkKey: carolKey, PKI: pc, Transport: rec, RetrieveInterval: retrieve, AckSlack: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("engine: %v", err)
+		}
+		e.Close()
+	}()
+	for deadline := time.Now().Add(10 * time.Second); !e.LinkState().Connected; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("link not up")
+		}
+	}
+	const phase = 12 * time.Second
+	idleFrom := time.Now().Add(time.Second) // after the handshake
+	time.Sleep(time.Second + phase)
+	sendFrom := time.Now()
+	body := strings.Repeat("cover traffic hides this. 0123456789 0123456789 0123456789 012345\r\n", 1600)
+	var ids []client.MessageID
+	for i := range 3 {
+		mail := fmt.Sprintf("From: carol@alpha.localhost\r\nTo: bob@beta.localhost\r\nSubject: capture %d\r\n\r\n%s", i, body)
+		id, err := e.Send(ctx, client.Destination{Domain: "beta.localhost", Recipient: "bob"}, []byte(mail))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	time.Sleep(phase)
+	sendTo := time.Now()
+
+	fs, size := frames(t, rec.snapshot())
+	ls := e.LinkState()
+	if rec.dials != 1 || ls.Links != 1 {
+		t.Fatalf("the link went down during the capture (%d dials)", rec.dials)
+	}
+	delivered := 0
+	for _, id := range ids {
+		if st, _ := e.Status(id); st.State == client.StateDelivered {
+			delivered++
+		}
+	}
+	if delivered == 0 || ls.RealPackets < 21 {
+		t.Fatalf("the mails were not sent during the capture: %d delivered, %d real packets", delivered, ls.RealPackets)
+	}
+	// Counts per 500 ms window: 5 retrieves plus Poisson(3), mean 8, variance 3 (a regular
+	// schedule would have variance near 0, bursts of mail a much larger one).
+	w := 500 * time.Millisecond
+	poisson := (p.LambdaP + p.LambdaL + p.LambdaD) * w.Seconds()
+	fixed := float64(w / retrieve)
+	for _, ph := range []struct {
+		name     string
+		from, to time.Time
+	}{{"idle", idleFrom, sendFrom}, {"sending", sendFrom, sendTo}} {
+		mean, variance, n := windowStats(fs, ph.from, ph.to, w)
+		t.Logf("%s: %d windows of %v, frames per window mean %.2f variance %.2f (expected %.1f and %.1f)", ph.name, n, w, mean, variance, fixed+poisson, poisson)
+		// The mean of n Poisson counts has standard deviation sqrt(poisson/n); allow 4.
+		if d := math.Abs(mean - fixed - poisson); d > 4*math.Sqrt(poisson/float64(n))+0.2 {
+			t.Errorf("%s: mean %.2f frames per window, want %.1f", ph.name, mean, fixed+poisson)
+		}
+		if variance < poisson/3 || variance > poisson*3 {
+			t.Errorf("%s: variance %.2f of frames per window, want about %.1f (Poisson)", ph.name, variance, poisson)
+		}
+	}
+	t.Logf("%d frames captured, all %d bytes of TLS records; %d real packets among them, %d of 3 mails delivered", len(fs), size, ls.RealPackets, delivered)
+}
