@@ -168,4 +168,3 @@ func TestStatusSocket(t *testing.T) {
 		t.Errorf("no socket: %v", err)
 	}
 }
-
