@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,6 +105,7 @@ type env struct {
 	smtpIn  string // Postfix's public smtpd
 	filter  string // the filter's listener
 	reinj   string // Postfix's re-injection smtpd
+	metrics string // the filter's /metrics
 	sinkDir string
 	fcfg    string // the filter's config file
 	flog    string // the filter's log file
@@ -167,8 +170,8 @@ func startEnv(tb testing.TB, logLevel, mode string, lambdaP float64) *env {
 	}
 	os.Chmod(e.dir, 0o755)
 	tb.Cleanup(func() { os.RemoveAll(e.dir) })
-	addrs := freeAddrs(tb, 4)
-	e.smtpIn, e.filter, e.reinj = addrs[0], addrs[1], addrs[2]
+	addrs := freeAddrs(tb, 5)
+	e.smtpIn, e.filter, e.reinj, e.metrics = addrs[0], addrs[1], addrs[2], addrs[4]
 	sinkAddr := addrs[3]
 
 	// The filter: its own account at alpha, keyed with --gen-key.
@@ -181,6 +184,7 @@ listen_address = %q
 reinject_address = %q
 hostname = "filter.alpha.localhost"
 log_level = %q
+metrics_address = %q
 max_message_size = 2097152
 consensus_timeout = "2s"
 timeout = "30s"
@@ -198,7 +202,7 @@ epoch_length = %q
 
 [engine]
 ack_slack = "5s"
-`, e.filter, e.reinj, logLevel, n.DirURL, n.Authority.String(), p.EpochLength.String())
+`, e.filter, e.reinj, logLevel, e.metrics, n.DirURL, n.Authority.String(), p.EpochLength.String())
 	if err := os.WriteFile(e.fcfg, []byte(cfg), 0o600); err != nil {
 		tb.Fatal(err)
 	}
@@ -503,4 +507,16 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(binDir)
 	}
 	os.Exit(code)
+}
+
+// metricsText fetches the filter's /metrics.
+func (e *env) metricsText() string {
+	e.tb.Helper()
+	resp, err := http.Get("http://" + e.metrics + "/metrics")
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -99,6 +99,14 @@ func TestThroughPostfix(t *testing.T) {
 	if q := e.postqueue("-p"); !strings.Contains(q, "Mail queue is empty") {
 		t.Fatalf("Postfix still holds mail:\n%s", q)
 	}
+	// M1, B4 (bob's copy) and D5 went through the mixnet; P2, L3, B4 (carol's) and G7 back to
+	// Postfix; D5 was deferred with 451 at least twice.
+	mt := e.metricsText()
+	for _, want := range []string{`postfix_filter_copies_total{route="mixnet"} 3`, `postfix_filter_copies_total{route="reinjected"} 4`, `postfix_filter_replies_total{code="451"}`} {
+		if !strings.Contains(mt, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 
 	// 6. Over the filter's max_message_size (2 MiB) but within Postfix's limit (4 MiB): the filter
 	// refuses it permanently (Postfix sees the SIZE the filter announces) and Postfix bounces it to

@@ -16,12 +16,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
@@ -166,13 +171,28 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen_address: %w", err)
 	}
-	srv, err := filter.New(filter.Config{Listener: ln, ReinjectAddress: cfg.ReinjectAddress, Hostname: cfg.Hostname,
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := filter.New(filter.Config{Metrics: reg, Listener: ln, ReinjectAddress: cfg.ReinjectAddress, Hostname: cfg.Hostname,
 		MaxMessageSize: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients, MaxConnections: cfg.MaxConnections,
 		Timeout: cfg.Timeout, ConsensusTimeout: cfg.ConsensusTimeout,
 		Mixnet: &filter.Engine{Engine: eng, PKI: pc, RequireLink: cfg.RequireLink}, Dedup: store, Logger: log.With("component", "smtp")})
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	var metricsSrv *http.Server
+	if cfg.MetricsAddress != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddress)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("metrics_address: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go metricsSrv.Serve(mln)
+		defer metricsSrv.Close()
 	}
 	log.Info("postfix-filter running", "version", version.Version, "listen", ln.Addr().String(), "reinject", cfg.ReinjectAddress,
 		"account", cfg.Account.User+"@"+cfg.Account.Domain)

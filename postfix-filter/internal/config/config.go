@@ -47,6 +47,8 @@ type Config struct {
 	// Hostname is the name the filter gives in its greeting and in EHLO to the re-injection
 	// smtpd.
 	Hostname string `mapstructure:"hostname"`
+	// MetricsAddress serves /metrics (Prometheus); empty disables it.
+	MetricsAddress string `mapstructure:"metrics_address"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `mapstructure:"log_level"`
 	// MaxMessageSize bounds one message in bytes; larger ones are refused with 552 (match
@@ -132,6 +134,7 @@ func defaults() map[string]any {
 	return map[string]any{
 		"version": d.Version, "data_dir": d.DataDir, "listen_address": d.ListenAddress,
 		"reinject_address": d.ReinjectAddress, "hostname": d.Hostname, "log_level": d.LogLevel,
+		"metrics_address":  d.MetricsAddress,
 		"max_message_size": d.MaxMessageSize, "max_recipients": d.MaxRecipients,
 		"max_connections": d.MaxConnections, "timeout": d.Timeout, "consensus_timeout": d.ConsensusTimeout,
 		"require_link": d.RequireLink, "dedup_retention": d.DedupRetention,
@@ -187,6 +190,11 @@ func (c *Config) Validate() error {
 	for key, a := range map[string]string{"listen_address": c.ListenAddress, "reinject_address": c.ReinjectAddress} {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("%s = %q: %w", key, a, err)
+		}
+	}
+	if c.MetricsAddress != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddress); err != nil {
+			return fmt.Errorf("metrics_address = %q: %w", c.MetricsAddress, err)
 		}
 	}
 	if c.Hostname == "" || strings.ContainsAny(c.Hostname, " \t\r\n") {

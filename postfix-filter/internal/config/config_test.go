@@ -98,6 +98,7 @@ func TestInvalid(t *testing.T) {
 		"dedup_retention = \"1m\"":    "dedup_retention",
 		"hostname = \"a b\"":          "hostname",
 		"data_dir = \"\"":             "data_dir",
+		"metrics_address = \"x\"":     "metrics_address",
 	}
 	for line, key := range tests {
 		body := strings.Replace(minimal, "version = 1\n", line+"\n", 1)

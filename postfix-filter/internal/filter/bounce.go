@@ -73,6 +73,7 @@ func (s *Server) Watch(ctx context.Context, st Statuses, interval time.Duration)
 			default:
 				continue
 			}
+			s.m.finished.WithLabelValues(string(m.State)).Inc()
 			if err := s.cfg.Dedup.DeleteOutgoing(id); err != nil {
 				s.log.Error("dedup store", "err", err)
 				continue
@@ -112,5 +113,9 @@ func (s *Server) bounce(id, reason string) error {
 	if o.MessageID != "" {
 		fmt.Fprintf(&b, "Message-ID: %s\r\n", o.MessageID)
 	}
-	return s.reinject("", &smtp.MailOptions{Body: smtp.Body8BitMIME}, []string{o.From}, b.Bytes())
+	if err := s.reinject("", &smtp.MailOptions{Body: smtp.Body8BitMIME}, []string{o.From}, b.Bytes()); err != nil {
+		return err
+	}
+	s.m.bounces.Inc()
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/postfix-filter/internal/dedup"
@@ -38,6 +39,8 @@ type Config struct {
 	Mixnet           Mixnet
 	Dedup            *dedup.Store
 	Logger           *slog.Logger
+	// Metrics registers the filter's counters; nil keeps them unregistered.
+	Metrics prometheus.Registerer
 }
 
 // Server is the content filter.
@@ -45,6 +48,7 @@ type Server struct {
 	cfg  Config
 	log  *slog.Logger
 	smtp *smtp.Server
+	m    *metrics
 }
 
 // New checks cfg and returns a Server; Run serves.
@@ -65,7 +69,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, m: newMetrics(cfg.Metrics)}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }))
 	srv.Domain = cfg.Hostname
 	srv.MaxMessageBytes = int64(cfg.MaxMessageSize)
@@ -85,7 +89,7 @@ func (p slogPrinter) Println(v ...any)               { p.l.Warn(fmt.Sprint(v...)
 // Run serves until ctx ends, then closes the listener and waits up to Timeout for the
 // transactions in progress (Postfix retries any that do not finish).
 func (s *Server) Run(ctx context.Context) error {
-	ln := &limitListener{Listener: s.cfg.Listener, sem: make(chan struct{}, s.cfg.MaxConnections), log: s.log}
+	ln := &limitListener{Listener: s.cfg.Listener, sem: make(chan struct{}, s.cfg.MaxConnections), log: s.log, refused: s.m.refused}
 	errc := make(chan error, 1)
 	go func() { errc <- s.smtp.Serve(ln) }()
 	select {
@@ -106,8 +110,9 @@ func (s *Server) Run(ctx context.Context) error {
 // goroutine and one short write per connection and Postfix retries later.
 type limitListener struct {
 	net.Listener
-	sem chan struct{}
-	log *slog.Logger
+	sem     chan struct{}
+	log     *slog.Logger
+	refused prometheus.Counter
 
 	warnMu   sync.Mutex
 	lastWarn time.Time
@@ -124,6 +129,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
 		default:
 		}
+		l.refused.Inc()
 		l.warnMu.Lock()
 		if time.Since(l.lastWarn) > 10*time.Second {
 			l.lastWarn = time.Now()
@@ -197,6 +203,12 @@ func smtpErr(code int, enh smtp.EnhancedCode, format string, args ...any) *smtp.
 // Data reads the message and passes every recipient's copy on; it answers 250 (nil) only once
 // all of them are durable.
 func (ss *session) Data(r io.Reader) error {
+	err := ss.data(r)
+	ss.s.m.reply(err)
+	return err
+}
+
+func (ss *session) data(r io.Reader) error {
 	s := ss.s
 	data, err := io.ReadAll(r)
 	if err != nil {
@@ -213,6 +225,7 @@ func (ss *session) Data(r io.Reader) error {
 	var stripped []byte
 	var subject, msgID string
 	if m, err := message.Parse(data); err != nil {
+		s.m.malformed.Inc()
 		s.log.Debug("header section not readable; message goes back to Postfix unchanged", "err", err)
 	} else {
 		marker = m.Marker()
@@ -240,6 +253,7 @@ func (ss *session) Data(r io.Reader) error {
 			return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Local error in the PANORAMIX filter, try again later")
 		}
 		if done {
+			s.m.copies.WithLabelValues("duplicate").Inc()
 			s.log.Info("copy already passed on; not sending it again", "route", rec.Route, "id", rec.MessageID)
 			continue
 		}
@@ -284,6 +298,7 @@ func (ss *session) Data(r io.Reader) error {
 			s.log.Error("dedup store", "err", err)
 			return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Local error in the PANORAMIX filter, try again later")
 		}
+		s.m.copies.WithLabelValues("mixnet").Inc()
 		s.log.Info("queued for the mixnet", "id", id, "domain", c.domain, "size", len(stripped))
 	}
 	if len(toReinject) > 0 {
@@ -307,6 +322,7 @@ func (ss *session) Data(r io.Reader) error {
 				s.log.Error("dedup store after re-injection", "err", err)
 			}
 		}
+		s.m.copies.WithLabelValues("reinjected").Add(float64(len(rcpts)))
 		s.log.Debug("re-injected", "recipients", len(rcpts), "size", len(data))
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/postfix-filter/internal/dedup"
@@ -134,6 +135,7 @@ func (k *sink) messages() []sinkMsg {
 }
 
 type fixture struct {
+	reg   *prometheus.Registry
 	mix   *fakeMixnet
 	sink  *sink
 	addr  string
@@ -142,7 +144,7 @@ type fixture struct {
 
 func start(t *testing.T, mutate func(*Config)) *fixture {
 	t.Helper()
-	f := &fixture{mix: &fakeMixnet{domains: map[string]bool{"beta.test": true}}, sink: startSink(t)}
+	f := &fixture{reg: prometheus.NewRegistry(), mix: &fakeMixnet{domains: map[string]bool{"beta.test": true}}, sink: startSink(t)}
 	st, err := dedup.Open(filepath.Join(t.TempDir(), "dedup.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +157,7 @@ func start(t *testing.T, mutate func(*Config)) *fixture {
 	f.addr = ln.Addr().String()
 	cfg := Config{Listener: ln, ReinjectAddress: f.sink.addr, Hostname: "filter.test", MaxMessageSize: 64 << 10,
 		MaxRecipients: 10, MaxConnections: 20, Timeout: 10 * time.Second, ConsensusTimeout: time.Second,
-		Mixnet: f.mix, Dedup: st}
+		Mixnet: f.mix, Dedup: st, Metrics: f.reg}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -272,6 +274,8 @@ func TestRetryNotSentTwice(t *testing.T) {
 	if n, m := len(f.mix.messages()), len(f.sink.messages()); n != 1 || m != 1 {
 		t.Fatalf("after 3 deliveries of one message: %d mixnet copies, %d re-injected; want 1 and 1", n, m)
 	}
+	f.metric(t, `postfix_filter_copies_total{route="mixnet"} 1`, `postfix_filter_copies_total{route="reinjected"} 1`,
+		`postfix_filter_copies_total{route="duplicate"} 4`, `postfix_filter_replies_total{code="250"} 3`)
 	// A different message (Postfix's Received field differs) goes again.
 	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, strings.Replace(mixable, "1ABC", "9ABC", 1)); err != nil {
 		t.Fatal(err)
@@ -367,6 +371,7 @@ func TestBadInput(t *testing.T) {
 	if len(f.mix.messages()) != 1 || len(f.sink.messages()) != 5 {
 		t.Fatalf("oversize mail was passed on: %d %d", len(f.mix.messages()), len(f.sink.messages()))
 	}
+	f.metric(t, "postfix_filter_malformed_headers_total 2", `postfix_filter_replies_total{code="552"} 2`)
 
 	// Bad addresses and too many recipients are refused at RCPT.
 	for _, r := range []string{"nodomain", "@beta.test", "bob@"} {
@@ -421,6 +426,7 @@ func TestConnectionFlood(t *testing.T) {
 	if refused != 100 {
 		t.Fatalf("%d of 100 connections over the limit got 421", refused)
 	}
+	f.metric(t, "postfix_filter_connections_refused_total 100")
 	for _, c := range held {
 		c.Close()
 	}
@@ -553,4 +559,33 @@ func mustListen(t *testing.T) net.Listener {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// metric checks lines of the metrics exposition.
+func (f *fixture) metric(t *testing.T, want ...string) {
+	t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Counters only, written as name{label="value"} value.
+	var b strings.Builder
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			b.WriteString(mf.GetName())
+			if ls := m.GetLabel(); len(ls) > 0 {
+				var parts []string
+				for _, l := range ls {
+					parts = append(parts, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+				}
+				b.WriteString("{" + strings.Join(parts, ",") + "}")
+			}
+			fmt.Fprintf(&b, " %v\n", m.GetCounter().GetValue())
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(b.String(), w+"\n") {
+			t.Errorf("metrics lack %q:\n%s", w, b.String())
+		}
+	}
 }
