@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,5 +168,74 @@ func TestStatusSocket(t *testing.T) {
 	}
 	if _, err := FetchReport(context.Background(), filepath.Join(t.TempDir(), "none.sock")); err == nil || !strings.Contains(err.Error(), "is mailproxy running") {
 		t.Errorf("no socket: %v", err)
+	}
+}
+
+// sink is a smarthost that keeps what it receives.
+type sink struct {
+	mu       sync.Mutex
+	from     string
+	to       []string
+	data     []byte
+	refuseTo string
+}
+
+func (s *sink) NewSession(*smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s}, nil }
+
+type sinkSession struct{ s *sink }
+
+func (x *sinkSession) Reset()        {}
+func (x *sinkSession) Logout() error { return nil }
+func (x *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
+	x.s.mu.Lock()
+	defer x.s.mu.Unlock()
+	x.s.from = from
+	return nil
+}
+func (x *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	x.s.mu.Lock()
+	defer x.s.mu.Unlock()
+	if to == x.s.refuseTo {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	x.s.to = append(x.s.to, to)
+	return nil
+}
+func (x *sinkSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	x.s.mu.Lock()
+	defer x.s.mu.Unlock()
+	x.s.data = b
+	return err
+}
+
+// Recipients outside the mixnet go to the configured smarthost as submitted; its refusal
+// comes back with its code.
+func TestSmarthostRelay(t *testing.T) {
+	p := newTestProxy(t)
+	sk := &sink{refuseTo: "nobody@example.org"}
+	srv := smtp.NewServer(sk)
+	srv.Domain = "smarthost"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	p.cfg.Smarthost.Address = ln.Addr().String()
+	a := p.accounts["alice@alpha.example"]
+	raw := "From: alice@alpha.example\r\nTo: carol@example.org\r\nUser-Agent: kept for ordinary mail\r\n\r\nhi\r\n"
+	if err := p.queue(a, []rcpt{{addr: "carol@example.org", user: "carol", dom: "example.org", relay: true}}, []byte(raw)); err != nil {
+		t.Fatal(err)
+	}
+	sk.mu.Lock()
+	if sk.from != "alice@alpha.example" || len(sk.to) != 1 || sk.to[0] != "carol@example.org" || string(sk.data) != raw {
+		t.Errorf("smarthost got from %q to %q data %q", sk.from, sk.to, sk.data)
+	}
+	sk.mu.Unlock()
+	var se *smtp.SMTPError
+	err = p.queue(a, []rcpt{{addr: "nobody@example.org", user: "nobody", dom: "example.org", relay: true}}, []byte(raw))
+	if !errors.As(err, &se) || se.Code != 550 || !strings.Contains(se.Message, "no such user") {
+		t.Errorf("smarthost refusal: %v", err)
 	}
 }
