@@ -159,3 +159,28 @@ func ElementFromAffine(x, y *big.Int) (*Element, error) {
 	}
 	return e, nil
 }
+
+// EncodedLen is the length of a point's byte tree encoding (§2.2).
+const EncodedLen = 5 + 2*(5+CoordLen)
+
+// AppendEncoding appends the encoding of e.Tree() to dst without building the tree: the hot path
+// of hashing long lists.
+func (e *Element) AppendEncoding(dst []byte) []byte {
+	dst = append(dst, 0, 0, 0, 0, 2)
+	if e.IsIdentity() {
+		for range 2 {
+			dst = append(dst, 1, 0, 0, 0, CoordLen)
+			for range CoordLen {
+				dst = append(dst, 0xff)
+			}
+		}
+		return dst
+	}
+	var buf [1 + 2*fieldLen]byte
+	u := e.p.Bytes()
+	copy(buf[:], u)
+	dst = append(dst, 1, 0, 0, 0, CoordLen, 0)
+	dst = append(dst, buf[1:1+fieldLen]...)
+	dst = append(dst, 1, 0, 0, 0, CoordLen, 0)
+	return append(dst, buf[1+fieldLen:]...)
+}

@@ -167,3 +167,12 @@ func FuzzElementFromTree(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendEncodingMatchesTree(t *testing.T) {
+	for _, e := range []*Element{Identity(), Generator(), new(Element).BaseExp(ScalarFromUint(99))} {
+		got := e.AppendEncoding([]byte{7})
+		if !bytes.Equal(got[1:], e.Tree().Encode()) || len(got) != 1+EncodedLen || got[0] != 7 {
+			t.Fatalf("AppendEncoding %x differs from Tree %x", got[1:], e.Tree().Encode())
+		}
+	}
+}

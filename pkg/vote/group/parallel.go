@@ -3,12 +3,15 @@ package group
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // minChunk keeps goroutine overhead small next to the ~40 µs of a scalar multiplication.
 const minChunk = 16
 
 // Parallel calls f on disjoint subranges [lo, hi) covering [0, n), on GOMAXPROCS goroutines.
+// The range is cut into many small chunks taken from a shared counter, so that a core slowed
+// by other processes does not leave the others idle at the end.
 func Parallel(n int, f func(lo, hi int)) {
 	workers := runtime.GOMAXPROCS(0)
 	if workers > (n+minChunk-1)/minChunk {
@@ -20,12 +23,21 @@ func Parallel(n int, f func(lo, hi int)) {
 		}
 		return
 	}
+	chunk := max(minChunk, n/(workers*32))
+	var next atomic.Int64
 	var wg sync.WaitGroup
-	chunk := (n + workers - 1) / workers
-	for lo := 0; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
+	for range workers {
 		wg.Add(1)
-		go func() { defer wg.Done(); f(lo, hi) }()
+		go func() {
+			defer wg.Done()
+			for {
+				lo := int(next.Add(int64(chunk))) - chunk
+				if lo >= n {
+					return
+				}
+				f(lo, min(lo+chunk, n))
+			}
+		}()
 	}
 	wg.Wait()
 }

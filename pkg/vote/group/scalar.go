@@ -21,20 +21,22 @@ var modQ = func() *bigmod.Modulus {
 
 // Scalar is an element of Z_q, with constant-time arithmetic. The zero value is not valid; use
 // NewScalar or a constructor.
+// Each Scalar owns exactly four limbs (new(bigmod.Nat) rather than bigmod.NewNat, which
+// preallocates 2048 bits): proofs hold about a dozen scalars per ciphertext.
 type Scalar struct{ n *bigmod.Nat }
 
 // NewScalar returns the scalar 0.
-func NewScalar() *Scalar { return &Scalar{n: bigmod.NewNat().ExpandFor(modQ)} }
+func NewScalar() *Scalar { return &Scalar{n: new(bigmod.Nat).ExpandFor(modQ)} }
 
 // ScalarFromUint returns v mod q.
 func ScalarFromUint(v uint) *Scalar {
-	return &Scalar{n: bigmod.NewNat().Mod(bigmod.NewNat().SetUint(v), modQ)}
+	return &Scalar{n: new(bigmod.Nat).Mod(new(bigmod.Nat).SetUint(v), modQ)}
 }
 
 // ScalarFromBig returns v mod q (public values only: math/big is not constant time).
 func ScalarFromBig(v *big.Int) *Scalar {
 	r := new(big.Int).Mod(v, orderQ)
-	s, err := bigmod.NewNat().SetBytes(r.Bytes(), modQ)
+	s, err := new(bigmod.Nat).SetBytes(r.Bytes(), modQ)
 	if err != nil {
 		panic("group: reduced value overflows q") // unreachable
 	}
@@ -50,7 +52,7 @@ func RandomScalar(rand io.Reader) (*Scalar, error) {
 		if _, err := io.ReadFull(rand, b[:]); err != nil {
 			return nil, fmt.Errorf("group: reading randomness: %w", err)
 		}
-		if n, err := bigmod.NewNat().SetBytes(b[:], modQ); err == nil {
+		if n, err := new(bigmod.Nat).SetBytes(b[:], modQ); err == nil {
 			return &Scalar{n: n}, nil
 		}
 	}
@@ -66,7 +68,7 @@ func (s *Scalar) Big() *big.Int { return new(big.Int).SetBytes(s.Bytes()) }
 
 // Set sets s = a and returns s.
 func (s *Scalar) Set(a *Scalar) *Scalar {
-	s.n = bigmod.NewNat().ExpandFor(modQ)
+	s.n = new(bigmod.Nat).ExpandFor(modQ)
 	s.n.Add(a.n, modQ) // 0 + a: a copy through the constant-time path
 	return s
 }
@@ -84,7 +86,7 @@ func (s *Scalar) Mul(a, b *Scalar) *Scalar { return s.op(a, b, (*bigmod.Nat).Mul
 func (s *Scalar) Neg(a *Scalar) *Scalar { return s.Sub(NewScalar(), a) }
 
 func (s *Scalar) op(a, b *Scalar, f func(x, y *bigmod.Nat, m *bigmod.Modulus) *bigmod.Nat) *Scalar {
-	r := bigmod.NewNat().ExpandFor(modQ)
+	r := new(bigmod.Nat).ExpandFor(modQ)
 	r.Add(a.n, modQ)
 	f(r, b.n, modQ)
 	s.n = r
@@ -119,7 +121,7 @@ func ScalarFromTree(t *bytetree.Tree) (*Scalar, error) {
 	if b[0] != 0 {
 		return nil, fmt.Errorf("%w: scalar out of range", ErrEncoding)
 	}
-	n, err := bigmod.NewNat().SetBytes(b[1:], modQ)
+	n, err := new(bigmod.Nat).SetBytes(b[1:], modQ)
 	if err != nil {
 		return nil, fmt.Errorf("%w: scalar not reduced modulo q", ErrEncoding)
 	}

@@ -2,6 +2,7 @@ package verificatum
 
 import (
 	"crypto/rand"
+	"flag"
 	"fmt"
 	"testing"
 
@@ -9,6 +10,16 @@ import (
 )
 
 var benchSizes = []int{1000, 10000}
+
+// benchLarge adds one larger size, e.g. -bench-n 100000 (about 2 minutes on 2 cores).
+var benchLarge = flag.Int("bench-n", 0, "extra list size for the shuffle benchmarks")
+
+func sizes() []int {
+	if *benchLarge > 0 {
+		return append(benchSizes, *benchLarge)
+	}
+	return benchSizes
+}
 
 type benchInput struct {
 	s   *Session
@@ -53,7 +64,7 @@ func benchSetup(b *testing.B, n int, prove bool) *benchInput {
 
 // BenchmarkGenerators derives the N independent generators (part of every verification).
 func BenchmarkGenerators(b *testing.B) {
-	for _, n := range benchSizes {
+	for _, n := range sizes() {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			s := testSession(b)
 			for b.Loop() {
@@ -67,7 +78,7 @@ func BenchmarkGenerators(b *testing.B) {
 
 // BenchmarkShuffle re-encrypts, permutes and proves N ciphertexts (generators given).
 func BenchmarkShuffle(b *testing.B) {
-	for _, n := range benchSizes {
+	for _, n := range sizes() {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			bi := benchSetup(b, n, false)
 			for b.Loop() {
@@ -81,7 +92,7 @@ func BenchmarkShuffle(b *testing.B) {
 
 // BenchmarkVerifyShuffle verifies a proof of shuffle of N ciphertexts (generators given).
 func BenchmarkVerifyShuffle(b *testing.B) {
-	for _, n := range benchSizes {
+	for _, n := range sizes() {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			bi := benchSetup(b, n, true)
 			for b.Loop() {

@@ -111,13 +111,12 @@ var ErrProofInvalid = errors.New("verificatum: proof of shuffle invalid")
 
 // challenges derives the batching vector e and the challenge v (§5.2, §5.3).
 func (s *Session) challenges(h []*group.Element, pk PublicKey, in, out []Ciphertext, p *ShuffleProof) ([]*group.Scalar, *group.Scalar, error) {
-	seed := s.oracle(SeedLen*8, bytetree.Node(group.Generator().Tree(), ElementsTree(h),
-		ElementsTree(p.PermutationCommitment), pk.Tree(), ListTree(in), ListTree(out)))
+	seed := s.batchingSeed(h, pk, p.PermutationCommitment, in, out)
 	e, err := s.batchingVector(seed, len(in))
 	if err != nil {
 		return nil, nil, err
 	}
-	v := s.oracle(s.VBits, bytetree.Node(bytetree.Leaf(seed), p.CommitmentTree()))
+	v := s.challenge(seed, p)
 	return e, group.ScalarFromBig(new(big.Int).SetBytes(v)), nil
 }
 
@@ -294,8 +293,7 @@ func (s *Session) Shuffle(rnd io.Reader, h []*group.Element, pk PublicKey, in []
 		}
 	})
 
-	seed := s.oracle(SeedLen*8, bytetree.Node(group.Generator().Tree(), ElementsTree(h),
-		ElementsTree(p.PermutationCommitment), pk.Tree(), ListTree(in), ListTree(out)))
+	seed := s.batchingSeed(h, pk, p.PermutationCommitment, in, out)
 	e, err := s.batchingVector(seed, n)
 	if err != nil {
 		return nil, nil, err
@@ -347,7 +345,7 @@ func (s *Session) Shuffle(rnd io.Reader, h []*group.Element, pk PublicKey, in []
 	us, vs := components(out)
 	p.FPrime = pk.enc(new(group.Scalar).Neg(phi)).Mul(Ciphertext{group.MultiExp(us, eps), group.MultiExp(vs, eps)})
 
-	vb := s.oracle(s.VBits, bytetree.Node(bytetree.Leaf(seed), p.CommitmentTree()))
+	vb := s.challenge(seed, p)
 	v := group.ScalarFromBig(new(big.Int).SetBytes(vb))
 
 	// Replies: k = v * witness + randomness.
