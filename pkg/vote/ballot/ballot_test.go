@@ -178,3 +178,22 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkVerify is the ballot box's per-ballot cost: decode and check the proof.
+func BenchmarkVerify(b *testing.B) {
+	pk := testKey(b)
+	bl, err := Encrypt(rand.Reader, election, alice, pk, 3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	enc := bl.Encode()
+	for b.Loop() {
+		d, err := Decode(enc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := d.Verify(election, alice, pk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
