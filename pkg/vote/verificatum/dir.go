@@ -88,7 +88,7 @@ type DirResult struct {
 	AuxSID       string
 	Ciphertexts  int
 	Mixers       []MixerResult
-	OutputMatchs bool // for "shuffling": the last mixer's output equals ShuffledCiphertexts.bt
+	OutputMatches bool // for "shuffling": the last mixer's output equals ShuffledCiphertexts.bt
 }
 
 // ErrInvalid is wrapped by VerifyDir's error when a directory is well formed but a proof fails.
@@ -186,8 +186,8 @@ func VerifyDir(dir string, protInfo []byte) (*DirResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		res.OutputMatchs = listsEqual(final, in)
-		if !res.OutputMatchs {
+		res.OutputMatches = listsEqual(final, in)
+		if !res.OutputMatches {
 			failures = append(failures, "ShuffledCiphertexts.bt differs from the last mixer's output")
 		}
 	}

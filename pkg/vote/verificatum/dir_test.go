@@ -23,7 +23,7 @@ func TestVerifyDirAcceptsVerificatumShuffle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Ciphertexts != 100 || len(res.Mixers) != 1 || !res.OutputMatchs {
+	if res.Ciphertexts != 100 || len(res.Mixers) != 1 || !res.OutputMatches {
 		t.Fatalf("unexpected result %+v", res)
 	}
 }
