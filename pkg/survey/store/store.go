@@ -145,22 +145,26 @@ var migrations = []string{
 	)`,
 }
 
+// migrationLock is the PostgreSQL advisory lock key that serialises migrations ("PXSV").
+const migrationLock = "1347965782"
+
 func (s *Store) migrate(ctx context.Context) error {
 	blob, integer := "BLOB", "INTEGER"
 	if s.driver == Postgres {
 		blob, integer = "BYTEA", "BIGINT"
 	}
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version `+integer+` PRIMARY KEY, applied_at `+integer+` NOT NULL)`); err != nil {
-		return fmt.Errorf("store: create schema_migrations: %w", err)
-	}
 	for i, m := range migrations {
 		version := i + 1
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			if s.driver == Postgres {
-				// Two processes migrating at once take turns.
-				if _, err := tx.ExecContext(ctx, `LOCK TABLE schema_migrations IN EXCLUSIVE MODE`); err != nil {
+				// Processes migrating one database at once (two providers sharing it) take
+				// turns: even CREATE TABLE IF NOT EXISTS races in PostgreSQL.
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(`+migrationLock+`)`); err != nil {
 					return err
 				}
+			}
+			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version `+integer+` PRIMARY KEY, applied_at `+integer+` NOT NULL)`); err != nil {
+				return err
 			}
 			var n int
 			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version).Scan(&n); err != nil {

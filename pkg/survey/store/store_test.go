@@ -363,3 +363,23 @@ func TestReleaseNoiseDistribution(t *testing.T) {
 		t.Errorf("after the whole budget: %v", err)
 	}
 }
+
+// Several processes opening one new database at once (providers sharing a PostgreSQL) all
+// succeed, and the schema is migrated once.
+func TestConcurrentMigrations(t *testing.T) {
+	backends(t, func(t *testing.T, open func() *Store) {
+		var wg sync.WaitGroup
+		stores := make(chan *Store, 6)
+		for range 6 {
+			wg.Add(1)
+			go func() { defer wg.Done(); stores <- open() }()
+		}
+		wg.Wait()
+		close(stores)
+		s := <-stores
+		var n int
+		if err := s.db.QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != SchemaVersion() {
+			t.Errorf("%d migrations recorded: %v", n, err)
+		}
+	})
+}

@@ -1,0 +1,363 @@
+package testnet
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/client"
+	"github.com/panoramix-mixnet/panoramix/pkg/dp"
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+	"github.com/panoramix-mixnet/panoramix/pkg/survey"
+	"github.com/panoramix-mixnet/panoramix/pkg/survey/store"
+	"github.com/panoramix-mixnet/panoramix/pkg/survey/store/storetest"
+)
+
+// surveyNet starts the real binaries with client rates high enough that a client sends its
+// submissions within a second or two, and cover traffic at every client.
+func surveyNet(t testing.TB, lambdaP float64) *Net {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts the real binaries")
+	}
+	p := pki.DefaultParameters()
+	p.EpochLength = 30 * time.Second
+	p.MeanDelay = 10 * time.Millisecond
+	p.MaxDelay = 100 * time.Millisecond
+	p.LambdaP, p.LambdaL, p.LambdaD, p.LambdaM = lambdaP, 1, 1, 2
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := Start(ctx, Options{Dir: t.TempDir(), BinDir: binDir, Parameters: &p, LogLevel: "info"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Stop(); err != nil {
+			t.Error(err)
+		}
+		if t.Failed() {
+			for _, nd := range n.Nodes {
+				if b, err := os.ReadFile(nd.Log()); err == nil && len(b) > 0 {
+					t.Logf("--- %s log (tail) ---\n%s", nd.Name, tail(b, 3000))
+				}
+			}
+		}
+	})
+	if _, err := n.WaitConsensus(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// commuteSurvey is the survey the load submits to: every question type, one of them
+// perturbed locally.
+func commuteSurvey(t testing.TB) *survey.Signed {
+	k, err := keys.GenerateIdentityKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Wipe()
+	now := uint64(time.Now().Unix())
+	sv, err := survey.Sign(&survey.Definition{
+		Name: "commute", Title: "How do you get to work?", Collector: k.Public(), Opens: now - 60, Closes: now + 86400, Budget: 2 * dp.EpsilonUnit,
+		Questions: []survey.Question{
+			{ID: "mode", Text: "Usual mode", Type: survey.Categorical, Options: []string{"car", "bike", "train", "walk"}},
+			{ID: "minutes", Text: "Minutes door to door", Type: survey.Integer, Lo: 0, Hi: 180},
+			{ID: "km", Text: "Distance", Type: survey.Real, Decimals: 1, Lo: 0, Hi: 1005},
+			{ID: "remote", Text: "Work from home sometimes", Type: survey.Boolean, LocalEpsilon: dp.EpsilonUnit},
+		},
+	}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sv
+}
+
+// tally is what was sent, per question: the histogram of option values and the sum.
+type tally struct {
+	mu    sync.Mutex
+	count int64
+	hist  [][]int64
+	sums  []*big.Int
+}
+
+func newTally(sv *survey.Signed) *tally {
+	t := &tally{}
+	for _, q := range sv.Definition.Questions {
+		n := 0
+		switch q.Type {
+		case survey.Boolean:
+			n = 2
+		case survey.Categorical:
+			n = len(q.Options)
+		}
+		t.hist = append(t.hist, make([]int64, n))
+		t.sums = append(t.sums, new(big.Int))
+	}
+	return t
+}
+
+func (t *tally) add(s *survey.Submission) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.count++
+	for i, a := range s.Answers {
+		if len(t.hist[i]) > 0 {
+			t.hist[i][a.Value]++
+		}
+		t.sums[i].Add(t.sums[i], big.NewInt(a.Value))
+	}
+}
+
+// load runs clients engines, each a user of one of the providers in turn, each sending
+// perClient submissions to the survey at the provider of domain, and waits until every one is
+// acknowledged as stored. It returns what was sent and how long sending took (from the first
+// Send to the last acknowledgement).
+func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perClient int) (*tally, time.Duration) {
+	t.Helper()
+	pc, err := n.PKIClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	pdone := make(chan struct{})
+	go func() { defer close(pdone); pc.Run(ctx) }()
+	defer func() { cancel(); <-pdone }()
+
+	var providers []*Node
+	for _, nd := range n.Nodes {
+		if nd.Role == "provider" {
+			providers = append(providers, nd)
+		}
+	}
+	type runner struct {
+		e    *client.Engine
+		done chan error
+		ids  []client.MessageID
+	}
+	runners := make([]*runner, clients)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	dir := t.TempDir()
+	for i := range runners {
+		prov := providers[i%len(providers)]
+		name := fmt.Sprintf("p%04d", i)
+		lk, err := n.AddUser(prov, name, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := client.New(client.Config{DataDir: filepath.Join(dir, name), User: name, Domain: prov.Domain, LinkKey: lk, PKI: pc, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &runner{e: e, done: make(chan error, 1)}
+		go func() { r.done <- e.Run(ctx) }()
+		runners[i] = r
+	}
+	defer func() {
+		cancel()
+		for _, r := range runners {
+			if err := <-r.done; err != nil {
+				t.Errorf("engine: %v", err)
+			}
+			r.e.Close()
+		}
+	}()
+	sent := newTally(sv)
+	smp := dp.NewSampler(nil)
+	start := time.Now()
+	for i, r := range runners {
+		for j := range perClient {
+			k := int64(i*perClient + j)
+			truth := []survey.Answer{
+				{Type: survey.Categorical, Value: k % 4}, {Type: survey.Integer, Value: k % 181},
+				{Type: survey.Real, Value: (k * 7) % 1006}, {Type: survey.Boolean, Value: k % 2},
+			}
+			id, err := survey.NewSubmissionID(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sub, err := survey.NewSubmission(sv, id, truth, smp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := sub.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			mid, err := r.e.Send(ctx, client.Destination{Domain: domain, Recipient: sv.Definition.Name, Service: survey.ServiceName}, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.ids = append(r.ids, mid)
+			sent.add(sub) // what was sent: after local perturbation
+		}
+	}
+	deadline := time.Now().Add(3*time.Minute + time.Duration(clients*perClient)*20*time.Millisecond)
+	for _, r := range runners {
+		for _, id := range r.ids {
+			for {
+				st, err := r.e.Status(id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.State == client.StateDelivered {
+					break
+				}
+				if st.State == client.StateFailed {
+					t.Fatalf("submission %s failed: %s", id, st.Reason)
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("submission %s not acknowledged in time: %+v", id, st)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	return sent, time.Since(start)
+}
+
+// checkStored compares the exact aggregates over the stored rows with what was sent.
+func checkStored(t testing.TB, st *store.Store, sv *survey.Signed, sent *tally) {
+	t.Helper()
+	ctx := context.Background()
+	got, _, err := st.Exact(ctx, sv.Definition.Name, store.KindCount, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Int64() != sent.count {
+		t.Fatalf("%d submissions stored, %d sent", got[0].Int64(), sent.count)
+	}
+	for i, q := range sv.Definition.Questions {
+		if len(sent.hist[i]) > 0 {
+			h, _, err := st.Exact(ctx, sv.Definition.Name, store.KindHistogram, q.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range h {
+				if h[j].Int64() != sent.hist[i][j] {
+					t.Errorf("question %s option %d: %s stored, %d sent", q.ID, j, h[j], sent.hist[i][j])
+				}
+			}
+			continue
+		}
+		s, _, err := st.Exact(ctx, sv.Definition.Name, store.KindSum, q.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s[0].Cmp(sent.sums[i]) != 0 {
+			t.Errorf("question %s: sum %s stored, %s sent", q.ID, s[0], sent.sums[i])
+		}
+	}
+}
+
+// surveyThroughMixnet opens the survey in the exit provider's store, runs the load through the
+// mixnet, checks the stored rows against what was sent, then checks refusals and a release.
+func surveyThroughMixnet(t *testing.T, n *Net, st *store.Store, clients, perClient int) {
+	ctx := context.Background()
+	sv := commuteSurvey(t)
+	if err := st.OpenSurvey(ctx, sv); err != nil {
+		t.Fatal(err)
+	}
+	exit := n.Provider("alpha.localhost")
+	sent, took := load(t, n, sv, exit.Domain, clients, perClient)
+	t.Logf("%d submissions from %d clients stored and acknowledged in %v (%.1f/s)", sent.count, clients, took, float64(sent.count)/took.Seconds())
+	checkStored(t, st, sv, sent)
+
+	// The survey closes; a new submission is refused with "unknown recipient", and nothing
+	// stored changes.
+	if err := st.CloseSurvey(ctx, sv.Definition.Name); err != nil {
+		t.Fatal(err)
+	}
+	pc, _ := n.PKIClient()
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go pc.Run(pctx)
+	lk, err := n.AddUser(exit, "late", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := client.New(client.Config{DataDir: t.TempDir(), User: "late", Domain: exit.Domain, LinkKey: lk, PKI: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- e.Run(pctx) }()
+	defer func() { cancel(); <-done; e.Close() }()
+	send := func(data []byte) client.Status {
+		mid, err := e.Send(ctx, client.Destination{Domain: exit.Domain, Recipient: sv.Definition.Name, Service: survey.ServiceName}, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			s, err := e.Status(mid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.State.Finished() || time.Now().After(deadline) {
+				return s
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	sub, _ := survey.NewSubmission(sv, survey.SubmissionID{1}, []survey.Answer{{Type: survey.Categorical, Value: 0}, {Type: survey.Integer, Value: 1}, {Type: survey.Real, Value: 1}, {Type: survey.Boolean, Value: 0}}, dp.NewSampler(nil))
+	data, _ := sub.Marshal()
+	if s := send(data); s.State != client.StateFailed || s.Reason != "fragment 0: unknown recipient" {
+		t.Errorf("submission to a closed survey: %s %q", s.State, s.Reason)
+	}
+	if s := send(bytes.Repeat([]byte{9}, 40)); s.State != client.StateFailed || s.Reason != "fragment 0: refused as malformed" {
+		t.Errorf("malformed submission: %s %q", s.State, s.Reason)
+	}
+	checkStored(t, st, sv, sent)
+
+	// Releases: the budget of 2 allows a histogram and a mean at ε = 1, and nothing more.
+	smp := dp.NewSampler(nil)
+	if _, err := st.Release(ctx, sv.Definition.Name, store.Request{Kind: store.KindHistogram, Question: "mode", Epsilon: dp.EpsilonUnit}, smp); err != nil {
+		t.Fatal(err)
+	}
+	r, err := st.Release(ctx, sv.Definition.Name, store.Request{Kind: store.KindMean, Question: "minutes", Epsilon: dp.EpsilonUnit}, smp)
+	if err != nil || r.Remaining != 0 {
+		t.Fatalf("mean: %+v %v", r, err)
+	}
+	if _, err := st.Release(ctx, sv.Definition.Name, store.Request{Kind: store.KindCount, Epsilon: 1}, smp); err == nil {
+		t.Error("release over the budget")
+	}
+}
+
+func TestSurveyThroughMixnetIntoSQLite(t *testing.T) {
+	n := surveyNet(t, 20)
+	exit := n.Provider("alpha.localhost")
+	st, err := store.Open(context.Background(), store.SQLite, filepath.Join(exit.DataDir, "survey.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	surveyThroughMixnet(t, n, st, 20, 5)
+}
+
+func TestSurveyThroughMixnetIntoPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the real binaries")
+	}
+	dsn := storetest.StartPostgres(t)
+	// Every mixd reads its [survey] section from the environment too: the providers use
+	// PostgreSQL.
+	t.Setenv("PANORAMIX_MIXD_SURVEY_DATABASE", "postgres")
+	t.Setenv("PANORAMIX_MIXD_SURVEY_DSN", dsn)
+	n := surveyNet(t, 20)
+	st, err := store.Open(context.Background(), store.Postgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	surveyThroughMixnet(t, n, st, 20, 5)
+}
