@@ -127,6 +127,8 @@ func openStore(dir string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client store %s: %w (is another engine using this data directory?)", dir, err)
 	}
+	// Concurrent Sends wait at most this long to share a commit; a lone Send pays it once.
+	db.MaxBatchDelay = time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketFragData, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox, bucketRxDone} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -190,8 +192,11 @@ func getMessage(tx *bolt.Tx, id MessageID) (*Status, error) {
 }
 
 // addMessage queues a message and its encoded fragments in one transaction.
+// addMessage commits a new message through bbolt's Batch, so that concurrent Sends (a
+// postfix-filter with many Postfix connections) share one commit and one fsync. The function
+// may run more than once; it only writes the transaction and st.Order, which it sets each time.
 func (s *store) addMessage(st *Status, frags [][]byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.db.Batch(func(tx *bolt.Tx) error {
 		order := tx.Bucket(bucketOrder)
 		seq, err := order.NextSequence()
 		if err != nil {
