@@ -176,3 +176,23 @@ func TestAppendEncodingMatchesTree(t *testing.T) {
 		}
 	}
 }
+
+func TestMultiExpVarTime(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 17, 200, 1000} {
+		bases := make([]*Element, n)
+		exps := make([]*Scalar, n)
+		for i := range bases {
+			r, _ := RandomScalar(rand.Reader)
+			bases[i] = new(Element).BaseExp(r)
+			exps[i], _ = RandomScalar(rand.Reader)
+		}
+		if n > 2 {
+			exps[1] = NewScalar()                                        // zero exponent
+			exps[2] = ScalarFromBig(Order().Sub(Order(), big.NewInt(1))) // q-1: every window full
+			bases[0] = Identity()
+		}
+		if !MultiExpVarTime(bases, exps).Equal(MultiExp(bases, exps)) {
+			t.Fatalf("n=%d: bucket method differs from the constant-time product", n)
+		}
+	}
+}

@@ -80,7 +80,7 @@ func Decrypt(rand io.Reader, electionID []byte, j int, xj *group.Scalar, list []
 	yj := new(group.Element).BaseExp(xj)
 	seed := statementSeed(electionID, j, yj, list, f)
 	e := batch(seed, len(list))
-	bigA := group.MultiExp(firstComponents(list), e)
+	bigA := group.MultiExpVarTime(firstComponents(list), e) // e and the u_i are public
 	t, err := group.RandomScalar(rand)
 	if err != nil {
 		return nil, err
@@ -102,8 +102,9 @@ func (s *DecryptionShare) Verify(electionID []byte, yj *group.Element, list []ve
 	}
 	seed := statementSeed(electionID, s.Trustee, yj, list, s.Factors)
 	e := batch(seed, len(list))
-	bigA := group.MultiExp(firstComponents(list), e)
-	bigB := group.MultiExp(s.Factors, e)
+	// e is public: the variable-time bucket method is safe here.
+	bigA := group.MultiExpVarTime(firstComponents(list), e)
+	bigB := group.MultiExpVarTime(s.Factors, e)
 	c := proofChallenge(seed, s.A, s.B)
 	l := new(group.Element).BaseExp(s.Z)
 	r := new(group.Element).Exp(yj, c)

@@ -84,10 +84,10 @@ type MixerResult struct {
 
 // DirResult is the outcome of VerifyDir.
 type DirResult struct {
-	Type         string // "shuffling" or "mixing"
-	AuxSID       string
-	Ciphertexts  int
-	Mixers       []MixerResult
+	Type          string // "shuffling" or "mixing"
+	AuxSID        string
+	Ciphertexts   int
+	Mixers        []MixerResult
 	OutputMatches bool // for "shuffling": the last mixer's output equals ShuffledCiphertexts.bt
 }
 

@@ -133,13 +133,14 @@ func (s *Session) VerifyShuffle(h []*group.Element, pk PublicKey, in, out []Ciph
 		return err
 	}
 	u := p.PermutationCommitment
-	// Each multi-exponentiation uses every core on its own.
-	A := group.MultiExp(u, e)
-	hkE := group.MultiExp(h, p.KE)
+	// Every exponent here is public (e, k_E), so the variable-time bucket method is safe; each
+	// multi-exponentiation uses every core on its own.
+	A := group.MultiExpVarTime(u, e)
+	hkE := group.MultiExpVarTime(h, p.KE)
 	us, vs := components(in)
-	Fu, Fv := group.MultiExp(us, e), group.MultiExp(vs, e)
+	Fu, Fv := group.MultiExpVarTime(us, e), group.MultiExpVarTime(vs, e)
 	us, vs = components(out)
-	kEu, kEv := group.MultiExp(us, p.KE), group.MultiExp(vs, p.KE)
+	kEu, kEv := group.MultiExpVarTime(us, p.KE), group.MultiExpVarTime(vs, p.KE)
 	prodU, prodH := product(u), product(h)
 
 	var failed []string
@@ -150,25 +151,15 @@ func (s *Session) VerifyShuffle(h []*group.Element, pk PublicKey, in, out []Ciph
 	if !lhs.Equal(rhs.Mul(rhs, hkE)) {
 		failed = append(failed, "A^v A' = g^k_A prod h_i^k_E,i")
 	}
-	// B_i^v B'_i = g^{k_B,i} B_{i-1}^{k_E,i}, B_{-1} = h_0
-	bad := make([]bool, n)
-	group.Parallel(n, func(lo, hi int) {
-		l, r, t := new(group.Element), new(group.Element), new(group.Element)
-		for i := lo; i < hi; i++ {
-			prev := h[0]
-			if i > 0 {
-				prev = p.B[i-1]
-			}
-			l.Exp(p.B[i], v).Mul(l, p.BPrime[i])
-			r.BaseExp(p.KB[i]).Mul(r, t.Exp(prev, p.KE[i]))
-			bad[i] = !l.Equal(r)
-		}
-	})
-	for i, b := range bad {
-		if b {
-			failed = append(failed, fmt.Sprintf("B_i^v B'_i = g^k_B,i B_i-1^k_E,i (first failing i = %d)", i))
-			break
-		}
+	// B_i^v B'_i = g^{k_B,i} B_{i-1}^{k_E,i}, B_{-1} = h_0: checked together as one random
+	// linear combination, then one by one only if that fails, to name the first failing i.
+	prevB := append([]*group.Element{h[0]}, p.B[:n-1]...)
+	ok, err := batchB(p, prevB, v)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		failed = append(failed, fmt.Sprintf("B_i^v B'_i = g^k_B,i B_i-1^k_E,i (first failing i = %d)", firstBadB(p, prevB, v)))
 	}
 	// C = prod u_i / prod h_i; C^v C' = g^{k_C}
 	C := new(group.Element).Mul(prodU, new(group.Element).Inv(prodH))
@@ -197,6 +188,53 @@ func (s *Session) VerifyShuffle(h []*group.Element, pk PublicKey, in, out []Ciph
 		return fmt.Errorf("%w: %d of 5 verification equations fail: %v", ErrProofInvalid, len(failed), failed)
 	}
 	return nil
+}
+
+// batchB checks equations (2) of §5.4 at once: with verifier-chosen random 128-bit r_i,
+// prod B_i^(v r_i) prod B'_i^(r_i) = g^(sum r_i k_B,i) prod B_{i-1}^(r_i k_E,i). If any single
+// equation fails, this one fails except with probability 2^-128 over the r_i, which the prover
+// cannot see (they are drawn after the proof is fixed).
+func batchB(p *ShuffleProof, prevB []*group.Element, v *group.Scalar) (bool, error) {
+	n := len(p.B)
+	r := make([]*group.Scalar, n)
+	vr := make([]*group.Scalar, n)
+	rkE := make([]*group.Scalar, n)
+	sumKB := group.NewScalar()
+	buf := make([]byte, 16*n)
+	if _, err := io.ReadFull(rand.Reader, buf); err != nil {
+		return false, fmt.Errorf("verificatum: reading randomness: %w", err)
+	}
+	for i := range n {
+		r[i] = group.ScalarFromBig(new(big.Int).SetBytes(buf[16*i : 16*i+16]))
+		vr[i] = new(group.Scalar).Mul(v, r[i])
+		rkE[i] = new(group.Scalar).Mul(r[i], p.KE[i])
+		sumKB.Add(sumKB, new(group.Scalar).Mul(r[i], p.KB[i]))
+	}
+	lhs := group.MultiExpVarTime(p.B, vr)
+	lhs.Mul(lhs, group.MultiExpVarTime(p.BPrime, r))
+	rhs := group.MultiExpVarTime(prevB, rkE)
+	rhs.Mul(rhs, new(group.Element).BaseExp(sumKB))
+	return lhs.Equal(rhs), nil
+}
+
+// firstBadB returns the first i whose equation (2) fails, or -1.
+func firstBadB(p *ShuffleProof, prevB []*group.Element, v *group.Scalar) int {
+	n := len(p.B)
+	bad := make([]bool, n)
+	group.Parallel(n, func(lo, hi int) {
+		l, r, t := new(group.Element), new(group.Element), new(group.Element)
+		for i := lo; i < hi; i++ {
+			l.Exp(p.B[i], v).Mul(l, p.BPrime[i])
+			r.BaseExp(p.KB[i]).Mul(r, t.Exp(prevB[i], p.KE[i]))
+			bad[i] = !l.Equal(r)
+		}
+	})
+	for i, b := range bad {
+		if b {
+			return i
+		}
+	}
+	return -1
 }
 
 func components(l []Ciphertext) (us, vs []*group.Element) {

@@ -3,6 +3,7 @@ package verificatum
 import (
 	"crypto/rand"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/group"
@@ -110,5 +111,27 @@ func TestShuffleDetectsMixerCheating(t *testing.T) {
 	stuffed := append(out2, randomList(t, pk, 1)[0])
 	if err := s.VerifyShuffle(h, pk, in, stuffed, proof2); err == nil {
 		t.Error("stuffed: accepted")
+	}
+}
+
+// TestBatchedBEquations: a single wrong k_B,i (which enters no challenge) fails only equation
+// (2), and the verifier names that i.
+func TestBatchedBEquations(t *testing.T) {
+	s := testSession(t)
+	pk, _ := testKey(t)
+	const n = 40
+	in := randomList(t, pk, n)
+	h, err := s.Generators(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, proof, err := s.Shuffle(rand.Reader, h, pk, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof.KB[23] = new(group.Scalar).Add(proof.KB[23], group.ScalarFromUint(1))
+	err = s.VerifyShuffle(h, pk, in, out, proof)
+	if !errors.Is(err, ErrProofInvalid) || !strings.Contains(err.Error(), "1 of 5") || !strings.Contains(err.Error(), "first failing i = 23") {
+		t.Fatalf("got %v", err)
 	}
 }
