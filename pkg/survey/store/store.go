@@ -327,6 +327,9 @@ func (r Result) String() string {
 	return [...]string{"inserted", "duplicate", "unknown survey", "closed"}[r]
 }
 
+// insertChunk bounds the rows of one multi-row INSERT (SQLite allows 32,766 parameters).
+const insertChunk = 256
+
 // InsertBatch stores the items in one transaction (so they share its commit) and returns what
 // became of each. Items refused or duplicated change nothing. When it returns without error
 // every Inserted item is durable. The caller validates each submission against its survey
@@ -335,6 +338,12 @@ func (s *Store) InsertBatch(ctx context.Context, items []Item) ([]Result, error)
 	res := make([]Result, len(items))
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		state := map[string]Result{}
+		type key struct {
+			survey string
+			id     survey.SubmissionID
+		}
+		first := map[key]int{} // the item that inserts each (survey, id) of the batch
+		var todo []int
 		for i, it := range items {
 			st, ok := state[it.Survey]
 			if !ok {
@@ -369,23 +378,59 @@ func (s *Store) InsertBatch(ctx context.Context, items []Item) ([]Result, error)
 				res[i] = st
 				continue
 			}
-			r, err := tx.ExecContext(ctx, s.q(`INSERT INTO submissions (survey, submission_id, received_at, raw) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`),
-				it.Survey, sub.ID[:], it.ReceivedAt.Unix(), it.Raw)
-			if err != nil {
-				return err
-			}
-			if n, err := r.RowsAffected(); err != nil {
-				return err
-			} else if n == 0 {
+			k := key{it.Survey, sub.ID}
+			if _, dup := first[k]; dup {
 				res[i] = Duplicate
 				continue
 			}
-			for q, a := range sub.Answers {
-				if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO answers (survey, submission_id, question, value) VALUES (?, ?, ?, ?)`), it.Survey, sub.ID[:], q, a.Value); err != nil {
+			first[k] = i
+			res[i] = Duplicate // until the INSERT says it inserted the row
+			todo = append(todo, i)
+		}
+		for lo := 0; lo < len(todo); lo += insertChunk {
+			chunk := todo[lo:min(lo+insertChunk, len(todo))]
+			var q strings.Builder
+			args := make([]any, 0, 4*len(chunk))
+			q.WriteString(`INSERT INTO submissions (survey, submission_id, received_at, raw) VALUES `)
+			for j, i := range chunk {
+				if j > 0 {
+					q.WriteString(", ")
+				}
+				q.WriteString("(?, ?, ?, ?)")
+				it := items[i]
+				args = append(args, it.Survey, it.Submission.ID[:], it.ReceivedAt.Unix(), it.Raw)
+			}
+			q.WriteString(` ON CONFLICT DO NOTHING RETURNING survey, submission_id`)
+			rows, err := tx.QueryContext(ctx, s.q(q.String()), args...)
+			if err != nil {
+				return err
+			}
+			var inserted []int
+			for rows.Next() {
+				var k key
+				var id []byte
+				if err := rows.Scan(&k.survey, &id); err != nil {
+					rows.Close()
 					return err
 				}
+				copy(k.id[:], id)
+				i, ok := first[k]
+				if !ok {
+					rows.Close()
+					return fmt.Errorf("insert returned a submission %x it was not given", id)
+				}
+				res[i] = Inserted
+				inserted = append(inserted, i)
 			}
-			res[i] = Inserted
+			if err := rows.Close(); err != nil {
+				return err
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if err := s.insertAnswers(ctx, tx, items, inserted); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -393,6 +438,38 @@ func (s *Store) InsertBatch(ctx context.Context, items []Item) ([]Result, error)
 		return nil, fmt.Errorf("store: insert submissions: %w", err)
 	}
 	return res, nil
+}
+
+// insertAnswers inserts the answer rows of items[i] for i in which, in multi-row statements.
+func (s *Store) insertAnswers(ctx context.Context, tx *sql.Tx, items []Item, which []int) error {
+	var q strings.Builder
+	var args []any
+	flush := func() error {
+		if len(args) == 0 {
+			return nil
+		}
+		_, err := tx.ExecContext(ctx, s.q(q.String()), args...)
+		q.Reset()
+		args = args[:0]
+		return err
+	}
+	for _, i := range which {
+		it := items[i]
+		for qi, a := range it.Submission.Answers {
+			if len(args) == 0 {
+				q.WriteString(`INSERT INTO answers (survey, submission_id, question, value) VALUES (?, ?, ?, ?)`)
+			} else {
+				q.WriteString(", (?, ?, ?, ?)")
+			}
+			args = append(args, it.Survey, it.Submission.ID[:], qi, a.Value)
+			if len(args) >= 4*insertChunk {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return flush()
 }
 
 // Insert stores one submission: InsertBatch of one item.

@@ -383,3 +383,52 @@ func TestConcurrentMigrations(t *testing.T) {
 		}
 	})
 }
+
+// A batch larger than one multi-row statement, with duplicates inside it and of earlier rows,
+// stores each submission once and reports each item right.
+func TestLargeBatch(t *testing.T) {
+	backends(t, func(t *testing.T, open func() *Store) {
+		ctx := context.Background()
+		s := open()
+		sv, _ := signedSurvey(t, "big")
+		if err := s.OpenSurvey(ctx, sv); err != nil {
+			t.Fatal(err)
+		}
+		var items []Item
+		for i := range 3*insertChunk + 7 {
+			it := item(t, sv, byte(i), int64(i%3), int64(i%181), 0, 0)
+			it.Submission.ID[2] = byte(i >> 8)
+			it.Raw, _ = it.Submission.Marshal()
+			items = append(items, it)
+		}
+		if _, err := s.Insert(ctx, items[5]); err != nil {
+			t.Fatal(err)
+		}
+		batch := append(append([]Item(nil), items...), items[700], items[0])
+		res, err := s.InsertBatch(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			want := Inserted
+			if i == 5 || i >= len(items) {
+				want = Duplicate
+			}
+			if r != want {
+				t.Fatalf("item %d: %v, want %v", i, r, want)
+			}
+		}
+		n, _, err := s.Exact(ctx, "big", KindCount, "")
+		if err != nil || n[0].Int64() != int64(len(items)) {
+			t.Fatalf("%v rows, want %d: %v", n, len(items), err)
+		}
+		sum, _, _ := s.Exact(ctx, "big", KindSum, "minutes")
+		var want int64
+		for i := range items {
+			want += int64(i % 181)
+		}
+		if sum[0].Int64() != want {
+			t.Errorf("sum %s, want %d", sum[0], want)
+		}
+	})
+}
