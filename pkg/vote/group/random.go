@@ -26,6 +26,28 @@ func RandomInt(prg io.Reader, m *big.Int, statDist int) (*big.Int, error) {
 // failures in a row happen with probability 2^-256 and mean a broken PRG.
 const maxRandomTries = 256
 
+// pointFromX returns the point of §3.4 for a candidate abscissa x, or nil if x is not one.
+func pointFromX(x *big.Int) *Element {
+	rhs := new(big.Int).Mul(x, x)
+	rhs.Mul(rhs, x)
+	rhs.Sub(rhs, new(big.Int).Mul(x, big.NewInt(3)))
+	rhs.Add(rhs, curveB)
+	rhs.Mod(rhs, fieldP)
+	if rhs.Sign() == 0 || big.Jacobi(rhs, fieldP) != 1 {
+		return nil
+	}
+	// Of the two square roots y and p - y, the verifier document (§6.8) takes the smaller.
+	y := new(big.Int).Exp(rhs, sqrtExp, fieldP)
+	if alt := new(big.Int).Sub(fieldP, y); alt.Cmp(y) < 0 {
+		y = alt
+	}
+	e, err := ElementFromAffine(x, y)
+	if err != nil {
+		panic("group: derived point not on the curve") // unreachable: y^2 = rhs by construction
+	}
+	return e
+}
+
 // RandomElement derives a point from a PRG as Verificatum does for independent generators
 // (§3.4): x is a random integer modulo p; if x^3 - 3x + b is a non-zero square, the point is
 // (x, y) where y is the smaller of the two square roots of x^3 - 3x + b, viewed as integers in
@@ -36,33 +58,49 @@ func RandomElement(prg io.Reader, statDist int) (*Element, error) {
 		if err != nil {
 			return nil, err
 		}
-		rhs := new(big.Int).Mul(x, x)
-		rhs.Mul(rhs, x)
-		rhs.Sub(rhs, new(big.Int).Mul(x, big.NewInt(3)))
-		rhs.Add(rhs, curveB)
-		rhs.Mod(rhs, fieldP)
-		if rhs.Sign() == 0 || big.Jacobi(rhs, fieldP) != 1 {
-			continue
+		if e := pointFromX(x); e != nil {
+			return e, nil
 		}
-		// Of the two square roots y and p - y, the verifier document (§6.8) takes the smaller.
-		y := new(big.Int).Exp(rhs, sqrtExp, fieldP)
-		if alt := new(big.Int).Sub(fieldP, y); alt.Cmp(y) < 0 {
-			y = alt
-		}
-		return ElementFromAffine(x, y)
 	}
 	return nil, fmt.Errorf("group: no point found after %d tries", maxRandomTries)
 }
 
-// RandomElements derives n points one after the other from the same PRG.
+// RandomElements derives n points one after the other from the same PRG: the same points as n
+// calls of RandomElement. Candidates are read ahead in batches and tested on all cores, so the
+// PRG may be left advanced past the last candidate used: it must not be read afterwards.
 func RandomElements(prg io.Reader, n, statDist int) ([]*Element, error) {
-	out := make([]*Element, n)
-	for i := range out {
-		e, err := RandomElement(prg, statDist)
-		if err != nil {
-			return nil, err
+	out := make([]*Element, 0, n)
+	misses := 0
+	for len(out) < n {
+		// About half of all candidates are abscissas; read a few more than needed.
+		k := 2*(n-len(out)) + 16
+		xs := make([]*big.Int, k)
+		for i := range xs {
+			x, err := RandomInt(prg, fieldP, statDist)
+			if err != nil {
+				return nil, err
+			}
+			xs[i] = x
 		}
-		out[i] = e
+		pts := make([]*Element, k)
+		Parallel(k, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				pts[i] = pointFromX(xs[i])
+			}
+		})
+		for _, e := range pts {
+			if len(out) == n {
+				break
+			}
+			if e == nil {
+				if misses++; misses == maxRandomTries {
+					return nil, fmt.Errorf("group: no point found after %d tries", maxRandomTries)
+				}
+				continue
+			}
+			misses = 0
+			out = append(out, e)
+		}
 	}
 	return out, nil
 }
