@@ -157,7 +157,7 @@ func TestLinkCapture(t *testing.T) {
 			t.Fatal("link not up")
 		}
 	}
-	const phase = 30 * time.Second // a minute of capture in all (issue 6)
+	const phase = 30 * time.Second          // a minute of capture in all (issue 6)
 	idleFrom := time.Now().Add(time.Second) // after the handshake
 	time.Sleep(time.Second + phase)
 	sendFrom := time.Now()
