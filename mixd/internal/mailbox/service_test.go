@@ -494,7 +494,7 @@ func TestRetryBackoff(t *testing.T) {
 	s := newService(t, cfg)
 	frags := fragments(t, newID(t), testMessage(t, 100))
 	sendStored(t, s, "bob", frags[0])
-	key := string(msgKey("bob", mustParse(t, frags[0]).ID))
+	key := msgKey("bob", mustParse(t, frags[0]).ID)
 	retry := map[string]*retryState{}
 	for i, want := range []time.Duration{1, 2, 4, 4, 4} {
 		want *= time.Minute
@@ -502,7 +502,7 @@ func TestRetryBackoff(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st := retry[key]
+		st := retry[string(key)]
 		if st == nil || st.attempts != i+1 || !next.Equal(st.next) {
 			t.Fatalf("attempt %d: retry state %+v, next %v", i+1, st, next)
 		}
