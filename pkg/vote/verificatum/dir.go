@@ -98,6 +98,10 @@ var ErrInvalid = errors.New("verificatum: proof directory invalid")
 // `vmnv -shuffle` / `vmnv -mix` do for their shuffling part (§6). protInfo is the protocol
 // info file given to vmnv (usually DIR/protInfo.xml). It returns an error wrapping ErrInvalid
 // naming each failing mixer and equation, or a format error.
+//
+// For a "mixing" directory only the shuffles are verified: Verificatum's proofs of correct
+// decryption factors and Plaintexts.bt are NOT checked (docs/spec/vote.md §10), so success does
+// not mean the plaintexts are right.
 func VerifyDir(dir string, protInfo []byte) (*DirResult, error) {
 	pi, err := ParseProtInfo(protInfo)
 	if err != nil {
