@@ -744,7 +744,10 @@ func TestRunOverLink(t *testing.T) {
 	check("lambda_P slots (fragment or drop)", int(ls.RealPackets+ls.SendDrops), 10)
 	check("loops", kinds["loop"], 5)
 	check("drops", int(ls.Drops), 5)
-	if kinds["drop"] != int(ls.SendDrops+ls.Drops) || kinds["loop"] != int(ls.Loops) {
+	// Every packet the engine counted reached the provider, except at most the one or two still
+	// in flight on the link when Run was cancelled.
+	mismatch := func(sent, seen int) bool { return sent-seen < 0 || sent-seen > 2 }
+	if mismatch(int(ls.SendDrops+ls.Drops), kinds["drop"]) || mismatch(int(ls.Loops), kinds["loop"]) {
 		t.Fatalf("provider saw %v, engine counted %+v", kinds, ls)
 	}
 	if retrieves < int(secs/0.05)/2 {
