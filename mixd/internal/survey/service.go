@@ -17,7 +17,7 @@ import (
 )
 
 // Name is the service name senders put in the Recipient command.
-const Name = "survey"
+const Name = format.ServiceName
 
 // maxBatch bounds the submissions one commit takes.
 const maxBatch = 512
