@@ -152,6 +152,10 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	dir := t.TempDir()
 	round := loadRound.Add(1)
+	// One retrieve exchange fetches one queued item (an ACK, a loop echo), so the retrieve rate
+	// must exceed the rate they arrive at, lambda_P + lambda_L (docs/spec/client.md): twice that.
+	p := n.Parameters()
+	retrieve := time.Duration(float64(time.Second) / (2 * (p.LambdaP + p.LambdaL)))
 	for i := range runners {
 		prov := providers[i%len(providers)]
 		name := fmt.Sprintf("p%d-%04d", round, i)
@@ -159,7 +163,7 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := client.New(client.Config{DataDir: filepath.Join(dir, name), User: name, Domain: prov.Domain, LinkKey: lk, PKI: pc, Logger: log})
+		e, err := client.New(client.Config{DataDir: filepath.Join(dir, name), User: name, Domain: prov.Domain, LinkKey: lk, PKI: pc, Logger: log, RetrieveInterval: retrieve})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -179,32 +183,49 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 	sent := newTally(sv)
 	smp := dp.NewSampler(nil)
 	start := time.Now()
+	// Each client sends from its own goroutine, as separate participants would: a Send
+	// commits to the client's own store (one fsync), which must not serialise the clients.
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
 	for i, r := range runners {
-		for j := range perClient {
-			k := int64(i*perClient + j)
-			truth := []survey.Answer{
-				{Type: survey.Categorical, Value: k % 4}, {Type: survey.Integer, Value: k % 181},
-				{Type: survey.Real, Value: (k * 7) % 1006}, {Type: survey.Boolean, Value: k % 2},
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range perClient {
+				k := int64(i*perClient + j)
+				truth := []survey.Answer{
+					{Type: survey.Categorical, Value: k % 4}, {Type: survey.Integer, Value: k % 181},
+					{Type: survey.Real, Value: (k * 7) % 1006}, {Type: survey.Boolean, Value: k % 2},
+				}
+				id, err := survey.NewSubmissionID(rand.Reader)
+				if err != nil {
+					errs <- err
+					return
+				}
+				sub, err := survey.NewSubmission(sv, id, truth, smp)
+				if err != nil {
+					errs <- err
+					return
+				}
+				data, err := sub.Marshal()
+				if err != nil {
+					errs <- err
+					return
+				}
+				mid, err := r.e.Send(ctx, client.Destination{Domain: domain, Recipient: sv.Definition.Name, Service: survey.ServiceName}, data)
+				if err != nil {
+					errs <- err
+					return
+				}
+				r.ids = append(r.ids, mid)
+				sent.add(sub) // what was sent: after local perturbation
 			}
-			id, err := survey.NewSubmissionID(rand.Reader)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sub, err := survey.NewSubmission(sv, id, truth, smp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := sub.Marshal()
-			if err != nil {
-				t.Fatal(err)
-			}
-			mid, err := r.e.Send(ctx, client.Destination{Domain: domain, Recipient: sv.Definition.Name, Service: survey.ServiceName}, data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.ids = append(r.ids, mid)
-			sent.add(sub) // what was sent: after local perturbation
-		}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 	deadline := time.Now().Add(3*time.Minute + time.Duration(clients*perClient)*20*time.Millisecond)
 	for _, r := range runners {
