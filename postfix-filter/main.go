@@ -149,9 +149,11 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 		return fmt.Errorf("[account] link_key_file: %w (create it with --gen-key)", err)
 	}
 	defer link.Wipe()
-	auth, _ := cfg.Directory.AuthorityKeys()
-	pc, err := pki.NewClient(pki.ClientConfig{URLs: cfg.Directory.URLs, Authorities: auth, Threshold: cfg.Directory.Threshold,
-		EpochLength: cfg.Directory.EpochLength, Logger: log.With("component", "pki")})
+	pcfg, err := cfg.Directory.ClientConfig(log.With("component", "pki"))
+	if err != nil {
+		return err
+	}
+	pc, err := pki.NewClient(pcfg)
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/mail"
 	"net/netip"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -19,7 +18,6 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
-	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
@@ -72,12 +70,7 @@ type SMTP struct {
 }
 
 // Directory says where the consensus comes from and whom to trust.
-type Directory struct {
-	URLs        []string      `mapstructure:"urls"`
-	Authorities []string      `mapstructure:"authorities"`
-	Threshold   int           `mapstructure:"threshold"`
-	EpochLength time.Duration `mapstructure:"epoch_length"`
-}
+type Directory = pki.DirectorySection
 
 // Smarthost is the optional ordinary SMTP relay for recipients whose domain is not in the
 // mixnet. Empty Address: such recipients are refused (550). Mail relayed there leaves the
@@ -227,7 +220,7 @@ func (c *Config) Validate() error {
 	if c.SMTP.MaxRecipients < 1 || c.SMTP.MaxRecipients > MaxRecipientsLimit {
 		return fmt.Errorf("[smtp] max_recipients = %d: want 1 to %d", c.SMTP.MaxRecipients, MaxRecipientsLimit)
 	}
-	if err := c.Directory.validate(); err != nil {
+	if err := c.Directory.Validate(); err != nil {
 		return err
 	}
 	if c.Smarthost.Address != "" {
@@ -296,53 +289,9 @@ func (a Account) validate() error {
 	return nil
 }
 
-func (d *Directory) validate() error {
-	if len(d.URLs) == 0 {
-		return errors.New("[directory] urls is empty")
-	}
-	for i, u := range d.URLs {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("[directory] urls[%d] = %q: want http://host:port", i, u)
-		}
-	}
-	auth, err := d.AuthorityKeys()
-	if err != nil {
-		return err
-	}
-	if err := pki.CheckAuthorities(auth, d.Threshold); err != nil {
-		return fmt.Errorf("[directory] authorities/threshold: %w", err)
-	}
-	if _, err := pki.NewClock(d.EpochLength); err != nil {
-		return fmt.Errorf("[directory] epoch_length: %w", err)
-	}
-	return nil
-}
-
-// AuthorityKeys parses [directory] authorities.
-func (d *Directory) AuthorityKeys() ([]keys.IdentityPublicKey, error) {
-	if len(d.Authorities) == 0 {
-		return nil, errors.New("[directory] authorities is empty: add the authority identity keys (your provider publishes them)")
-	}
-	var out []keys.IdentityPublicKey
-	for i, s := range d.Authorities {
-		k, err := keys.ParseIdentityPublicKey(s)
-		if err != nil {
-			return nil, fmt.Errorf("[directory] authorities[%d]: %w", i, err)
-		}
-		out = append(out, k)
-	}
-	return out, nil
-}
-
 // PKIConfig is the consensus client configuration of [directory].
 func (c *Config) PKIConfig(log *slog.Logger) (pki.ClientConfig, error) {
-	auth, err := c.Directory.AuthorityKeys()
-	if err != nil {
-		return pki.ClientConfig{}, err
-	}
-	return pki.ClientConfig{URLs: c.Directory.URLs, Authorities: auth, Threshold: c.Directory.Threshold,
-		EpochLength: c.Directory.EpochLength, Logger: log}, nil
+	return c.Directory.ClientConfig(log)
 }
 
 // Account returns the account with the given address.

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
-	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
@@ -112,16 +110,7 @@ type Sphinx struct {
 }
 
 // Directory says where the consensus comes from and whom to trust.
-type Directory struct {
-	// URLs are authority base URLs.
-	URLs []string `mapstructure:"urls"`
-	// Authorities are the authorities' identity keys in hex.
-	Authorities []string `mapstructure:"authorities"`
-	// Threshold is how many of them must sign a document.
-	Threshold int `mapstructure:"threshold"`
-	// EpochLength must equal the network's.
-	EpochLength time.Duration `mapstructure:"epoch_length"`
-}
+type Directory = pki.DirectorySection
 
 // Provider holds the settings of the provider role.
 type Provider struct {
@@ -246,7 +235,7 @@ func (c *Config) Validate() error {
 	if c.MaxPacketRate < 1 || c.MaxPacketRate > 1000000 {
 		return fmt.Errorf("max_packet_rate = %d: want 1 to 1000000", c.MaxPacketRate)
 	}
-	if err := c.Directory.validate(); err != nil {
+	if err := c.Directory.Validate(); err != nil {
 		return err
 	}
 	if role == pki.RoleProvider {
@@ -319,45 +308,6 @@ func (c *Config) validateMail() error {
 		return errors.New("[imap] cert_file and key_file: set both or neither")
 	}
 	return nil
-}
-
-func (d *Directory) validate() error {
-	if len(d.URLs) == 0 {
-		return errors.New("[directory] urls is empty")
-	}
-	for i, u := range d.URLs {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("[directory] urls[%d] = %q: want http://host:port", i, u)
-		}
-	}
-	auth, err := d.AuthorityKeys()
-	if err != nil {
-		return err
-	}
-	if err := pki.CheckAuthorities(auth, d.Threshold); err != nil {
-		return fmt.Errorf("[directory] authorities/threshold: %w", err)
-	}
-	if _, err := pki.NewClock(d.EpochLength); err != nil {
-		return fmt.Errorf("[directory] epoch_length: %w", err)
-	}
-	return nil
-}
-
-// AuthorityKeys parses [directory] authorities.
-func (d *Directory) AuthorityKeys() ([]keys.IdentityPublicKey, error) {
-	if len(d.Authorities) == 0 {
-		return nil, errors.New("[directory] authorities is empty: add the authority identity keys (mixctl dir keygen prints them)")
-	}
-	var out []keys.IdentityPublicKey
-	for i, s := range d.Authorities {
-		k, err := keys.ParseIdentityPublicKey(s)
-		if err != nil {
-			return nil, fmt.Errorf("[directory] authorities[%d]: %w", i, err)
-		}
-		out = append(out, k)
-	}
-	return out, nil
 }
 
 // Geometry is the configured Sphinx geometry.

@@ -150,8 +150,11 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	auth, _ := cfg.Directory.AuthorityKeys()
-	pkic, err := pki.NewClient(pki.ClientConfig{URLs: cfg.Directory.URLs, Authorities: auth, Threshold: cfg.Directory.Threshold, EpochLength: cfg.Directory.EpochLength, Logger: log})
+	pcfg, err := cfg.Directory.ClientConfig(log)
+	if err != nil {
+		return nil, err
+	}
+	pkic, err := pki.NewClient(pcfg)
 	if err != nil {
 		return nil, err
 	}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
-	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
@@ -87,12 +85,7 @@ type Account struct {
 }
 
 // Directory says where the consensus comes from and whom to trust.
-type Directory struct {
-	URLs        []string      `mapstructure:"urls"`
-	Authorities []string      `mapstructure:"authorities"`
-	Threshold   int           `mapstructure:"threshold"`
-	EpochLength time.Duration `mapstructure:"epoch_length"`
-}
+type Directory = pki.DirectorySection
 
 // Engine tunes the client engine (docs/spec/client.md section 8).
 type Engine struct {
@@ -231,7 +224,7 @@ func (c *Config) Validate() error {
 	if a.LinkKeyFile == "" {
 		return errors.New("[account] link_key_file is empty")
 	}
-	if err := c.Directory.validate(); err != nil {
+	if err := c.Directory.Validate(); err != nil {
 		return err
 	}
 	e := c.Engine
@@ -239,45 +232,6 @@ func (c *Config) Validate() error {
 		return errors.New("[engine] retry_budget, ack_slack and retrieve_interval must not be negative (0 means the default)")
 	}
 	return nil
-}
-
-func (d *Directory) validate() error {
-	if len(d.URLs) == 0 {
-		return errors.New("[directory] urls is empty")
-	}
-	for i, u := range d.URLs {
-		p, err := url.Parse(u)
-		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return fmt.Errorf("[directory] urls[%d] = %q: want http://host:port", i, u)
-		}
-	}
-	auth, err := d.AuthorityKeys()
-	if err != nil {
-		return err
-	}
-	if err := pki.CheckAuthorities(auth, d.Threshold); err != nil {
-		return fmt.Errorf("[directory] authorities/threshold: %w", err)
-	}
-	if _, err := pki.NewClock(d.EpochLength); err != nil {
-		return fmt.Errorf("[directory] epoch_length: %w", err)
-	}
-	return nil
-}
-
-// AuthorityKeys parses [directory] authorities.
-func (d *Directory) AuthorityKeys() ([]keys.IdentityPublicKey, error) {
-	if len(d.Authorities) == 0 {
-		return nil, errors.New("[directory] authorities is empty: add the authority identity keys (mixctl dir keygen prints them)")
-	}
-	var out []keys.IdentityPublicKey
-	for i, s := range d.Authorities {
-		k, err := keys.ParseIdentityPublicKey(s)
-		if err != nil {
-			return nil, fmt.Errorf("[directory] authorities[%d]: %w", i, err)
-		}
-		out = append(out, k)
-	}
-	return out, nil
 }
 
 // LogLevelValue parses log_level.
