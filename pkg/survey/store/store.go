@@ -70,7 +70,16 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", driver, err)
 	}
 	s := &Store{db: db, driver: driver, now: time.Now}
-	if err := db.PingContext(ctx); err != nil {
+	err = db.PingContext(ctx)
+	// Switching a new SQLite connection to WAL needs a moment of exclusive access and answers
+	// SQLITE_BUSY at once, without waiting out busy_timeout, while another process opens the
+	// same file: retry the connection for a bounded time.
+	for deadline := time.Now().Add(10 * time.Second); err != nil && driver == SQLite &&
+		strings.Contains(err.Error(), "SQLITE_BUSY") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		err = db.PingContext(ctx)
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: connect to %s: %w", driver, err)
 	}
