@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/ballot"
@@ -15,7 +19,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
 
-// Decryption (§11.6). Trustee j publishes decrypt/share-jj.bt: a signed message whose payload
+// Decryption (§12.6). Trustee j publishes decrypt/share-jj.bt: a signed message whose payload
 // is node(one node(node(d_0..d_{N-1}), a, b, z) per question), the trustee.DecryptionShare of
 // the last mixer's output list of that question. The election id bound into the
 // Chaum-Pedersen proof (§8.2) is the 32-byte election hash.
@@ -91,7 +95,7 @@ func ParseDecryptionShare(b []byte, sd *SignedDefinition, lens []int) (int, []*t
 	return j, out, nil
 }
 
-// Tally is the published result (tally.json), in canonical JSON (§11.7).
+// Tally is the published result (tally.json), in canonical JSON (§12.7).
 type Tally struct {
 	Election     string          `json:"election"`
 	ElectionHash string          `json:"election_hash"`
@@ -159,4 +163,75 @@ func ParseTally(b []byte) (*Tally, error) {
 		return nil, fmt.Errorf("%w: tally is not in canonical form", ErrInvalid)
 	}
 	return &t, nil
+}
+
+// verifyDecryption checks every published decryption share and combines the valid ones.
+func verifyDecryption(record string, sd *SignedDefinition, kr *KeyGenResult, lists [][]verificatum.Ciphertext, progress Progress) ([][]*group.Element, []error) {
+	d := &sd.Definition
+	dir := filepath.Join(record, DecryptDir)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, []error{fmt.Errorf("decryption: %w", err)}
+	}
+	known := map[string]bool{}
+	for j := 1; j <= len(d.Trustees); j++ {
+		known[ShareName(j)] = true
+	}
+	var errs []error
+	for _, e := range ents {
+		if !known[e.Name()] {
+			errs = append(errs, fmt.Errorf("decryption: unexpected file %s", e.Name()))
+		}
+	}
+	lens := make([]int, len(lists))
+	for q, l := range lists {
+		lens[q] = len(l)
+	}
+	h := sd.Hash()
+	valid := make([][]*trustee.DecryptionShare, len(lists))
+	for j := 1; j <= len(d.Trustees); j++ {
+		b, err := readLimited(filepath.Join(dir, ShareName(j)), int64(maxShareSize(lens)))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("trustee %d: decryption share: %w", j, err))
+			continue
+		}
+		idx, shares, err := ParseDecryptionShare(b, sd, lens)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("trustee %d: %w", j, err))
+			continue
+		}
+		if idx != j {
+			errs = append(errs, fmt.Errorf("trustee %d: %s is signed by trustee %d", j, ShareName(j), idx))
+			continue
+		}
+		yj := kr.Qualified.VerificationKey(j)
+		for q, s := range shares {
+			if err := s.Verify(h[:], yj, lists[q]); err != nil {
+				errs = append(errs, fmt.Errorf("trustee %d, question %d: decryption share invalid: %w", j, q, err))
+				continue
+			}
+			valid[q] = append(valid[q], s)
+		}
+		progress.say("trustee %d: decryption shares checked", j)
+	}
+	out := make([][]*group.Element, len(lists))
+	for q := range lists {
+		if len(valid[q]) < d.Threshold {
+			errs = append(errs, fmt.Errorf("question %d: only %d valid decryption shares, threshold %d", q, len(valid[q]), d.Threshold))
+			continue
+		}
+		ms, rejected, err := trustee.Combine(d.params(), kr.Qualified, h[:], lists[q], valid[q][:d.Threshold])
+		if err != nil || len(rejected) > 0 {
+			errs = append(errs, fmt.Errorf("question %d: combining decryption shares: %v %v", q, err, rejected))
+			continue
+		}
+		out[q] = ms
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
 
-// Limits on a definition (docs/spec/vote.md §11.1). The definition is outside input for every
+// Limits on a definition (docs/spec/vote.md §12.1). The definition is outside input for every
 // verifier, so each size is bounded before anything is allocated for it.
 const (
 	// MaxDefinitionSize bounds the signed definition file: 2^20 voters at 67 bytes each in
@@ -26,8 +26,9 @@ const (
 	MaxDefinitionSize = 80 << 20
 	// MaxVoters bounds the voter list.
 	MaxVoters = 1 << 20
-	// MaxQuestions bounds the number of questions.
-	MaxQuestions = 32
+	// MaxQuestions bounds the number of questions: the ballot box's limit (a cast must fit
+	// in one packet).
+	MaxQuestions = 16
 	// MaxChoicesPerQuestion bounds the choices of one question (well under ballot.MaxChoices,
 	// which bounds the decoding search).
 	MaxChoicesPerQuestion = 256
@@ -52,7 +53,7 @@ var ErrInvalid = errors.New("election: invalid")
 var idPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,15}$`)
 
 // EncryptionKey is a trustee's X25519 public key, to which the other trustees encrypt its
-// key shares with HPKE (§11.2). Text form: 64 lowercase hex characters.
+// key shares with HPKE (§12.2). Text form: 64 lowercase hex characters.
 type EncryptionKey [32]byte
 
 // MarshalText implements encoding.TextMarshaler.
@@ -95,7 +96,7 @@ type Trustee struct {
 	EncryptionKey EncryptionKey          `json:"encryption_key"`
 }
 
-// Definition is what the election official signs (§11.1).
+// Definition is what the election official signs (§12.1).
 type Definition struct {
 	Version   int                      `json:"version"`
 	ID        string                   `json:"id"`
@@ -112,7 +113,7 @@ type Definition struct {
 	BoxKey   keys.IdentityPublicKey `json:"box_key"`
 }
 
-// Validate checks every rule of §11.1 that does not need the signature.
+// Validate checks every rule of §12.1 that does not need the signature.
 func (d *Definition) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: definition: %s", ErrInvalid, fmt.Sprintf(format, a...))
@@ -188,7 +189,7 @@ func (d *Definition) Validate() error {
 		}
 		mixing[m] = true
 	}
-	if d.Opens.IsZero() || !d.Closes.After(d.Opens) {
+	if d.Opens.Unix() < 0 || !d.Closes.After(d.Opens) || d.Closes.Year() > 9999 {
 		return bad("closes (%s) must be after opens (%s)", d.Closes, d.Opens)
 	}
 	if d.Provider == "" || len(d.Provider) > MaxDomainLen {

@@ -1,5 +1,5 @@
 // Package election owns everything of an election that is not the ballot box
-// (docs/spec/vote.md §11): the definition signed by the election official, the
+// (docs/spec/vote.md §12): the definition signed by the election official, the
 // transport of the trustees' key generation over files (dealings with shares
 // encrypted to each trustee with HPKE, complaints, answers; the qualified set and
 // the election key recomputed by anyone), mixing (one Verificatum proof
@@ -12,7 +12,7 @@
 // bulletin board are pkg/vote/board. This package adds formats, signatures and
 // the order of checks.
 //
-// # Record layout (§11.4)
+// # Record layout (§12.4)
 //
 //	definition.json          the signed definition; ElectionHash = SHA-256 of this file
 //	keygen/dealing-NN.bt     round 1, trustee NN (01..n)

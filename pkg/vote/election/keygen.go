@@ -21,7 +21,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
 
-// Key generation transport over files (§11.2). Round 1: each trustee publishes a signed
+// Key generation transport over files (§12.2). Round 1: each trustee publishes a signed
 // dealing (its Feldman commitments and its shares, each encrypted with HPKE to the
 // recipient's encryption key). Round 2: each trustee publishes the (possibly empty) list of
 // dealers whose share for it failed to decrypt or to match the commitments. Round 3: each
@@ -42,7 +42,7 @@ const (
 	MaxKeyShareFile  = 4 << 10
 )
 
-// Names of the files of the keygen directory of a record (§11.4).
+// Names of the files of the keygen directory of a record (§12.4).
 func dealingName(i int) string    { return fmt.Sprintf("dealing-%02d.bt", i) }
 func complaintsName(i int) string { return fmt.Sprintf("complaints-%02d.bt", i) }
 func answerName(i int) string     { return fmt.Sprintf("answer-%02d.bt", i) }
@@ -359,7 +359,7 @@ type KeyGen struct {
 	Answers    map[int]map[int]*group.Scalar
 }
 
-// KeyGenResult is what follows from the published messages (§11.2).
+// KeyGenResult is what follows from the published messages (§12.2).
 type KeyGenResult struct {
 	Qualified trustee.Qualified
 	PublicKey verificatum.PublicKey

@@ -9,7 +9,7 @@ import (
 )
 
 // Every message a trustee publishes in the record (dealing, complaints, answer, decryption
-// share) is a signed byte tree (§11.3):
+// share) is a signed byte tree (§12.3):
 //
 //	file = node(body, leaf(signature))
 //	body = node(leaf(kind), leaf(election hash), uint32(trustee index), payload)

@@ -16,7 +16,17 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
 
-// Mixing (§11.5). Mixer k (k = 1..K, the k-th entry of Definition.Mixers) shuffles, for each
+// File names of a record (§12.4).
+const (
+	DefinitionFile = "definition.json"
+	KeyGenDir      = "keygen"
+	ParamsFile     = "params.bin"
+	BoardFile      = "board.bin"
+	DecryptDir     = "decrypt"
+	TallyFile      = "tally.json"
+)
+
+// Mixing (§12.5). Mixer k (k = 1..K, the k-th entry of Definition.Mixers) shuffles, for each
 // question q, the previous list (the board's input lists for k = 1) and writes one
 // Verificatum "shuffling" directory with a single mixer, mix/kk/qQQ, with auxsid "mKKqQQ",
 // under the election's own protInfo.xml (ProtInfo). Its signed mix/kk/mixer.bt binds the
@@ -24,7 +34,7 @@ import (
 
 const kindMix = "mix"
 
-// Verificatum parameters of the election's sessions (§11.5): Verificatum's defaults.
+// Verificatum parameters of the election's sessions (§12.5): Verificatum's defaults.
 const (
 	statDist = 100
 	vBitsRO  = 256

@@ -1,0 +1,199 @@
+package election
+
+import (
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/ballot"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
+)
+
+// encryptLists encrypts choices[q][i] for each question and returns the lists.
+func (f *fixture) encryptLists(t testing.TB, choices [][]int) [][]verificatum.Ciphertext {
+	t.Helper()
+	out := make([][]verificatum.Ciphertext, len(choices))
+	for q, cs := range choices {
+		for _, c := range cs {
+			b, err := ballot.Encrypt(rand.Reader, []byte("unit"), []byte("cred"), f.result.PublicKey, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[q] = append(out[q], b.Ciphertext)
+		}
+	}
+	return out
+}
+
+// mixBad writes mixer position k's directory like Mix, signed by the right trustee, but with
+// the input and output lists of question 0 changed by cheat before the proof is written.
+func (f *fixture) mixBad(t testing.TB, record string, k int, in [][]verificatum.Ciphertext, cheat func(in []verificatum.Ciphertext) (claimedIn, shuffleIn []verificatum.Ciphertext, edit func(out []verificatum.Ciphertext))) {
+	t.Helper()
+	d := &f.sd.Definition
+	dir := MixDir(record, k)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for q, list := range in {
+		claimed, shuffled, edit := list, list, func([]verificatum.Ciphertext) {}
+		if q == 0 {
+			claimed, shuffled, edit = cheat(list)
+		}
+		sess, err := session(f.sd, k, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := sess.Generators(len(shuffled))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, proof, err := sess.Shuffle(rand.Reader, h, f.result.PublicKey, shuffled)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(out)
+		if err := verificatum.WriteShuffleDir(questionDir(dir, q), ProtInfo(f.sd), AuxSID(k, q), f.result.PublicKey, claimed, []verificatum.Mixing{{Output: out, Proof: proof}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	digests, err := mixDigests(dir, len(d.Questions))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := sealMessage(kindMix, f.sd.Hash(), d.Mixers[k-1], mixPayload(k, digests), f.trustees[d.Mixers[k-1]-1])
+	if err := writeNew(filepath.Join(dir, "mixer.bt"), msg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMixDecryptCount(t *testing.T) {
+	f := newFixture(t, 1, 5, 3, []int{1, 3, 5})
+	record := t.TempDir()
+	f.keygen(t, record, nil)
+	choices := [][]int{{0, 1, 2, 2, 1, 2, 0, 2, 9}, {0, 1, 1, 0, 1, 1, 1, 0, 1}}
+	in := f.encryptLists(t, choices)
+	lists := in
+	for k := 1; k <= 3; k++ {
+		signer := f.trustees[f.sd.Definition.Mixers[k-1]-1]
+		out, err := Mix(rand.Reader, f.sd, f.result.PublicKey, k, lists, record, signer, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, errs := verifyMixer(f.sd, f.result.PublicKey, k, lists, record)
+		if len(errs) > 0 {
+			t.Fatalf("mixer %d: %v", k, errs)
+		}
+		for q := range got {
+			if msg := compareLists(got[q], out[q]); msg != "" {
+				t.Fatalf("mixer %d question %d: %s", k, q, msg)
+			}
+		}
+		lists = out
+	}
+	if _, err := Mix(rand.Reader, f.sd, f.result.PublicKey, 1, in, record, f.trustees[0], nil); err == nil {
+		t.Fatal("mixer 1 overwrote its directory")
+	}
+	if err := os.MkdirAll(filepath.Join(record, DecryptDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range []int{1, 2, 4} {
+		msg, err := Decrypt(rand.Reader, f.sd, j, f.shares[j-1], lists, f.trustees[j-1], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeNew(filepath.Join(record, DecryptDir, ShareName(j)), msg, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ms, errs := verifyDecryption(record, f.sd, f.result, lists, nil)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	tally, err := Count(f.sd, ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tally.Questions[0]; got.Counts[0] != 2 || got.Counts[1] != 2 || got.Counts[2] != 4 || got.Invalid != 1 {
+		t.Fatalf("question 0: %+v", got)
+	}
+	if got := tally.Questions[1]; got.Counts[0] != 3 || got.Counts[1] != 6 || got.Invalid != 0 {
+		t.Fatalf("question 1: %+v", got)
+	}
+	b, err := tally.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := ParseTally(b); err != nil || again.Questions[0].Counts[2] != 4 {
+		t.Fatalf("tally round trip: %v", err)
+	}
+
+	// A trustee whose factors are wrong: with only t = 3 shares published, the decryption
+	// cannot route around it, and the verifier names the trustee and the question.
+	bad := filepath.Join(record, DecryptDir, ShareName(4))
+	if err := os.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	wrong := f.shares[2] // trustee 3's key share, published as trustee 4's
+	msg, err := Decrypt(rand.Reader, f.sd, 4, wrong, lists, f.trustees[3], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeNew(bad, msg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, errs = verifyDecryption(record, f.sd, f.result, lists, nil)
+	if len(errs) != 4 || !strings.Contains(errs[0].Error(), "trustee 4, question 0: decryption share invalid") ||
+		!strings.Contains(errs[2].Error(), "question 0: only 2 valid decryption shares, threshold 3") {
+		t.Fatalf("wrong share: %v", errs)
+	}
+}
+
+func TestMixerCheats(t *testing.T) {
+	f := newFixture(t, 1, 3, 2, []int{1, 2})
+	base := t.TempDir()
+	f.keygen(t, base, nil)
+	in := f.encryptLists(t, [][]int{{0, 1, 2, 0, 1, 2}, {0, 1, 0, 1, 0, 1}})
+	other := f.encryptLists(t, [][]int{{2}, {}})[0][0]
+	cases := []struct {
+		name  string
+		cheat func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext))
+		want  string
+	}{
+		{"drop", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
+			return in[1:], in[1:], func([]verificatum.Ciphertext) {}
+		}, "mixer 1 (trustee 1), question 0: input is not the board's input list: 5 ciphertexts where 6 are expected"},
+		{"duplicate", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
+			dup := append([]verificatum.Ciphertext{in[0]}, in[:5]...)
+			return dup, dup, func([]verificatum.Ciphertext) {}
+		}, "mixer 1 (trustee 1), question 0: input is not the board's input list: ciphertext 1 differs"},
+		{"duplicate in output", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
+			return in, in, func(out []verificatum.Ciphertext) { out[1] = out[0] }
+		}, "mixer 1 (trustee 1), question 0: proof of shuffle invalid"},
+		{"replace", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
+			return in, in, func(out []verificatum.Ciphertext) { out[3] = other }
+		}, "mixer 1 (trustee 1), question 0: proof of shuffle invalid"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			record := t.TempDir()
+			f.mixBad(t, record, 1, in, c.cheat)
+			_, errs := verifyMixer(f.sd, f.result.PublicKey, 1, in, record)
+			if len(errs) != 1 || !strings.Contains(errs[0].Error(), c.want) {
+				t.Fatalf("got %v, want %q", errs, c.want)
+			}
+		})
+	}
+	// A file changed after the mixer signed: named as such.
+	record := t.TempDir()
+	if _, err := Mix(rand.Reader, f.sd, f.result.PublicKey, 1, in, record, f.trustees[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(MixDir(record, 1), "q01", "auxsid"), []byte("m01q00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs := verifyMixer(f.sd, f.result.PublicKey, 1, in, record); len(errs) != 1 || !strings.Contains(errs[0].Error(), "mixer.bt does not match") {
+		t.Fatalf("edited directory: %v", errs)
+	}
+}
