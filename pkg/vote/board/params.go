@@ -260,4 +260,3 @@ func ballotContext(p *Params, q int) []byte {
 	).Encode())
 	return h[:]
 }
-
