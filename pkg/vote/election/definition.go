@@ -14,6 +14,7 @@ import (
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/ballot"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/board"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/trustee"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
@@ -28,7 +29,7 @@ const (
 	MaxVoters = 1 << 20
 	// MaxQuestions bounds the number of questions: the ballot box's limit (a cast must fit
 	// in one packet).
-	MaxQuestions = 16
+	MaxQuestions = board.MaxQuestions
 	// MaxChoicesPerQuestion bounds the choices of one question (well under ballot.MaxChoices,
 	// which bounds the decoding search).
 	MaxChoicesPerQuestion = 256

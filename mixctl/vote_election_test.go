@@ -1,0 +1,177 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/board"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/election"
+)
+
+// TestVoteElectionCommands runs an election through the official's, trustees' and
+// verifier's commands: 3 trustees (threshold 2), 2 mixers, 6 voters. The ballot box is
+// played in process with pkg/vote/board (its commands are in vote_box.go).
+func TestVoteElectionCommands(t *testing.T) {
+	dir := t.TempDir()
+	record := filepath.Join(dir, "record")
+	run := func(args ...string) string {
+		t.Helper()
+		code, out, errOut := mixctl(append([]string{"vote"}, args...)...)
+		if code != 0 {
+			t.Fatalf("vote %s: %s", strings.Join(args, " "), errOut)
+		}
+		return out
+	}
+	field := func(out, name string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, name+": "); ok {
+				return v
+			}
+		}
+		t.Fatalf("no %q in %q", name, out)
+		return ""
+	}
+	official := field(run("keygen", "--out", filepath.Join(dir, "official.key")), "signing key")
+	if code, _, errOut := mixctl("vote", "keygen", "--out", filepath.Join(dir, "official.key")); code != 1 || !strings.Contains(errOut, "exists") {
+		t.Fatalf("keygen over a key: %s", errOut)
+	}
+	type trusteeJSON struct {
+		Name       string `json:"name"`
+		SigningKey string `json:"signing_key"`
+		EncKey     string `json:"encryption_key"`
+	}
+	var trustees []trusteeJSON
+	for i := 1; i <= 3; i++ {
+		out := run("keygen", "--trustee", "--out", filepath.Join(dir, fmt.Sprintf("t%d.key", i)))
+		trustees = append(trustees, trusteeJSON{fmt.Sprintf("T%d", i), field(out, "signing key"), field(out, "encryption key")})
+	}
+	var voterKeys []*keys.IdentityPrivateKey
+	var voters []string
+	for i := range 6 {
+		p := filepath.Join(dir, fmt.Sprintf("v%d.key", i))
+		voters = append(voters, field(run("keygen", "--out", p), "signing key"))
+		k, err := keys.LoadIdentityKey(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		voterKeys = append(voterKeys, k)
+	}
+	box := field(run("keygen", "--out", filepath.Join(dir, "box.key")), "signing key")
+	def := map[string]any{
+		"version": 1, "id": "cli-test", "title": "CLI test",
+		"questions": []map[string]any{{"text": "Pick", "choices": []string{"a", "b"}}},
+		"voters":    voters, "trustees": trustees, "threshold": 2, "mixers": []int{3, 1},
+		"opens": "2026-01-01T00:00:00Z", "closes": "2026-01-02T00:00:00Z",
+		"provider": "vote.example", "box_key": box,
+	}
+	db, _ := json.Marshal(def)
+	os.WriteFile(filepath.Join(dir, "election.json"), db, 0o644)
+	run("create", "--key", filepath.Join(dir, "official.key"), "--definition", filepath.Join(dir, "election.json"), "--record", record)
+	if code, _, errOut := mixctl("vote", "create", "--key", filepath.Join(dir, "official.key"), "--definition", filepath.Join(dir, "election.json"), "--record", record); code != 1 || !strings.Contains(errOut, "exists") {
+		t.Fatalf("create over a record: %s", errOut)
+	}
+
+	tr := func(i int) []string {
+		return []string{"--record", record, "--index", fmt.Sprint(i), "--key", filepath.Join(dir, fmt.Sprintf("t%d.key", i))}
+	}
+	state := func(i int) []string { return []string{"--state", filepath.Join(dir, fmt.Sprintf("state%d", i))} }
+	for _, step := range []string{"deal", "complain", "answer", "finish"} {
+		for i := 1; i <= 3; i++ {
+			args := append([]string{"trustee", step}, tr(i)...)
+			if step != "complain" {
+				args = append(args, state(i)...)
+			}
+			run(args...)
+		}
+	}
+	if code, _, errOut := mixctl(append([]string{"vote", "trustee", "deal"}, append(tr(2), state(2)...)...)...); code != 1 || !strings.Contains(errOut, "dealt already") {
+		t.Fatalf("second dealing: %s", errOut)
+	}
+	if code, _, errOut := mixctl("vote", "trustee", "deal", "--record", record, "--index", "1", "--key", filepath.Join(dir, "t2.key"), "--state", filepath.Join(dir, "x")); code != 1 || !strings.Contains(errOut, "not the signing key of trustee 1") {
+		t.Fatalf("deal with another trustee's key: %s", errOut)
+	}
+	run("params", "--record", record)
+	for _, i := range []int{1, 2} {
+		run(append([]string{"close-sign", "--out", filepath.Join(dir, fmt.Sprintf("close%d", i))}, tr(i)...)...)
+	}
+
+	// The ballot box, in process.
+	pb, _ := os.ReadFile(filepath.Join(record, election.ParamsFile))
+	p, err := board.ParseParams(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []*board.Entry
+	boxKey, err := keys.LoadIdentityKey(filepath.Join(dir, "box.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(kind board.Kind, at time.Time, payload []byte) {
+		prev := board.Genesis(p)
+		if len(entries) > 0 {
+			prev = entries[len(entries)-1].Hash()
+		}
+		e, err := board.NewEntry(p, boxKey, uint64(len(entries)), prev, kind, at, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	for i, v := range voterKeys {
+		c, err := board.NewCast(rand.Reader, p, v, []int{i % 3 % 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(board.KindBallot, p.Opens.Add(time.Duration(i+1)*time.Second), c.Marshal())
+	}
+	var sigs []*board.CloseSignature
+	for _, i := range []int{1, 2} {
+		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("close%d", i)))
+		s, err := board.ParseCloseSignature(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs = append(sigs, s)
+	}
+	cl, err := board.NewClose(p, sigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(board.KindClose, p.Closes, cl.Marshal())
+	os.WriteFile(filepath.Join(record, election.BoardFile), board.MarshalBoard(entries), 0o644)
+
+	if code, _, errOut := mixctl(append([]string{"vote", "mix", "--position", "1"}, tr(1)...)...); code != 1 || !strings.Contains(errOut, "mixer 1 is trustee 3") {
+		t.Fatalf("mix by the wrong trustee: %s", errOut)
+	}
+	run(append([]string{"mix", "--position", "1"}, tr(3)...)...)
+	run(append([]string{"mix", "--position", "2"}, tr(1)...)...)
+	for _, i := range []int{1, 3} {
+		run(append(append([]string{"decrypt"}, tr(i)...), state(i)...)...)
+	}
+	out := run("tally", "--record", record)
+	if !strings.Contains(out, "       4  a") || !strings.Contains(out, "       2  b") {
+		t.Fatalf("tally:\n%s", out)
+	}
+	out = run("verify", "--record", record, "--official", official)
+	if !strings.Contains(out, "record verified: [6] ballots") {
+		t.Fatalf("verify:\n%s", out)
+	}
+	if code, _, errOut := mixctl("vote", "verify", "--record", record, "--official", box); code != 1 || !strings.Contains(errOut, "not by "+box) {
+		t.Fatalf("verify with another official: %s", errOut)
+	}
+	// A record with a changed byte in mixer 2's output is refused, naming the mixer.
+	f := filepath.Join(record, "mix", "02", "q00", "ShuffledCiphertexts.bt")
+	b, _ := os.ReadFile(f)
+	b[len(b)-1] ^= 1
+	os.WriteFile(f, b, 0o644)
+	if code, _, errOut := mixctl("vote", "verify", "--record", record); code != 1 || !strings.Contains(errOut, "mixer 2 (trustee 1)") {
+		t.Fatalf("verify of a changed output: %s", errOut)
+	}
+}

@@ -1,0 +1,260 @@
+package election
+
+import (
+	"crypto/rand"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/board"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/bytetree"
+)
+
+// boardBuilder appends entries signed by the box key, as the ballot box does.
+type boardBuilder struct {
+	p       *board.Params
+	box     *keys.IdentityPrivateKey
+	entries []*board.Entry
+	next    time.Time
+}
+
+func (b *boardBuilder) add(t testing.TB, kind board.Kind, payload []byte) {
+	t.Helper()
+	prev := board.Genesis(b.p)
+	if n := len(b.entries); n > 0 {
+		prev = b.entries[n-1].Hash()
+	}
+	e, err := board.NewEntry(b.p, b.box, uint64(len(b.entries)), prev, kind, b.next, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.entries = append(b.entries, e)
+	b.next = b.next.Add(time.Second)
+}
+
+func (b *boardBuilder) cast(t testing.TB, voter *keys.IdentityPrivateKey, choices []int) *board.Cast {
+	t.Helper()
+	c, err := board.NewCast(rand.Reader, b.p, voter, choices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.add(t, board.KindBallot, c.Marshal())
+	return c
+}
+
+func (b *boardBuilder) close(t testing.TB, f *fixture, signers ...int) {
+	t.Helper()
+	var sigs []*board.CloseSignature
+	for _, i := range signers {
+		s, err := board.SignClose(b.p, i, f.trustees[i-1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigs = append(sigs, s)
+	}
+	c, err := board.NewClose(b.p, sigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.next = b.p.Closes.Add(time.Minute)
+	b.add(t, board.KindClose, c.Marshal())
+}
+
+// resign replaces a cast's signature by one of key over its current content.
+func resign(t testing.TB, c *board.Cast, key *keys.IdentityPrivateKey) {
+	t.Helper()
+	tr, err := bytetree.Parse(c.Marshal(), bytetree.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(c.Signature[:], key.Sign(tr.Children()[0].Encode()))
+}
+
+func writeFile(t testing.TB, path string, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFullElection runs an election in a temporary record: 5 trustees, threshold 3, 3 mixers,
+// 100 voters (some re-voting), then checks the tally, that Verify passes, and that Verify
+// names each kind of fraud.
+func TestFullElection(t *testing.T) {
+	const voters = 100
+	f := newFixture(t, voters, 5, 3, []int{2, 4, 5})
+	record := t.TempDir()
+	writeFile(t, filepath.Join(record, DefinitionFile), f.sd.Bytes())
+	f.keygen(t, record, nil)
+	params := BoxParams(f.sd, f.result)
+	pb, err := params.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(record, ParamsFile), pb)
+	if err := params.Validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	bb := &boardBuilder{p: params, box: f.box, next: params.Opens.Add(time.Minute)}
+	want := [][]int{make([]int, 3), make([]int, 2)}
+	var casts []*board.Cast
+	for i, v := range f.voters {
+		ch := []int{i % 3, (i / 3) % 2}
+		if i%10 == 0 { // these voters change their mind: only the last cast counts
+			bb.cast(t, v, []int{(i + 1) % 3, 1 - ch[1]})
+		}
+		casts = append(casts, bb.cast(t, v, ch))
+		want[0][ch[0]]++
+		want[1][ch[1]]++
+	}
+	bb.close(t, f, 1, 3, 5)
+	writeFile(t, filepath.Join(record, BoardFile), board.MarshalBoard(bb.entries))
+
+	lists, err := BoardInputs(record, f.sd, f.result)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lists[0]) != voters {
+		t.Fatalf("%d input ballots, want %d", len(lists[0]), voters)
+	}
+	for k := 1; k <= 3; k++ {
+		signer := f.trustees[f.sd.Definition.Mixers[k-1]-1]
+		if lists, err = Mix(rand.Reader, f.sd, f.result.PublicKey, k, lists, record, signer, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only t = 3 shares are published, so a wrong one cannot be routed around.
+	for _, j := range []int{1, 2, 4} {
+		msg, err := Decrypt(rand.Reader, f.sd, j, f.shares[j-1], lists, f.trustees[j-1], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(record, DecryptDir, ShareName(j)), msg)
+	}
+	tally, err := TallyRecord(record, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for q := range want {
+		for c, n := range want[q] {
+			if tally.Questions[q].Counts[c] != n {
+				t.Fatalf("question %d: counts %v, want %v", q, tally.Questions[q].Counts, want[q])
+			}
+		}
+	}
+	tb, err := tally.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(record, TallyFile), tb)
+	var lines []string
+	res, err := Verify(record, func(m string) { lines = append(lines, m) })
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if res.Ballots[0] != voters || len(lines) < 6 {
+		t.Fatalf("result %v, progress %q", res.Ballots, lines)
+	}
+
+	// Each fraud below is put into the record, named by Verify, and undone.
+	expect := func(name string, want ...string) {
+		t.Helper()
+		_, err := Verify(record, nil)
+		if err == nil || !errors.Is(err, ErrVerify) {
+			t.Errorf("%s: got %v", name, err)
+			return
+		}
+		t.Logf("%s: %v", name, err)
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: got %v, want %q", name, err, w)
+			}
+		}
+	}
+	replace := func(path string, b []byte) (undo func()) {
+		old, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, path, b)
+		return func() { writeFile(t, path, old) }
+	}
+	rebuild := func(edit func(b *boardBuilder)) []byte {
+		nb := &boardBuilder{p: params, box: f.box, next: params.Opens.Add(time.Minute)}
+		edit(nb)
+		nb.close(t, f, 1, 3, 5)
+		return board.MarshalBoard(nb.entries)
+	}
+	boardPath := filepath.Join(record, BoardFile)
+
+	// A tampered entry: entry 5 re-signed by the box with another time, so entry 6's link
+	// no longer matches.
+	tampered := append([]*board.Entry(nil), bb.entries...)
+	e5, err := board.NewEntry(params, f.box, 5, tampered[4].Hash(), board.KindBallot, tampered[5].Time.Add(time.Millisecond), tampered[5].Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered[5] = e5
+	undo := replace(boardPath, board.MarshalBoard(tampered))
+	expect("tampered entry", "board entry 6")
+	undo()
+
+	// A copied ballot: voter 1's ballots cast again under voter 2's credential.
+	undo = replace(boardPath, rebuild(func(nb *boardBuilder) {
+		nb.cast(t, f.voters[0], []int{0, 0})
+		c := nb.cast(t, f.voters[1], []int{1, 1})
+		nb.entries = nb.entries[:1]
+		c.Ballots = casts[0].Ballots
+		resign(t, c, f.voters[1])
+		nb.add(t, board.KindBallot, c.Marshal())
+	}))
+	expect("copied ballot", "board entry 1: ", "ballot 0 proof invalid for credential "+f.voters[1].Public().String()[:16]+"...: copied or altered ballot")
+	undo()
+
+	// A ballot from a credential that is not on the voter list.
+	outsider := mustIdentity(t)
+	undo = replace(boardPath, rebuild(func(nb *boardBuilder) {
+		nb.cast(t, f.voters[0], []int{0, 0})
+		nb.cast(t, outsider, []int{0, 0})
+	}))
+	expect("not eligible", "board entry 1: ", "credential "+outsider.Public().String()[:16]+"... is not on the voter list")
+	undo()
+
+	// A tally that is not the decryption.
+	bad := *tally
+	bad.Questions = append([]QuestionTally(nil), tally.Questions...)
+	bad.Questions[1].Counts = []int{tally.Questions[1].Counts[1], tally.Questions[1].Counts[0]}
+	bt, err := bad.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	undo = replace(filepath.Join(record, TallyFile), bt)
+	expect("tally", "tally: the published tally differs from the recomputed one: question 1")
+	undo()
+
+	// Params that do not match the definition and key generation.
+	undo = replace(filepath.Join(record, ParamsFile), append(pb[:len(pb)-1:len(pb)-1], pb[len(pb)-1]^1))
+	expect("params", "params: params.bin differs")
+	undo()
+
+	// A wrong decryption share of trustee 4 (with trustee 3's key share).
+	msg, err := Decrypt(rand.Reader, f.sd, 4, f.shares[2], lists, f.trustees[3], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	undo = replace(filepath.Join(record, DecryptDir, ShareName(4)), msg)
+	expect("decryption share", "trustee 4, question 0: decryption share invalid")
+	undo()
+
+	if _, err := Verify(record, nil); err != nil {
+		t.Fatalf("record after undoing every fraud: %v", err)
+	}
+}
