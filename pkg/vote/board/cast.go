@@ -79,7 +79,7 @@ func NewCast(rand io.Reader, p *Params, credential *keys.IdentityPrivateKey, cho
 // ParseCast decodes a cast strictly: size limit, shape, canonical points and scalars. It checks
 // no signature or proof; use Check.
 func ParseCast(b []byte) (*Cast, error) {
-	t, err := parseTree(b, MaxCastSize, 6, 2, "cast")
+	t, err := parseTree(b, MaxCastSize, 7, 2, "cast")
 	if err != nil {
 		return nil, err
 	}
@@ -125,19 +125,19 @@ func ParseCast(b []byte) (*Cast, error) {
 func (c *Cast) Check(p *Params) error {
 	switch {
 	case c.ElectionID != p.ElectionID:
-		return fmt.Errorf("%w: cast for election %q, not %q", ErrWrongElection, c.ElectionID, p.ElectionID)
+		return fail(ErrWrongElection, "cast for election %q, not %q", c.ElectionID, p.ElectionID)
 	case c.ElectionHash != p.ElectionHash:
-		return fmt.Errorf("%w: cast for another definition of election %q (election hash differs)", ErrWrongElection, p.ElectionID)
+		return fail(ErrWrongElection, "cast for another definition of election %q (election hash differs)", p.ElectionID)
 	case len(c.Ballots) != len(p.Questions):
 		return fmt.Errorf("%w: %d ballots for %d questions", ErrMalformed, len(c.Ballots), len(p.Questions))
 	case !p.Eligible(c.Credential):
-		return fmt.Errorf("%w: credential %s is not on the voter list", ErrNotEligible, short(c.Credential))
+		return fail(ErrNotEligible, "credential %s is not on the voter list", short(c.Credential))
 	case !c.Credential.Verify(c.body().Encode(), c.Signature[:]):
-		return fmt.Errorf("%w: voter signature invalid for credential %s", ErrBadSignature, short(c.Credential))
+		return fail(ErrBadSignature, "voter signature invalid for credential %s", short(c.Credential))
 	}
 	for q, b := range c.Ballots {
 		if err := b.Verify(ballotContext(p, q), c.Credential[:], p.PublicKey); err != nil {
-			return fmt.Errorf("%w: ballot %d proof invalid for credential %s: copied or altered ballot", ErrBadProof, q, short(c.Credential))
+			return fail(ErrBadProof, "ballot %d proof invalid for credential %s: copied or altered ballot", q, short(c.Credential))
 		}
 	}
 	return nil

@@ -159,3 +159,18 @@ func parseTree(b []byte, maxBytes, maxDepth, children int, what string) (*bytetr
 
 // short abbreviates a credential for error messages: the first 16 hex digits.
 func short(k keys.IdentityPublicKey) string { return k.String()[:16] + "..." }
+
+// ruleError is a refusal for a reason of substance (not the encoding): its text is only the
+// reason, as the spec and the verifier's users read it, and it wraps the class (ErrInvalid,
+// ErrBadSignature, ...) for errors.Is.
+type ruleError struct {
+	class error
+	err   error
+}
+
+func (e *ruleError) Error() string   { return e.err.Error() }
+func (e *ruleError) Unwrap() []error { return []error{e.class, e.err} }
+
+func fail(class error, format string, a ...any) error {
+	return &ruleError{class: class, err: fmt.Errorf(format, a...)}
+}

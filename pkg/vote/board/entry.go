@@ -328,10 +328,10 @@ func ParseReceipt(b []byte) (*Receipt, error) {
 // Verify checks that r is for election p and carries the box's signature over its entry hash.
 func (r *Receipt) Verify(p *Params) error {
 	if r.ElectionID != p.ElectionID {
-		return fmt.Errorf("%w: receipt for election %q, not %q", ErrWrongElection, r.ElectionID, p.ElectionID)
+		return fail(ErrWrongElection, "receipt for election %q, not %q", r.ElectionID, p.ElectionID)
 	}
 	if !p.BoxKey.Verify(signedMessage(r.EntryHash), r.Signature[:]) {
-		return fmt.Errorf("%w: receipt for entry %d: box signature invalid", ErrBadSignature, r.Seq)
+		return fail(ErrBadSignature, "receipt for entry %d: box signature invalid", r.Seq)
 	}
 	return nil
 }
@@ -344,7 +344,7 @@ func (r *Receipt) VerifyCast(p *Params, cast []byte) error {
 	}
 	h := sha256.Sum256(entryBody(r.ElectionID, r.Seq, r.Prev, KindBallot, r.Time, cast).Encode())
 	if h != r.EntryHash {
-		return fmt.Errorf("%w: receipt for entry %d does not commit to this cast", ErrInvalid, r.Seq)
+		return fail(ErrInvalid, "receipt for entry %d does not commit to this cast", r.Seq)
 	}
 	return nil
 }
@@ -354,11 +354,11 @@ func (r *Receipt) VerifyCast(p *Params, cast []byte) error {
 // later is -1 when r's ballot is the one counted.
 func (r *Receipt) OnBoard(entries []*Entry) (later int64, err error) {
 	if r.Seq >= uint64(len(entries)) {
-		return -1, fmt.Errorf("%w: receipt for entry %d, the board has %d entries", ErrInvalid, r.Seq, len(entries))
+		return -1, fail(ErrInvalid, "receipt for entry %d, the board has %d entries", r.Seq, len(entries))
 	}
 	e := entries[r.Seq]
 	if e.Hash() != r.EntryHash || e.Kind != KindBallot {
-		return -1, fmt.Errorf("%w: board entry %d is not the entry of this receipt: the box dropped or replaced the ballot", ErrInvalid, r.Seq)
+		return -1, fail(ErrInvalid, "board entry %d is not the entry of this receipt: the box dropped or replaced the ballot", r.Seq)
 	}
 	for i := len(entries) - 1; i > int(r.Seq); i-- {
 		if c := entries[i].Cast; c != nil && c.Credential == e.Cast.Credential {
@@ -435,13 +435,13 @@ func ParseCloseSignature(b []byte) (*CloseSignature, error) {
 // Verify checks the signature against trustee s.Trustee's key in p.
 func (s *CloseSignature) Verify(p *Params) error {
 	if s.ElectionID != p.ElectionID {
-		return fmt.Errorf("%w: close signature for election %q, not %q", ErrWrongElection, s.ElectionID, p.ElectionID)
+		return fail(ErrWrongElection, "close signature for election %q, not %q", s.ElectionID, p.ElectionID)
 	}
 	if s.Trustee < 1 || s.Trustee > len(p.Trustees) {
 		return fmt.Errorf("%w: trustee %d outside 1..%d", ErrMalformed, s.Trustee, len(p.Trustees))
 	}
 	if !p.Trustees[s.Trustee-1].Verify(CloseMessage(p), s.Signature[:]) {
-		return fmt.Errorf("%w: trustee %d's close signature is invalid", ErrBadSignature, s.Trustee)
+		return fail(ErrBadSignature, "trustee %d's close signature is invalid", s.Trustee)
 	}
 	return nil
 }
@@ -482,7 +482,7 @@ func NewClose(p *Params, sigs []*CloseSignature) (*Close, error) {
 		}
 	}
 	if len(c.Signatures) < p.Threshold {
-		return nil, fmt.Errorf("%w: %d trustee signatures, the threshold is %d", ErrInvalid, len(c.Signatures), p.Threshold)
+		return nil, fail(ErrInvalid, "%d trustee signatures, the threshold is %d", len(c.Signatures), p.Threshold)
 	}
 	return c, nil
 }
@@ -539,7 +539,7 @@ func ParseClose(b []byte) (*Close, error) {
 // p.Threshold of them.
 func (c *Close) Verify(p *Params) error {
 	if c.ElectionID != p.ElectionID {
-		return fmt.Errorf("%w: close for election %q, not %q", ErrWrongElection, c.ElectionID, p.ElectionID)
+		return fail(ErrWrongElection, "close for election %q, not %q", c.ElectionID, p.ElectionID)
 	}
 	msg := CloseMessage(p)
 	last := 0
@@ -549,11 +549,11 @@ func (c *Close) Verify(p *Params) error {
 		}
 		last = s.Trustee
 		if !p.Trustees[s.Trustee-1].Verify(msg, s.Signature[:]) {
-			return fmt.Errorf("%w: trustee %d's close signature is invalid", ErrBadSignature, s.Trustee)
+			return fail(ErrBadSignature, "trustee %d's close signature is invalid", s.Trustee)
 		}
 	}
 	if len(c.Signatures) < p.Threshold {
-		return fmt.Errorf("%w: close has %d trustee signatures, the threshold is %d", ErrInvalid, len(c.Signatures), p.Threshold)
+		return fail(ErrInvalid, "close has %d trustee signatures, the threshold is %d", len(c.Signatures), p.Threshold)
 	}
 	return nil
 }

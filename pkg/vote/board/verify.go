@@ -72,21 +72,21 @@ func (c *Checker) check(e *Entry) error {
 	p := c.p
 	switch {
 	case c.closed:
-		return fmt.Errorf("%w: entry after the close entry", ErrInvalid)
+		return fail(ErrInvalid, "entry after the close entry")
 	case c.n >= MaxEntries:
 		return fmt.Errorf("%w: more than %d entries", ErrTooLarge, MaxEntries)
 	case e.Seq != c.n:
-		return fmt.Errorf("%w: sequence number %d, want %d", ErrInvalid, e.Seq, c.n)
+		return fail(ErrInvalid, "sequence number %d, want %d", e.Seq, c.n)
 	case e.ElectionID != p.ElectionID:
-		return fmt.Errorf("%w: entry of election %q, not %q", ErrWrongElection, e.ElectionID, p.ElectionID)
+		return fail(ErrWrongElection, "entry of election %q, not %q", e.ElectionID, p.ElectionID)
 	case e.Prev != c.prev && c.n == 0:
-		return fmt.Errorf("%w: hash chain broken (prev is not the genesis value of this election and box)", ErrInvalid)
+		return fail(ErrInvalid, "hash chain broken (prev is not the genesis value of this election and box)")
 	case e.Prev != c.prev:
-		return fmt.Errorf("%w: hash chain broken (prev does not match entry %d)", ErrInvalid, c.n-1)
+		return fail(ErrInvalid, "hash chain broken (prev does not match entry %d)", c.n-1)
 	case !e.VerifySignature(p):
-		return fmt.Errorf("%w: box signature invalid", ErrBadSignature)
+		return fail(ErrBadSignature, "box signature invalid")
 	case e.Time.Before(c.last):
-		return fmt.Errorf("%w: time %s is before the previous entry's %s", ErrInvalid, e.Time.Format(time.RFC3339Nano), c.last.Format(time.RFC3339Nano))
+		return fail(ErrInvalid, "time %s is before the previous entry's %s", e.Time.Format(time.RFC3339Nano), c.last.Format(time.RFC3339Nano))
 	}
 	switch e.Kind {
 	case KindBallot:
@@ -94,11 +94,11 @@ func (c *Checker) check(e *Entry) error {
 			return fmt.Errorf("%w: ballot entry without a parsed cast", ErrMalformed)
 		}
 		if e.Time.Before(p.Opens) || !e.Time.Before(p.Closes) {
-			return fmt.Errorf("%w: cast at %s, outside the voting period [%s, %s)", ErrInvalid,
+			return fail(ErrInvalid, "cast at %s, outside the voting period [%s, %s)",
 				e.Time.Format(time.RFC3339Nano), p.Opens.UTC().Format(time.RFC3339), p.Closes.UTC().Format(time.RFC3339))
 		}
 		if s, dup := c.casts[e.Cast.Hash()]; dup {
-			return fmt.Errorf("%w: cast repeats entry %d (replayed cast of credential %s)", ErrInvalid, s, short(e.Cast.Credential))
+			return fail(ErrInvalid, "cast repeats entry %d (replayed cast of credential %s)", s, short(e.Cast.Credential))
 		}
 		if c.verified {
 			if err := e.Cast.Check(p); err != nil {
@@ -110,7 +110,7 @@ func (c *Checker) check(e *Entry) error {
 			return fmt.Errorf("%w: close entry without a parsed close", ErrMalformed)
 		}
 		if e.Time.Before(p.Closes) {
-			return fmt.Errorf("%w: closed at %s, before the end of the voting period %s", ErrInvalid,
+			return fail(ErrInvalid, "closed at %s, before the end of the voting period %s",
 				e.Time.Format(time.RFC3339Nano), p.Closes.UTC().Format(time.RFC3339))
 		}
 		if err := e.Close.Verify(p); err != nil {
@@ -125,7 +125,7 @@ func (c *Checker) check(e *Entry) error {
 // Finish checks that the board ended with its close entry.
 func (c *Checker) Finish() error {
 	if !c.closed {
-		return fmt.Errorf("%w: the board has %d entries and no close entry", ErrInvalid, c.n)
+		return fail(ErrInvalid, "the board has %d entries and no close entry", c.n)
 	}
 	return nil
 }
