@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
-	"github.com/panoramix-mixnet/panoramix/pkg/vote/ballot"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/board"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/trustee"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
@@ -30,8 +29,8 @@ const (
 	// MaxQuestions bounds the number of questions: the ballot box's limit (a cast must fit
 	// in one packet).
 	MaxQuestions = board.MaxQuestions
-	// MaxChoicesPerQuestion bounds the choices of one question (well under ballot.MaxChoices,
-	// which bounds the decoding search).
+	// MaxChoicesPerQuestion bounds the choices of one question (far under ballot.MaxChoices,
+	// which bounds the search that decodes a plaintext).
 	MaxChoicesPerQuestion = 256
 	// MaxTextLen bounds the title, a question's text and a choice's text, in bytes.
 	MaxTextLen = 1024
@@ -199,7 +198,6 @@ func (d *Definition) Validate() error {
 	if d.BoxKey.IsZero() {
 		return bad("no ballot box key")
 	}
-	_ = ballot.MaxChoices // MaxChoicesPerQuestion is far below the decoder's bound
 	return nil
 }
 

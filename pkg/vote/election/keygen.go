@@ -490,7 +490,9 @@ func Finish(sd *SignedDefinition, kg *KeyGen, j int, key *EncryptionPrivateKey) 
 		}
 	}()
 	for i := range res.Qualified {
-		if s, ok := kg.Answers[i][j]; ok {
+		// A revealed share replaces the encrypted one only where j complained: a share a
+		// dealer reveals unasked has no standing (and is checked like any other below).
+		if s, ok := kg.Answers[i][j]; ok && slices.Contains(kg.Complaints[j], i) {
 			received[i] = group.NewScalar().Set(s)
 			continue
 		}

@@ -2,6 +2,7 @@ package election
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
@@ -104,22 +105,10 @@ func readLimited(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %d bytes exceeds the limit of %d", path, st.Size(), limit)
 	}
 	b := make([]byte, st.Size())
-	if _, err := readFull(f, b); err != nil {
+	if _, err := io.ReadFull(f, b); err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	return b, nil
-}
-
-func readFull(f *os.File, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := f.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
 }
 
 // writeNew writes a new file; it refuses to replace an existing one (nothing is overwritten
