@@ -334,3 +334,57 @@ func TestKeyShareFile(t *testing.T) {
 		t.Fatalf("world-readable share: %v", err)
 	}
 }
+
+func TestKeyGenWrongAnswerDisqualifies(t *testing.T) {
+	f := newFixture(t, 1, 4, 2, []int{1})
+	rec := t.TempDir()
+	f.keygen(t, rec, func(i int, msg []byte) []byte {
+		if i == 3 {
+			return f.badShare(t, msg, 3, 1)
+		}
+		return msg
+	})
+	dir := filepath.Join(rec, "keygen")
+	kg, err := LoadKeyGen(dir, f.sd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Dealer 3 answers trustee 1's complaint with a share that does not match.
+	wrong := make([]*group.Scalar, 4)
+	for j := range wrong {
+		wrong[j] = group.ScalarFromUint(uint(j + 7))
+	}
+	msg, err := Answer(f.sd, kg, 3, wrong, f.trustees[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, answerName(3)), msg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if kg, err = LoadKeyGen(dir, f.sd); err != nil {
+		t.Fatal(err)
+	}
+	res, err := kg.Result(&f.sd.Definition)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := res.Qualified[3]; ok || res.Disqualified[3] != "revealed a wrong share for trustee 1" || len(res.Qualified) != 3 {
+		t.Fatalf("qualified %d, disqualified %v", len(res.Qualified), res.Disqualified)
+	}
+	// Trustee 1 finishes without dealer 3, and its key share matches the new key.
+	if _, _, err := Finish(f.sd, kg, 1, f.enc[0]); err != nil {
+		t.Fatal(err)
+	}
+	// A flipped bit in a published message is refused, naming the file.
+	b, err := os.ReadFile(filepath.Join(dir, complaintsName(2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 1
+	if err := os.WriteFile(filepath.Join(dir, complaintsName(2)), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKeyGen(dir, f.sd); err == nil || !strings.Contains(err.Error(), "complaints-02.bt") || !strings.Contains(err.Error(), "signature invalid") {
+		t.Fatalf("altered complaints: %v", err)
+	}
+}
