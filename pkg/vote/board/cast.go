@@ -12,7 +12,7 @@ import (
 
 const castLabel = "panoramix vote cast v1"
 
-// MaxCastSize is the size of the largest encoded cast (§10.3): MaxQuestions ballots.
+// MaxCastSize is the size of the largest encoded cast (§11.3): MaxQuestions ballots.
 const MaxCastSize = 5 + (5 + (5 + len(castLabel)) + (5 + 16) + (5 + HashSize) + (5 + keys.KeySize) +
 	5 + MaxQuestions*ballot.MaxEncodedLen) + (5 + SignatureSize)
 
@@ -22,7 +22,7 @@ func CastSize(questions, idLen int) int {
 	return MaxCastSize - (MaxQuestions-questions)*ballot.MaxEncodedLen - (16 - idLen)
 }
 
-// Cast is what a voter sends through the mixnet to the ballot box (§10.3): one ballot per
+// Cast is what a voter sends through the mixnet to the ballot box (§11.3): one ballot per
 // question, each bound to the election and the question, signed by the voter's credential.
 type Cast struct {
 	ElectionID   string
@@ -118,7 +118,7 @@ func ParseCast(b []byte) (*Cast, error) {
 	return c, nil
 }
 
-// Check decides whether the box accepts c for election p (§10.3): the election id and hash,
+// Check decides whether the box accepts c for election p (§11.3): the election id and hash,
 // one ballot per question, the credential on the voter list, the voter's signature and every
 // ballot's proof under the context of its question. The error wraps ErrWrongElection,
 // ErrMalformed, ErrNotEligible, ErrBadSignature or ErrBadProof and names what failed.

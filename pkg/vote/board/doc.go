@@ -1,5 +1,5 @@
 // Package board owns everything a ballot box needs and nothing about key generation, mixing or
-// decryption (docs/spec/vote.md §10, "Ballot box and bulletin board"):
+// decryption (docs/spec/vote.md §11, "Ballot box and bulletin board"):
 //
 //   - Params: what the box knows of one election (identifier, hash of the signed definition,
 //     the threshold ElGamal key, the questions, the voter credentials, the trustees' signing

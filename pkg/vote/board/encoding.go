@@ -46,10 +46,10 @@ func uint64Leaf(v uint64) *bytetree.Tree {
 	return bytetree.Leaf(b[:])
 }
 
-// timeLeafMillis encodes t as milliseconds since the Unix epoch (§10.1).
+// timeLeafMillis encodes t as milliseconds since the Unix epoch (§11.1).
 func timeLeafMillis(t time.Time) *bytetree.Tree { return uint64Leaf(uint64(t.UnixMilli())) }
 
-// timeLeafSeconds encodes t as seconds since the Unix epoch (§10.1).
+// timeLeafSeconds encodes t as seconds since the Unix epoch (§11.1).
 func timeLeafSeconds(t time.Time) *bytetree.Tree { return uint64Leaf(uint64(t.Unix())) }
 
 // maxUnixSeconds bounds decoded times so that converting them never overflows int64 nanoseconds

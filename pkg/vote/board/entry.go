@@ -13,7 +13,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/bytetree"
 )
 
-// Labels of §10.4.
+// Labels of §11.4.
 const (
 	entryLabel     = "panoramix vote board entry v1"
 	entrySigLabel  = "panoramix vote board entry signature v1"
@@ -28,7 +28,7 @@ const (
 // Kind is the kind of a board entry.
 type Kind uint8
 
-// Entry kinds (§10.4).
+// Entry kinds (§11.4).
 const (
 	KindBallot Kind = 1 // the payload is a Cast
 	KindClose  Kind = 2 // the payload is a Close
@@ -44,7 +44,7 @@ func (k Kind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-// Board limits (§10.4).
+// Board limits (§11.4).
 const (
 	// MaxEntries bounds the entries of a board: every voter of MaxVoters may re-vote a few
 	// times.
@@ -56,7 +56,7 @@ const (
 	FramePrefix = 4
 )
 
-// Entry is one entry of the bulletin board (§10.4).
+// Entry is one entry of the bulletin board (§11.4).
 type Entry struct {
 	Seq       uint64         // 0 for the first entry
 	Prev      [HashSize]byte // Genesis(p) for entry 0, else the previous entry's Hash
@@ -226,7 +226,7 @@ func ReadEntry(r io.Reader) (*Entry, int, error) {
 	return e, n, err
 }
 
-// ParseBoard decodes a board file: framed entries (§10.4) up to the end, at most MaxEntries.
+// ParseBoard decodes a board file: framed entries (§11.4) up to the end, at most MaxEntries.
 // It checks the format of every entry, not the rules of a board; use VerifyBoard.
 func ParseBoard(b []byte) ([]*Entry, error) {
 	r := bytes.NewReader(b)
@@ -260,7 +260,7 @@ func (e *Entry) VerifySignature(p *Params) bool {
 	return p.BoxKey.Verify(signedMessage(e.Hash()), e.Signature[:])
 }
 
-// Receipt is the box's signed statement that a cast is entry Seq of the board (§10.5). With the
+// Receipt is the box's signed statement that a cast is entry Seq of the board (§11.5). With the
 // voter's own cast it determines the entry completely.
 type Receipt struct {
 	ElectionID string
@@ -350,7 +350,7 @@ func (r *Receipt) VerifyCast(p *Params, cast []byte) error {
 }
 
 // OnBoard checks that the board holds r's entry at position Seq, and reports the position of
-// a later ballot of the same credential, if any, which replaces r's ballot (re-voting, §10.6);
+// a later ballot of the same credential, if any, which replaces r's ballot (re-voting, §11.6);
 // later is -1 when r's ballot is the one counted.
 func (r *Receipt) OnBoard(entries []*Entry) (later int64, err error) {
 	if r.Seq >= uint64(len(entries)) {
@@ -368,7 +368,7 @@ func (r *Receipt) OnBoard(entries []*Entry) (later int64, err error) {
 	return -1, nil
 }
 
-// CloseMessage is what each trustee signs to agree to close election p (§10.7):
+// CloseMessage is what each trustee signs to agree to close election p (§11.7):
 // node(leaf(label), leaf(election id), leaf(election hash)).
 func CloseMessage(p *Params) []byte {
 	return bytetree.Node(bytetree.String(closeMsgLabel), bytetree.String(p.ElectionID), bytetree.Leaf(p.ElectionHash[:])).Encode()
@@ -453,7 +453,7 @@ type TrusteeSignature struct {
 }
 
 // Close is the payload of the last board entry: trustee signatures over CloseMessage, in
-// increasing trustee order, at least Params.Threshold of them, all valid (§10.7).
+// increasing trustee order, at least Params.Threshold of them, all valid (§11.7).
 type Close struct {
 	ElectionID string
 	Signatures []TrusteeSignature

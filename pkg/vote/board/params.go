@@ -12,7 +12,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
 
-// Limits of the parameters (§10.2). They bound what a box and a verifier allocate.
+// Limits of the parameters (§11.2). They bound what a box and a verifier allocate.
 const (
 	// MaxQuestions bounds the questions of an election, so that a cast (one 248-byte ballot
 	// per question) fits in one fragment of the default geometry.
@@ -34,7 +34,7 @@ const paramsLabel = "panoramix vote board params v1"
 // casts (the service is "vote"), so it follows the service name rules.
 var ElectionIDPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,15}$`)
 
-// Params is what a ballot box needs for one election (§10.2).
+// Params is what a ballot box needs for one election (§11.2).
 type Params struct {
 	// ElectionID names the election: [a-z][a-z0-9-]{0,15}; it is the mixnet Recipient.
 	ElectionID string
@@ -58,7 +58,7 @@ type Params struct {
 	voters map[keys.IdentityPublicKey]struct{} // built by Validate
 }
 
-// Validate checks p against the rules and limits of §10.2 and indexes the voter list. Call it
+// Validate checks p against the rules and limits of §11.2 and indexes the voter list. Call it
 // (ParseParams does) before sharing p between goroutines: it writes p's index.
 func (p *Params) Validate() error {
 	switch {
@@ -155,7 +155,7 @@ func (p *Params) tree() *bytetree.Tree {
 	)
 }
 
-// Marshal returns the encoding of §10.2. It refuses parameters that Validate refuses.
+// Marshal returns the encoding of §11.2. It refuses parameters that Validate refuses.
 func (p *Params) Marshal() ([]byte, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -172,7 +172,7 @@ func (p *Params) Hash() ([HashSize]byte, error) {
 	return sha256.Sum256(b), nil
 }
 
-// ParseParams decodes and validates the encoding of §10.2.
+// ParseParams decodes and validates the encoding of §11.2.
 func ParseParams(b []byte) (*Params, error) {
 	t, err := parseTree(b, MaxParamsSize, 4, 11, "params")
 	if err != nil {
@@ -247,7 +247,7 @@ func ParseParams(b []byte) (*Params, error) {
 	return p, nil
 }
 
-// ballotContext is the election identifier given to pkg/vote/ballot for question q (§10.3):
+// ballotContext is the election identifier given to pkg/vote/ballot for question q (§11.3):
 // SHA-256(node(leaf("panoramix vote ballot context v1"), leaf(election id), leaf(election
 // hash), leaf(uint32(q)))). It binds each ballot's proof to this election's definition and to
 // its question, so that a ballot cannot be moved to another question or election.

@@ -8,7 +8,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
 
-// Checker applies the rules of a valid board (§10.6) entry by entry, so that a box can check
+// Checker applies the rules of a valid board (§11.6) entry by entry, so that a box can check
 // its board as it reads it back and a verifier can stream a large board.
 type Checker struct {
 	p        *Params
@@ -130,7 +130,7 @@ func (c *Checker) Finish() error {
 	return nil
 }
 
-// VerifyBoard checks a complete board of election p (§10.6): sequence numbers, the hash chain
+// VerifyBoard checks a complete board of election p (§11.6): sequence numbers, the hash chain
 // from Genesis(p), the box's signature on every entry, non-decreasing times, every cast inside
 // the voting period, not repeated and accepted by Cast.Check, and exactly one close entry,
 // last, at or after p.Closes, with at least p.Threshold valid trustee signatures. The error
@@ -149,7 +149,7 @@ func VerifyBoard(p *Params, entries []*Entry) error {
 }
 
 // InputLists returns, per question, the ciphertexts of the last cast of each credential,
-// ordered by the position of that last cast on the board (§10.6: re-voting replaces the
+// ordered by the position of that last cast on the board (§11.6: re-voting replaces the
 // earlier ballot). This is the input of the first mixer. It checks the board's structure (kinds,
 // order), not its signatures and proofs: call VerifyBoard first.
 func InputLists(p *Params, entries []*Entry) ([][]verificatum.Ciphertext, error) {
