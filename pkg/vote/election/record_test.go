@@ -12,6 +12,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/board"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/bytetree"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
 
 // boardBuilder appends entries signed by the box key, as the ballot box does.
@@ -84,11 +85,23 @@ func writeFile(t testing.TB, path string, b []byte) {
 	}
 }
 
-// TestFullElection runs an election in a temporary record: 5 trustees, threshold 3, 3 mixers,
-// 100 voters (some re-voting), then checks the tally, that Verify passes, and that Verify
-// names each kind of fraud.
-func TestFullElection(t *testing.T) {
-	const voters = 100
+// election is a complete record built in a temporary directory, with what went into it.
+type election struct {
+	f      *fixture
+	record string
+	params *board.Params
+	pb     []byte // params.bin
+	bb     *boardBuilder
+	casts  []*board.Cast // the last cast of each voter
+	lists  [][]verificatum.Ciphertext
+	tally  *Tally
+}
+
+// buildElection runs an election in a temporary record: 5 trustees, threshold 3, mixers 2,
+// 4 and 5, the given number of voters (every tenth re-votes), only t = 3 decryption shares
+// published (trustees 1, 2, 4), so that a wrong one cannot be routed around. It checks the
+// tally against the choices cast.
+func buildElection(t testing.TB, voters int) *election {
 	f := newFixture(t, voters, 5, 3, []int{2, 4, 5})
 	record := t.TempDir()
 	writeFile(t, filepath.Join(record, DefinitionFile), f.sd.Bytes())
@@ -131,7 +144,6 @@ func TestFullElection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Only t = 3 shares are published, so a wrong one cannot be routed around.
 	for _, j := range []int{1, 2, 4} {
 		msg, err := Decrypt(rand.Reader, f.sd, j, f.shares[j-1], lists, f.trustees[j-1], nil)
 		if err != nil {
@@ -155,6 +167,16 @@ func TestFullElection(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(record, TallyFile), tb)
+	return &election{f: f, record: record, params: params, pb: pb, bb: bb, casts: casts, lists: lists, tally: tally}
+}
+
+// TestFullElection builds an election of 100 voters (buildElection checks its tally), checks
+// that Verify passes, and that Verify names each kind of fraud.
+func TestFullElection(t *testing.T) {
+	const voters = 100
+	e := buildElection(t, voters)
+	f, record, params, pb, casts, lists, tally := e.f, e.record, e.params, e.pb, e.casts, e.lists, e.tally
+	bb := e.bb
 	var lines []string
 	res, err := Verify(record, func(m string) { lines = append(lines, m) })
 	if err != nil {
@@ -256,5 +278,16 @@ func TestFullElection(t *testing.T) {
 
 	if _, err := Verify(record, nil); err != nil {
 		t.Fatalf("record after undoing every fraud: %v", err)
+	}
+}
+
+// BenchmarkVerifyRecord times Verify on a complete record of 1000 voters, 2 questions, 3
+// mixers and 3 decryption shares (building the record is not timed).
+func BenchmarkVerifyRecord(b *testing.B) {
+	e := buildElection(b, 1000)
+	for b.Loop() {
+		if _, err := Verify(e.record, nil); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
