@@ -200,7 +200,7 @@ type trusteeFlags struct {
 
 func (t *trusteeFlags) add(c *cobra.Command, needHPKE, needState bool) {
 	c.Flags().StringVar(&t.record, "record", "", "the record directory")
-	c.Flags().IntVar(&t.index, "index", 0, "this trustee's index (1..n, its position in the definition)")
+	c.Flags().IntVar(&t.index, "index", 0, "this trustee's index (1..n, its position in the definition; default: found from --key)")
 	c.Flags().StringVar(&t.key, "key", "", "this trustee's signing key")
 	if needHPKE {
 		c.Flags().StringVar(&t.hpke, "hpke", "", "this trustee's HPKE key (default: KEY.hpke)")
@@ -222,9 +222,6 @@ func (t *trusteeFlags) load(needState bool) (*election.SignedDefinition, *keys.I
 			return nil, nil, err
 		}
 	}
-	if t.index < 1 {
-		return nil, nil, errors.New("--index is required (1..n)")
-	}
 	sd, err := election.LoadDefinition(t.record)
 	if err != nil {
 		return nil, nil, err
@@ -232,6 +229,12 @@ func (t *trusteeFlags) load(needState bool) (*election.SignedDefinition, *keys.I
 	k, err := keys.LoadIdentityKey(t.key)
 	if err != nil {
 		return nil, nil, err
+	}
+	if t.index == 0 {
+		if t.index = sd.Definition.TrusteeIndex(k.Public()); t.index == 0 {
+			k.Wipe()
+			return nil, nil, fmt.Errorf("%s is the signing key of no trustee of the election", t.key)
+		}
 	}
 	if sd.Definition.TrusteeIndex(k.Public()) != t.index {
 		k.Wipe()

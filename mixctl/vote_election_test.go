@@ -175,3 +175,56 @@ func TestVoteElectionCommands(t *testing.T) {
 		t.Fatalf("verify of a changed output: %s", errOut)
 	}
 }
+
+func TestVoteTrusteeIndexFromKey(t *testing.T) {
+	dir := t.TempDir()
+	record := filepath.Join(dir, "record")
+	keyOut := func(name string, trustee bool) (string, string) {
+		args := []string{"vote", "keygen", "--out", filepath.Join(dir, name)}
+		if trustee {
+			args = append(args, "--trustee")
+		}
+		code, out, errOut := mixctl(args...)
+		if code != 0 {
+			t.Fatal(errOut)
+		}
+		var sk, ek string
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, "signing key: "); ok {
+				sk = v
+			}
+			if v, ok := strings.CutPrefix(l, "encryption key: "); ok {
+				ek = v
+			}
+		}
+		return sk, ek
+	}
+	keyOut("o.key", false)
+	box, _ := keyOut("b.key", false)
+	v, _ := keyOut("v.key", false)
+	var ts []map[string]string
+	for i := 1; i <= 2; i++ {
+		sk, ek := keyOut(fmt.Sprintf("t%d.key", i), true)
+		ts = append(ts, map[string]string{"name": fmt.Sprint(i), "signing_key": sk, "encryption_key": ek})
+	}
+	def, _ := json.Marshal(map[string]any{
+		"version": 1, "id": "idx", "title": "t", "questions": []map[string]any{{"text": "q", "choices": []string{"a", "b"}}},
+		"voters": []string{v}, "trustees": ts, "threshold": 1, "mixers": []int{1},
+		"opens": "2026-01-01T00:00:00Z", "closes": "2026-01-02T00:00:00Z", "provider": "p.example", "box_key": box,
+	})
+	os.WriteFile(filepath.Join(dir, "e.json"), def, 0o644)
+	if code, _, errOut := mixctl("vote", "create", "--key", filepath.Join(dir, "o.key"), "--definition", filepath.Join(dir, "e.json"), "--record", record); code != 0 {
+		t.Fatal(errOut)
+	}
+	if code, out, errOut := mixctl("vote", "trustee", "deal", "--record", record, "--key", filepath.Join(dir, "t2.key"), "--state", filepath.Join(dir, "s2")); code != 0 || !strings.Contains(out, "dealing-02.bt") {
+		t.Fatalf("deal without --index: %s %s", out, errOut)
+	}
+	if code, _, errOut := mixctl("vote", "trustee", "deal", "--record", record, "--key", filepath.Join(dir, "o.key"), "--state", filepath.Join(dir, "s0")); code != 1 || !strings.Contains(errOut, "signing key of no trustee") {
+		t.Fatalf("deal with the official's key: %s", errOut)
+	}
+	// A definition file with unknown fields is refused with the field's name.
+	os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"version":1,"colour":"red"}`), 0o644)
+	if code, _, errOut := mixctl("vote", "create", "--key", filepath.Join(dir, "o.key"), "--definition", filepath.Join(dir, "bad.json"), "--record", filepath.Join(dir, "r2")); code != 1 || !strings.Contains(errOut, "colour") {
+		t.Fatalf("unknown field: %s", errOut)
+	}
+}
