@@ -276,6 +276,42 @@ func TestFullElection(t *testing.T) {
 	expect("decryption share", "trustee 4, question 0: decryption share invalid")
 	undo()
 
+	// Mixer 1 (trustee 2) drops, duplicates or replaces one ballot of question 0, and signs
+	// what it wrote.
+	inputs, err := BoardInputs(record, f.sd, f.result)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := f.encryptLists(t, [][]int{{1}})[0][0]
+	honest := MixDir(record, 1) + ".honest"
+	if err := os.Rename(MixDir(record, 1), honest); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		cheat func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext))
+		want  string
+	}{
+		{"mixer drops", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
+			return in[:len(in)-1], in[:len(in)-1], func([]verificatum.Ciphertext) {}
+		}, "mixer 1 (trustee 2), question 0: input is not the board's input list: 99 ciphertexts where 100 are expected"},
+		{"mixer duplicates", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
+			return in, in, func(out []verificatum.Ciphertext) { out[7] = out[8] }
+		}, "mixer 1 (trustee 2), question 0: proof of shuffle invalid"},
+		{"mixer replaces", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
+			return in, in, func(out []verificatum.Ciphertext) { out[7] = other }
+		}, "mixer 1 (trustee 2), question 0: proof of shuffle invalid"},
+	} {
+		f.mixBad(t, record, 1, inputs, c.cheat)
+		expect(c.name, c.want)
+		if err := os.RemoveAll(MixDir(record, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(honest, MixDir(record, 1)); err != nil {
+		t.Fatal(err)
+	}
+
 	if _, err := Verify(record, nil); err != nil {
 		t.Fatalf("record after undoing every fraud: %v", err)
 	}
