@@ -259,7 +259,7 @@ func ReadMixOutput(record string, k, questions int) ([][]verificatum.Ciphertext,
 // verifyMixer checks mixer position k: its signed mixer.bt, and for each question the proof
 // directory (under the election's own protInfo), its auxsid, its key, that its input is
 // exactly in[q]. It returns the outputs, and one error per failure.
-func verifyMixer(sd *SignedDefinition, pk verificatum.PublicKey, k int, in [][]verificatum.Ciphertext, record string) ([][]verificatum.Ciphertext, []error) {
+func verifyMixer(sd *SignedDefinition, pk verificatum.PublicKey, k int, in [][]verificatum.Ciphertext, record string, progress Progress) ([][]verificatum.Ciphertext, []error) {
 	d := &sd.Definition
 	dir := MixDir(record, k)
 	who := fmt.Sprintf("mixer %d (trustee %d)", k, d.Mixers[k-1])
@@ -325,6 +325,7 @@ func verifyMixer(sd *SignedDefinition, pk verificatum.PublicKey, k int, in [][]v
 			continue
 		}
 		out[q] = o
+		progress.say("%s: proof of shuffle verified (%d ciphertexts)", where, len(o))
 	}
 	if len(errs) > 0 {
 		return nil, errs

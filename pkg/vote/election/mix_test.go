@@ -81,7 +81,7 @@ func TestMixDecryptCount(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, errs := verifyMixer(f.sd, f.result.PublicKey, k, lists, record)
+		got, errs := verifyMixer(f.sd, f.result.PublicKey, k, lists, record, nil)
 		if len(errs) > 0 {
 			t.Fatalf("mixer %d: %v", k, errs)
 		}
@@ -179,7 +179,7 @@ func TestMixerCheats(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			record := t.TempDir()
 			f.mixBad(t, record, 1, in, c.cheat)
-			_, errs := verifyMixer(f.sd, f.result.PublicKey, 1, in, record)
+			_, errs := verifyMixer(f.sd, f.result.PublicKey, 1, in, record, nil)
 			if len(errs) != 1 || !strings.Contains(errs[0].Error(), c.want) {
 				t.Fatalf("got %v, want %q", errs, c.want)
 			}
@@ -193,7 +193,7 @@ func TestMixerCheats(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(MixDir(record, 1), "q01", "auxsid"), []byte("m01q00"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, errs := verifyMixer(f.sd, f.result.PublicKey, 1, in, record); len(errs) != 1 || !strings.Contains(errs[0].Error(), "mixer.bt does not match") {
+	if _, errs := verifyMixer(f.sd, f.result.PublicKey, 1, in, record, nil); len(errs) != 1 || !strings.Contains(errs[0].Error(), "mixer.bt does not match") {
 		t.Fatalf("edited directory: %v", errs)
 	}
 }

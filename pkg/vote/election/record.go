@@ -144,7 +144,7 @@ func verifyPrefix(record string, upTo int, progress Progress) (*Result, [][]veri
 	lists := inputs
 	for k := 1; k <= upTo; k++ {
 		t0 := time.Now()
-		out, errs := verifyMixer(sd, kr.PublicKey, k, lists, record)
+		out, errs := verifyMixer(sd, kr.PublicKey, k, lists, record, progress)
 		if len(errs) > 0 {
 			return fail(errs...)
 		}
