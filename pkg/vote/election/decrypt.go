@@ -165,19 +165,22 @@ func ParseTally(b []byte) (*Tally, error) {
 	return &t, nil
 }
 
-// verifyDecryption checks every published decryption share and combines the valid ones.
-func verifyDecryption(record string, sd *SignedDefinition, kr *KeyGenResult, lists [][]verificatum.Ciphertext, progress Progress) ([][]*group.Element, []error) {
+// verifyDecryption checks every published decryption share and combines t valid ones per
+// question (any t give the same plaintexts). A share that is invalid is fatal only when it
+// leaves a question with fewer than t valid shares; otherwise it is returned as a warning
+// (the decryption routes around it).
+func verifyDecryption(record string, sd *SignedDefinition, kr *KeyGenResult, lists [][]verificatum.Ciphertext, progress Progress) (plaintexts [][]*group.Element, warnings, errs []error) {
 	d := &sd.Definition
 	dir := filepath.Join(record, DecryptDir)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, []error{fmt.Errorf("decryption: %w", err)}
+		return nil, nil, []error{fmt.Errorf("decryption: %w", err)}
 	}
 	known := map[string]bool{}
 	for j := 1; j <= len(d.Trustees); j++ {
 		known[ShareName(j)] = true
 	}
-	var errs []error
+	var bad []error // failures of single shares; errs: of the record's layout
 	for _, e := range ents {
 		if !known[e.Name()] {
 			errs = append(errs, fmt.Errorf("decryption: unexpected file %s", e.Name()))
@@ -195,43 +198,47 @@ func verifyDecryption(record string, sd *SignedDefinition, kr *KeyGenResult, lis
 			continue
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("trustee %d: decryption share: %w", j, err))
+			bad = append(bad, fmt.Errorf("trustee %d: decryption share: %w", j, err))
 			continue
 		}
 		idx, shares, err := ParseDecryptionShare(b, sd, lens)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("trustee %d: %w", j, err))
+			bad = append(bad, fmt.Errorf("trustee %d: %w", j, err))
 			continue
 		}
 		if idx != j {
-			errs = append(errs, fmt.Errorf("trustee %d: %s is signed by trustee %d", j, ShareName(j), idx))
+			bad = append(bad, fmt.Errorf("trustee %d: %s is signed by trustee %d", j, ShareName(j), idx))
 			continue
 		}
 		yj := kr.Qualified.VerificationKey(j)
 		for q, s := range shares {
 			if err := s.Verify(h[:], yj, lists[q]); err != nil {
-				errs = append(errs, fmt.Errorf("trustee %d, question %d: decryption share invalid: %w", j, q, err))
+				bad = append(bad, fmt.Errorf("trustee %d, question %d: decryption share invalid: %w", j, q, err))
 				continue
 			}
 			valid[q] = append(valid[q], s)
 		}
 		progress.say("trustee %d: decryption shares checked", j)
 	}
-	out := make([][]*group.Element, len(lists))
+	var short []error
 	for q := range lists {
 		if len(valid[q]) < d.Threshold {
-			errs = append(errs, fmt.Errorf("question %d: only %d valid decryption shares, threshold %d", q, len(valid[q]), d.Threshold))
-			continue
+			short = append(short, fmt.Errorf("question %d: only %d valid decryption shares, threshold %d", q, len(valid[q]), d.Threshold))
 		}
+	}
+	if len(errs) > 0 || len(short) > 0 {
+		return nil, nil, append(append(errs, bad...), short...)
+	}
+	out := make([][]*group.Element, len(lists))
+	for q := range lists {
 		ms, rejected, err := trustee.Combine(d.params(), kr.Qualified, h[:], lists[q], valid[q][:d.Threshold])
 		if err != nil || len(rejected) > 0 {
-			errs = append(errs, fmt.Errorf("question %d: combining decryption shares: %v %v", q, err, rejected))
-			continue
+			return nil, nil, []error{fmt.Errorf("question %d: combining decryption shares: %v %v", q, err, rejected)}
 		}
 		out[q] = ms
 	}
-	if len(errs) > 0 {
-		return nil, errs
+	for _, w := range bad {
+		progress.say("WARNING: %v (enough valid shares remain)", w)
 	}
-	return out, nil
+	return out, bad, nil
 }

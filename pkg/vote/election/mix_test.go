@@ -107,9 +107,9 @@ func TestMixDecryptCount(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ms, errs := verifyDecryption(record, f.sd, f.result, lists, nil)
-	if len(errs) > 0 {
-		t.Fatal(errs)
+	ms, warn, errs := verifyDecryption(record, f.sd, f.result, lists, nil)
+	if len(errs) > 0 || len(warn) > 0 {
+		t.Fatal(errs, warn)
 	}
 	tally, err := Count(f.sd, ms)
 	if err != nil {
@@ -143,10 +143,26 @@ func TestMixDecryptCount(t *testing.T) {
 	if err := writeNew(bad, msg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, errs = verifyDecryption(record, f.sd, f.result, lists, nil)
+	_, _, errs = verifyDecryption(record, f.sd, f.result, lists, nil)
 	if len(errs) != 4 || !strings.Contains(errs[0].Error(), "trustee 4, question 0: decryption share invalid") ||
 		!strings.Contains(errs[2].Error(), "question 0: only 2 valid decryption shares, threshold 3") {
 		t.Fatalf("wrong share: %v", errs)
+	}
+	// With a fourth, valid share published, the decryption routes around trustee 4 and
+	// reports it as a warning.
+	msg, err = Decrypt(rand.Reader, f.sd, 5, f.shares[4], lists, f.trustees[4], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeNew(filepath.Join(record, DecryptDir, ShareName(5)), msg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ms, warn, errs = verifyDecryption(record, f.sd, f.result, lists, nil)
+	if len(errs) != 0 || len(warn) != 2 || !strings.Contains(warn[0].Error(), "trustee 4, question 0: decryption share invalid") {
+		t.Fatalf("routing around a wrong share: errors %v, warnings %v", errs, warn)
+	}
+	if again, err := Count(f.sd, ms); err != nil || again.Questions[0].Counts[2] != 4 {
+		t.Fatalf("tally without trustee 4: %v", err)
 	}
 }
 

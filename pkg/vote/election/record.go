@@ -42,6 +42,9 @@ type Result struct {
 	KeyGen     *KeyGenResult
 	Ballots    []int // per question, the number of ballots counted
 	Tally      *Tally
+	// Warnings are invalid decryption shares that the decryption routed around (at least
+	// Threshold valid shares remained for every question).
+	Warnings []error
 }
 
 // LoadDefinition reads and checks record/definition.json.
@@ -159,10 +162,11 @@ func verifyPrefix(record string, upTo int, progress Progress) (*Result, [][]veri
 }
 
 func decryptAndCount(record string, r *Result, final [][]verificatum.Ciphertext, progress Progress) (*Tally, error) {
-	plaintexts, errs := verifyDecryption(record, r.Definition, r.KeyGen, final, progress)
+	plaintexts, warnings, errs := verifyDecryption(record, r.Definition, r.KeyGen, final, progress)
 	if len(errs) > 0 {
 		return nil, &VerifyError{Failures: errs}
 	}
+	r.Warnings = warnings
 	return Count(r.Definition, plaintexts)
 }
 
