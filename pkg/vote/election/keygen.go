@@ -91,7 +91,9 @@ func (k *EncryptionPrivateKey) Wipe() { k.k = nil }
 
 // SaveEncryptionKey writes k to a new file of mode 0600; it refuses to replace a file.
 func SaveEncryptionKey(path string, k *EncryptionPrivateKey) error {
-	b := pem.EncodeToMemory(&pem.Block{Type: encryptionKeyPEMType, Bytes: k.k.Bytes()})
+	raw := k.k.Bytes()
+	defer clear(raw)
+	b := pem.EncodeToMemory(&pem.Block{Type: encryptionKeyPEMType, Bytes: raw})
 	defer clear(b)
 	return writeNew(path, b, 0o600)
 }

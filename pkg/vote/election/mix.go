@@ -125,6 +125,13 @@ func Mix(rnd io.Reader, sd *SignedDefinition, pk verificatum.PublicKey, k int, i
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("election: %w", err)
 	}
+	// A failed run leaves nothing behind, so that the mixer can simply run again.
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(dir)
+		}
+	}()
 	protInfo := ProtInfo(sd)
 	out := make([][]verificatum.Ciphertext, len(in))
 	for q, list := range in {
@@ -157,6 +164,7 @@ func Mix(rnd io.Reader, sd *SignedDefinition, pk verificatum.PublicKey, k int, i
 	if err := writeNew(filepath.Join(dir, "mixer.bt"), msg, 0o644); err != nil {
 		return nil, fmt.Errorf("election: %w", err)
 	}
+	done = true
 	return out, nil
 }
 
