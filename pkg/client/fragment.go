@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -21,8 +22,11 @@ const (
 	// MaxFragments bounds the fragments of one message, so that a receiver's reassembly state
 	// per message is bounded (spec section 2).
 	MaxFragments = 4096
-	// AckSize is the exact size of an ack.
+	// AckSize is the exact size of an ack without an answer.
 	AckSize = 1 + MessageIDSize + 2 + 1
+	// MaxAckAnswer bounds the answer a service may put in an ack (a vote receipt, the reason
+	// of a refusal), so that an ack always fits a SURB reply of the default geometry.
+	MaxAckAnswer = 512
 )
 
 // ErrMalformed is wrapped by every fragment and ack parsing error.
@@ -205,9 +209,12 @@ const (
 	AckOverQuota        AckStatus = 2
 	AckMalformed        AckStatus = 3
 	AckTooLarge         AckStatus = 4
+	// AckRefused: the service refused the content (a ballot that does not verify, a cast
+	// outside the voting period); the ack's answer says why.
+	AckRefused AckStatus = 5
 )
 
-const maxAckStatus = AckTooLarge
+const maxAckStatus = AckRefused
 
 // String says what the status means, for status displays and bounces.
 func (s AckStatus) String() string {
@@ -222,32 +229,48 @@ func (s AckStatus) String() string {
 		return "refused as malformed"
 	case AckTooLarge:
 		return "message too large"
+	case AckRefused:
+		return "refused by the service"
 	}
 	return fmt.Sprintf("status %d", uint8(s))
 }
 
 // Ack is the answer of the receiving service to one fragment, sent back through the
-// fragment's SURB.
+// fragment's SURB (docs/spec/fragment.md section 3). Answer is optional service data (at most
+// MaxAckAnswer bytes): a vote receipt, or the reason of a refusal.
 type Ack struct {
 	ID     MessageID
 	Index  uint16
 	Status AckStatus
+	Answer []byte
 }
 
-// Marshal returns the AckSize bytes of a.
+// Marshal returns the ack: AckSize bytes, then, when there is an answer, u16 length || answer.
+// It panics on an answer over MaxAckAnswer, which no service may send.
 func (a *Ack) Marshal() []byte {
-	b := make([]byte, AckSize)
+	if len(a.Answer) > MaxAckAnswer {
+		panic(fmt.Sprintf("client: ack answer of %d bytes, at most %d", len(a.Answer), MaxAckAnswer))
+	}
+	b := make([]byte, AckSize, AckSize+2+len(a.Answer))
 	b[0] = FragmentVersion
 	copy(b[1:], a.ID[:])
 	binary.BigEndian.PutUint16(b[17:], a.Index)
 	b[19] = byte(a.Status)
+	if len(a.Answer) > 0 {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(a.Answer)))
+		b = append(b, a.Answer...)
+	}
 	return b
 }
 
-// ParseAck decodes an ack strictly: exactly AckSize bytes, version 1, a known status.
+// ParseAck decodes an ack strictly: version 1, a known status, and either exactly AckSize bytes
+// or an answer of 1 to MaxAckAnswer bytes whose length prefix matches the rest exactly.
 func ParseAck(b []byte) (*Ack, error) {
-	if len(b) != AckSize {
-		return nil, fmt.Errorf("%w: ack: %d bytes, want %d", ErrMalformed, len(b), AckSize)
+	if len(b) < AckSize {
+		return nil, fmt.Errorf("%w: ack: %d bytes, want at least %d", ErrMalformed, len(b), AckSize)
+	}
+	if len(b) > AckSize+2+MaxAckAnswer {
+		return nil, fmt.Errorf("%w: ack: %d bytes, at most %d", ErrMalformed, len(b), AckSize+2+MaxAckAnswer)
 	}
 	if b[0] != FragmentVersion {
 		return nil, fmt.Errorf("%w: ack: version %d", ErrMalformed, b[0])
@@ -259,6 +282,16 @@ func ParseAck(b []byte) (*Ack, error) {
 	}
 	if a.Index >= MaxFragments {
 		return nil, fmt.Errorf("%w: ack: index %d", ErrMalformed, a.Index)
+	}
+	if rest := b[AckSize:]; len(rest) > 0 {
+		if len(rest) < 2 {
+			return nil, fmt.Errorf("%w: ack: %d bytes after the status, want none or a length and an answer", ErrMalformed, len(rest))
+		}
+		n := int(binary.BigEndian.Uint16(rest))
+		if n == 0 || n != len(rest)-2 {
+			return nil, fmt.Errorf("%w: ack: answer length %d, %d bytes follow", ErrMalformed, n, len(rest)-2)
+		}
+		a.Answer = bytes.Clone(rest[2:])
 	}
 	return a, nil
 }

@@ -108,7 +108,7 @@ func seedFiles() map[string][]byte {
 	big := fragmentBytes(1, 0, MaxFragments+1, uint32(MaxFragments+1)*seedCapacity, seedCapacity)
 	ack := (&Ack{ID: MessageID{7}, Index: 3, Status: AckStored}).Marshal()
 	ackBadStatus := bytes.Clone(ack)
-	ackBadStatus[19] = 5
+	ackBadStatus[19] = byte(maxAckStatus) + 1
 	ackBadVersion := bytes.Clone(ack)
 	ackBadVersion[0] = 0
 	return map[string][]byte{
@@ -135,6 +135,15 @@ func seedFiles() map[string][]byte {
 		"ack/bad-version.bin":                 ackBadVersion,
 		"ack/bad-short.bin":                   ack[:AckSize-1],
 		"ack/bad-long.bin":                    append(bytes.Clone(ack), 0),
+		"ack/ok-answer.bin":                   (&Ack{ID: MessageID{8}, Index: 0, Status: AckStored, Answer: []byte("receipt")}).Marshal(),
+		"ack/ok-refused.bin":                  (&Ack{ID: MessageID{9}, Index: 0, Status: AckRefused, Answer: []byte("not on the voter list")}).Marshal(),
+		"ack/ok-answer-max.bin":               (&Ack{ID: MessageID{10}, Index: 1, Status: AckStored, Answer: bytes.Repeat([]byte{0xa5}, MaxAckAnswer)}).Marshal(),
+		"ack/bad-answer-empty.bin":            append(bytes.Clone(ack), 0, 0),
+		"ack/bad-answer-length.bin":           append(bytes.Clone(ack), 0, 3, 'a', 'b'),
+		"ack/bad-answer-over.bin": func() []byte {
+			b := binary.BigEndian.AppendUint16(bytes.Clone(ack), MaxAckAnswer+1)
+			return append(b, bytes.Repeat([]byte{1}, MaxAckAnswer+1)...)
+		}(),
 		"ack/bad-index.bin": func() []byte {
 			b := bytes.Clone(ack)
 			binary.BigEndian.PutUint16(b[17:], MaxFragments)

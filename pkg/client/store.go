@@ -81,6 +81,10 @@ type Status struct {
 	Order uint64 `json:"order"`
 	// NeedsAck is false for services that do not answer (queue).
 	NeedsAck bool `json:"needs_ack"`
+	// Answer is the service's answer carried by an ack (docs/spec/fragment.md section 3): a
+	// vote receipt, or the reason of a refusal. With several fragments, the answer of the last
+	// ack that carried one.
+	Answer []byte `json:"answer,omitempty"`
 }
 
 // fragRecord is a fragment's transmission state; its bytes are in bucketFragData, so that
@@ -458,9 +462,16 @@ func (s *store) applyReply(surbID [16]byte, open func(keys []byte) (*Ack, error)
 			res = ackDuplicate
 			return nil
 		}
+		if len(ack.Answer) > 0 {
+			st.Answer = ack.Answer
+		}
 		if ack.Status != AckStored {
 			res = ackApplied
-			return finish(tx, st, StateFailed, fmt.Sprintf("fragment %d: %s", ack.Index, ack.Status), now)
+			reason := fmt.Sprintf("fragment %d: %s", ack.Index, ack.Status)
+			if len(ack.Answer) > 0 && printable(ack.Answer) {
+				reason += ": " + string(ack.Answer)
+			}
+			return finish(tx, st, StateFailed, reason, now)
 		}
 		fb := tx.Bucket(bucketFrags)
 		var fr fragRecord
@@ -484,6 +495,16 @@ func (s *store) applyReply(surbID [16]byte, open func(keys []byte) (*Ack, error)
 		return putJSON(tx.Bucket(bucketMessages), st.ID[:], st)
 	})
 	return res, st, err
+}
+
+// printable reports whether an answer is printable ASCII text, fit to quote in a reason.
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 func putSeq(tx *bolt.Tx, seq uint32) error {
