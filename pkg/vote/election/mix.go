@@ -250,20 +250,6 @@ func readList(path string) ([]verificatum.Ciphertext, error) {
 	return l, nil
 }
 
-// ReadMixOutput reads the output lists (one per question) of mixer position k in a record,
-// without verifying anything: the next mixer's input. Verify checks the proofs.
-func ReadMixOutput(record string, k, questions int) ([][]verificatum.Ciphertext, error) {
-	out := make([][]verificatum.Ciphertext, questions)
-	for q := range questions {
-		l, err := readList(filepath.Join(questionDir(MixDir(record, k), q), "ShuffledCiphertexts.bt"))
-		if err != nil {
-			return nil, fmt.Errorf("election: mixer %d question %d output: %w", k, q, err)
-		}
-		out[q] = l
-	}
-	return out, nil
-}
-
 // verifyMixer checks mixer position k: its signed mixer.bt, and for each question the proof
 // directory (under the election's own protInfo), its auxsid, its key, that its input is
 // exactly in[q]. It returns the outputs, and one error per failure.
