@@ -159,9 +159,14 @@ func TestVoteElectionCommands(t *testing.T) {
 	if !strings.Contains(out, "       4  a") || !strings.Contains(out, "       2  b") {
 		t.Fatalf("tally:\n%s", out)
 	}
-	out = run("verify", "--record", record, "--official", official)
-	if !strings.Contains(out, "record verified: [6] ballots") {
-		t.Fatalf("verify:\n%s", out)
+	code, out, errOut := mixctl("vote", "verify", "--record", record, "--official", official)
+	if code != 0 || !strings.Contains(out, "record verified: [6] ballots") {
+		t.Fatalf("verify:\n%s\n%s", out, errOut)
+	}
+	// Progress on stderr: one line per step with the elapsed time.
+	if !strings.Contains(errOut, "s] mixer 2 (trustee 1), question 0: proof of shuffle verified (6 ciphertexts)") ||
+		!strings.Contains(errOut, "s] trustee 3: decryption shares checked") {
+		t.Fatalf("verify progress:\n%s", errOut)
 	}
 	if code, _, errOut := mixctl("vote", "verify", "--record", record, "--official", box); code != 1 || !strings.Contains(errOut, "not by "+box) {
 		t.Fatalf("verify with another official: %s", errOut)
