@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -573,6 +575,10 @@ submission, or reports why it refused it.`,
 					fmt.Fprintf(cmd.OutOrStdout(), "submission %s stored by survey %q\n", id, sv.Definition.Name)
 					return nil
 				case client.StateFailed:
+					if len(st.Answer) > 0 && printableText(st.Answer) {
+						// The survey service's own words: "survey X is closed" (docs/spec/survey.md section 5).
+						return fmt.Errorf("submission refused: %s", st.Answer)
+					}
 					return fmt.Errorf("submission refused: %s", st.Reason)
 				}
 				select {
@@ -596,4 +602,18 @@ submission, or reports why it refused it.`,
 	f.StringVar(&dataDir, "data-dir", "", "the client engine's state directory")
 	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the acknowledgement")
 	return c
+}
+
+// printableText reports whether b, from the network, is UTF-8 without control characters, and
+// so safe to print on a terminal.
+func printableText(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
 }

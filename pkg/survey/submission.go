@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"time"
 )
 
 // SubmissionIDSize is the size of a submission id.
@@ -143,3 +144,16 @@ func (s *Submission) Validate(sv *Signed) error {
 
 // ServiceName is the provider service that receives submissions (docs/spec/survey.md section 5).
 const ServiceName = "survey"
+
+// ClosedRefusal is the reason the survey service gives, in the answer of an AckRefused ACK,
+// for a submission to survey name once it is closed (docs/spec/survey.md section 5).
+func ClosedRefusal(name string) string { return fmt.Sprintf("survey %s is closed", name) }
+
+// WindowRefusal is the reason given for a submission outside d's time window at now: before
+// it opens, or from its closing time on (section 5).
+func WindowRefusal(d *Definition, now time.Time) string {
+	if s := now.Unix(); s < 0 || uint64(s) < d.Opens {
+		return fmt.Sprintf("survey %s is not open yet (it opens at %s)", d.Name, time.Unix(int64(d.Opens), 0).UTC().Format(time.RFC3339))
+	}
+	return ClosedRefusal(d.Name)
+}

@@ -198,7 +198,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 			return s.ack(ctx, reply, f.ID, f.Index, client.AckStored)
 		}
 		s.log.Debug("submission outside the survey's time window", "survey", name)
-		return s.ack(ctx, reply, f.ID, f.Index, client.AckUnknownRecipient)
+		return s.refuse(ctx, reply, f, format.WindowRefusal(sv.Definition, now))
 	}
 	res, err := s.insert(ctx, store.Item{Survey: name, Submission: sub, Raw: f.Data, ReceivedAt: now})
 	if err != nil {
@@ -207,10 +207,25 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	switch res {
 	case store.Inserted, store.Duplicate:
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckStored)
-	default: // closed, or gone
+	case store.Closed:
+		s.log.Debug("submission to a closed survey", "survey", name)
+		return s.refuse(ctx, reply, f, format.ClosedRefusal(name))
+	default: // gone
 		s.log.Debug("submission refused", "survey", name, "why", res)
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckUnknownRecipient)
 	}
+}
+
+// refuse answers AckRefused with the reason as the ACK's answer (docs/spec/survey.md section 5).
+func (s *Service) refuse(ctx context.Context, reply service.Replier, f *client.Fragment, reason string) error {
+	if !reply.CanReply() {
+		return nil
+	}
+	a := client.Ack{ID: f.ID, Index: f.Index, Status: client.AckRefused, Answer: []byte(reason)}
+	if err := reply.Reply(ctx, a.Marshal()); err != nil {
+		return fmt.Errorf("survey: ack %s fragment %d (refused: %s): %w", f.ID, f.Index, reason, err)
+	}
+	return nil
 }
 
 // ack answers through the SURB, if the request carried one.

@@ -178,19 +178,30 @@ func TestClosedSurvey(t *testing.T) {
 	if err := f.st.CloseSurvey(context.Background(), "poll"); err != nil {
 		t.Fatal(err)
 	}
-	if a := f.deliver("poll", f.fragment(2, f.submission(2, 0, 20))); a.Status != client.AckUnknownRecipient {
-		t.Errorf("closed survey: %v", a.Status)
+	if a := f.deliver("poll", f.fragment(2, f.submission(2, 0, 20))); a.Status != client.AckRefused || string(a.Answer) != "survey poll is closed" {
+		t.Errorf("closed survey: %v %q", a.Status, a.Answer)
 	}
 	if a := f.deliver("poll", f.fragment(1, f.submission(1, 0, 20))); a.Status != client.AckStored {
 		t.Errorf("retransmission after closing: %v", a.Status)
 	}
 	// Past the definition's closing time.
 	f.svc.now = func() time.Time { return time.Unix(int64(f.sv.Definition.Closes), 0) }
-	if a := f.deliver("poll", f.fragment(3, f.submission(3, 0, 20))); a.Status != client.AckUnknownRecipient {
-		t.Errorf("after closes: %v", a.Status)
+	if a := f.deliver("poll", f.fragment(3, f.submission(3, 0, 20))); a.Status != client.AckRefused || string(a.Answer) != "survey poll is closed" {
+		t.Errorf("after closes: %v %q", a.Status, a.Answer)
 	}
 	if a := f.deliver("poll", f.fragment(1, f.submission(1, 0, 20))); a.Status != client.AckStored {
 		t.Errorf("retransmission after closes: %v", a.Status)
+	}
+	// Before the definition's opening time.
+	f.svc.now = func() time.Time { return time.Unix(int64(f.sv.Definition.Opens)-1, 0) }
+	want := "survey poll is not open yet (it opens at " + time.Unix(int64(f.sv.Definition.Opens), 0).UTC().Format(time.RFC3339) + ")"
+	if a := f.deliver("poll", f.fragment(4, f.submission(4, 0, 20))); a.Status != client.AckRefused || string(a.Answer) != want {
+		t.Errorf("before opens: %v %q", a.Status, a.Answer)
+	}
+	// Without a SURB a refusal is silent.
+	r := &replier{}
+	if err := f.svc.Deliver(context.Background(), &service.Request{Recipient: "poll", Data: f.fragment(5, f.submission(5, 0, 20))}, r); err != nil || len(r.acks) != 0 {
+		t.Errorf("closed, no SURB: %v %d acks", err, len(r.acks))
 	}
 	if n := f.count(); n != 1 {
 		t.Fatalf("%d rows", n)
