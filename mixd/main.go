@@ -24,6 +24,7 @@ import (
 
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/node"
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/vote"
 	"github.com/panoramix-mixnet/panoramix/pkg/version"
 )
 
@@ -100,6 +101,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts := node.Options{Logger: log, Registry: reg}
 	var m *mail
 	var sv *surveys
+	var vs *vote.Service
 	if cfg.Role == "provider" {
 		if m, err = openMail(cfg, reg, log); err != nil {
 			log.Error("cannot start", "err", err)
@@ -117,6 +119,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if sv != nil {
 			defer sv.close()
 			opts.Services = append(opts.Services, sv.service)
+		}
+		if vs, err = openVote(cfg, log); err != nil {
+			log.Error("cannot start", "err", err)
+			return 1
+		}
+		if vs != nil {
+			opts.Services = append(opts.Services, vs)
 		}
 	}
 	n, err := node.New(cfg, opts)
@@ -144,9 +153,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		close(surveyDone)
 	}
+	voteDone := make(chan struct{})
+	if vs != nil {
+		go func() { vs.Run(ctx); close(voteDone) }()
+	} else {
+		close(voteDone)
+	}
 	err = n.Run(ctx)
 	cancel()
 	<-surveyDone
+	<-voteDone
 	if m != nil {
 		if merr := <-mailErr; merr != nil && err == nil {
 			err = fmt.Errorf("imap: %w", merr)

@@ -53,6 +53,24 @@ type Config struct {
 	Mailbox       Mailbox   `mapstructure:"mailbox"`
 	IMAP          IMAP      `mapstructure:"imap"`
 	Survey        Survey    `mapstructure:"survey"`
+	Vote          Vote      `mapstructure:"vote"`
+}
+
+// Vote configures a provider's ballot box, the vote service (docs/spec/vote.md §11.8).
+type Vote struct {
+	// Enabled runs the vote service on a provider.
+	Enabled bool `mapstructure:"enabled"`
+	// Dir is the box directory: the box key, and each election's parameters and board
+	// (default data_dir/vote; relative to the configuration file).
+	Dir string `mapstructure:"dir"`
+}
+
+// VoteDir is the box directory of the vote service.
+func (c *Config) VoteDir() string {
+	if c.Vote.Dir != "" {
+		return c.Vote.Dir
+	}
+	return filepath.Join(c.DataDir, "vote")
 }
 
 // Survey configures a provider's survey service (docs/spec/survey.md section 5).
@@ -164,6 +182,7 @@ func Load(path string) (*Config, error) {
 		"imap.listen_address": d.IMAP.ListenAddress, "imap.tls_listen_address": d.IMAP.TLSListenAddress,
 		"imap.cert_file": d.IMAP.CertFile, "imap.key_file": d.IMAP.KeyFile, "imap.insecure_auth": d.IMAP.InsecureAuth,
 		"survey.enabled": d.Survey.Enabled, "survey.database": d.Survey.Database, "survey.dsn": d.Survey.DSN,
+		"vote.enabled": d.Vote.Enabled, "vote.dir": d.Vote.Dir,
 	} {
 		v.SetDefault(k, val)
 	}
@@ -180,7 +199,7 @@ func Load(path string) (*Config, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	paths := []*string{&c.DataDir, &c.IMAP.CertFile, &c.IMAP.KeyFile}
+	paths := []*string{&c.DataDir, &c.IMAP.CertFile, &c.IMAP.KeyFile, &c.Vote.Dir}
 	if c.Survey.Database == "sqlite" {
 		paths = append(paths, &c.Survey.DSN)
 	}
@@ -253,6 +272,9 @@ func (c *Config) Validate() error {
 		}
 	} else if len(c.Provider.Domains) != 0 {
 		return errors.New("[provider] domains is set but role is \"mix\"")
+	}
+	if c.Vote.Enabled && role != pki.RoleProvider {
+		return errors.New("[vote] enabled = true but role is \"mix\": the ballot box runs on a provider")
 	}
 	return nil
 }

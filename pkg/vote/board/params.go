@@ -59,7 +59,8 @@ type Params struct {
 }
 
 // Validate checks p against the rules and limits of §11.2 and indexes the voter list. Call it
-// (ParseParams does) before sharing p between goroutines: it writes p's index.
+// (ParseParams does) before sharing p between goroutines: the first call writes p's index, and
+// later calls only read it. Params must not be changed after Validate.
 func (p *Params) Validate() error {
 	switch {
 	case !ElectionIDPattern.MatchString(p.ElectionID):
@@ -98,6 +99,9 @@ func (p *Params) Validate() error {
 			return fmt.Errorf("%w: trustee %d: key %s appears twice", ErrMalformed, i+1, k)
 		}
 		seen[k] = struct{}{}
+	}
+	if p.voters != nil && len(p.voters) == len(p.Voters) {
+		return nil // validated and indexed before; Params must not change after Validate
 	}
 	voters := make(map[keys.IdentityPublicKey]struct{}, len(p.Voters))
 	for i, k := range p.Voters {
