@@ -112,7 +112,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if m.store != nil {
 			opts.Accounts = accounts{m.store}
 		}
-		if sv, err = openSurvey(context.Background(), cfg, log); err != nil {
+		if sv, err = openSurvey(context.Background(), cfg, reg, log); err != nil {
 			log.Error("cannot start", "err", err)
 			return 1
 		}

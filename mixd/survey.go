@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/survey"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey/store"
@@ -16,9 +18,9 @@ type surveys struct {
 	service *survey.Service
 }
 
-// openSurvey opens the survey database of the [survey] section and the service on it; nil when
-// the section disables it.
-func openSurvey(ctx context.Context, cfg *config.Config, log *slog.Logger) (*surveys, error) {
+// openSurvey opens the survey database of the [survey] section and the service on it, whose
+// metrics go to reg; nil when the section disables it.
+func openSurvey(ctx context.Context, cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*surveys, error) {
 	if !cfg.Survey.Enabled {
 		return nil, nil
 	}
@@ -30,7 +32,7 @@ func openSurvey(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sur
 	if err != nil {
 		return nil, fmt.Errorf("[survey]: %w", err)
 	}
-	svc, err := survey.New(survey.Config{Store: st, Geometry: cfg.Geometry(), Logger: log.With("component", "survey")})
+	svc, err := survey.New(survey.Config{Store: st, Geometry: cfg.Geometry(), Logger: log.With("component", "survey"), Registerer: reg})
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("[survey]: %w", err)

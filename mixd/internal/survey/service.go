@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
@@ -30,6 +32,8 @@ type Config struct {
 	Geometry sphinx.Geometry
 	// Logger receives the service's log lines; nil discards them.
 	Logger *slog.Logger
+	// Registerer receives the mixd_survey_* metrics; may be nil.
+	Registerer prometheus.Registerer
 }
 
 // Service is the survey service. Deliver is safe for concurrent use and needs Run running.
@@ -38,6 +42,7 @@ type Service struct {
 	log      *slog.Logger
 	capacity int
 	now      func() time.Time
+	m        *metrics
 
 	mu      sync.Mutex
 	surveys map[string]*format.Signed // definitions never change under a name
@@ -69,7 +74,11 @@ func New(cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{st: cfg.Store, log: log, capacity: c, now: time.Now, surveys: map[string]*format.Signed{}, queue: make(chan *pending, maxBatch)}, nil
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{st: cfg.Store, log: log, capacity: c, now: time.Now, m: m, surveys: map[string]*format.Signed{}, queue: make(chan *pending, maxBatch)}, nil
 }
 
 var _ service.Service = (*Service)(nil)
@@ -101,7 +110,12 @@ func (s *Service) Run(ctx context.Context) error {
 		for i, p := range batch {
 			items[i] = p.item
 		}
+		start := time.Now()
 		res, err := s.st.InsertBatch(ctx, items)
+		if err == nil {
+			s.m.commit.Observe(time.Since(start).Seconds())
+			s.m.batch.Observe(float64(len(items)))
+		}
 		for i, p := range batch {
 			if err != nil {
 				p.err = err
@@ -161,6 +175,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	f, err := client.ParseFragment(req.Data, s.capacity)
 	if err != nil {
 		s.log.Debug("malformed fragment", "survey", name, "err", err)
+		s.m.refusals.WithLabelValues(reasonMalformed).Inc()
 		if id, index, ok := fragmentHeader(req.Data); ok {
 			return s.ack(ctx, reply, id, index, client.AckMalformed)
 		}
@@ -168,6 +183,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	}
 	if f.TotalLength > format.MaxSubmissionSize {
 		s.log.Debug("submission too large", "survey", name, "size", f.TotalLength)
+		s.m.refusals.WithLabelValues(reasonTooLarge).Inc()
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckTooLarge)
 	}
 	sv, err := s.lookup(ctx, name)
@@ -176,6 +192,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	}
 	if sv == nil {
 		s.log.Debug("submission for an unknown survey", "survey", name)
+		s.m.refusals.WithLabelValues(reasonUnknownSurvey).Inc()
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckUnknownRecipient)
 	}
 	sub, err := format.ParseSubmission(f.Data)
@@ -184,6 +201,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	}
 	if err != nil {
 		s.log.Debug("invalid submission", "survey", name, "err", err)
+		s.m.refusals.WithLabelValues(reasonMalformed).Inc()
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckMalformed)
 	}
 	now := s.now()
@@ -195,9 +213,15 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 			return fmt.Errorf("survey: look up submission: %w", err)
 		}
 		if has {
+			s.m.duplicates.Inc()
 			return s.ack(ctx, reply, f.ID, f.Index, client.AckStored)
 		}
 		s.log.Debug("submission outside the survey's time window", "survey", name)
+		if sec := now.Unix(); sec < 0 || uint64(sec) < sv.Definition.Opens {
+			s.m.refusals.WithLabelValues(reasonNotOpen).Inc()
+		} else {
+			s.m.refusals.WithLabelValues(reasonClosed).Inc()
+		}
 		return s.refuse(ctx, reply, f, format.WindowRefusal(sv.Definition, now))
 	}
 	res, err := s.insert(ctx, store.Item{Survey: name, Submission: sub, Raw: f.Data, ReceivedAt: now})
@@ -205,13 +229,19 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 		return fmt.Errorf("survey: store submission to %q: %w", name, err)
 	}
 	switch res {
-	case store.Inserted, store.Duplicate:
+	case store.Inserted:
+		s.m.stored.Inc()
+		return s.ack(ctx, reply, f.ID, f.Index, client.AckStored)
+	case store.Duplicate:
+		s.m.duplicates.Inc()
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckStored)
 	case store.Closed:
 		s.log.Debug("submission to a closed survey", "survey", name)
+		s.m.refusals.WithLabelValues(reasonClosed).Inc()
 		return s.refuse(ctx, reply, f, format.ClosedRefusal(name))
 	default: // gone
 		s.log.Debug("submission refused", "survey", name, "why", res)
+		s.m.refusals.WithLabelValues(reasonUnknownSurvey).Inc()
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckUnknownRecipient)
 	}
 }

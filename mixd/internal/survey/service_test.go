@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/dp"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
@@ -42,6 +44,7 @@ type fixture struct {
 	svc *Service
 	sv  *format.Signed
 	g   sphinx.Geometry
+	reg *prometheus.Registry
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -51,7 +54,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	g := sphinx.DefaultGeometry()
-	svc, err := New(Config{Store: st, Geometry: g})
+	reg := prometheus.NewRegistry()
+	svc, err := New(Config{Store: st, Geometry: g, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +82,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := st.OpenSurvey(ctx, sv); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, st: st, svc: svc, sv: sv, g: g}
+	return &fixture{t: t, st: st, svc: svc, sv: sv, g: g, reg: reg}
 }
 
 // fragment wraps data as the single fragment of message id.
@@ -261,5 +265,72 @@ func TestDeliverWithoutWriter(t *testing.T) {
 	err := svc.Deliver(ctx, &service.Request{Recipient: "poll", Data: f.fragment(9, f.submission(9, 0, 20))}, &replier{can: true})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("%v", err)
+	}
+}
+
+// metric returns the value of the counter, or the sample count of the histogram, name with
+// the given reason label ("" for none).
+func (f *fixture) metric(name, reason string) float64 {
+	f.t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			label := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" {
+					label = l.GetValue()
+				}
+			}
+			if label != reason {
+				continue
+			}
+			if h := m.GetHistogram(); h != nil {
+				return float64(h.GetSampleCount())
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	f.t.Fatalf("no metric %s{reason=%q}", name, reason)
+	return 0
+}
+
+func TestMetrics(t *testing.T) {
+	f := newFixture(t)
+	f.deliver("poll", f.fragment(1, f.submission(1, 0, 20)))
+	f.deliver("poll", f.fragment(2, f.submission(1, 0, 20)))
+	f.deliver("poll", f.fragment(3, f.submission(3, 0, 100)))
+	f.deliver("poll", f.fragment(3, []byte("junk")))
+	f.deliver("other", f.fragment(4, f.submission(4, 0, 20)))
+	f.deliver("poll", f.fragment(5, make([]byte, format.MaxSubmissionSize+1)))
+	if err := f.st.CloseSurvey(context.Background(), "poll"); err != nil {
+		t.Fatal(err)
+	}
+	f.deliver("poll", f.fragment(6, f.submission(6, 0, 20)))
+	f.svc.now = func() time.Time { return time.Unix(int64(f.sv.Definition.Opens)-1, 0) }
+	f.deliver("poll", f.fragment(7, f.submission(7, 0, 20)))
+	for _, c := range []struct {
+		name, reason string
+		want         float64
+	}{
+		{"mixd_survey_submissions_stored_total", "", 1},
+		{"mixd_survey_duplicate_submissions_total", "", 1},
+		{"mixd_survey_refusals_total", reasonMalformed, 2},
+		{"mixd_survey_refusals_total", reasonUnknownSurvey, 1},
+		{"mixd_survey_refusals_total", reasonTooLarge, 1},
+		{"mixd_survey_refusals_total", reasonClosed, 1},
+		{"mixd_survey_refusals_total", reasonNotOpen, 1},
+		// Commits: the stored one, the duplicate, the one refused by the closed survey.
+		{"mixd_survey_commit_seconds", "", 3},
+		{"mixd_survey_commit_submissions", "", 3},
+	} {
+		if got := f.metric(c.name, c.reason); got != c.want {
+			t.Errorf("%s{reason=%q} = %v, want %v", c.name, c.reason, got, c.want)
+		}
 	}
 }
