@@ -36,8 +36,6 @@ var (
 	fieldP, _ = new(big.Int).SetString("ffffffff00000001000000000000000000000000ffffffffffffffffffffffff", 16)
 	curveB, _ = new(big.Int).SetString("5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604b", 16)
 	orderQ, _ = new(big.Int).SetString("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", 16)
-	// sqrtExp is (p+1)/4; p = 3 mod 4, so a square root of a residue a is a^((p+1)/4).
-	sqrtExp = new(big.Int).Rsh(new(big.Int).Add(fieldP, big.NewInt(1)), 2)
 )
 
 // Order returns q, the group order (a copy).

@@ -235,3 +235,55 @@ func (p *countingPRG) Read(b []byte) (int, error) {
 	p.buf = p.buf[n:]
 	return n, nil
 }
+
+// pointFromXBig is §3.4 written directly with math/big, the reference for pointFromX.
+func pointFromXBig(x *big.Int) *Element {
+	rhs := new(big.Int).Mul(x, x)
+	rhs.Mul(rhs, x)
+	rhs.Sub(rhs, new(big.Int).Mul(x, big.NewInt(3)))
+	rhs.Add(rhs, curveB)
+	rhs.Mod(rhs, fieldP)
+	if rhs.Sign() == 0 || big.Jacobi(rhs, fieldP) != 1 {
+		return nil
+	}
+	// p = 3 mod 4, so a square root of a residue a is a^((p+1)/4).
+	sqrtExp := new(big.Int).Rsh(new(big.Int).Add(fieldP, big.NewInt(1)), 2)
+	y := new(big.Int).Exp(rhs, sqrtExp, fieldP)
+	if alt := new(big.Int).Sub(fieldP, y); alt.Cmp(y) < 0 {
+		y = alt
+	}
+	e, err := ElementFromAffine(x, y)
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
+// TestPointFromXMatchesBig: the nistec square root picks the same point (or none) as the
+// math/big reference, for random candidates (about half are not abscissas) and edge values.
+func TestPointFromXMatchesBig(t *testing.T) {
+	prg := &countingPRG{seed: bytes.Repeat([]byte{7}, 32)}
+	xs := []*big.Int{big.NewInt(0), big.NewInt(1), big.NewInt(3), new(big.Int).Sub(fieldP, big.NewInt(1))}
+	for range 2000 {
+		x, err := RandomInt(prg, fieldP, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xs = append(xs, x)
+	}
+	found := 0
+	for i, x := range xs {
+		got, want := pointFromX(x), pointFromXBig(x)
+		switch {
+		case (got == nil) != (want == nil):
+			t.Fatalf("candidate %d (x = %x): fast %v, reference %v", i, x, got != nil, want != nil)
+		case got != nil && !got.Equal(want):
+			t.Fatalf("candidate %d (x = %x): different root", i, x)
+		case got != nil:
+			found++
+		}
+	}
+	if found < 500 || found > len(xs)-500 {
+		t.Fatalf("%d of %d candidates are abscissas, expected about half", found, len(xs))
+	}
+}
