@@ -78,6 +78,9 @@ type Options struct {
 	Parameters *pki.Parameters
 	// LogLevel for every program (default "info").
 	LogLevel string
+	// Vote enables the ballot box ([vote] enabled = true) on every provider; its box
+	// directory is the provider's DataDir/vote.
+	Vote bool
 }
 
 // Node is one started mixd.
@@ -332,6 +335,9 @@ func (n *Net) mixdConfig(nd *Node) string {
 	if nd.Role == "provider" {
 		fmt.Fprintf(&b, "\n[provider]\ndomains = [%q]\n", nd.Domain)
 		fmt.Fprintf(&b, "\n[mailbox]\nbackend = \"embedded\"\n\n[imap]\nlisten_address = %q\n", nd.IMAP)
+		if n.opts.Vote {
+			b.WriteString("\n[vote]\nenabled = true\n")
+		}
 	}
 	return b.String()
 }
