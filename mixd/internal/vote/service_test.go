@@ -30,7 +30,7 @@ var (
 
 // harness is a running vote service on a temporary box directory, with a settable clock.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	dir      string
 	svc      *Service
 	p        *board.Params
@@ -41,7 +41,7 @@ type harness struct {
 	done     chan struct{}
 }
 
-func newHarness(t *testing.T, nVoters int) *harness {
+func newHarness(t testing.TB, nVoters int) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir()}
 	h.clock.Store(opens.Add(time.Hour).UnixMilli())

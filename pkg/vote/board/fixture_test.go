@@ -18,7 +18,7 @@ type fixture struct {
 	trustees []*keys.IdentityPrivateKey
 	box      *keys.IdentityPrivateKey
 	rng      *rand.ChaCha8
-	t        *testing.T
+	t        testing.TB
 }
 
 var (
@@ -26,7 +26,7 @@ var (
 	testCloses = time.Date(2026, 3, 1, 20, 0, 0, 0, time.UTC)
 )
 
-func newFixture(t *testing.T, nVoters, nTrustees, threshold int, questions ...int) *fixture {
+func newFixture(t testing.TB, nVoters, nTrustees, threshold int, questions ...int) *fixture {
 	t.Helper()
 	var seed [32]byte
 	copy(seed[:], "panoramix board test fixture")
