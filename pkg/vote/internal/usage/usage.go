@@ -1,8 +1,10 @@
-// Package peakrss measures the peak resident memory of the running process for the vote
-// benchmarks (docs/BENCHMARKS.md, pkg/vote): Reset starts a measurement, Peak reads the
-// highest resident set size since then. It reads Linux's /proc/self/status (VmHWM) and resets
-// the mark through /proc/self/clear_refs; elsewhere both report ErrUnsupported.
-package peakrss
+// Package usage measures what the vote benchmarks report besides wall time
+// (docs/BENCHMARKS.md, pkg/vote): the process's peak resident memory and its CPU time. Reset
+// starts a peak-memory measurement and Peak reads the highest resident set size since then,
+// from Linux's /proc/self/status (VmHWM), the mark being reset through /proc/self/clear_refs;
+// elsewhere both report ErrUnsupported. CPU is the process's user plus system time, the
+// steadier figure on a machine shared with other work.
+package usage
 
 import (
 	"bufio"
@@ -13,10 +15,12 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"syscall"
+	"time"
 )
 
 // ErrUnsupported is returned where the kernel offers no resettable peak RSS.
-var ErrUnsupported = errors.New("peakrss: peak resident memory not available on this system")
+var ErrUnsupported = errors.New("usage: peak resident memory not available on this system")
 
 // Reset collects garbage, returns freed memory to the system, and resets the kernel's
 // high-water mark to the current resident size, so that Peak reports the peak of what follows
@@ -49,10 +53,19 @@ func parseHWM(status []byte) (int64, error) {
 		if len(f) == 3 && string(f[0]) == "VmHWM:" && string(f[2]) == "kB" {
 			kb, err := strconv.ParseInt(string(f[1]), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("peakrss: VmHWM %q: %w", f[1], err)
+				return 0, fmt.Errorf("usage: VmHWM %q: %w", f[1], err)
 			}
 			return kb * 1024, nil
 		}
 	}
 	return 0, fmt.Errorf("%w: no VmHWM line", ErrUnsupported)
+}
+
+// CPU returns the user plus system CPU time the process has used so far, on all threads.
+func CPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, fmt.Errorf("usage: getrusage: %w", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }

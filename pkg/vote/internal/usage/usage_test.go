@@ -1,4 +1,4 @@
-package peakrss
+package usage
 
 import (
 	"errors"
@@ -48,5 +48,36 @@ func TestPeakSeesAllocation(t *testing.T) {
 	}
 	if low > high-size/2 {
 		t.Fatalf("peak after reset %d, before %d: the mark was not reset", low, high)
+	}
+}
+
+// TestCPUCounts: busy work on this goroutine advances the CPU clock.
+func TestCPUCounts(t *testing.T) {
+	before, err := CPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := uint64(1)
+	for before2, _ := CPU(); ; {
+		for range 1 << 20 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		now, err := CPU()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now > before2 {
+			break
+		}
+	}
+	if x == 0 {
+		t.Log(x) // keeps the loop from being optimised away
+	}
+	after, err := CPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after <= before {
+		t.Fatalf("CPU time did not advance: %v then %v", before, after)
 	}
 }
