@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/group"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
 
@@ -135,14 +136,29 @@ func (c *Checker) Finish() error {
 // the voting period, not repeated and accepted by Cast.Check, and exactly one close entry,
 // last, at or after p.Closes, with at least p.Threshold valid trustee signatures. The error
 // names the first entry that breaks a rule and the rule.
+//
+// The casts' checks (signatures and proofs, nearly all of the work) run on all cores; the
+// error reported is the same as that of checking entry by entry in order.
 func VerifyBoard(p *Params, entries []*Entry) error {
 	c, err := NewChecker(p)
 	if err != nil {
 		return err
 	}
-	for _, e := range entries {
+	castErrs := make([]error, len(entries))
+	group.Parallel(len(entries), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if e := entries[i]; e.Kind == KindBallot && e.Cast != nil {
+				castErrs[i] = e.Cast.Check(p)
+			}
+		}
+	})
+	c.TrustCasts()
+	for i, e := range entries {
 		if err := c.Add(e); err != nil {
 			return err
+		}
+		if castErrs[i] != nil {
+			return fmt.Errorf("board entry %d: %w", i, castErrs[i])
 		}
 	}
 	return c.Finish()
