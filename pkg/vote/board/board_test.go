@@ -484,3 +484,20 @@ func TestCloseAssembly(t *testing.T) {
 		t.Fatalf("unordered close: %v", err)
 	}
 }
+
+// The limits docs/spec/vote.md §11 states.
+func TestSpecLimits(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want int
+	}{
+		{"MaxCastSize", MaxCastSize, 4174},
+		{"MaxEntrySize", MaxEntrySize, 4382},
+		{"MaxParamsSize", MaxParamsSize, 1024 + (1<<20+64)*37 + 16*9},
+		{"MaxEntries", MaxEntries, 4 << 20},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %d, the spec says %d", c.name, c.got, c.want)
+		}
+	}
+}
