@@ -166,4 +166,3 @@ func TestHelperFlood(t *testing.T) {
 	}
 	wg.Wait()
 }
-
