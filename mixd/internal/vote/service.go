@@ -42,7 +42,8 @@ type Config struct {
 // Service is the vote service. Deliver is safe for concurrent use and needs Run running.
 type Service struct {
 	dir      string
-	key      *keys.IdentityPrivateKey
+	key      *keys.IdentityPrivateKey // wiped when Run returns
+	pub      keys.IdentityPublicKey
 	log      *slog.Logger
 	capacity int
 	now      func() time.Time
@@ -98,7 +99,7 @@ func New(cfg Config) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{dir: cfg.Dir, key: key, log: log, capacity: c, now: now,
+	return &Service{dir: cfg.Dir, key: key, pub: key.Public(), log: log, capacity: c, now: now,
 		elections: map[string]*election{}, queue: make(chan *pending, maxBatch)}, nil
 }
 
@@ -108,7 +109,7 @@ var _ service.Service = (*Service)(nil)
 func (s *Service) Name() string { return Name }
 
 // BoxKey returns the box's board-signing public key.
-func (s *Service) BoxKey() keys.IdentityPublicKey { return s.key.Public() }
+func (s *Service) BoxKey() keys.IdentityPublicKey { return s.pub }
 
 // lookup returns the election installed under id, reading its parameters on first use; nil
 // when there is none.
@@ -217,8 +218,10 @@ func fragmentHeader(b []byte) (client.MessageID, uint16, bool) {
 
 // Run is the writer: it appends the casts Deliver queues, in batches with one fsync each, and
 // the close entries requested by the operator, until ctx ends. It opens the boards of the
-// installed elections first, which repairs a board whose last append a crash cut short.
+// installed elections first, which repairs a board whose last append a crash cut short. The
+// box key is wiped when Run returns: a Service runs once.
 func (s *Service) Run(ctx context.Context) error {
+	defer s.key.Wipe()
 	defer s.closeBoards()
 	s.pollCloses()
 	tick := time.NewTicker(closePoll)
