@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"sync"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/bytetree"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/group"
@@ -68,13 +69,28 @@ func firstComponents(list []verificatum.Ciphertext) []*group.Element {
 
 // Decrypt computes trustee j's decryption share of list with key share xj, on all cores.
 func Decrypt(rand io.Reader, electionID []byte, j int, xj *group.Scalar, list []verificatum.Ciphertext) (*DecryptionShare, error) {
+	return DecryptProgress(rand, electionID, j, xj, list, nil)
+}
+
+// DecryptProgress is Decrypt with a progress callback for progress bars: progress (when not nil)
+// is called with the number of decryption factors computed so far and len(list), one call at a
+// time (possibly from different goroutines), done never decreasing and reaching len(list).
+func DecryptProgress(rand io.Reader, electionID []byte, j int, xj *group.Scalar, list []verificatum.Ciphertext, progress func(done, total int)) (*DecryptionShare, error) {
 	if len(list) == 0 {
 		return nil, fmt.Errorf("trustee: empty list")
 	}
 	f := make([]*group.Element, len(list))
+	var mu sync.Mutex
+	done := 0
 	group.Parallel(len(list), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			f[i] = new(group.Element).Exp(list[i].U, xj)
+		}
+		if progress != nil {
+			mu.Lock()
+			done += hi - lo
+			progress(done, len(list))
+			mu.Unlock()
 		}
 	})
 	yj := new(group.Element).BaseExp(xj)

@@ -167,3 +167,37 @@ func TestParams(t *testing.T) {
 		}
 	}
 }
+
+// TestDecryptProgress: the factors are counted up to the list's length, and the share is the
+// same kind Decrypt makes (it verifies).
+func TestDecryptProgress(t *testing.T) {
+	x, err := group.RandomScalar(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := make([]verificatum.Ciphertext, 500)
+	for i := range list {
+		r, err := group.RandomScalar(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list[i] = verificatum.Ciphertext{U: new(group.Element).BaseExp(r), V: group.Generator()}
+	}
+	last, calls := 0, 0
+	s, err := DecryptProgress(rand.Reader, electionID, 2, x, list, func(done, total int) {
+		if total != len(list) || done < last {
+			t.Errorf("%d of %d after %d", done, total, last)
+		}
+		last = done
+		calls++
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last != len(list) || calls < 1 {
+		t.Fatalf("%d calls, last %d; want at least 1 ending at %d", calls, last, len(list))
+	}
+	if err := s.Verify(electionID, new(group.Element).BaseExp(x), list); err != nil {
+		t.Fatal(err)
+	}
+}

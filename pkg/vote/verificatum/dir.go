@@ -103,6 +103,13 @@ var ErrInvalid = errors.New("verificatum: proof directory invalid")
 // decryption factors and Plaintexts.bt are NOT checked (docs/spec/vote.md §10), so success does
 // not mean the plaintexts are right.
 func VerifyDir(dir string, protInfo []byte) (*DirResult, error) {
+	return VerifyDirProgress(dir, protInfo, nil)
+}
+
+// VerifyDirProgress is VerifyDir with a progress callback for progress bars: progress (when not
+// nil) is called as in Session.Progress with mixer, the 1-based index of the mixer whose proof is
+// being checked, and that proof's done and total work.
+func VerifyDirProgress(dir string, protInfo []byte, progress func(mixer, done, total int)) (*DirResult, error) {
 	pi, err := ParseProtInfo(protInfo)
 	if err != nil {
 		return nil, err
@@ -174,6 +181,10 @@ func VerifyDir(dir string, protInfo []byte) (*DirResult, error) {
 			}
 		}
 		mr := MixerResult{Index: l}
+		sess.Progress = nil
+		if progress != nil {
+			sess.Progress = func(done, total int) { progress(l, done, total) }
+		}
 		proof, err := ParseShuffleProof(trees[0], trees[1], trees[2], n)
 		if err == nil {
 			err = sess.VerifyShuffle(h, pk, in, out, proof)

@@ -51,3 +51,24 @@ func TestVerifyDirRejectsBadShuffle(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestVerifyDirProgress: Verificatum's two-mixer directory reports each mixer's proof up to 9N.
+func TestVerifyDirProgress(t *testing.T) {
+	dir := filepath.Join("testdata", "mix-p256-3party-n100")
+	pi, err := os.ReadFile(filepath.Join(dir, "protInfo.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[int]int{}
+	if _, err := VerifyDirProgress(dir, pi, func(mixer, done, total int) {
+		if total != 900 || done < last[mixer] {
+			t.Errorf("mixer %d: %d of %d after %d", mixer, done, total, last[mixer])
+		}
+		last[mixer] = done
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(last) != 2 || last[1] != 900 || last[2] != 900 {
+		t.Fatalf("last progress by mixer %v, want 900 for mixers 1 and 2", last)
+	}
+}

@@ -15,6 +15,13 @@ type Session struct {
 	StatDist int               // bits
 	VBits    int               // challenge length in bits (vbitlenro)
 	EBits    int               // batching exponent length in bits (ebitlenro)
+
+	// Progress, when not nil, is called while Shuffle and VerifyShuffle run, with the work
+	// done so far and the total (units of about one exponentiation per ciphertext; the total
+	// is 10N for Shuffle and 9N for VerifyShuffle), for progress bars. Calls come one at a
+	// time, possibly from different goroutines, with done never decreasing; done == total on
+	// the last call of a successful operation. It must return quickly.
+	Progress func(done, total int)
 }
 
 // NewSession derives ρ from protInfo.xml and the auxiliary session identifier (§4.1):

@@ -133,14 +133,20 @@ func (s *Session) VerifyShuffle(h []*group.Element, pk PublicKey, in, out []Ciph
 		return err
 	}
 	u := p.PermutationCommitment
+	prog := newProgress(s.Progress, 9*n)
 	// Every exponent here is public (e, k_E), so the variable-time bucket method is safe; each
 	// multi-exponentiation uses every core on its own.
-	A := group.MultiExpVarTime(u, e)
-	hkE := group.MultiExpVarTime(h, p.KE)
+	mexp := func(bases []*group.Element, exps []*group.Scalar) *group.Element {
+		r := group.MultiExpVarTime(bases, exps)
+		prog.add(n)
+		return r
+	}
+	A := mexp(u, e)
+	hkE := mexp(h, p.KE)
 	us, vs := components(in)
-	Fu, Fv := group.MultiExpVarTime(us, e), group.MultiExpVarTime(vs, e)
+	Fu, Fv := mexp(us, e), mexp(vs, e)
 	us, vs = components(out)
-	kEu, kEv := group.MultiExpVarTime(us, p.KE), group.MultiExpVarTime(vs, p.KE)
+	kEu, kEv := mexp(us, p.KE), mexp(vs, p.KE)
 	prodU, prodH := product(u), product(h)
 
 	var failed []string
@@ -154,7 +160,7 @@ func (s *Session) VerifyShuffle(h []*group.Element, pk PublicKey, in, out []Ciph
 	// B_i^v B'_i = g^{k_B,i} B_{i-1}^{k_E,i}, B_{-1} = h_0: checked together as one random
 	// linear combination, then one by one only if that fails, to name the first failing i.
 	prevB := append([]*group.Element{h[0]}, p.B[:n-1]...)
-	ok, err := batchB(p, prevB, v)
+	ok, err := batchB(p, prevB, v, prog)
 	if err != nil {
 		return err
 	}
@@ -194,7 +200,7 @@ func (s *Session) VerifyShuffle(h []*group.Element, pk PublicKey, in, out []Ciph
 // prod B_i^(v r_i) prod B'_i^(r_i) = g^(sum r_i k_B,i) prod B_{i-1}^(r_i k_E,i). If any single
 // equation fails, this one fails except with probability 2^-128 over the r_i, which the prover
 // cannot see (they are drawn after the proof is fixed).
-func batchB(p *ShuffleProof, prevB []*group.Element, v *group.Scalar) (bool, error) {
+func batchB(p *ShuffleProof, prevB []*group.Element, v *group.Scalar, prog *progress) (bool, error) {
 	n := len(p.B)
 	r := make([]*group.Scalar, n)
 	vr := make([]*group.Scalar, n)
@@ -211,8 +217,11 @@ func batchB(p *ShuffleProof, prevB []*group.Element, v *group.Scalar) (bool, err
 		sumKB.Add(sumKB, new(group.Scalar).Mul(r[i], p.KB[i]))
 	}
 	lhs := group.MultiExpVarTime(p.B, vr)
+	prog.add(n)
 	lhs.Mul(lhs, group.MultiExpVarTime(p.BPrime, r))
+	prog.add(n)
 	rhs := group.MultiExpVarTime(prevB, rkE)
+	prog.add(n)
 	rhs.Mul(rhs, new(group.Element).BaseExp(sumKB))
 	return lhs.Equal(rhs), nil
 }
@@ -319,6 +328,7 @@ func (s *Session) Shuffle(rnd io.Reader, h []*group.Element, pk PublicKey, in []
 	sJ, rI, x, beta, eps := rs[:n], rs[n:2*n], rs[2*n:3*n], rs[3*n:4*n], rs[4*n:5*n]
 	alpha, gamma, delta, phi := rs[5*n], rs[5*n+1], rs[5*n+2], rs[5*n+3]
 
+	prog := newProgress(s.Progress, 10*n)
 	out := make([]Ciphertext, n)
 	p := &ShuffleProof{PermutationCommitment: make([]*group.Element, n)}
 	group.Parallel(n, func(lo, hi int) {
@@ -329,6 +339,7 @@ func (s *Session) Shuffle(rnd io.Reader, h []*group.Element, pk PublicKey, in []
 			u := new(group.Element).BaseExp(rI[i])
 			p.PermutationCommitment[i] = u.Mul(u, h[sigma[i]])
 		}
+		prog.add(3 * (hi - lo))
 	})
 
 	seed := s.batchingSeed(h, pk, p.PermutationCommitment, in, out)
@@ -364,6 +375,7 @@ func (s *Session) Shuffle(rnd io.Reader, h []*group.Element, pk PublicKey, in []
 			bi := new(group.Element).BaseExp(x[i])
 			p.B[i] = bi.Mul(bi, t.Exp(h[0], prefix[i]))
 		}
+		prog.add(2 * (hi - lo))
 	})
 	group.Parallel(n, func(lo, hi int) {
 		t := new(group.Element)
@@ -375,13 +387,19 @@ func (s *Session) Shuffle(rnd io.Reader, h []*group.Element, pk PublicKey, in []
 			bp := new(group.Element).BaseExp(beta[i])
 			p.BPrime[i] = bp.Mul(bp, t.Exp(prev, eps[i]))
 		}
+		prog.add(2 * (hi - lo))
 	})
 	p.APrime = new(group.Element).BaseExp(alpha)
 	p.APrime.Mul(p.APrime, group.MultiExp(h, eps))
+	prog.add(n)
 	p.CPrime = new(group.Element).BaseExp(gamma)
 	p.DPrime = new(group.Element).BaseExp(delta)
 	us, vs := components(out)
-	p.FPrime = pk.enc(new(group.Scalar).Neg(phi)).Mul(Ciphertext{group.MultiExp(us, eps), group.MultiExp(vs, eps)})
+	fu := group.MultiExp(us, eps)
+	prog.add(n)
+	fv := group.MultiExp(vs, eps)
+	prog.add(n)
+	p.FPrime = pk.enc(new(group.Scalar).Neg(phi)).Mul(Ciphertext{fu, fv})
 
 	vb := s.challenge(seed, p)
 	v := group.ScalarFromBig(new(big.Int).SetBytes(vb))

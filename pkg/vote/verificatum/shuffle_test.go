@@ -135,3 +135,38 @@ func TestBatchedBEquations(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestProgress: Shuffle and VerifyShuffle report done up to total (10N and 9N), never going
+// back, and a nil Progress is allowed (every other test).
+func TestProgress(t *testing.T) {
+	const n = 300
+	s := testSession(t)
+	pk, _ := testKey(t)
+	in := randomList(t, pk, n)
+	h, err := s.Generators(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls, last, lastTotal int
+	s.Progress = func(done, total int) {
+		if done < last || done > total {
+			t.Errorf("progress %d of %d after %d", done, total, last)
+		}
+		calls++
+		last, lastTotal = done, total
+	}
+	out, p, err := s.Shuffle(rand.Reader, h, pk, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls < 5 || last != 10*n || lastTotal != 10*n {
+		t.Fatalf("shuffle: %d calls, last %d of %d; want at least 5, ending at %d", calls, last, lastTotal, 10*n)
+	}
+	calls, last = 0, 0
+	if err := s.VerifyShuffle(h, pk, in, out, p); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 9 || last != 9*n || lastTotal != 9*n {
+		t.Fatalf("verify: %d calls, last %d of %d; want 9 ending at %d", calls, last, lastTotal, 9*n)
+	}
+}
