@@ -27,6 +27,13 @@ import (
 // submissions within a second or two, and cover traffic at every client.
 func surveyNet(t testing.TB, lambdaP float64) *Net {
 	t.Helper()
+	return surveyNetRates(t, lambdaP, 1)
+}
+
+// surveyNetRates is surveyNet with the clients' loop and drop cover rates (lambda_L = lambda_D)
+// set too: a thousand clients at 1/s each would offer 2,000 cover packets a second.
+func surveyNetRates(t testing.TB, lambdaP, lambdaCover float64) *Net {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts the real binaries")
 	}
@@ -34,7 +41,7 @@ func surveyNet(t testing.TB, lambdaP float64) *Net {
 	p.EpochLength = 30 * time.Second
 	p.MeanDelay = 10 * time.Millisecond
 	p.MaxDelay = 100 * time.Millisecond
-	p.LambdaP, p.LambdaL, p.LambdaD, p.LambdaM = lambdaP, 1, 1, 2
+	p.LambdaP, p.LambdaL, p.LambdaD, p.LambdaM = lambdaP, lambdaCover, lambdaCover, 2
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	n, err := Start(ctx, Options{Dir: t.TempDir(), BinDir: binDir, Parameters: &p, LogLevel: "info"})
@@ -156,20 +163,34 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 	// must exceed the rate they arrive at, lambda_P + lambda_L (docs/spec/client.md): twice that.
 	p := n.Parameters()
 	retrieve := time.Duration(float64(time.Second) / (2 * (p.LambdaP + p.LambdaL)))
+	// Every account exists before any engine runs: a provider answering hundreds of clients
+	// answers its admin API slowly.
+	lks := make([]*keys.LinkPrivateKey, clients)
+	for i := range lks {
+		lk, err := n.AddUser(providers[i%len(providers)], fmt.Sprintf("p%d-%04d", round, i), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lks[i] = lk
+	}
+	t.Logf("%d accounts created", clients)
 	for i := range runners {
 		prov := providers[i%len(providers)]
 		name := fmt.Sprintf("p%d-%04d", round, i)
-		lk, err := n.AddUser(prov, name, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
+		lk := lks[i]
 		e, err := client.New(client.Config{DataDir: filepath.Join(dir, name), User: name, Domain: prov.Domain, LinkKey: lk, PKI: pc, Logger: log, RetrieveInterval: retrieve})
 		if err != nil {
+			for _, r := range runners[:i] {
+				r.e.Close()
+			}
 			t.Fatal(err)
 		}
-		r := &runner{e: e, done: make(chan error, 1)}
-		go func() { r.done <- e.Run(ctx) }()
-		runners[i] = r
+		runners[i] = &runner{e: e, done: make(chan error, 1)}
+	}
+	// The engines start together once all exist: the creation loop would otherwise compete
+	// with the running ones for the CPU.
+	for _, r := range runners {
+		go func() { r.done <- r.e.Run(ctx) }()
 	}
 	defer func() {
 		cancel()
@@ -227,27 +248,49 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 	for err := range errs {
 		t.Fatal(err)
 	}
+	t.Logf("%d submissions queued in %v", clients*perClient, time.Since(start).Round(time.Millisecond))
 	deadline := time.Now().Add(3*time.Minute + time.Duration(clients*perClient)*20*time.Millisecond)
+	type msg struct {
+		r  *runner
+		id client.MessageID
+	}
+	var waiting []msg
 	for _, r := range runners {
 		for _, id := range r.ids {
-			for {
-				st, err := r.e.Status(id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if st.State == client.StateDelivered {
-					break
-				}
-				if st.State == client.StateFailed {
-					t.Fatalf("submission %s failed: %s", id, st.Reason)
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("submission %s not acknowledged in time: %+v", id, st)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			waiting = append(waiting, msg{r, id})
 		}
 	}
+	// When each submission's ACK arrived, and the packets it took, for the log: a slow tail
+	// of retransmissions shows here.
+	var acked []time.Duration
+	transmissions := 0
+	for len(waiting) > 0 {
+		still := waiting[:0]
+		for _, m := range waiting {
+			st, err := m.r.e.Status(m.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch st.State {
+			case client.StateDelivered:
+				acked = append(acked, time.Since(start))
+				transmissions += st.Transmissions
+			case client.StateFailed:
+				t.Fatalf("submission %s failed: %s", m.id, st.Reason)
+			default:
+				if time.Now().After(deadline) {
+					t.Fatalf("submission %s not acknowledged in time (%d of %d still waiting): %+v", m.id, len(waiting), len(acked)+len(waiting), st)
+				}
+				still = append(still, m)
+			}
+		}
+		waiting = still
+		if len(waiting) > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	q := func(f float64) time.Duration { return acked[min(len(acked)-1, int(f*float64(len(acked))))] }
+	t.Logf("ACKs seen by: 50%% %v, 90%% %v, 99%% %v, all %v; %d packets for %d submissions", q(0.5).Round(time.Millisecond), q(0.9).Round(time.Millisecond), q(0.99).Round(time.Millisecond), q(1).Round(time.Millisecond), transmissions, len(acked))
 	return sent, time.Since(start)
 }
 
@@ -298,8 +341,8 @@ func surveyThroughMixnet(t *testing.T, n *Net, st *store.Store, clients, perClie
 	t.Logf("%d submissions from %d clients stored and acknowledged in %v (%.1f/s)", sent.count, clients, took, float64(sent.count)/took.Seconds())
 	checkStored(t, st, sv, sent)
 
-	// The survey closes; a new submission is refused with "unknown recipient", and nothing
-	// stored changes.
+	// The survey closes; a new submission is refused with the reason "survey commute is closed",
+	// and nothing stored changes.
 	if err := st.CloseSurvey(ctx, sv.Definition.Name); err != nil {
 		t.Fatal(err)
 	}
@@ -337,8 +380,8 @@ func surveyThroughMixnet(t *testing.T, n *Net, st *store.Store, clients, perClie
 	}
 	sub, _ := survey.NewSubmission(sv, survey.SubmissionID{1}, []survey.Answer{{Type: survey.Categorical, Value: 0}, {Type: survey.Integer, Value: 1}, {Type: survey.Real, Value: 1}, {Type: survey.Boolean, Value: 0}}, dp.NewSampler(nil))
 	data, _ := sub.Marshal()
-	if s := send(data); s.State != client.StateFailed || s.Reason != "fragment 0: unknown recipient" {
-		t.Errorf("submission to a closed survey: %s %q", s.State, s.Reason)
+	if s := send(data); s.State != client.StateFailed || string(s.Answer) != "survey commute is closed" {
+		t.Errorf("submission to a closed survey: %s %q %q", s.State, s.Reason, s.Answer)
 	}
 	if s := send(bytes.Repeat([]byte{9}, 40)); s.State != client.StateFailed || s.Reason != "fragment 0: refused as malformed" {
 		t.Errorf("malformed submission: %s %q", s.State, s.Reason)
@@ -359,8 +402,11 @@ func surveyThroughMixnet(t *testing.T, n *Net, st *store.Store, clients, perClie
 	}
 }
 
+// TestSurveyThroughMixnetIntoSQLite is the acceptance load of issue 9: 1,000 client engines
+// in this process, one submission each, through the real binaries into the exit provider's
+// SQLite store, whose exact aggregates must match what was sent.
 func TestSurveyThroughMixnetIntoSQLite(t *testing.T) {
-	n := surveyNet(t, 20)
+	n := surveyNetRates(t, thousandLambdaP, thousandLambdaCover)
 	exit := n.Provider("alpha.localhost")
 	st, err := store.Open(context.Background(), store.SQLite, filepath.Join(exit.DataDir, "survey.db"))
 	if err != nil {
@@ -369,6 +415,13 @@ func TestSurveyThroughMixnetIntoSQLite(t *testing.T) {
 	defer st.Close()
 	surveyThroughMixnet(t, n, st, 20, 5)
 }
+
+// Rates of the thousand-client runs: together the clients offer 1000 * lambda_P = 500 packets
+// a second (submission or drop decoy) and 100 loop and drop cover packets.
+const (
+	thousandLambdaP     = 0.5
+	thousandLambdaCover = 0.05
+)
 
 func TestSurveyThroughMixnetIntoPostgres(t *testing.T) {
 	if testing.Short() {
@@ -379,13 +432,13 @@ func TestSurveyThroughMixnetIntoPostgres(t *testing.T) {
 	// PostgreSQL.
 	t.Setenv("PANORAMIX_MIXD_SURVEY_DATABASE", "postgres")
 	t.Setenv("PANORAMIX_MIXD_SURVEY_DSN", dsn)
-	n := surveyNet(t, 20)
+	n := surveyNetRates(t, thousandLambdaP, thousandLambdaCover)
 	st, err := store.Open(context.Background(), store.Postgres, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	surveyThroughMixnet(t, n, st, 20, 5)
+	surveyThroughMixnet(t, n, st, 1000, 1)
 }
 
 // BenchmarkSurveyEndToEnd is the sustained rate of submissions from client to stored row and
