@@ -120,7 +120,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			defer sv.close()
 			opts.Services = append(opts.Services, sv.service)
 		}
-		if vs, err = openVote(cfg, log); err != nil {
+		if vs, err = openVote(cfg, reg, log); err != nil {
 			log.Error("cannot start", "err", err)
 			return 1
 		}

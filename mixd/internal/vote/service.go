@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
@@ -37,6 +39,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil (tests set it).
 	Now func() time.Time
+	// Registerer receives the mixd_vote_* metrics; may be nil.
+	Registerer prometheus.Registerer
 }
 
 // Service is the vote service. Deliver is safe for concurrent use and needs Run running.
@@ -47,6 +51,7 @@ type Service struct {
 	log      *slog.Logger
 	capacity int
 	now      func() time.Time
+	m        *metrics
 
 	mu        sync.Mutex
 	elections map[string]*election
@@ -69,7 +74,10 @@ type pending struct {
 
 	receipt *board.Receipt
 	refusal string // why the writer refused the cast (closed, outside the voting period)
-	err     error  // a failure of the box itself: no answer, the voter retransmits
+	reason  string // refusal's metrics label
+	// retransmit: the cast was on the board already (or staged in the same batch).
+	retransmit bool
+	err        error // a failure of the box itself: no answer, the voter retransmits
 }
 
 // New loads (or creates) the box key in cfg.Dir and checks the geometry.
@@ -87,6 +95,10 @@ func New(cfg Config) (*Service, error) {
 	if r := service.Capacity(cfg.Geometry.PayloadSize, cfg.Geometry.SURBSize(), false); r < client.AckSize+2+client.MaxAckAnswer {
 		return nil, fmt.Errorf("vote: geometry %v carries %d bytes per reply, less than an ACK with a receipt", cfg.Geometry, r)
 	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	key, err := box.Key(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("vote: %w", err)
@@ -99,7 +111,7 @@ func New(cfg Config) (*Service, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{dir: cfg.Dir, key: key, pub: key.Public(), log: log, capacity: c, now: now,
+	return &Service{dir: cfg.Dir, key: key, pub: key.Public(), log: log, m: m, capacity: c, now: now,
 		elections: map[string]*election{}, queue: make(chan *pending, maxBatch)}, nil
 }
 
@@ -142,6 +154,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	f, err := client.ParseFragment(req.Data, s.capacity)
 	if err != nil {
 		s.log.Debug("malformed fragment", "election", id, "err", err)
+		s.m.refusals.WithLabelValues(reasonMalformed).Inc()
 		if mid, index, ok := fragmentHeader(req.Data); ok {
 			return s.ack(ctx, reply, mid, index, client.AckMalformed, nil)
 		}
@@ -149,6 +162,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	}
 	if int64(f.TotalLength) > int64(board.MaxCastSize) || f.Count != 1 {
 		s.log.Debug("cast too large", "election", id, "size", f.TotalLength)
+		s.m.refusals.WithLabelValues(reasonTooLarge).Inc()
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckTooLarge, fmt.Appendf(nil, "a cast is at most %d bytes", board.MaxCastSize))
 	}
 	el, err := s.lookup(id)
@@ -157,15 +171,18 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	}
 	if el == nil {
 		s.log.Debug("cast for an unknown election", "election", id)
+		s.m.refusals.WithLabelValues(reasonUnknownElection).Inc()
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckUnknownRecipient, fmt.Appendf(nil, "no election %q at this ballot box", id))
 	}
 	c, err := board.ParseCast(f.Data)
 	if err != nil {
 		s.log.Debug("malformed cast", "election", id, "err", err)
+		s.m.refusals.WithLabelValues(reasonMalformed).Inc()
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckMalformed, []byte(err.Error()))
 	}
 	if err := c.Check(el.p); err != nil {
 		s.log.Debug("cast refused", "election", id, "err", err)
+		s.m.refusals.WithLabelValues(checkReason(err)).Inc()
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckRefused, []byte(err.Error()))
 	}
 	p := &pending{el: el, raw: f.Data, hash: c.Hash(), done: make(chan struct{})}
@@ -184,6 +201,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 		return fmt.Errorf("vote: election %q: %w", id, p.err)
 	case p.refusal != "":
 		s.log.Debug("cast refused", "election", id, "why", p.refusal)
+		s.m.refusals.WithLabelValues(p.reason).Inc()
 		return s.ack(ctx, reply, f.ID, f.Index, client.AckRefused, []byte(p.refusal))
 	}
 	return s.ack(ctx, reply, f.ID, f.Index, client.AckStored, p.receipt.Marshal())
@@ -202,6 +220,21 @@ func (s *Service) ack(ctx context.Context, reply service.Replier, id client.Mess
 		return fmt.Errorf("vote: ack %s fragment %d (%s): %w", id, index, status, err)
 	}
 	return nil
+}
+
+// checkReason is the metrics label of a Cast.Check refusal.
+func checkReason(err error) string {
+	switch {
+	case errors.Is(err, board.ErrWrongElection):
+		return reasonWrongElection
+	case errors.Is(err, board.ErrNotEligible):
+		return reasonNotEligible
+	case errors.Is(err, board.ErrBadSignature):
+		return reasonBadSignature
+	case errors.Is(err, board.ErrBadProof):
+		return reasonBadProof
+	}
+	return reasonMalformed
 }
 
 // fragmentHeader reads the message id and index of a fragment that did not parse, so that the
@@ -264,6 +297,7 @@ func (s *Service) write(batch []*pending) {
 		}
 		if r, err := b.Receipt(p.hash); err != nil || r != nil {
 			p.receipt, p.err = r, err
+			p.retransmit = true
 			touched[p.el] = true // a staged duplicate is answered after the commit
 			continue
 		}
@@ -273,8 +307,9 @@ func (s *Service) write(batch []*pending) {
 			p.receipt = e.Receipt()
 			touched[p.el] = true
 		case b.Closed():
-			p.refusal = fmt.Sprintf("election %q is closed", p.el.p.ElectionID)
+			p.refusal, p.reason = fmt.Sprintf("election %q is closed", p.el.p.ElectionID), reasonClosed
 		case errors.Is(err, board.ErrInvalid):
+			p.reason = reasonNotOpen
 			p.refusal = fmt.Sprintf("election %q is not open: voting from %s to %s", p.el.p.ElectionID,
 				p.el.p.Opens.UTC().Format(time.RFC3339), p.el.p.Closes.UTC().Format(time.RFC3339))
 		default:
@@ -282,6 +317,7 @@ func (s *Service) write(batch []*pending) {
 		}
 	}
 	failed := map[*election]error{}
+	start := time.Now()
 	for el := range touched {
 		if err := el.board.Commit(); err != nil {
 			s.log.Error("cannot append to the board", "election", el.p.ElectionID, "err", err)
@@ -290,9 +326,20 @@ func (s *Service) write(batch []*pending) {
 			el.board = nil // reopened (and repaired) by the next batch
 		}
 	}
+	if len(touched) > 0 {
+		s.m.commit.Observe(time.Since(start).Seconds())
+		s.m.batch.Observe(float64(len(batch)))
+	}
 	for _, p := range batch {
 		if err := failed[p.el]; err != nil && p.err == nil && p.refusal == "" {
 			p.receipt, p.err = nil, err
+		}
+		if p.err == nil && p.receipt != nil {
+			if p.retransmit {
+				s.m.retransmits.Inc()
+			} else {
+				s.m.appended.Inc()
+			}
 		}
 		close(p.done)
 	}
@@ -356,6 +403,7 @@ func (s *Service) pollCloses() {
 			el.board = nil
 			continue
 		}
+		s.m.closes.Inc()
 		s.log.Info("election closed", "election", id, "entries", b.Len(), "trustees", len(c.Signatures))
 	}
 }

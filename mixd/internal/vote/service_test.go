@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
@@ -39,6 +41,7 @@ type harness struct {
 	clock    atomic.Int64 // unix milliseconds
 	cancel   context.CancelFunc
 	done     chan struct{}
+	reg      *prometheus.Registry // of the running service
 }
 
 func newHarness(t testing.TB, nVoters int) *harness {
@@ -80,7 +83,8 @@ func (h *harness) now() time.Time { return time.UnixMilli(h.clock.Load()) }
 
 func (h *harness) start() {
 	h.t.Helper()
-	svc, err := New(Config{Dir: h.dir, Geometry: sphinx.DefaultGeometry(), Now: h.now})
+	h.reg = prometheus.NewRegistry()
+	svc, err := New(Config{Dir: h.dir, Geometry: sphinx.DefaultGeometry(), Now: h.now, Registerer: h.reg})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -452,4 +456,61 @@ func TestInstallRefusesAnotherBox(t *testing.T) {
 	if _, err := New(Config{Dir: h.dir, Geometry: sphinx.Geometry{Hops: 5, PayloadSize: 2048}}); err == nil {
 		t.Fatal("a geometry too small for a cast was accepted")
 	}
+}
+
+func TestMetrics(t *testing.T) {
+	h := newHarness(t, 2)
+	c := h.cast(0, 1)
+	h.stored(h.deliver("mayor", c), c)
+	h.stored(h.deliver("mayor", c), c)
+	stranger, _ := keys.GenerateIdentityKey(nil)
+	sc, err := board.NewCast(rand.Reader, h.p, stranger, []int{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.deliver("mayor", sc.Marshal())
+	h.deliver("nope", c)
+	h.deliver("mayor", []byte("junk"))
+	for _, c := range []struct {
+		name, reason string
+		want         float64
+	}{
+		{"mixd_vote_casts_appended_total", "", 1},
+		{"mixd_vote_retransmitted_casts_total", "", 1},
+		{"mixd_vote_refusals_total", reasonNotEligible, 1},
+		{"mixd_vote_refusals_total", reasonUnknownElection, 1},
+		{"mixd_vote_refusals_total", reasonMalformed, 1},
+		{"mixd_vote_refusals_total", reasonBadProof, 0},
+		{"mixd_vote_commit_seconds", "", 2}, // the cast and its retransmission
+		{"mixd_vote_commit_casts", "", 2},
+	} {
+		if got := h.metric(c.name, c.reason); got != c.want {
+			t.Errorf("%s{reason=%q} = %v, want %v", c.name, c.reason, got, c.want)
+		}
+	}
+}
+
+// metric reads a counter (with its reason label, if any) or a histogram's sample count.
+func (h *harness) metric(name, reason string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if reason != "" && (len(m.GetLabel()) != 1 || m.GetLabel()[0].GetValue() != reason) {
+				continue
+			}
+			if hg := m.GetHistogram(); hg != nil {
+				return float64(hg.GetSampleCount())
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	h.t.Fatalf("no metric %s{reason=%q}", name, reason)
+	return 0
 }
