@@ -8,8 +8,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +17,7 @@ import (
 
 	"github.com/panoramix-mixnet/panoramix/directory/internal/config"
 	"github.com/panoramix-mixnet/panoramix/directory/internal/daemon"
-	"github.com/panoramix-mixnet/panoramix/pkg/version"
+	"github.com/panoramix-mixnet/panoramix/internal/boot"
 )
 
 const usage = `Usage: directory --config FILE
@@ -43,30 +41,13 @@ func main() {
 
 // run returns the exit code: 0 after a clean shutdown, 1 on a runtime error, 2 on bad usage.
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("directory", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	cfgPath := fs.String("config", "", "configuration file")
-	showVersion := fs.Bool("version", false, "print the version")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "directory: %v\nRun 'directory --help' for usage.\n", err)
-		return 2
+	cli := boot.NewCLI("directory", "", usage)
+	cli.ConfigHint = " (example: configs/directory.toml)"
+	cfgPath, code, ok := cli.Parse(args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	switch {
-	case *showVersion:
-		fmt.Fprintf(stdout, "directory %s\n", version.Version)
-		return 0
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "directory: unexpected argument %q\nRun 'directory --help' for usage.\n", fs.Arg(0))
-		return 2
-	case *cfgPath == "":
-		fmt.Fprintf(stderr, "directory: --config FILE is required (example: configs/directory.toml)\n")
-		return 2
-	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "directory: %v\n", err)
 		return 1

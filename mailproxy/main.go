@@ -14,7 +14,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,10 +23,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/config"
 	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/proxy"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
-	"github.com/panoramix-mixnet/panoramix/pkg/version"
 )
 
 const name = "mailproxy"
@@ -63,31 +62,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && (args[0] == "run" || args[0] == "init" || args[0] == "status") {
 		cmd, args = args[0], args[1:]
 	}
-	fs := flag.NewFlagSet(name+" "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {}
-	showVersion := fs.Bool("version", false, "")
-	cfgPath := fs.String("config", "", "")
-	acct := fs.String("account", "", "")
-	asJSON := fs.Bool("json", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
-		return 2
-	}
+	cli := boot.NewCLI(name, cmd, usage)
+	cli.ConfigHint = " (see configs/mailproxy.toml)"
+	acct := cli.Flags.String("account", "", "")
+	asJSON := cli.Flags.Bool("json", false, "")
+	cfgPath, code, ok := cli.Parse(args, stdout, stderr)
 	switch {
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "%s: unexpected argument %q; run '%s --help' for usage\n", name, fs.Arg(0), name)
-		return 2
-	case *showVersion:
-		fmt.Fprintf(stdout, "%s %s\n", name, version.Version)
-		return 0
-	case *cfgPath == "":
-		fmt.Fprintf(stderr, "%s: --config FILE is required (see configs/mailproxy.toml); run '%s --help' for usage\n", name, name)
-		return 2
+	case !ok:
+		return code
 	case *acct != "" && cmd != "init":
 		fmt.Fprintf(stderr, "%s: --account only applies to 'mailproxy init'\n", name)
 		return 2
@@ -95,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: --json only applies to 'mailproxy status'\n", name)
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1

@@ -10,8 +10,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
@@ -65,36 +64,18 @@ func main() {
 // run parses args and returns the process exit code: 0 on success, 1 when the filter fails,
 // 2 for a usage error.
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {} // help goes to stdout below; errors get a one-line hint instead
-	showVersion := fs.Bool("version", false, "")
-	cfgPath := fs.String("config", "", "")
-	genKey := fs.Bool("gen-key", false, "")
-	printKey := fs.Bool("print-key", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
-		return 2
-	}
+	cli := boot.NewCLI(name, "", usage)
+	genKey := cli.Flags.Bool("gen-key", false, "")
+	printKey := cli.Flags.Bool("print-key", false, "")
+	cfgPath, code, ok := cli.Parse(args, stdout, stderr)
 	switch {
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "%s: unexpected argument %q. Run '%s --help' for usage.\n", name, fs.Arg(0), name)
-		return 2
-	case *showVersion:
-		fmt.Fprintf(stdout, "%s %s\n", name, version.Version)
-		return 0
-	case *cfgPath == "":
-		fmt.Fprintf(stderr, "%s: --config FILE is required. Run '%s --help' for usage.\n", name, name)
-		return 2
+	case !ok:
+		return code
 	case *genKey && *printKey:
 		fmt.Fprintf(stderr, "%s: --gen-key and --print-key exclude each other\n", name)
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1

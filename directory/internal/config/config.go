@@ -9,15 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
-
+	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
@@ -103,27 +99,12 @@ func Default() Config {
 // Load reads the file at path, applies defaults and environment overrides, resolves relative
 // paths against the file's directory, and validates the result.
 func Load(path string) (*Config, error) {
-	v := viper.New()
-	v.SetConfigFile(path)
-	v.SetConfigType("toml")
-	setDefaults(v, Default())
-	v.SetEnvPrefix(EnvPrefix)
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
-	if err := v.ReadInConfig(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
 	var c Config
-	if err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
-		dc.ErrorUnused = true
-	}); err != nil {
+	if err := boot.LoadTOML(path, EnvPrefix, defaults(Default()), &c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	dir := filepath.Dir(path)
-	for _, p := range []*string{&c.IdentityKeyFile, &c.DataDir} {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(dir, *p)
-		}
+	if err := boot.ResolvePaths(path, &c.IdentityKeyFile, &c.DataDir); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
@@ -131,25 +112,19 @@ func Load(path string) (*Config, error) {
 	return &c, nil
 }
 
-// setDefaults registers every scalar key with its default, which also lets AutomaticEnv
+// defaults lists every scalar key with its default, which also lets an environment variable
 // override it. version has no default: a file must say which format it is in.
-func setDefaults(v *viper.Viper, d Config) {
-	v.SetDefault("identity_key_file", d.IdentityKeyFile)
-	v.SetDefault("data_dir", d.DataDir)
-	v.SetDefault("listen_address", d.ListenAddress)
-	v.SetDefault("admin_address", d.AdminAddress)
-	v.SetDefault("threshold", d.Threshold)
-	v.SetDefault("log_level", d.LogLevel)
+func defaults(d Config) map[string]any {
 	p := d.Parameters
-	v.SetDefault("parameters.epoch_length", p.EpochLength)
-	v.SetDefault("parameters.hops", p.Hops)
-	v.SetDefault("parameters.payload_size", p.PayloadSize)
-	v.SetDefault("parameters.lambda_p", p.LambdaP)
-	v.SetDefault("parameters.lambda_l", p.LambdaL)
-	v.SetDefault("parameters.lambda_d", p.LambdaD)
-	v.SetDefault("parameters.lambda_m", p.LambdaM)
-	v.SetDefault("parameters.mean_delay", p.MeanDelay)
-	v.SetDefault("parameters.max_delay", p.MaxDelay)
+	return map[string]any{
+		"identity_key_file": d.IdentityKeyFile, "data_dir": d.DataDir, "listen_address": d.ListenAddress,
+		"admin_address": d.AdminAddress, "threshold": d.Threshold, "log_level": d.LogLevel,
+		"parameters.epoch_length": p.EpochLength, "parameters.hops": p.Hops,
+		"parameters.payload_size": p.PayloadSize, "parameters.lambda_p": p.LambdaP,
+		"parameters.lambda_l": p.LambdaL, "parameters.lambda_d": p.LambdaD,
+		"parameters.lambda_m": p.LambdaM, "parameters.mean_delay": p.MeanDelay,
+		"parameters.max_delay": p.MaxDelay,
+	}
 }
 
 // Validate checks every field; errors name the key.
@@ -166,7 +141,7 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
 		return fmt.Errorf("listen_address %q: %w", c.ListenAddress, err)
 	}
-	if err := checkLoopback(c.AdminAddress); err != nil {
+	if err := boot.CheckLoopback(c.AdminAddress, "the admin API has no authentication, so only local users may reach it"); err != nil {
 		return fmt.Errorf("admin_address: %w", err)
 	}
 	if _, err := c.LogLevelValue(); err != nil {
@@ -188,29 +163,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// checkLoopback accepts host:port where host is a loopback IP or "localhost".
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("%q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q: the admin API must listen on a loopback address (127.0.0.1 or [::1]) so only local users reach it", addr)
-	}
-	return nil
-}
-
 // LogLevelValue returns log_level as a slog.Level.
 func (c *Config) LogLevelValue() (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return 0, fmt.Errorf("log_level = %q: want debug, info, warn or error", c.LogLevel)
-	}
-	return l, nil
+	return boot.ParseLogLevel(c.LogLevel)
 }
 
 // ApprovedKeys parses approved.

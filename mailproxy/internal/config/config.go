@@ -10,14 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/mail"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
-
+	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
@@ -146,47 +143,25 @@ func Default() Config {
 // Load reads the file at path, applies defaults and environment overrides, resolves relative
 // paths against the file's directory, and validates the result.
 func Load(path string) (*Config, error) {
-	v := viper.New()
-	v.SetConfigFile(path)
-	v.SetConfigType("toml")
 	d := Default()
-	for k, val := range map[string]any{
+	defaults := map[string]any{
 		"version": d.Version, "data_dir": d.DataDir, "log_level": d.LogLevel, "status_socket": d.StatusSocket,
 		"status_retention": d.StatusRetention, "smtp.listen_address": d.SMTP.ListenAddress,
 		"smtp.max_message_size": d.SMTP.MaxMessageSize, "smtp.max_recipients": d.SMTP.MaxRecipients,
 		"directory.urls": d.Directory.URLs, "directory.threshold": d.Directory.Threshold,
 		"directory.authorities": d.Directory.Authorities, "directory.epoch_length": d.Directory.EpochLength,
 		"smarthost.address": d.Smarthost.Address,
-	} {
-		v.SetDefault(k, val)
-	}
-	v.SetEnvPrefix(EnvPrefix)
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
-	if err := v.ReadInConfig(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	var c Config
-	if err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
-		dc.ErrorUnused = true
-		dc.ZeroFields = true
-	}); err != nil {
+	if err := boot.LoadTOML(path, EnvPrefix, defaults, &c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	dir, err := filepath.Abs(filepath.Dir(path))
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	abs := func(p *string) {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(dir, *p)
-		}
-	}
-	abs(&c.DataDir)
-	abs(&c.StatusSocket)
+	paths := []*string{&c.DataDir, &c.StatusSocket}
 	for i := range c.Accounts {
-		abs(&c.Accounts[i].LinkKeyFile)
-		abs(&c.Accounts[i].Keyring)
+		paths = append(paths, &c.Accounts[i].LinkKeyFile, &c.Accounts[i].Keyring)
+	}
+	if err := boot.ResolvePaths(path, paths...); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if c.StatusSocket == "" && c.DataDir != "" {
 		c.StatusSocket = filepath.Join(c.DataDir, "status.sock")
@@ -211,7 +186,7 @@ func (c *Config) Validate() error {
 	if c.StatusRetention < 0 {
 		return fmt.Errorf("status_retention = %v: want 0 or more", c.StatusRetention)
 	}
-	if err := checkLoopback(c.SMTP.ListenAddress); err != nil {
+	if err := boot.CheckLoopback(c.SMTP.ListenAddress, "the server has no authentication"); err != nil {
 		return fmt.Errorf("[smtp] listen_address: %w", err)
 	}
 	if c.SMTP.MaxMessageSize < 1024 || c.SMTP.MaxMessageSize > MaxMessageSizeLimit {
@@ -306,24 +281,5 @@ func (c *Config) Account(address string) (Account, bool) {
 
 // LogLevelValue parses log_level.
 func (c *Config) LogLevelValue() (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return 0, fmt.Errorf("log_level = %q: want debug, info, warn or error", c.LogLevel)
-	}
-	return l, nil
-}
-
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("%q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q: must be a loopback address (127.0.0.1, ::1 or localhost): the server has no authentication", addr)
-	}
-	return nil
+	return boot.ParseLogLevel(c.LogLevel)
 }

@@ -9,13 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
-
+	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
@@ -142,29 +139,12 @@ func defaults() map[string]any {
 // Load reads the file at path, applies defaults and environment overrides, resolves relative
 // paths against the file's directory, and validates the result.
 func Load(path string) (*Config, error) {
-	v := viper.New()
-	v.SetConfigFile(path)
-	v.SetConfigType("toml")
-	for k, val := range defaults() {
-		v.SetDefault(k, val)
-	}
-	v.SetEnvPrefix(EnvPrefix)
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
-	if err := v.ReadInConfig(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
 	var c Config
-	if err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
-		dc.ErrorUnused = true
-		dc.ZeroFields = true
-	}); err != nil {
+	if err := boot.LoadTOML(path, EnvPrefix, defaults(), &c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	for _, p := range []*string{&c.DataDir, &c.Account.LinkKeyFile} {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(filepath.Dir(path), *p)
-		}
+	if err := boot.ResolvePaths(path, &c.DataDir, &c.Account.LinkKeyFile); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
@@ -236,9 +216,5 @@ func (c *Config) Validate() error {
 
 // LogLevelValue parses log_level.
 func (c *Config) LogLevelValue() (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return 0, fmt.Errorf("log_level = %q: want debug, info, warn or error", c.LogLevel)
-	}
-	return l, nil
+	return boot.ParseLogLevel(c.LogLevel)
 }
