@@ -93,6 +93,9 @@ type fragRecord struct {
 	Done     bool      `json:"done"` // acknowledged (or sent, without acks)
 	Attempts int       `json:"attempts"`
 	Deadline time.Time `json:"deadline"` // when an unacknowledged transmission counts as lost
+	// SURBs are the ids of the SURB records of the fragment's transmissions, so that finishing
+	// the message deletes them without scanning every SURB record (at most RetryBudget).
+	SURBs [][]byte `json:"surbs,omitempty"`
 }
 
 type surbRecord struct {
@@ -321,29 +324,28 @@ func finish(tx *bolt.Tx, st *Status, state State, reason string, now time.Time) 
 	if err := tx.Bucket(bucketOrder).Delete(u64Key(st.Order)); err != nil {
 		return err
 	}
+	// The message's SURB records, found through its fragment records. Records written before
+	// fragment records listed them are left to prune (store.prune), like those of SURBs
+	// that never come back.
+	sb := tx.Bucket(bucketSURBs)
+	fc := tx.Bucket(bucketFrags).Cursor()
+	for k, v := fc.Seek(st.ID[:]); k != nil && bytes.HasPrefix(k, st.ID[:]); k, v = fc.Next() {
+		var fr fragRecord
+		if err := json.Unmarshal(v, &fr); err != nil {
+			continue // deleted below with the rest of the fragment
+		}
+		for _, id := range fr.SURBs {
+			if err := sb.Delete(id); err != nil {
+				return err
+			}
+		}
+	}
 	for _, name := range [][]byte{bucketFrags, bucketFragData} {
 		fc := tx.Bucket(name).Cursor()
 		for k, _ := fc.Seek(st.ID[:]); k != nil && bytes.HasPrefix(k, st.ID[:]); k, _ = fc.Seek(st.ID[:]) {
 			if err := fc.Delete(); err != nil {
 				return err
 			}
-		}
-	}
-	sb := tx.Bucket(bucketSURBs)
-	var drop [][]byte
-	err := sb.ForEach(func(k, v []byte) error {
-		var sr surbRecord
-		if err := json.Unmarshal(v, &sr); err != nil || sr.Message == st.ID {
-			drop = append(drop, bytes.Clone(k))
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, k := range drop {
-		if err := sb.Delete(k); err != nil {
-			return err
 		}
 	}
 	return nil
@@ -406,8 +408,11 @@ func (s *store) markSent(id MessageID, index uint16, surbID *[16]byte, sr *surbR
 		if sr == nil {
 			fr.Done = true
 			st.Acknowledged++
-		} else if err := putJSON(tx.Bucket(bucketSURBs), surbID[:], sr); err != nil {
-			return err
+		} else {
+			if err := putJSON(tx.Bucket(bucketSURBs), surbID[:], sr); err != nil {
+				return err
+			}
+			fr.SURBs = append(fr.SURBs, bytes.Clone(surbID[:]))
 		}
 		if st.Acknowledged == st.Fragments && !st.NeedsAck {
 			return finish(tx, st, StateSent, "", now)

@@ -85,3 +85,44 @@ func TestRunAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Finishing a message deletes the SURB records of all its transmissions, and only those.
+func TestFinishDeletesItsSURBs(t *testing.T) {
+	s, err := openStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	now := time.Now()
+	add := func(id MessageID) {
+		frags, _ := Split(id, make([]byte, 5), 8)
+		st := &Status{ID: id, Destination: Destination{Domain: "example.org", Recipient: "poll", Service: "survey"}, State: StateQueued, Size: 5, Fragments: 1, Created: now, Updated: now, NeedsAck: true}
+		if err := s.addMessage(st, [][]byte{frags[0].Marshal()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(MessageID{1})
+	add(MessageID{2})
+	// Message 1 is sent twice (a retransmission), message 2 once.
+	surbs := [][16]byte{{1, 1}, {1, 2}, {2, 1}}
+	for _, id := range surbs {
+		mid := MessageID{id[0]}
+		if err := s.markSent(mid, 0, &id, &surbRecord{Message: mid, Created: now, Keys: []byte{7}}, now.Add(time.Minute), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The ACK of message 1's first transmission finishes it.
+	res, st, err := s.applyReply(surbs[0], func([]byte) (*Ack, error) { return &Ack{ID: MessageID{1}, Status: AckStored}, nil }, 1, now)
+	if err != nil || res != ackApplied || st.State != StateDelivered {
+		t.Fatalf("ack: %v %v %+v", res, err, st)
+	}
+	s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketSURBs)
+		for i, want := range []bool{false, false, true} {
+			if got := b.Get(surbs[i][:]) != nil; got != want {
+				t.Errorf("SURB %x stored: %v, want %v", surbs[i], got, want)
+			}
+		}
+		return nil
+	})
+}
