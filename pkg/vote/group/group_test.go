@@ -287,3 +287,59 @@ func TestPointFromXMatchesBig(t *testing.T) {
 		t.Fatalf("%d of %d candidates are abscissas, expected about half", found, len(xs))
 	}
 }
+
+// TestFixedBase: the table's exponentiation equals the plain one, for random exponents and for
+// 0, 1, q-1 and exponents whose digits are all 0 or all 15 in places.
+func TestFixedBase(t *testing.T) {
+	a := new(Element).BaseExp(ScalarFromUint(12345))
+	fb := NewFixedBase(a)
+	exps := []*Scalar{NewScalar(), ScalarFromUint(1), ScalarFromUint(15), ScalarFromUint(16),
+		ScalarFromBig(new(big.Int).Sub(orderQ, big.NewInt(1))),
+		ScalarFromBig(new(big.Int).Lsh(big.NewInt(0xffff), 200))}
+	for range 50 {
+		s, err := RandomScalar(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exps = append(exps, s)
+	}
+	for i, s := range exps {
+		got := fb.Exp(new(Element), s)
+		if want := new(Element).Exp(a, s); !got.Equal(want) {
+			t.Fatalf("exponent %d (%x): table gives a different point", i, s.Bytes())
+		}
+	}
+	if !NewFixedBase(Identity()).Exp(new(Element), ScalarFromUint(7)).IsIdentity() {
+		t.Fatal("table of the identity does not give the identity")
+	}
+}
+
+func BenchmarkExp(b *testing.B) {
+	a := new(Element).BaseExp(ScalarFromUint(12345))
+	s, err := RandomScalar(rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := new(Element)
+	b.Run("variable", func(b *testing.B) {
+		for b.Loop() {
+			e.Exp(a, s)
+		}
+	})
+	b.Run("fixedbase", func(b *testing.B) {
+		fb := NewFixedBase(a)
+		for b.Loop() {
+			fb.Exp(e, s)
+		}
+	})
+	b.Run("base", func(b *testing.B) {
+		for b.Loop() {
+			e.BaseExp(s)
+		}
+	})
+	b.Run("table", func(b *testing.B) {
+		for b.Loop() {
+			NewFixedBase(a)
+		}
+	})
+}

@@ -329,11 +329,16 @@ func (s *Session) Shuffle(rnd io.Reader, h []*group.Element, pk PublicKey, in []
 	alpha, gamma, delta, phi := rs[5*n], rs[5*n+1], rs[5*n+2], rs[5*n+3]
 
 	prog := newProgress(s.Progress, 10*n)
+	// The public key and h_0 are each raised to N secret exponents: fixed-base tables make
+	// those exponentiations about 2.4 times cheaper than plain scalar multiplications.
+	yTable, h0Table := group.NewFixedBase(pk.Y), group.NewFixedBase(h[0])
 	out := make([]Ciphertext, n)
 	p := &ShuffleProof{PermutationCommitment: make([]*group.Element, n)}
 	group.Parallel(n, func(lo, hi int) {
 		for j := lo; j < hi; j++ {
-			out[j] = in[inv[j]].Mul(pk.enc(sJ[j]))
+			// Enc_pk(1, s_j) = (g^s_j, y^s_j), as pk.enc.
+			re := Ciphertext{new(group.Element).BaseExp(sJ[j]), yTable.Exp(new(group.Element), sJ[j])}
+			out[j] = in[inv[j]].Mul(re)
 		}
 		for i := lo; i < hi; i++ {
 			u := new(group.Element).BaseExp(rI[i])
@@ -373,7 +378,7 @@ func (s *Session) Shuffle(rnd io.Reader, h []*group.Element, pk PublicKey, in []
 		t := new(group.Element)
 		for i := lo; i < hi; i++ {
 			bi := new(group.Element).BaseExp(x[i])
-			p.B[i] = bi.Mul(bi, t.Exp(h[0], prefix[i]))
+			p.B[i] = bi.Mul(bi, h0Table.Exp(t, prefix[i]))
 		}
 		prog.add(2 * (hi - lo))
 	})
