@@ -3,9 +3,13 @@
 // validates it against the signed survey the aggregator opened in the store, stores it durably
 // (pkg/survey/store, SQLite or PostgreSQL) and only then acknowledges it through the SURB with
 // the ACK of docs/spec/fragment.md section 3. Retransmissions are recognised by submission id
-// and acknowledged again; refusals store nothing.
+// and acknowledged again; refusals store nothing. A closed survey, or one not open yet, is
+// refused with status 5 and the reason as the ACK's answer ("survey NAME is closed").
 //
 // Concurrent deliveries share database commits: a single writer goroutine (Run) takes every
 // submission waiting when a commit starts into the next transaction (group commit), so the
 // insert rate is not bounded by one fsync per submission.
+//
+// The mixd_survey_* metrics (metrics.go) count submissions stored, duplicates and refusals by
+// reason, and time each group commit.
 package survey
