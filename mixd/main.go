@@ -11,8 +11,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,10 +20,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/node"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/vote"
-	"github.com/panoramix-mixnet/panoramix/pkg/version"
 )
 
 const name = "mixd"
@@ -50,32 +48,13 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {}
-	showVersion := fs.Bool("version", false, "")
-	cfgPath := fs.String("config", "", "")
-	printID := fs.Bool("print-identity", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", name)
-		return 2
+	cli := boot.NewCLI(name, "", usage)
+	printID := cli.Flags.Bool("print-identity", false, "")
+	cfgPath, code, ok := cli.Parse(args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	switch {
-	case fs.NArg() > 0:
-		fmt.Fprintf(stderr, "%s: unexpected argument %q; run '%s --help' for usage\n", name, fs.Arg(0), name)
-		return 2
-	case *showVersion:
-		fmt.Fprintf(stdout, "%s %s\n", name, version.Version)
-		return 0
-	case *cfgPath == "":
-		fmt.Fprintf(stderr, "%s: --config FILE is required; run '%s --help' for usage\n", name, name)
-		return 2
-	}
-	cfg, err := config.Load(*cfgPath)
+	cfg, err := config.Load(cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1

@@ -9,14 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
-
+	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
@@ -166,11 +163,8 @@ func Default() Config {
 // Load reads the file at path, applies defaults and environment overrides, resolves relative
 // paths against the file's directory, and validates the result.
 func Load(path string) (*Config, error) {
-	v := viper.New()
-	v.SetConfigFile(path)
-	v.SetConfigType("toml")
 	d := Default()
-	for k, val := range map[string]any{
+	defaults := map[string]any{
 		"version": d.Version, "role": d.Role, "data_dir": d.DataDir, "listen_address": d.ListenAddress,
 		"metrics_address": d.MetricsAddress, "admin_address": d.AdminAddress, "log_level": d.LogLevel,
 		"max_packet_rate": d.MaxPacketRate, "sphinx.hops": d.Sphinx.Hops, "sphinx.payload_size": d.Sphinx.PayloadSize,
@@ -183,30 +177,17 @@ func Load(path string) (*Config, error) {
 		"imap.cert_file": d.IMAP.CertFile, "imap.key_file": d.IMAP.KeyFile, "imap.insecure_auth": d.IMAP.InsecureAuth,
 		"survey.enabled": d.Survey.Enabled, "survey.database": d.Survey.Database, "survey.dsn": d.Survey.DSN,
 		"vote.enabled": d.Vote.Enabled, "vote.dir": d.Vote.Dir,
-	} {
-		v.SetDefault(k, val)
-	}
-	v.SetEnvPrefix(EnvPrefix)
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
-	if err := v.ReadInConfig(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	var c Config
-	if err := v.UnmarshalExact(&c, func(dc *mapstructure.DecoderConfig) {
-		dc.ErrorUnused = true
-		dc.ZeroFields = true
-	}); err != nil {
+	if err := boot.LoadTOML(path, EnvPrefix, defaults, &c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	paths := []*string{&c.DataDir, &c.IMAP.CertFile, &c.IMAP.KeyFile, &c.Vote.Dir}
 	if c.Survey.Database == "sqlite" {
 		paths = append(paths, &c.Survey.DSN)
 	}
-	for _, p := range paths {
-		if *p != "" && !filepath.IsAbs(*p) {
-			*p = filepath.Join(filepath.Dir(path), *p)
-		}
+	if err := boot.ResolvePaths(path, paths...); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
@@ -241,7 +222,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.AdminAddress != "" {
-		if err := checkLoopback(c.AdminAddress); err != nil {
+		if err := boot.CheckLoopback(c.AdminAddress, "the admin API has no authentication, so only local users may reach it"); err != nil {
 			return fmt.Errorf("admin_address: %w", err)
 		}
 	}
@@ -356,24 +337,5 @@ func (c *Config) PublishedAddresses() []string {
 
 // LogLevelValue returns log_level as a slog.Level.
 func (c *Config) LogLevelValue() (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return 0, fmt.Errorf("log_level = %q: want debug, info, warn or error", c.LogLevel)
-	}
-	return l, nil
-}
-
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("%q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q: the admin API must listen on a loopback address so only local users reach it", addr)
-	}
-	return nil
+	return boot.ParseLogLevel(c.LogLevel)
 }
