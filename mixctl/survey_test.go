@@ -114,3 +114,19 @@ func TestSurveyCommands(t *testing.T) {
 		t.Errorf("submit without flags: %d %s", code, errOut)
 	}
 }
+
+// A refusal's reason comes from the network: it is printed only when it has no control
+// characters (an escape sequence could rewrite the user's terminal).
+func TestPrintableText(t *testing.T) {
+	for s, want := range map[string]bool{
+		"survey commute is closed": true,
+		"survey é is closed":       true,
+		"closed\x1b[2J":            false,
+		"line\nbreak":              false,
+		"\xff":                     false,
+	} {
+		if got := printableText([]byte(s)); got != want {
+			t.Errorf("printableText(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
