@@ -126,22 +126,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			mailErr <- err
 		}()
 	}
-	surveyDone := make(chan struct{})
-	if sv != nil {
-		go func() { sv.service.Run(ctx); close(surveyDone) }()
-	} else {
-		close(surveyDone)
-	}
-	voteDone := make(chan struct{})
-	if vs != nil {
-		go func() { vs.Run(ctx); close(voteDone) }()
-	} else {
-		close(voteDone)
-	}
+	// The node runs the survey and vote writers (the services' Run) with its own goroutines
+	// and waits for them: starting them here too made two writers of the ballot box.
 	err = n.Run(ctx)
 	cancel()
-	<-surveyDone
-	<-voteDone
 	if m != nil {
 		if merr := <-mailErr; merr != nil && err == nil {
 			err = fmt.Errorf("imap: %w", merr)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,6 +58,7 @@ type Service struct {
 	elections map[string]*election
 
 	queue chan *pending
+	ran   atomic.Bool // Run was called: it is the only writer of the boards
 }
 
 // election is one installed election. board is touched only by the writer goroutine.
@@ -252,8 +254,12 @@ func fragmentHeader(b []byte) (client.MessageID, uint16, bool) {
 // Run is the writer: it appends the casts Deliver queues, in batches with one fsync each, and
 // the close entries requested by the operator, until ctx ends. It opens the boards of the
 // installed elections first, which repairs a board whose last append a crash cut short. The
-// box key is wiped when Run returns: a Service runs once.
+// box key is wiped when Run returns: a Service runs once. A second call returns an error at
+// once, touching nothing: two writers would stage entries with the same sequence number.
 func (s *Service) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("vote: Run called twice (the service has one writer and runs once)")
+	}
 	defer s.key.Wipe()
 	defer s.closeBoards()
 	s.pollCloses()
@@ -308,11 +314,14 @@ func (s *Service) write(batch []*pending) {
 			touched[p.el] = true
 		case b.Closed():
 			p.refusal, p.reason = fmt.Sprintf("election %q is closed", p.el.p.ElectionID), reasonClosed
-		case errors.Is(err, board.ErrInvalid):
+		case errors.Is(err, board.ErrInvalid) && outside(p.el.p, now):
 			p.reason = reasonNotOpen
 			p.refusal = fmt.Sprintf("election %q is not open: voting from %s to %s", p.el.p.ElectionID,
 				p.el.p.Opens.UTC().Format(time.RFC3339), p.el.p.Closes.UTC().Format(time.RFC3339))
 		default:
+			// The cast passed Cast.Check and the period is open: the box itself is at fault
+			// (its board state). No ACK: the voter retransmits.
+			s.log.Error("box failure: cannot stage a checked cast", "election", p.el.p.ElectionID, "err", err)
 			p.err = err
 		}
 	}
@@ -343,6 +352,13 @@ func (s *Service) write(batch []*pending) {
 		}
 		close(p.done)
 	}
+}
+
+// outside reports whether a cast staged at now falls outside the voting period of p (the
+// entry time is now to the millisecond, §11.6).
+func outside(p *board.Params, now time.Time) bool {
+	t := time.UnixMilli(now.UnixMilli())
+	return t.Before(p.Opens) || !t.Before(p.Closes)
 }
 
 // openBoard opens the election's board on first use (writer goroutine only).

@@ -514,3 +514,60 @@ func (h *harness) metric(name, reason string) float64 {
 	h.t.Fatalf("no metric %s{reason=%q}", name, reason)
 	return 0
 }
+
+// Run is the single writer of the boards even when it is called twice (mixd once started it
+// from main and from the node): the second call is refused before it touches anything, and
+// a flood of distinct casts is stored in full. With two writers, two Stage calls built entries
+// with the same sequence number and the loser was refused as "not open".
+func TestOneWriter(t *testing.T) {
+	h := newHarness(t, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	second := make(chan error, 1)
+	go func() { second <- h.svc.Run(ctx) }()
+	casts := make([][]byte, len(h.voters))
+	for i := range casts {
+		casts[i] = h.cast(i, i%3)
+	}
+	acks := make([]*client.Ack, len(casts))
+	var wg sync.WaitGroup
+	for i := range casts {
+		wg.Go(func() { acks[i] = h.deliver("mayor", casts[i]) })
+	}
+	wg.Wait()
+	for i, a := range acks {
+		if a.Status != client.AckStored {
+			t.Errorf("cast %d: ack status %s (%s), want stored", i, a.Status, a.Answer)
+		}
+	}
+	cancel()
+	if err := <-second; err == nil {
+		t.Error("a second Run ran as a second writer")
+	}
+	h.stop()
+	es, err := box.ReadBoard(h.dir, "mayor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != len(casts) {
+		t.Fatalf("%d entries for %d distinct casts", len(es), len(casts))
+	}
+}
+
+// outside uses the entry's millisecond time: the period is [Opens, Closes).
+func TestOutside(t *testing.T) {
+	p := &board.Params{Opens: opens, Closes: closes}
+	for _, tc := range []struct {
+		now  time.Time
+		want bool
+	}{
+		{opens.Add(-time.Millisecond), true},
+		{opens, false},
+		{closes.Add(-time.Microsecond), false},
+		{closes, true},
+	} {
+		if got := outside(p, tc.now); got != tc.want {
+			t.Errorf("outside at %s = %v, want %v", tc.now.Format(time.RFC3339Nano), got, tc.want)
+		}
+	}
+}
