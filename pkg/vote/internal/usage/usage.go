@@ -15,8 +15,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"syscall"
-	"time"
 )
 
 // ErrUnsupported is returned where the kernel offers no resettable peak RSS.
@@ -59,13 +57,4 @@ func parseHWM(status []byte) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%w: no VmHWM line", ErrUnsupported)
-}
-
-// CPU returns the user plus system CPU time the process has used so far, on all threads.
-func CPU() (time.Duration, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, fmt.Errorf("usage: getrusage: %w", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
