@@ -27,12 +27,14 @@ import (
 // submissions within a second or two, and cover traffic at every client.
 func surveyNet(t testing.TB, lambdaP float64) *Net {
 	t.Helper()
-	return surveyNetRates(t, lambdaP, 1)
+	return surveyNetPostgres(t, lambdaP, 1, nil)
 }
 
-// surveyNetRates is surveyNet with the clients' loop and drop cover rates (lambda_L = lambda_D)
-// set too: a thousand clients at 1/s each would offer 2,000 cover packets a second.
-func surveyNetRates(t testing.TB, lambdaP, lambdaCover float64) *Net {
+// surveyNetPostgres is surveyNet with the clients' loop and drop cover rates (lambda_L =
+// lambda_D) set too (a thousand clients at 1/s each would offer 2,000 cover packets a second),
+// and the survey services of the providers named in pg storing into PostgreSQL
+// (Options.SurveyPostgres).
+func surveyNetPostgres(t testing.TB, lambdaP, lambdaCover float64, pg map[string]string) *Net {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts the real binaries")
@@ -44,7 +46,7 @@ func surveyNetRates(t testing.TB, lambdaP, lambdaCover float64) *Net {
 	p.LambdaP, p.LambdaL, p.LambdaD, p.LambdaM = lambdaP, lambdaCover, lambdaCover, 2
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := Start(ctx, Options{Dir: t.TempDir(), BinDir: binDir, Parameters: &p, LogLevel: "info"})
+	n, err := Start(ctx, Options{Dir: t.TempDir(), BinDir: binDir, Parameters: &p, LogLevel: "info", SurveyPostgres: pg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +131,18 @@ func (t *tally) add(s *survey.Submission) {
 // loadRound makes the user names of each load distinct.
 var loadRound atomic.Int64
 
+// target is a survey and the domain of the provider whose survey service holds it.
+type target struct {
+	sv     *survey.Signed
+	domain string
+}
+
 // load runs clients engines, each a user of one of the providers in turn, each sending
-// perClient submissions to the survey at the provider of domain, and waits until every one is
-// acknowledged as stored. It returns what was sent and how long sending took (from the first
-// Send to the last acknowledgement).
-func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perClient int) (*tally, time.Duration) {
+// perClient submissions to every target's survey, and waits until every one is acknowledged
+// as stored. An engine stops once all of its submissions are acknowledged, as a participant
+// who has answered goes offline. It returns what was sent to each target and how long sending
+// took (from the first Send to the last acknowledgement).
+func load(t testing.TB, n *Net, targets []target, clients, perClient int) ([]*tally, time.Duration) {
 	t.Helper()
 	pc, err := n.PKIClient()
 	if err != nil {
@@ -151,9 +160,11 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 		}
 	}
 	type runner struct {
-		e    *client.Engine
-		done chan error
-		ids  []client.MessageID
+		e       *client.Engine
+		stop    context.CancelFunc
+		done    chan error
+		ids     []client.MessageID
+		pending int
 	}
 	runners := make([]*runner, clients)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -165,6 +176,7 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 	retrieve := time.Duration(float64(time.Second) / (2 * (p.LambdaP + p.LambdaL)))
 	// Every account exists before any engine runs: a provider answering hundreds of clients
 	// answers its admin API slowly.
+	created := time.Now()
 	lks := make([]*keys.LinkPrivateKey, clients)
 	for i := range lks {
 		lk, err := n.AddUser(providers[i%len(providers)], fmt.Sprintf("p%d-%04d", round, i), 1<<20)
@@ -173,7 +185,7 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 		}
 		lks[i] = lk
 	}
-	t.Logf("%d accounts created", clients)
+	t.Logf("%d accounts created in %v", clients, time.Since(created).Round(time.Millisecond))
 	for i := range runners {
 		prov := providers[i%len(providers)]
 		name := fmt.Sprintf("p%d-%04d", round, i)
@@ -187,10 +199,13 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 		}
 		runners[i] = &runner{e: e, done: make(chan error, 1)}
 	}
+	t.Logf("%d engines created in %v", clients, time.Since(created).Round(time.Millisecond))
 	// The engines start together once all exist: the creation loop would otherwise compete
 	// with the running ones for the CPU.
 	for _, r := range runners {
-		go func() { r.done <- r.e.Run(ctx) }()
+		rctx, stop := context.WithCancel(ctx)
+		r.stop = stop
+		go func() { r.done <- r.e.Run(rctx) }()
 	}
 	defer func() {
 		cancel()
@@ -201,7 +216,10 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 			r.e.Close()
 		}
 	}()
-	sent := newTally(sv)
+	sent := make([]*tally, len(targets))
+	for i, tg := range targets {
+		sent[i] = newTally(tg.sv)
+	}
 	smp := dp.NewSampler(nil)
 	linkBase := linkSum(runners, func(r *runner) *client.Engine { return r.e })
 	start := time.Now()
@@ -215,32 +233,37 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 			defer wg.Done()
 			for j := range perClient {
 				k := int64(i*perClient + j)
-				truth := []survey.Answer{
-					{Type: survey.Categorical, Value: k % 4}, {Type: survey.Integer, Value: k % 181},
-					{Type: survey.Real, Value: (k * 7) % 1006}, {Type: survey.Boolean, Value: k % 2},
+				for ti, tg := range targets {
+					// The targets get different answers from one client, so that a
+					// submission stored at the wrong survey shows in the aggregates.
+					v := k + int64(ti)*3
+					truth := []survey.Answer{
+						{Type: survey.Categorical, Value: v % 4}, {Type: survey.Integer, Value: v % 181},
+						{Type: survey.Real, Value: (v * 7) % 1006}, {Type: survey.Boolean, Value: v % 2},
+					}
+					id, err := survey.NewSubmissionID(rand.Reader)
+					if err != nil {
+						errs <- err
+						return
+					}
+					sub, err := survey.NewSubmission(tg.sv, id, truth, smp)
+					if err != nil {
+						errs <- err
+						return
+					}
+					data, err := sub.Marshal()
+					if err != nil {
+						errs <- err
+						return
+					}
+					mid, err := r.e.Send(ctx, client.Destination{Domain: tg.domain, Recipient: tg.sv.Definition.Name, Service: survey.ServiceName}, data)
+					if err != nil {
+						errs <- err
+						return
+					}
+					r.ids = append(r.ids, mid)
+					sent[ti].add(sub) // what was sent: after local perturbation
 				}
-				id, err := survey.NewSubmissionID(rand.Reader)
-				if err != nil {
-					errs <- err
-					return
-				}
-				sub, err := survey.NewSubmission(sv, id, truth, smp)
-				if err != nil {
-					errs <- err
-					return
-				}
-				data, err := sub.Marshal()
-				if err != nil {
-					errs <- err
-					return
-				}
-				mid, err := r.e.Send(ctx, client.Destination{Domain: domain, Recipient: sv.Definition.Name, Service: survey.ServiceName}, data)
-				if err != nil {
-					errs <- err
-					return
-				}
-				r.ids = append(r.ids, mid)
-				sent.add(sub) // what was sent: after local perturbation
 			}
 		}()
 	}
@@ -249,16 +272,18 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 	for err := range errs {
 		t.Fatal(err)
 	}
-	t.Logf("%d submissions queued in %v", clients*perClient, time.Since(start).Round(time.Millisecond))
+	submissions := clients * perClient * len(targets)
+	t.Logf("%d submissions queued in %v", submissions, time.Since(start).Round(time.Millisecond))
 	// A thousand engines in one process on two cores answer slowly (see docs/BENCHMARKS.md,
-	// survey): allow 200 ms a submission on top of three minutes.
-	deadline := time.Now().Add(3*time.Minute + time.Duration(clients*perClient)*200*time.Millisecond)
+	// survey): allow 100 ms a submission on top of three minutes.
+	deadline := time.Now().Add(3*time.Minute + time.Duration(submissions)*100*time.Millisecond)
 	type msg struct {
 		r  *runner
 		id client.MessageID
 	}
 	var waiting []msg
 	for _, r := range runners {
+		r.pending = len(r.ids)
 		for _, id := range r.ids {
 			waiting = append(waiting, msg{r, id})
 		}
@@ -268,6 +293,8 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 	// of retransmissions shows here.
 	var acked []time.Duration
 	transmissions := 0
+	ls0 := linkBase
+	var ls client.LinkState
 	for len(waiting) > 0 {
 		still := waiting[:0]
 		for _, m := range waiting {
@@ -279,6 +306,9 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 			case client.StateDelivered:
 				acked = append(acked, time.Since(start))
 				transmissions += st.Transmissions
+				if m.r.pending--; m.r.pending == 0 {
+					m.r.stop()
+				}
 			case client.StateFailed:
 				t.Fatalf("submission %s failed: %s", m.id, st.Reason)
 			default:
@@ -293,8 +323,8 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	ls := linkSum(runners, func(r *runner) *client.Engine { return r.e })
-	ls0 := linkBase
+	took := time.Since(start)
+	ls = linkSum(runners, func(r *runner) *client.Engine { return r.e })
 	ls.Links -= ls0.Links
 	ls.Retrieves -= ls0.Retrieves
 	ls.RealPackets -= ls0.RealPackets
@@ -303,12 +333,11 @@ func load(t testing.TB, n *Net, sv *survey.Signed, domain string, clients, perCl
 	ls.LoopsLost -= ls0.LoopsLost
 	ls.Acks -= ls0.Acks
 	ls.UnknownReplies -= ls0.UnknownReplies
-	took := time.Since(start)
 	t.Logf("engines: %d links, %d retrieves (%.2f/s per engine during the load), %d real packets, %d lambda_P drops, %d loops (%d lost), %d acks, %d replies for unknown SURBs",
 		ls.Links, ls.Retrieves, float64(ls.Retrieves)/float64(clients)/took.Seconds(), ls.RealPackets, ls.SendDrops, ls.Loops, ls.LoopsLost, ls.Acks, ls.UnknownReplies)
 	q := func(f float64) time.Duration { return acked[min(len(acked)-1, int(f*float64(len(acked))))] }
 	t.Logf("ACKs seen by: 50%% %v, 90%% %v, 99%% %v, all %v; %d packets for %d submissions", q(0.5).Round(time.Millisecond), q(0.9).Round(time.Millisecond), q(0.99).Round(time.Millisecond), q(1).Round(time.Millisecond), transmissions, len(acked))
-	return sent, time.Since(start)
+	return sent, took
 }
 
 // linkSum adds up the link counters of the engines of rs.
@@ -362,19 +391,43 @@ func checkStored(t testing.TB, st *store.Store, sv *survey.Signed, sent *tally) 
 	}
 }
 
-// surveyThroughMixnet opens the survey in the exit provider's store, runs the load through the
-// mixnet, checks the stored rows against what was sent, then checks refusals and a release.
-func surveyThroughMixnet(t *testing.T, n *Net, st *store.Store, clients, perClient int) {
-	ctx := context.Background()
-	sv := commuteSurvey(t)
-	if err := st.OpenSurvey(ctx, sv); err != nil {
-		t.Fatal(err)
-	}
-	exit := n.Provider("alpha.localhost")
-	sent, took := load(t, n, sv, exit.Domain, clients, perClient)
-	t.Logf("%d submissions from %d clients stored and acknowledged in %v (%.1f/s)", sent.count, clients, took, float64(sent.count)/took.Seconds())
-	checkStored(t, st, sv, sent)
+// surveyAt is a provider's survey store, opened by the test beside the provider's mixd.
+type surveyAt struct {
+	st     *store.Store
+	domain string
+}
 
+// surveyThroughMixnet opens a survey in each provider's store, runs the load through the
+// mixnet (every client submits perClient times to each survey), checks the stored rows of each
+// store against what was sent to it, then checks refusals and releases at each.
+func surveyThroughMixnet(t *testing.T, n *Net, stores []surveyAt, clients, perClient int) {
+	ctx := context.Background()
+	var targets []target
+	for _, s := range stores {
+		sv := commuteSurvey(t)
+		if err := s.st.OpenSurvey(ctx, sv); err != nil {
+			t.Fatal(err)
+		}
+		targets = append(targets, target{sv: sv, domain: s.domain})
+	}
+	sent, took := load(t, n, targets, clients, perClient)
+	var count int64
+	for i, s := range stores {
+		t.Logf("%s: %d submissions stored", s.domain, sent[i].count)
+		count += sent[i].count
+		checkStored(t, s.st, targets[i].sv, sent[i])
+	}
+	t.Logf("%d submissions from %d clients stored and acknowledged in %v (%.1f/s)", count, clients, took, float64(count)/took.Seconds())
+	for i, s := range stores {
+		refusals(t, n, s.st, targets[i].sv, n.Provider(s.domain), sent[i])
+	}
+}
+
+// refusals closes the survey sv in st, checks through the mixnet that a submission to it and a
+// malformed one are refused with their reasons and that nothing stored changed, then that
+// releases stop at the budget.
+func refusals(t *testing.T, n *Net, st *store.Store, sv *survey.Signed, exit *Node, sent *tally) {
+	ctx := context.Background()
 	// The survey closes; a new submission is refused with the reason "survey commute is closed",
 	// and nothing stored changes.
 	if err := st.CloseSurvey(ctx, sv.Definition.Name); err != nil {
@@ -415,10 +468,10 @@ func surveyThroughMixnet(t *testing.T, n *Net, st *store.Store, clients, perClie
 	sub, _ := survey.NewSubmission(sv, survey.SubmissionID{1}, []survey.Answer{{Type: survey.Categorical, Value: 0}, {Type: survey.Integer, Value: 1}, {Type: survey.Real, Value: 1}, {Type: survey.Boolean, Value: 0}}, dp.NewSampler(nil))
 	data, _ := sub.Marshal()
 	if s := send(data); s.State != client.StateFailed || string(s.Answer) != "survey commute is closed" {
-		t.Errorf("submission to a closed survey: %s %q %q", s.State, s.Reason, s.Answer)
+		t.Errorf("%s: submission to a closed survey: %s %q %q", exit.Domain, s.State, s.Reason, s.Answer)
 	}
 	if s := send(bytes.Repeat([]byte{9}, 40)); s.State != client.StateFailed || s.Reason != "fragment 0: refused as malformed" {
-		t.Errorf("malformed submission: %s %q", s.State, s.Reason)
+		t.Errorf("%s: malformed submission: %s %q", exit.Domain, s.State, s.Reason)
 	}
 	checkStored(t, st, sv, sent)
 
@@ -432,48 +485,41 @@ func surveyThroughMixnet(t *testing.T, n *Net, st *store.Store, clients, perClie
 		t.Fatalf("mean: %+v %v", r, err)
 	}
 	if _, err := st.Release(ctx, sv.Definition.Name, store.Request{Kind: store.KindCount, Epsilon: 1}, smp); err == nil {
-		t.Error("release over the budget")
+		t.Errorf("%s: release over the budget", exit.Domain)
 	}
 }
 
-// TestSurveyThroughMixnetIntoSQLite is the acceptance load of issue 9: 1,000 client engines
-// in this process, one submission each, through the real binaries into the exit provider's
-// SQLite store, whose exact aggregates must match what was sent.
-func TestSurveyThroughMixnetIntoSQLite(t *testing.T) {
-	n := surveyNetRates(t, thousandLambdaP, thousandLambdaCover)
-	exit := n.Provider("alpha.localhost")
-	st, err := store.Open(context.Background(), store.SQLite, filepath.Join(exit.DataDir, "survey.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	surveyThroughMixnet(t, n, st, 20, 5)
-}
-
-// Rates of the thousand-client runs: together the clients offer 1000 * lambda_P = 500 packets
-// a second (submission or drop decoy) and 100 loop and drop cover packets.
-const (
-	thousandLambdaP     = 0.5
-	thousandLambdaCover = 0.05
-)
-
-func TestSurveyThroughMixnetIntoPostgres(t *testing.T) {
+// TestSurveyThroughMixnetIntoSQLiteAndPostgres is the acceptance load of issue 9: 1,000 client
+// engines in this process, each submitting once to a survey at alpha.localhost, whose survey
+// service stores into its embedded SQLite file, and once to a survey at beta.localhost, whose
+// survey service stores into a real PostgreSQL started by the test; through the real binaries
+// in one network. The exact aggregates over each store's rows must match what was sent to it.
+func TestSurveyThroughMixnetIntoSQLiteAndPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the real binaries")
 	}
 	dsn := storetest.StartPostgres(t)
-	// Every mixd reads its [survey] section from the environment too: the providers use
-	// PostgreSQL.
-	t.Setenv("PANORAMIX_MIXD_SURVEY_DATABASE", "postgres")
-	t.Setenv("PANORAMIX_MIXD_SURVEY_DSN", dsn)
-	n := surveyNetRates(t, thousandLambdaP, thousandLambdaCover)
-	st, err := store.Open(context.Background(), store.Postgres, dsn)
+	n := surveyNetPostgres(t, thousandLambdaP, thousandLambdaCover, map[string]string{"beta.localhost": dsn})
+	alpha := n.Provider("alpha.localhost")
+	lite, err := store.Open(context.Background(), store.SQLite, filepath.Join(alpha.DataDir, "survey.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	surveyThroughMixnet(t, n, st, 1000, 1)
+	defer lite.Close()
+	pg, err := store.Open(context.Background(), store.Postgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	surveyThroughMixnet(t, n, []surveyAt{{lite, "alpha.localhost"}, {pg, "beta.localhost"}}, 1000, 1)
 }
+
+// Rates of the thousand-client run: together the clients offer 1000 * lambda_P packets a
+// second (submission or drop decoy) and 2 * 1000 * lambda_cover loop and drop cover packets.
+const (
+	thousandLambdaP     = 0.2
+	thousandLambdaCover = 0.02
+)
 
 // BenchmarkSurveyEndToEnd is the sustained rate of submissions from client to stored row and
 // back to the client's ACK, through the real binaries on this machine: 10 clients (half at each
@@ -497,8 +543,8 @@ func BenchmarkSurveyEndToEnd(b *testing.B) {
 	}
 	b.Run("sqlite", func(b *testing.B) {
 		per := (b.N + clients - 1) / clients
-		sent, took := load(b, n, sv, exit.Domain, clients, per)
-		b.Logf("%d submissions in %v", sent.count, took)
-		b.ReportMetric(float64(sent.count)/took.Seconds(), "submissions/s")
+		sent, took := load(b, n, []target{{sv, exit.Domain}}, clients, per)
+		b.Logf("%d submissions in %v", sent[0].count, took)
+		b.ReportMetric(float64(sent[0].count)/took.Seconds(), "submissions/s")
 	})
 }

@@ -81,6 +81,10 @@ type Options struct {
 	// Vote enables the ballot box ([vote] enabled = true) on every provider; its box
 	// directory is the provider's DataDir/vote.
 	Vote bool
+	// SurveyPostgres maps a provider's domain to the PostgreSQL connection string its survey
+	// service stores into ([survey] database = "postgres"); the other providers keep the
+	// embedded SQLite file.
+	SurveyPostgres map[string]string
 }
 
 // Node is one started mixd.
@@ -337,6 +341,9 @@ func (n *Net) mixdConfig(nd *Node) string {
 		fmt.Fprintf(&b, "\n[mailbox]\nbackend = \"embedded\"\n\n[imap]\nlisten_address = %q\n", nd.IMAP)
 		if n.opts.Vote {
 			b.WriteString("\n[vote]\nenabled = true\n")
+		}
+		if dsn, ok := n.opts.SurveyPostgres[nd.Domain]; ok {
+			fmt.Fprintf(&b, "\n[survey]\ndatabase = \"postgres\"\ndsn = %q\n", dsn)
 		}
 	}
 	return b.String()
