@@ -32,6 +32,7 @@ func TestElectionThroughMixnet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the real binaries")
 	}
+	t.Parallel() // mostly waits for the end of its voting period: overlaps with the other vote test
 	const (
 		nVoters   = 100
 		nTrustees = 5
@@ -61,13 +62,6 @@ func TestElectionThroughMixnet(t *testing.T) {
 			}
 		}
 	})
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Build(ctx, repo, binDir, "mixctl"); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := n.WaitConsensus(ctx); err != nil {
 		t.Fatal(err)
 	}

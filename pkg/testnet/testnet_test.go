@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -41,7 +42,8 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		if err := Build(context.Background(), repo, dir); err != nil {
+		// mixctl too: the vote tests run it, in parallel with each other.
+		if err := Build(context.Background(), repo, dir, append(slices.Clone(Programs), "mixctl")...); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

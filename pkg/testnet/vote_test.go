@@ -28,6 +28,7 @@ func TestVoteThroughMixnet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the real binaries")
 	}
+	t.Parallel() // mostly waits for the end of its voting period: overlaps with the other vote test
 	p := pki.DefaultParameters()
 	p.EpochLength = 30 * time.Second
 	p.MeanDelay = 10 * time.Millisecond
@@ -82,13 +83,6 @@ func TestVoteThroughMixnet(t *testing.T) {
 		params.Trustees = append(params.Trustees, k.Public())
 	}
 	// The operator's and one voter's steps go through the real mixctl.
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Build(ctx, repo, binDir, "mixctl"); err != nil {
-		t.Fatal(err)
-	}
 	work := t.TempDir()
 	mixctl := func(args ...string) string {
 		t.Helper()
