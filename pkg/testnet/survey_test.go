@@ -418,8 +418,13 @@ func surveyThroughMixnet(t *testing.T, n *Net, stores []surveyAt, clients, perCl
 		checkStored(t, s.st, targets[i].sv, sent[i])
 	}
 	t.Logf("%d submissions from %d clients stored and acknowledged in %v (%.1f/s)", count, clients, took, float64(count)/took.Seconds())
+	// The stores' refusal checks are independent and wait mostly on the mixnet: they run side
+	// by side (after this function returns; the caller's cleanups close the stores after them).
 	for i, s := range stores {
-		refusals(t, n, s.st, targets[i].sv, n.Provider(s.domain), sent[i])
+		t.Run(s.domain, func(t *testing.T) {
+			t.Parallel()
+			refusals(t, n, s.st, targets[i].sv, n.Provider(s.domain), sent[i])
+		})
 	}
 }
 
@@ -498,19 +503,22 @@ func TestSurveyThroughMixnetIntoSQLiteAndPostgres(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the real binaries")
 	}
+	start := time.Now()
 	dsn := storetest.StartPostgres(t)
 	n := surveyNetPostgres(t, thousandLambdaP, thousandLambdaCover, map[string]string{"beta.localhost": dsn})
+	t.Logf("PostgreSQL and the network up in %v", time.Since(start).Round(time.Millisecond))
 	alpha := n.Provider("alpha.localhost")
+	// Closed by cleanups, after the parallel subtests of surveyThroughMixnet.
 	lite, err := store.Open(context.Background(), store.SQLite, filepath.Join(alpha.DataDir, "survey.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lite.Close()
+	t.Cleanup(func() { lite.Close() })
 	pg, err := store.Open(context.Background(), store.Postgres, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pg.Close()
+	t.Cleanup(func() { pg.Close() })
 	surveyThroughMixnet(t, n, []surveyAt{{lite, "alpha.localhost"}, {pg, "beta.localhost"}}, 1000, 1)
 }
 
