@@ -293,8 +293,6 @@ func load(t testing.TB, n *Net, targets []target, clients, perClient int) ([]*ta
 	// of retransmissions shows here.
 	var acked []time.Duration
 	transmissions := 0
-	ls0 := linkBase
-	var ls client.LinkState
 	for len(waiting) > 0 {
 		still := waiting[:0]
 		for _, m := range waiting {
@@ -324,7 +322,7 @@ func load(t testing.TB, n *Net, targets []target, clients, perClient int) ([]*ta
 		}
 	}
 	took := time.Since(start)
-	ls = linkSum(runners, func(r *runner) *client.Engine { return r.e })
+	ls, ls0 := linkSum(runners, func(r *runner) *client.Engine { return r.e }), linkBase
 	ls.Links -= ls0.Links
 	ls.Retrieves -= ls0.Retrieves
 	ls.RealPackets -= ls0.RealPackets
