@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/freeport"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
@@ -39,7 +40,7 @@ func startDovecot(t *testing.T) (imapAddr, lmtpAddr string) {
 	mail := filepath.Join(dir, "mail")
 	os.Mkdir(mail, 0o700)
 	os.Chown(mail, uid, uid)
-	ports, err := freePorts(2)
+	ports, err := freeport.Addrs(2)
 	if err != nil {
 		t.Fatal(err)
 	}

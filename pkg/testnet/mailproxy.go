@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/freeport"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 )
 
@@ -60,7 +61,7 @@ func (n *Net) StartMailproxy(ctx context.Context, address, password string, o Ma
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("testnet: mailproxy binary missing in %s (build it with testnet.Build): %w", n.opts.BinDir, err)
 	}
-	ports, err := freePorts(1)
+	ports, err := freeport.Addrs(1)
 	if err != nil {
 		return nil, err
 	}

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/freeport"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 )
@@ -205,27 +205,6 @@ func (p *proc) stop(sig syscall.Signal, timeout time.Duration) error {
 	return nil
 }
 
-// freePorts asks the kernel for n unused loopback ports.
-func freePorts(n int) ([]string, error) {
-	// Hold all listeners until every port is chosen, so no port is handed out twice.
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	return out, nil
-}
-
 // Start writes the configurations, starts the directory and every node, and returns once all
 // processes run (not yet once a consensus exists: see WaitConsensus).
 func Start(ctx context.Context, opts Options) (*Net, error) {
@@ -271,7 +250,7 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 	authKey.Wipe()
 
 	count := 3*opts.MixesPerLayer + len(opts.Providers)
-	ports, err := freePorts(2 + 4*count)
+	ports, err := freeport.Addrs(2 + 4*count)
 	if err != nil {
 		return nil, err
 	}

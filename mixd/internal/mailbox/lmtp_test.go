@@ -20,6 +20,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/panoramix-mixnet/panoramix/internal/freeport"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 )
 
@@ -34,16 +35,17 @@ type dovecot struct {
 	lmtpSocket         string
 }
 
-// freePort returns a loopback port that was free a moment ago (Dovecot cannot listen on port 0
-// and report the port).
+// freePort returns a loopback port that was free a moment ago, outside the ephemeral range
+// (Dovecot cannot listen on port 0 and report the port).
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	_, p, _ := net.SplitHostPort(a)
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 // newDovecot writes the configuration; start starts the server.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/freeport"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
@@ -37,12 +38,11 @@ type mixBench struct {
 }
 
 func freeAddr(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return a
 }
 
 func newMixBench(b *testing.B, geo sphinx.Geometry) *mixBench {
