@@ -86,3 +86,58 @@ func BenchmarkNewPacketFromSURB(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSubmissionCrypto is the Sphinx work of one acknowledged submission through the
+// network, with both cores busy (b.RunParallel): the client makes a SURB and a 5-hop packet
+// carrying it, five hops unwrap the packet, the exit provider makes the reply from the SURB,
+// five hops unwrap the reply, and the client reads it. Links, storage, cover traffic and
+// scheduling are left out, so submissions/s here bounds from above what the whole network can
+// acknowledge on this machine (docs/BENCHMARKS.md, survey).
+func BenchmarkSubmissionCrypto(b *testing.B) {
+	g := DefaultGeometry()
+	s := mustNew(b, g)
+	fwdNodes, backNodes := newNodes(b, 5), newNodes(b, 5)
+	fwd, back := routeOf(fwdNodes), routeOf(backNodes)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var id [SURBIDSize]byte
+		for pb.Next() {
+			surb, replyKeys, err := s.NewSURB(rand.Reader, back, Recipient{Service: "queue", ID: "alice"}, id)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			pkt, err := s.NewPacket(rand.Reader, fwd, Recipient{Service: "survey", ID: "commute"}, surb)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			var u *Unwrapped
+			for _, n := range fwdNodes {
+				if u, err = s.Unwrap(n.key, pkt); err != nil {
+					b.Error(err)
+					return
+				}
+				pkt = u.Packet
+			}
+			_, reply, err := s.NewPacketFromSURB(u.Payload[:len(surb)], []byte("ack"))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			for _, n := range backNodes {
+				if u, err = s.Unwrap(n.key, reply); err != nil {
+					b.Error(err)
+					return
+				}
+				reply = u.Packet
+			}
+			if _, err := s.ReadReply(replyKeys, u.Payload); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "submissions/s")
+}
