@@ -63,7 +63,8 @@ func ProtInfo(sd *SignedDefinition) []byte {
 	b.WriteString("<protocol>\n\n")
 	w("version", verificatum.Version)
 	w("sid", "PV"+hex.EncodeToString(h[:]))
-	w("name", d.ID)
+	// Verificatum's schema allows [A-Za-z][A-Za-z0-9_ ]{1,255} here; our ids may hold '-'.
+	w("name", "Election_"+strings.ReplaceAll(d.ID, "-", "_"))
 	w("descr", "")
 	w("nopart", fmt.Sprint(k))
 	w("statdist", fmt.Sprint(statDist))
@@ -80,8 +81,13 @@ func ProtInfo(sd *SignedDefinition) []byte {
 	w("corr", "noninteractive")
 	w("width", "1")
 	w("maxciph", "0")
+	// vmnv validates the file against the schema of its bulletin board (BullBoardBasicHTTPW),
+	// which requires pkey, http and hint in every party, in this order, and never uses them.
+	// Our mixers have no Verificatum signature key nor server: pkey is empty and the addresses
+	// are in 192.0.2.0/24, reserved for documentation (RFC 5737), so they reach nothing.
 	for i, m := range d.Mixers {
-		fmt.Fprintf(&b, "   <party>\n\n      <name>Party%02d</name>\n\n      <srtbyrole>anyrole</srtbyrole>\n\n      <descr>trustee %d</descr>\n\n   </party>\n\n", i+1, m)
+		fmt.Fprintf(&b, "   <party>\n\n      <name>Party%02d</name>\n\n      <srtbyrole>anyrole</srtbyrole>\n\n      <descr>trustee %d</descr>\n\n", i+1, m)
+		fmt.Fprintf(&b, "      <pkey></pkey>\n\n      <http>http://192.0.2.1:%d</http>\n\n      <hint>192.0.2.1:%d</hint>\n\n   </party>\n\n", 8040+i+1, 4040+i+1)
 	}
 	b.WriteString("</protocol>\n")
 	return []byte(b.String())
