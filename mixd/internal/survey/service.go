@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,7 @@ type Service struct {
 	surveys map[string]*format.Signed // definitions never change under a name
 
 	queue chan *pending
+	ran   atomic.Bool // Run runs once: one writer
 }
 
 // pending is a submission waiting for the writer.
@@ -87,7 +89,11 @@ var _ service.Service = (*Service)(nil)
 func (s *Service) Name() string { return Name }
 
 // Run writes the submissions Deliver queues until ctx ends.
+// A second call is refused at once (mixd's node runs every service's Run; nothing else may).
 func (s *Service) Run(ctx context.Context) error {
+	if !s.ran.CompareAndSwap(false, true) {
+		return errors.New("survey: Run called twice (the service has one writer and runs once)")
+	}
 	batch := make([]*pending, 0, maxBatch)
 	for {
 		batch = batch[:0]

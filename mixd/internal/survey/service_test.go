@@ -242,6 +242,19 @@ func TestConcurrentDeliveries(t *testing.T) {
 	}
 }
 
+// A second Run is refused at once and leaves the first one writing.
+func TestRunOnce(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.svc.Run(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("second Run: %v (returned after its context ended: %v)", err, ctx.Err())
+	}
+	if a := f.deliver("poll", f.fragment(1, f.submission(1, 0, 30))); a.Status != client.AckStored {
+		t.Fatalf("after a refused second Run: %s", a.Status)
+	}
+}
+
 func TestNewRefusals(t *testing.T) {
 	if _, err := New(Config{Geometry: sphinx.DefaultGeometry()}); err == nil {
 		t.Error("no store")
