@@ -59,6 +59,10 @@ type Service struct {
 
 	queue chan *pending
 	ran   atomic.Bool // Run was called: it is the only writer of the boards
+
+	// closeProblem is, per election, the last close-request problem logged: pollCloses runs
+	// every closePoll and logs a problem once, not every second (Run's goroutine only).
+	closeProblem map[string]string
 }
 
 // election is one installed election. board is touched only by the writer goroutine.
@@ -399,18 +403,19 @@ func (s *Service) pollCloses() {
 		}
 		c, err := box.PendingClose(s.dir, id)
 		if err != nil {
-			s.log.Error("unreadable close request", "election", id, "err", err)
+			s.closeTrouble(id, "unreadable close request", err)
 			continue
 		}
 		if c == nil || s.now().Before(el.p.Closes) {
+			delete(s.closeProblem, id)
 			continue
 		}
 		if err := c.Verify(el.p); err != nil {
-			s.log.Error("close request refused", "election", id, "err", err)
+			s.closeTrouble(id, "close request refused", err)
 			continue
 		}
 		if _, err := b.Stage(board.KindClose, s.now(), c.Marshal()); err != nil {
-			s.log.Error("close refused", "election", id, "err", err)
+			s.closeTrouble(id, "close refused", err)
 			continue
 		}
 		if err := b.Commit(); err != nil {
@@ -419,9 +424,24 @@ func (s *Service) pollCloses() {
 			el.board = nil
 			continue
 		}
+		delete(s.closeProblem, id)
 		s.m.closes.Inc()
 		s.log.Info("election closed", "election", id, "entries", b.Len(), "trustees", len(c.Signatures))
 	}
+}
+
+// closeTrouble logs a problem with election id's close request once, until it changes or
+// the request goes away or succeeds.
+func (s *Service) closeTrouble(id, msg string, err error) {
+	text := msg + ": " + err.Error()
+	if s.closeProblem[id] == text {
+		return
+	}
+	if s.closeProblem == nil {
+		s.closeProblem = map[string]string{}
+	}
+	s.closeProblem[id] = text
+	s.log.Error(msg, "election", id, "err", err)
 }
 
 func (s *Service) closeBoards() {

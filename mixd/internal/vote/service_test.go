@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +43,25 @@ type harness struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	reg      *prometheus.Registry // of the running service
+	logs     lockedBuffer         // the running service's log
+}
+
+// lockedBuffer is a bytes.Buffer safe for the service's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newHarness(t testing.TB, nVoters int) *harness {
@@ -84,7 +104,7 @@ func (h *harness) now() time.Time { return time.UnixMilli(h.clock.Load()) }
 func (h *harness) start() {
 	h.t.Helper()
 	h.reg = prometheus.NewRegistry()
-	svc, err := New(Config{Dir: h.dir, Geometry: sphinx.DefaultGeometry(), Now: h.now, Registerer: h.reg})
+	svc, err := New(Config{Dir: h.dir, Geometry: sphinx.DefaultGeometry(), Now: h.now, Registerer: h.reg, Logger: slog.New(slog.NewTextHandler(&h.logs, nil))})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -258,6 +278,25 @@ func TestCastReceiptRevoteClose(t *testing.T) {
 	if len(h.boardFile()) != size {
 		t.Fatal("the board changed after the close")
 	}
+}
+
+// A close request that cannot be used is logged once, not at every poll, and the board stays
+// open; a usable request then closes it.
+func TestBadCloseRequestLoggedOnce(t *testing.T) {
+	h := newHarness(t, 1)
+	h.clock.Store(closes.UnixMilli())
+	if err := os.WriteFile(filepath.Join(h.dir, "mayor", box.CloseFile), []byte("not a close request"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3*closePoll + closePoll/2)
+	if n := strings.Count(h.logs.String(), "unreadable close request"); n != 1 {
+		t.Fatalf("logged %d times over three polls, want once:\n%s", n, h.logs.String())
+	}
+	if es, _ := box.ReadBoard(h.dir, "mayor"); len(es) != 0 {
+		t.Fatalf("%d entries after an unreadable close request", len(es))
+	}
+	h.closeRequest(1, 2)
+	h.waitClosed()
 }
 
 func mustCast(t *testing.T, b []byte) *board.Cast {
