@@ -11,12 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/panoramix-mixnet/panoramix/internal/freeport"
+	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 )
@@ -74,25 +74,12 @@ func freePort(t *testing.T) string {
 	return a
 }
 
-// syncBuffer collects a process's log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // authority is one directory process under test.
 type authority struct {
 	name, dir, cfg, listen, admin string
 	key                           *keys.IdentityPrivateKey
 	cmd                           *exec.Cmd
-	log                           *syncBuffer
+	log                           *syncbuf.Buffer
 	done                          chan error
 }
 
@@ -129,7 +116,7 @@ func (a *authority) writeConfig(t *testing.T, threshold int, peers []*authority)
 // start runs the binary and waits until its public API answers.
 func (a *authority) start(t *testing.T) {
 	t.Helper()
-	a.log = &syncBuffer{}
+	a.log = &syncbuf.Buffer{}
 	a.cmd = exec.Command(binary, "--config", a.cfg)
 	a.cmd.Stdout = a.log
 	a.cmd.Stderr = a.log

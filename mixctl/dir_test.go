@@ -10,12 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/panoramix-mixnet/panoramix/internal/freeport"
+	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 )
@@ -69,24 +69,6 @@ func TestDirKeygen(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink that a test may read while the process writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	a, err := freeport.Addr()
@@ -114,7 +96,7 @@ func TestDirAgainstDirectory(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	log := &lockedBuffer{}
+	log := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "--config", cfgPath)
 	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {

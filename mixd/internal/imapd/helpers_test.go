@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -15,10 +14,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
 	"github.com/panoramix-mixnet/panoramix/pkg/passwd"
 )
@@ -31,24 +30,7 @@ type testEnv struct {
 	tls    string // host:port, implicit TLS
 	caFile string // the self-signed certificate, PEM
 	pool   *x509.CertPool
-	log    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	log    *syncbuf.Buffer
 }
 
 // selfSigned makes a certificate for 127.0.0.1 and localhost.
@@ -92,7 +74,7 @@ func newEnv(t testing.TB, modify func(*Config)) *testEnv {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(certPEM)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg := Config{
 		Addr:    "127.0.0.1:0",
 		TLSAddr: "127.0.0.1:0",

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
@@ -309,28 +310,10 @@ func TestTooLarge(t *testing.T) {
 	}
 }
 
-// logBuffer collects log lines for tests that check them.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func TestExpiry(t *testing.T) {
 	st := newMailstore(t)
 	cfg := testConfig(t, filepath.Join(t.TempDir(), "mailbox.db"), NewStoreBackend(st))
-	var logs logBuffer
+	var logs syncbuf.Buffer
 	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	cfg.Expiry = time.Hour
 	s := newService(t, cfg)

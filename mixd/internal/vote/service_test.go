@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
@@ -43,25 +44,7 @@ type harness struct {
 	cancel   context.CancelFunc
 	done     chan struct{}
 	reg      *prometheus.Registry // of the running service
-	logs     lockedBuffer         // the running service's log
-}
-
-// lockedBuffer is a bytes.Buffer safe for the service's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs     syncbuf.Buffer       // the running service's log
 }
 
 func newHarness(t testing.TB, nVoters int) *harness {
@@ -285,7 +268,13 @@ func TestCastReceiptRevoteClose(t *testing.T) {
 func TestBadCloseRequestLoggedOnce(t *testing.T) {
 	h := newHarness(t, 1)
 	h.clock.Store(closes.UnixMilli())
-	if err := os.WriteFile(filepath.Join(h.dir, "mayor", box.CloseFile), []byte("not a close request"), 0o600); err != nil {
+	// Written whole at once (rename), so that no poll reads it half-written: a different
+	// problem would rightly be logged again.
+	tmp := filepath.Join(h.dir, "close.tmp")
+	if err := os.WriteFile(tmp, []byte("not a close request"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(h.dir, "mayor", box.CloseFile)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3*closePoll + closePoll/2)
@@ -562,6 +551,10 @@ func TestOneWriter(t *testing.T) {
 	h := newHarness(t, 100)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// The harness's Run must be the first: wait until it has claimed the writer.
+	for !h.svc.ran.Load() {
+		time.Sleep(time.Millisecond)
+	}
 	second := make(chan error, 1)
 	go func() { second <- h.svc.Run(ctx) }()
 	casts := make([][]byte, len(h.voters))
