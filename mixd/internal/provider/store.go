@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -75,9 +76,22 @@ type Item struct {
 }
 
 // Store is the provider's bbolt database of users and queues.
+//
+// Items a client has acknowledged (those below the number of its retrieve) are not deleted by
+// the retrieve itself, which would cost a write and an fsync per retrieve on the store's one
+// writer: Fetch notes them, and the next write that fsyncs anyway (an Enqueue), or a prune at
+// most every pruneInterval, deletes them. Losing these notes in a crash loses nothing: the
+// client never asks for an item below its number again, and its next retrieve notes them again.
 type Store struct {
 	db *bolt.DB
+
+	mu        sync.Mutex
+	stale     map[string]uint64 // user -> items below this number are the client's
+	lastPrune time.Time
 }
+
+// pruneInterval is how often retrieves alone may cost a write to delete acknowledged items.
+const pruneInterval = time.Second
 
 // OpenStore opens (creating if needed) the database at path.
 func OpenStore(path string) (*Store, error) {
@@ -97,7 +111,7 @@ func OpenStore(path string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("provider store %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, lastPrune: time.Now()}, nil
 }
 
 // Close closes the database.
@@ -115,6 +129,7 @@ func (s *Store) AddUser(u User) error {
 	if err != nil {
 		return err
 	}
+	s.forgetStale(u.Name)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		users, links := tx.Bucket(bucketUsers), tx.Bucket(bucketLinks)
 		if users.Get([]byte(u.Name)) != nil {
@@ -136,6 +151,7 @@ func (s *Store) AddUser(u User) error {
 
 // RemoveUser deletes a user and its queue.
 func (s *Store) RemoveUser(name string) error {
+	s.forgetStale(name)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		u, err := getUser(tx, name)
 		if err != nil {
@@ -226,13 +242,19 @@ func decodeItem(seq uint64, b []byte) (*Item, error) {
 }
 
 // Enqueue appends an item to a user's queue; it returns once the item is committed to disk.
+// Items the user's client has acknowledged are deleted in the same transaction first.
 func (s *Store) Enqueue(user string, it *Item, limit int) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	stale := s.takeStale()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		deleted, err := prune(tx, stale)
+		if err != nil {
+			return err
+		}
 		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
 		if q == nil {
 			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
 		}
-		if q.Stats().KeyN >= limit {
+		if q.Stats().KeyN-deleted[user] >= limit {
 			return fmt.Errorf("%w: %s holds %d items", ErrQueueFull, user, limit)
 		}
 		seq, err := q.NextSequence()
@@ -243,48 +265,31 @@ func (s *Store) Enqueue(user string, it *Item, limit int) error {
 		binary.BigEndian.PutUint64(k[:], seq)
 		return q.Put(k[:], encodeItem(it))
 	})
+	if err != nil {
+		s.restoreStale(stale) // the deletions did not happen: keep them for the next write
+	}
+	return err
 }
 
-// Fetch deletes the user's items below from (the client has them) and returns the first item
-// at or after from, if any, and how many items remain after it.
+// Fetch returns the first item of the user's queue at or after from, if any, and how many
+// items remain after it. The items below from are the client's: they are deleted later (see
+// Store), and never returned again.
 func (s *Store) Fetch(user string, from uint64) (*Item, int, error) {
 	var it *Item
 	var remaining int
-	// Most fetches delete nothing; look first, so that they cost no write and no fsync.
 	stale := false
 	err := s.db.View(func(tx *bolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
 		if q == nil {
 			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
 		}
-		k, _ := q.Cursor().First()
-		stale = k != nil && binary.BigEndian.Uint64(k) < from
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	txf := s.db.View
-	if stale {
-		txf = s.db.Update
-	}
-	err = txf(func(tx *bolt.Tx) error {
-		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
-		if q == nil {
-			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
-		}
 		c := q.Cursor()
-		var k []byte
-		var v []byte
-		for k, v = c.First(); k != nil && binary.BigEndian.Uint64(k) < from; k, v = c.First() {
-			if !tx.Writable() {
-				break // raced with another fetch; the next one deletes
-			}
-			if err := c.Delete(); err != nil {
-				return err
-			}
-		}
-		for ; k != nil && binary.BigEndian.Uint64(k) < from; k, v = c.Next() {
+		k, v := c.First()
+		if k != nil && binary.BigEndian.Uint64(k) < from {
+			stale = true
+			var fk [8]byte
+			binary.BigEndian.PutUint64(fk[:], from)
+			k, v = c.Seek(fk[:])
 		}
 		if k == nil {
 			return nil
@@ -298,11 +303,97 @@ func (s *Store) Fetch(user string, from uint64) (*Item, int, error) {
 		}
 		return nil
 	})
-	return it, remaining, err
+	if err != nil {
+		return nil, 0, err
+	}
+	if stale {
+		s.noteStale(user, from)
+	}
+	return it, remaining, nil
 }
 
-// QueueLen is the number of items waiting for a user.
+// noteStale records that user's items below from are acknowledged, and prunes every noted
+// item when the last prune is pruneInterval old. A failed prune is kept for the next write.
+func (s *Store) noteStale(user string, from uint64) {
+	s.mu.Lock()
+	if s.stale == nil {
+		s.stale = map[string]uint64{}
+	}
+	s.stale[user] = max(s.stale[user], from)
+	due := time.Since(s.lastPrune) >= pruneInterval
+	s.mu.Unlock()
+	if due {
+		_ = s.Prune()
+	}
+}
+
+// Prune deletes every item a client has acknowledged, now (one write).
+func (s *Store) Prune() error {
+	stale := s.takeStale()
+	if len(stale) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		_, err := prune(tx, stale)
+		return err
+	})
+	if err != nil {
+		s.restoreStale(stale)
+	}
+	return err
+}
+
+func (s *Store) takeStale() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.stale
+	s.stale = nil
+	s.lastPrune = time.Now()
+	return m
+}
+
+func (s *Store) restoreStale(m map[string]uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for u, from := range m {
+		if s.stale == nil {
+			s.stale = map[string]uint64{}
+		}
+		s.stale[u] = max(s.stale[u], from)
+	}
+}
+
+func (s *Store) forgetStale(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.stale, user)
+}
+
+// prune deletes, for each user of stale, the items below its number, and returns how many it
+// deleted per user (bbolt's bucket statistics do not see deletions before the commit).
+func prune(tx *bolt.Tx, stale map[string]uint64) (map[string]int, error) {
+	deleted := map[string]int{}
+	for user, from := range stale {
+		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
+		if q == nil {
+			continue // removed since
+		}
+		c := q.Cursor()
+		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < from; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return nil, err
+			}
+			deleted[user]++
+		}
+	}
+	return deleted, nil
+}
+
+// QueueLen is the number of items waiting for a user (acknowledged items are pruned first).
 func (s *Store) QueueLen(user string) (int, error) {
+	if err := s.Prune(); err != nil {
+		return 0, err
+	}
 	var n int
 	err := s.db.View(func(tx *bolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(user))

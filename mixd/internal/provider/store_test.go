@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 )
 
@@ -85,5 +87,91 @@ func TestUsersAndQueuesSurviveReopen(t *testing.T) {
 	}
 	if _, err := s.UserByLinkKey(alice.LinkKey); !errors.Is(err, ErrUnknownUser) {
 		t.Fatalf("removed user still authenticates: %v", err)
+	}
+}
+
+// stored counts the items on disk for user, without pruning.
+func stored(t *testing.T, s *Store, user string) int {
+	t.Helper()
+	n := 0
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketQueues).Bucket([]byte(user)).Stats().KeyN
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Acknowledged items cost the retrieve no write: they go with the next Enqueue (which also
+// counts them as gone for the queue limit), or with a prune; a crash that loses the note loses
+// nothing; a user removed and added again under the same name keeps the new items.
+func TestAcknowledgedItemsDeletedLater(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "provider.db")
+	s, err := OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(User{Name: "alice", LinkKey: linkKey(t)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := s.Enqueue("alice", &Item{Kind: ItemMessage, Body: []byte{byte(i)}}, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The client has items 1 and 2 (it asks for 3): still on disk, never returned again.
+	it, rem, err := s.Fetch("alice", 3)
+	if err != nil || it == nil || it.Seq != 3 || it.Body[0] != 2 || rem != 0 {
+		t.Fatalf("fetch from 3: %+v %d %v", it, rem, err)
+	}
+	if n := stored(t, s, "alice"); n != 3 {
+		t.Fatalf("%d items on disk right after the retrieve, want 3 (deleted later)", n)
+	}
+	// A crash loses the note: after reopening, the same retrieve still starts at item 3.
+	s.Close()
+	if s, err = OpenStore(path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if it, _, _ := s.Fetch("alice", 3); it == nil || it.Seq != 3 {
+		t.Fatalf("after reopen: %+v", it)
+	}
+	// The queue holds 3 with a limit of 3, but 2 are acknowledged: the Enqueue deletes them
+	// in its own transaction and fits.
+	if err := s.Enqueue("alice", &Item{Kind: ItemMessage, Body: []byte{3}}, 3); err != nil {
+		t.Fatalf("enqueue with acknowledged items in the queue: %v", err)
+	}
+	if n := stored(t, s, "alice"); n != 2 {
+		t.Fatalf("%d items on disk after the enqueue, want 2", n)
+	}
+	// Prune alone (QueueLen prunes first).
+	if it, _, _ := s.Fetch("alice", 4); it == nil || it.Seq != 4 {
+		t.Fatalf("fetch from 4: %+v", it)
+	}
+	if n, err := s.QueueLen("alice"); err != nil || n != 1 {
+		t.Fatalf("queue length %d, %v; want 1", n, err)
+	}
+	if n := stored(t, s, "alice"); n != 1 {
+		t.Fatalf("%d items on disk after a prune, want 1", n)
+	}
+	// A note for a user who is removed and added again is forgotten: the new queue (numbered
+	// from 1 again) keeps its items.
+	if _, _, err := s.Fetch("alice", 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RemoveUser("alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(User{Name: "alice", LinkKey: linkKey(t)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := s.Enqueue("alice", &Item{Kind: ItemMessage, Body: []byte{byte(i)}}, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if it, rem, _ := s.Fetch("alice", 0); it == nil || it.Seq != 1 || rem != 1 {
+		t.Fatalf("new alice: %+v %d", it, rem)
 	}
 }
