@@ -169,6 +169,15 @@ func load(t testing.TB, n *Net, targets []target, clients, perClient int) ([]*ta
 	runners := make([]*runner, clients)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	dir := t.TempDir()
+	// The clients' stores elsewhere (BenchmarkSurveyEndToEnd): tmpfs takes their fsyncs off
+	// the disk the daemons use.
+	if d := os.Getenv("PANORAMIX_LOAD_CLIENT_DIR"); d != "" {
+		var err error
+		if dir, err = os.MkdirTemp(d, "load-clients-"); err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+	}
 	round := loadRound.Add(1)
 	// One retrieve exchange fetches one queued item (an ACK, a loop echo), so the retrieve rate
 	// must exceed the rate they arrive at, lambda_P + lambda_L (docs/spec/client.md): twice that.
@@ -536,6 +545,12 @@ const (
 // an idle client carries a drop decoy through all five hops, so more clients add load without
 // adding throughput: the three mixes (one per layer) are the bottleneck. b.N submissions are
 // spread over the clients; the metric counts from the first Send to the last acknowledgement.
+//
+// The simulated clients' stores (one bbolt file each, an fsync per Send, per packet sent and
+// per item retrieved) share this machine's one disk with the daemons, which real participants,
+// each on their own device, do not: PANORAMIX_LOAD_CLIENT_DIR=/dev/shm puts them on tmpfs to
+// measure the network without that cost (the daemons' stores stay on disk). docs/BENCHMARKS.md
+// reports both.
 func BenchmarkSurveyEndToEnd(b *testing.B) {
 	const clients = 10
 	n := surveyNet(b, 20)
