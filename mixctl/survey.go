@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"html"
 	"io"
-	"log/slog"
 	"math/big"
 	"os"
 	"strconv"
@@ -22,7 +21,6 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/dp"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
-	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey/store"
 )
@@ -495,8 +493,8 @@ func histogramSVG(name string, r *store.Release) ([]byte, error) {
 }
 
 func newSurveySubmitCmd() *cobra.Command {
-	var collector, answers, to, dirURL, authority, user, domain, linkKey, dataDir string
-	var epoch, timeout time.Duration
+	var collector, answers, to string
+	var sf sendFlags
 	c := &cobra.Command{
 		Use:   "submit FILE --collector HEX --answers FILE.json --to DOMAIN --directory URL --authority HEX --user NAME --domain DOMAIN --link-key FILE --data-dir DIR",
 		Short: "Answer a survey through the mixnet and wait for the service's acknowledgement",
@@ -511,7 +509,7 @@ submission, or reports why it refused it.`,
 			if err != nil {
 				return err
 			}
-			for flag, v := range map[string]string{"--answers": answers, "--to": to, "--directory": dirURL, "--authority": authority, "--user": user, "--domain": domain, "--link-key": linkKey, "--data-dir": dataDir} {
+			for flag, v := range sf.required(map[string]string{"--answers": answers, "--to": to}) {
 				if v == "" {
 					return fmt.Errorf("%s is required (see 'mixctl survey submit --help')", flag)
 				}
@@ -536,71 +534,23 @@ submission, or reports why it refused it.`,
 			if err != nil {
 				return err
 			}
-			auth, err := keys.ParseIdentityPublicKey(authority)
-			if err != nil {
-				return fmt.Errorf("--authority: %w", err)
-			}
-			lk, err := keys.LoadLinkKey(linkKey)
+			st, err := sf.send(cmd, client.Destination{Domain: to, Recipient: sv.Definition.Name, Service: survey.ServiceName}, data)
 			if err != nil {
 				return err
 			}
-			defer lk.Wipe()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			pc, err := pki.NewClient(pki.ClientConfig{URLs: []string{dirURL}, Authorities: []keys.IdentityPublicKey{auth}, Threshold: 1, EpochLength: epoch})
-			if err != nil {
-				return err
+			if st.State == client.StateFailed {
+				// The survey service's own words: "survey X is closed" (docs/spec/survey.md section 5).
+				return fmt.Errorf("submission refused: %s", refusal(st))
 			}
-			go pc.Run(ctx)
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			e, err := client.New(client.Config{DataDir: dataDir, User: user, Domain: domain, LinkKey: lk, PKI: pc, Logger: log})
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			done := make(chan error, 1)
-			go func() { done <- e.Run(ctx) }()
-			defer func() { cancel(); <-done }()
-			mid, err := e.Send(ctx, client.Destination{Domain: to, Recipient: sv.Definition.Name, Service: survey.ServiceName}, data)
-			if err != nil {
-				return err
-			}
-			for {
-				st, err := e.Status(mid)
-				if err != nil {
-					return err
-				}
-				switch st.State {
-				case client.StateDelivered:
-					fmt.Fprintf(cmd.OutOrStdout(), "submission %s stored by survey %q\n", id, sv.Definition.Name)
-					return nil
-				case client.StateFailed:
-					if len(st.Answer) > 0 && printableText(st.Answer) {
-						// The survey service's own words: "survey X is closed" (docs/spec/survey.md section 5).
-						return fmt.Errorf("submission refused: %s", st.Answer)
-					}
-					return fmt.Errorf("submission refused: %s", st.Reason)
-				}
-				select {
-				case <-ctx.Done():
-					return fmt.Errorf("no acknowledgement within %v (the message stays queued in %s; run again with the same --data-dir to keep trying)", timeout, dataDir)
-				case <-time.After(200 * time.Millisecond):
-				}
-			}
+			fmt.Fprintf(cmd.OutOrStdout(), "submission %s stored by survey %q\n", id, sv.Definition.Name)
+			return nil
 		},
 	}
 	f := c.Flags()
 	f.StringVar(&collector, "collector", "", "the collector's public key the survey must be signed by")
 	f.StringVar(&answers, "answers", "", `answers, JSON: {"question-id": value, ...}`)
 	f.StringVar(&to, "to", "", "mail domain of the provider that runs the survey service")
-	f.StringVar(&dirURL, "directory", "", "directory authority URL")
-	f.StringVar(&authority, "authority", "", "directory authority identity key")
-	f.DurationVar(&epoch, "epoch-length", pki.DefaultParameters().EpochLength, "the network's epoch length")
-	f.StringVar(&user, "user", "", "your user name at your provider")
-	f.StringVar(&domain, "domain", "", "your provider's mail domain")
-	f.StringVar(&linkKey, "link-key", "", "your link private key file")
-	f.StringVar(&dataDir, "data-dir", "", "the client engine's state directory")
-	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the acknowledgement")
+	sf.add(c, "acknowledgement")
 	return c
 }
 

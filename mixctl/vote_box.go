@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
-	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/board"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/board/box"
 )
@@ -298,8 +295,8 @@ func parseChoices(s string) ([]int, error) {
 }
 
 func newVoteCastCmd() *cobra.Command {
-	var params, choices, credential, to, dirURL, authority, user, domain, linkKey, dataDir, receiptOut string
-	var epoch, timeout time.Duration
+	var params, choices, credential, to, receiptOut string
+	var sf sendFlags
 	c := &cobra.Command{
 		Use:   "cast --params FILE --choices N[,N...] --credential KEY --to DOMAIN --directory URL --authority HEX --user NAME --domain DOMAIN --link-key FILE --data-dir DIR",
 		Short: "Vote through the mixnet and keep the ballot box's receipt",
@@ -313,9 +310,8 @@ refusal. Casting again replaces your earlier ballot (only the last one counts).
 Check the receipt against the published board with 'mixctl vote receipt'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needFlags("cast", map[string]string{"--params": params, "--choices": choices, "--credential": credential,
-				"--to": to, "--directory": dirURL, "--authority": authority, "--user": user, "--domain": domain,
-				"--link-key": linkKey, "--data-dir": dataDir, "--receipt": receiptOut}); err != nil {
+			if err := needFlags("cast", sf.required(map[string]string{"--params": params, "--choices": choices,
+				"--credential": credential, "--to": to, "--receipt": receiptOut})); err != nil {
 				return err
 			}
 			p, err := loadParamsFile(params)
@@ -344,66 +340,25 @@ Check the receipt against the published board with 'mixctl vote receipt'.`,
 			if err := writeBoxFile(receiptOut+".cast", data); err != nil {
 				return err
 			}
-			auth, err := keys.ParseIdentityPublicKey(authority)
-			if err != nil {
-				return fmt.Errorf("--authority: %w", err)
-			}
-			lk, err := keys.LoadLinkKey(linkKey)
+			st, err := sf.send(cmd, client.Destination{Domain: to, Recipient: p.ElectionID, Service: "vote"}, data)
 			if err != nil {
 				return err
 			}
-			defer lk.Wipe()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			pc, err := pki.NewClient(pki.ClientConfig{URLs: []string{dirURL}, Authorities: []keys.IdentityPublicKey{auth}, Threshold: 1, EpochLength: epoch})
+			if st.State == client.StateFailed {
+				return fmt.Errorf("cast refused: %s", refusal(st))
+			}
+			r, err := board.ParseReceipt(st.Answer)
 			if err != nil {
+				return fmt.Errorf("the ballot box acknowledged the cast without a valid receipt: %w", err)
+			}
+			if err := r.VerifyCast(p, data); err != nil {
+				return fmt.Errorf("the ballot box's receipt does not hold: %w", err)
+			}
+			if err := writeBoxFile(receiptOut, r.Marshal()); err != nil {
 				return err
 			}
-			go pc.Run(ctx)
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-			e, err := client.New(client.Config{DataDir: dataDir, User: user, Domain: domain, LinkKey: lk, PKI: pc, Logger: log})
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			done := make(chan error, 1)
-			go func() { done <- e.Run(ctx) }()
-			defer func() { cancel(); <-done }()
-			mid, err := e.Send(ctx, client.Destination{Domain: to, Recipient: p.ElectionID, Service: "vote"}, data)
-			if err != nil {
-				return err
-			}
-			for {
-				st, err := e.Status(mid)
-				if err != nil {
-					return err
-				}
-				switch st.State {
-				case client.StateDelivered:
-					r, err := board.ParseReceipt(st.Answer)
-					if err != nil {
-						return fmt.Errorf("the ballot box acknowledged the cast without a valid receipt: %w", err)
-					}
-					if err := r.VerifyCast(p, data); err != nil {
-						return fmt.Errorf("the ballot box's receipt does not hold: %w", err)
-					}
-					if err := writeBoxFile(receiptOut, r.Marshal()); err != nil {
-						return err
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "cast on the board of %q as entry %d; receipt written to %s\n", p.ElectionID, r.Seq, receiptOut)
-					return nil
-				case client.StateFailed:
-					if len(st.Answer) > 0 && printableText(st.Answer) {
-						return fmt.Errorf("cast refused: %s", st.Answer)
-					}
-					return fmt.Errorf("cast refused: %s", st.Reason)
-				}
-				select {
-				case <-ctx.Done():
-					return fmt.Errorf("no answer from the ballot box within %v (the cast stays queued in %s; run again with the same --data-dir to keep trying)", timeout, dataDir)
-				case <-time.After(200 * time.Millisecond):
-				}
-			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cast on the board of %q as entry %d; receipt written to %s\n", p.ElectionID, r.Seq, receiptOut)
+			return nil
 		},
 	}
 	f := c.Flags()
@@ -411,15 +366,8 @@ Check the receipt against the published board with 'mixctl vote receipt'.`,
 	f.StringVar(&choices, "choices", "", "your choice for each question, numbered from 0, separated by commas")
 	f.StringVar(&credential, "credential", "", "your voter credential (private key file)")
 	f.StringVar(&to, "to", "", "mail domain of the provider that runs the ballot box")
-	f.StringVar(&dirURL, "directory", "", "directory authority URL")
-	f.StringVar(&authority, "authority", "", "directory authority identity key")
-	f.DurationVar(&epoch, "epoch-length", pki.DefaultParameters().EpochLength, "the network's epoch length")
-	f.StringVar(&user, "user", "", "your user name at your provider")
-	f.StringVar(&domain, "domain", "", "your provider's mail domain")
-	f.StringVar(&linkKey, "link-key", "", "your link private key file")
-	f.StringVar(&dataDir, "data-dir", "", "the client engine's state directory")
 	f.StringVar(&receiptOut, "receipt", "", "file for the receipt (the cast is written to FILE.cast)")
-	f.DurationVar(&timeout, "timeout", 5*time.Minute, "how long to wait for the ballot box's answer")
+	sf.add(c, "answer from the ballot box")
 	return c
 }
 
