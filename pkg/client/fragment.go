@@ -146,6 +146,22 @@ func ParseFragment(b []byte, capacity int) (*Fragment, error) {
 	return f, nil
 }
 
+// FragmentIDs reads the message id and fragment index at the front of b and checks nothing
+// else, so that a service can answer a fragment that did not parse with a "malformed" ACK the
+// sender can match to what it sent. ok is false when even those are missing or the index is
+// out of range.
+func FragmentIDs(b []byte) (id MessageID, index uint16, ok bool) {
+	if len(b) < 1+MessageIDSize+2 {
+		return id, 0, false
+	}
+	copy(id[:], b[1:])
+	index = binary.BigEndian.Uint16(b[1+MessageIDSize:])
+	if index >= MaxFragments {
+		return id, 0, false
+	}
+	return id, index, true
+}
+
 // MaxMessageSize is the largest message Split accepts for a fragment capacity.
 func MaxMessageSize(capacity int) int { return MaxFragments * capacity }
 

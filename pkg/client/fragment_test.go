@@ -282,3 +282,27 @@ func FuzzParseAck(f *testing.F) {
 		}
 	})
 }
+
+// FragmentIDs reads id and index from bytes that do not parse as a fragment, and refuses when
+// they are cut short or the index is out of range.
+func TestFragmentIDs(t *testing.T) {
+	frags, err := Split(MessageID{7, 7}, make([]byte, 300), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := frags[2].Marshal()
+	bad := append([]byte{}, b[:FragmentHeaderSize]...) // header only: does not parse
+	if _, err := ParseFragment(bad, 100); err == nil {
+		t.Fatal("the truncated fragment parsed")
+	}
+	if id, index, ok := FragmentIDs(bad); !ok || id != (MessageID{7, 7}) || index != 2 {
+		t.Fatalf("got %x %d %v", id, index, ok)
+	}
+	if _, _, ok := FragmentIDs(bad[:1+MessageIDSize+1]); ok {
+		t.Error("accepted bytes without a whole index")
+	}
+	binary.BigEndian.PutUint16(bad[1+MessageIDSize:], MaxFragments)
+	if _, _, ok := FragmentIDs(bad); ok {
+		t.Error("accepted an index out of range")
+	}
+}

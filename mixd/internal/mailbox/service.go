@@ -200,7 +200,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	if err != nil {
 		s.m.failures.WithLabelValues(reasonMalformed).Inc()
 		s.log.Debug("malformed fragment", "user", user, "err", err)
-		if id, index, ok := fragmentHeader(req.Data); ok {
+		if id, index, ok := client.FragmentIDs(req.Data); ok {
 			return s.ack(ctx, reply, id, index, client.AckMalformed)
 		}
 		return nil
@@ -400,20 +400,4 @@ func (s *Service) ack(ctx context.Context, reply service.Replier, id client.Mess
 		return fmt.Errorf("mailbox: ack %s fragment %d (%s): %w", id, index, status, err)
 	}
 	return nil
-}
-
-// fragmentHeader reads the message id and index of a fragment that did not parse, so that the
-// sender's client can match the "malformed" ack to what it sent. It fails when even those are
-// not there.
-func fragmentHeader(b []byte) (client.MessageID, uint16, bool) {
-	var id client.MessageID
-	if len(b) < 1+client.MessageIDSize+2 {
-		return id, 0, false
-	}
-	copy(id[:], b[1:])
-	index := binary.BigEndian.Uint16(b[1+client.MessageIDSize:])
-	if index >= client.MaxFragments {
-		return id, 0, false
-	}
-	return id, index, true
 }

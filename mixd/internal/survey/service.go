@@ -2,7 +2,6 @@ package survey
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -182,7 +181,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	if err != nil {
 		s.log.Debug("malformed fragment", "survey", name, "err", err)
 		s.m.refusals.WithLabelValues(reasonMalformed).Inc()
-		if id, index, ok := fragmentHeader(req.Data); ok {
+		if id, index, ok := client.FragmentIDs(req.Data); ok {
 			return s.ack(ctx, reply, id, index, client.AckMalformed)
 		}
 		return nil
@@ -274,16 +273,4 @@ func (s *Service) ack(ctx context.Context, reply service.Replier, id client.Mess
 		return fmt.Errorf("survey: ack %s fragment %d (%s): %w", id, index, status, err)
 	}
 	return nil
-}
-
-// fragmentHeader reads the message id and index of a fragment that did not parse, so that the
-// sender can match the "malformed" ACK to what it sent.
-func fragmentHeader(b []byte) (client.MessageID, uint16, bool) {
-	var id client.MessageID
-	if len(b) < 1+client.MessageIDSize+2 {
-		return id, 0, false
-	}
-	copy(id[:], b[1:])
-	index := binary.BigEndian.Uint16(b[1+client.MessageIDSize:])
-	return id, index, index < client.MaxFragments
 }

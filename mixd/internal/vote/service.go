@@ -2,7 +2,6 @@ package vote
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -161,7 +160,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	if err != nil {
 		s.log.Debug("malformed fragment", "election", id, "err", err)
 		s.m.refusals.WithLabelValues(reasonMalformed).Inc()
-		if mid, index, ok := fragmentHeader(req.Data); ok {
+		if mid, index, ok := client.FragmentIDs(req.Data); ok {
 			return s.ack(ctx, reply, mid, index, client.AckMalformed, nil)
 		}
 		return nil
@@ -241,18 +240,6 @@ func checkReason(err error) string {
 		return reasonBadProof
 	}
 	return reasonMalformed
-}
-
-// fragmentHeader reads the message id and index of a fragment that did not parse, so that the
-// sender can match the "malformed" ACK to what it sent.
-func fragmentHeader(b []byte) (client.MessageID, uint16, bool) {
-	var id client.MessageID
-	if len(b) < 1+client.MessageIDSize+2 {
-		return id, 0, false
-	}
-	copy(id[:], b[1:])
-	index := binary.BigEndian.Uint16(b[1+client.MessageIDSize:])
-	return id, index, index < client.MaxFragments
 }
 
 // Run is the writer: it appends the casts Deliver queues, in batches with one fsync each, and
