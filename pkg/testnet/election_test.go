@@ -46,25 +46,7 @@ func TestElectionThroughMixnet(t *testing.T) {
 	p.LambdaP, p.LambdaL, p.LambdaD, p.LambdaM = 2, 0.2, 0.2, 2
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	n, err := Start(ctx, Options{Dir: t.TempDir(), BinDir: binDir, Parameters: &p, LogLevel: "info", Vote: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			for _, nd := range n.Nodes {
-				if b, err := os.ReadFile(nd.Log()); err == nil && len(b) > 0 {
-					t.Logf("--- %s log (tail) ---\n%s", nd.Name, tail(b, 3000))
-				}
-			}
-		}
-	})
-	if _, err := n.WaitConsensus(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n := launch(t, ctx, Options{Parameters: &p, LogLevel: "info", Vote: true})
 	alpha, beta := n.Provider("alpha.localhost"), n.Provider("beta.localhost")
 	boxDir := filepath.Join(beta.DataDir, "vote")
 	work := t.TempDir()
@@ -110,6 +92,7 @@ func TestElectionThroughMixnet(t *testing.T) {
 	voters := make([]*keys.IdentityPrivateKey, nVoters)
 	var voterList []string
 	for i := range voters {
+		var err error
 		if voters[i], err = keys.GenerateIdentityKey(nil); err != nil {
 			t.Fatal(err)
 		}

@@ -46,25 +46,7 @@ func surveyNetPostgres(t testing.TB, lambdaP, lambdaCover float64, pg map[string
 	p.LambdaP, p.LambdaL, p.LambdaD, p.LambdaM = lambdaP, lambdaCover, lambdaCover, 2
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := Start(ctx, Options{Dir: t.TempDir(), BinDir: binDir, Parameters: &p, LogLevel: "info", SurveyPostgres: pg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			for _, nd := range n.Nodes {
-				if b, err := os.ReadFile(nd.Log()); err == nil && len(b) > 0 {
-					t.Logf("--- %s log (tail) ---\n%s", nd.Name, tail(b, 3000))
-				}
-			}
-		}
-	})
-	if _, err := n.WaitConsensus(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n := launch(t, ctx, Options{Parameters: &p, LogLevel: "info", SurveyPostgres: pg})
 	return n
 }
 

@@ -65,7 +65,16 @@ func startNet(t *testing.T, epoch time.Duration) *Net {
 	p.LambdaM = 2
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, err := Start(ctx, Options{Dir: t.TempDir(), BinDir: binDir, Parameters: &p, LogLevel: "debug"})
+	return launch(t, ctx, Options{Parameters: &p, LogLevel: "debug"})
+}
+
+// launch starts a network from the binaries of TestMain (opts.Dir a fresh temporary directory),
+// stops it when the test ends (with the tails of every log when the test failed), and waits
+// under ctx until the consensus lists every node.
+func launch(t testing.TB, ctx context.Context, opts Options) *Net {
+	t.Helper()
+	opts.Dir, opts.BinDir = t.TempDir(), binDir
+	n, err := Start(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
