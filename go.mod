@@ -1,6 +1,6 @@
 module github.com/panoramix-mixnet/panoramix
 
-go 1.26.8
+go 1.27.3
 
 require (
 	filippo.io/bigmod v0.1.0
