@@ -561,6 +561,15 @@ func (n *Node) process(in inbound) {
 			n.log.Debug("unwrap failed", "err", err)
 			return
 		}
+		// The sender picks the delay; the node holds the packet in memory for that long. A
+		// delay above the consensus's maximum (docs/spec/pki.md section 3) comes from no
+		// honest sender and would fill the scheduler with packets held for up to 49 days.
+		delay := time.Duration(u.DelayMS) * time.Millisecond
+		if delay > n.maxDelay(ek.epoch) {
+			n.m.dropped.WithLabelValues("delay_too_long").Inc()
+			n.log.Debug("packet dropped: delay above the maximum", "delay", delay, "epoch", ek.epoch)
+			return
+		}
 		fresh, seq, err := ek.filter.AddSeq(replay.Tag(u.ReplayTag))
 		if err != nil {
 			n.m.dropped.WithLabelValues("replay_filter_add").Inc()
@@ -571,13 +580,25 @@ func (n *Node) process(in inbound) {
 			n.m.replayHits.Inc()
 			return
 		}
-		delay := time.Duration(u.DelayMS) * time.Millisecond
 		if !n.sched.Push(now.Add(delay), &job{u: u, filter: ek.filter, seq: seq}) {
 			n.m.dropped.WithLabelValues("queue_full").Inc()
 		}
 		return
 	}
 	n.m.unwrapErrors.WithLabelValues("header_mac").Inc()
+}
+
+// specMaxDelay is the largest max_delay_ms a consensus may carry (docs/spec/pki.md section 3).
+const specMaxDelay = 600 * time.Second
+
+// maxDelay is the longest per-hop delay a packet for epoch e's key may ask for: the maximum of
+// that epoch's document (with which the sender built the packet), or the spec's bound when the
+// node does not have that document.
+func (n *Node) maxDelay(e pki.Epoch) time.Duration {
+	if d := n.follow.view().docs[e]; d != nil {
+		return d.Parameters.MaxDelay
+	}
+	return specMaxDelay
 }
 
 func errorReason(err error) string {
