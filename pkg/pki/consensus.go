@@ -112,6 +112,7 @@ func ComputeDocument(e Epoch, params Parameters, votes []*Vote, authorities []ke
 		return nil, fmt.Errorf("%d nodes for epoch %d, limit %d", len(doc.Nodes), e, MaxNodes)
 	}
 	slices.SortFunc(doc.Nodes, func(a, b Node) int { return bytes.Compare(a.Identity[:], b.Identity[:]) })
+	dropContestedDomains(doc.Nodes)
 	for i := range doc.Nodes {
 		if doc.Nodes[i].Role == RoleMix {
 			mixes = append(mixes, i)
@@ -143,5 +144,21 @@ func assignLayers(e Epoch, nodes []Node, mixes []int) {
 	})
 	for j, k := range order {
 		nodes[k.i].Layer = uint8(1 + j%Layers)
+	}
+}
+
+// dropContestedDomains removes every mail domain that more than one node lists from all of them
+// (docs/spec/pki.md section 7 rule 5). No order decides which of two claimants serves a domain:
+// an identity order would hand it to whoever draws the smaller key. The domain has no provider
+// until the authorities' approvals leave one claimant.
+func dropContestedDomains(nodes []Node) {
+	count := make(map[string]int)
+	for i := range nodes {
+		for _, dom := range nodes[i].Domains {
+			count[dom]++
+		}
+	}
+	for i := range nodes {
+		nodes[i].Domains = slices.DeleteFunc(nodes[i].Domains, func(dom string) bool { return count[dom] > 1 })
 	}
 }

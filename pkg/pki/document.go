@@ -58,16 +58,23 @@ func (d *Document) Layer(l uint8) []Node {
 	return out
 }
 
-// Provider returns the provider that serves mail domain domain.
+// Provider returns the provider that serves mail domain domain: the one node that lists it. A
+// domain listed by no node has no provider, and so has one listed by several (which a parsed
+// document never holds): a client never chooses among claimants, by identity order or any other
+// (docs/spec/pki.md section 5).
 func (d *Document) Provider(domain string) (*Node, bool) {
+	var found *Node
 	for i := range d.Nodes {
-		if d.Nodes[i].Role == RoleProvider {
-			if _, ok := slices.BinarySearch(d.Nodes[i].Domains, domain); ok {
-				return &d.Nodes[i], true
-			}
+		n := &d.Nodes[i]
+		if n.Role != RoleProvider || !slices.Contains(n.Domains, domain) {
+			continue
 		}
+		if found != nil {
+			return nil, false
+		}
+		found = n
 	}
-	return nil, false
+	return found, found != nil
 }
 
 // Marshal returns the canonical encoding of the document (unsigned).
@@ -112,6 +119,22 @@ func (d *Document) validate() error {
 		}
 		if err := n.validate(d.Epoch); err != nil {
 			return fmt.Errorf("document: node %s: %w", n.Identity, err)
+		}
+	}
+	return uniqueDomains(d.Nodes)
+}
+
+// uniqueDomains refuses a mail domain listed by two nodes: the document would leave the choice
+// of the provider to the client (docs/spec/pki.md section 5).
+func uniqueDomains(nodes []Node) error {
+	owner := make(map[string]*Node)
+	for i := range nodes {
+		n := &nodes[i]
+		for _, dom := range n.Domains {
+			if o, dup := owner[dom]; dup {
+				return fmt.Errorf("document: domain %q is listed by both %s and %s: a domain has at most one provider", dom, o.Identity, n.Identity)
+			}
+			owner[dom] = n
 		}
 	}
 	return nil
