@@ -270,7 +270,7 @@ func TestLoginRateLimit(t *testing.T) {
 	env.addUser(t, "carol", "hers", 0)
 	now := time.Now()
 	clock := func() time.Time { return now }
-	env.srv.userLimit.now, env.srv.ipLimit.now = clock, clock
+	env.srv.auth.userLimit.now, env.srv.auth.ipLimit.now = clock, clock
 
 	c := dialRaw(t, env, true)
 	for i := range 3 {

@@ -18,14 +18,19 @@ import (
 
 // Defaults for the zero values in Config.
 const (
-	DefaultMaxLiteralSize      = 32 << 20
-	DefaultLoginFailures       = 5
-	DefaultLoginFailuresIP     = 20
-	DefaultLoginWindow         = 5 * time.Minute
-	DefaultMaxConnections      = 1000
-	DefaultMaxConcurrentAuth   = 2
-	DefaultMaxSessionsPerUser  = 20
-	DefaultMaxConcurrentAppend = 8
+	DefaultMaxLiteralSize    = 32 << 20
+	DefaultLoginFailures     = 5
+	DefaultLoginFailuresIP   = 20
+	DefaultLoginWindow       = 5 * time.Minute
+	DefaultMaxConnections    = 1000
+	DefaultMaxConcurrentAuth = 2
+	// One address or one user may have only one password checked at a time, so that with two
+	// hash workers a flood always leaves one to everyone else.
+	DefaultMaxConcurrentAuthPerIP   = 1
+	DefaultMaxConcurrentAuthPerUser = 1
+	DefaultMaxAuthQueue             = 32
+	DefaultMaxSessionsPerUser       = 20
+	DefaultMaxConcurrentAppend      = 8
 )
 
 // Config configures a Server.
@@ -58,8 +63,21 @@ type Config struct {
 	// MaxConcurrentAuth bounds concurrent password verifications, each of which uses the
 	// argon2id memory cost (64 MiB by default).
 	MaxConcurrentAuth int
+	// MaxConcurrentAuthPerIP and MaxConcurrentAuthPerUser bound the verifications of one client
+	// address and of one user name at once; keep them below MaxConcurrentAuth so that one
+	// address or a guesser at one user cannot hold every worker. A few more logins of the same
+	// address or user wait their turn; beyond that they are refused at once.
+	MaxConcurrentAuthPerIP   int
+	MaxConcurrentAuthPerUser int
+	// MaxAuthQueue bounds the logins waiting for a hash worker; beyond it logins are refused
+	// at once with NO [UNAVAILABLE] instead of queueing.
+	MaxAuthQueue int
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
+
+	// beforeHash, when set (by tests), is called with the user name by every login that is about
+	// to check a password, while it holds a hash worker: the tests count and hold the checks.
+	beforeHash func(user string)
 }
 
 // Server is the IMAP server.
@@ -67,9 +85,7 @@ type Server struct {
 	cfg       Config
 	store     *mailstore.Store
 	log       *slog.Logger
-	userLimit *limiter
-	ipLimit   *limiter
-	authSem   chan struct{}
+	auth      *authGate
 	appendSem chan struct{}
 	connSem   chan struct{}
 
@@ -120,6 +136,15 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 	if cfg.MaxConcurrentAuth <= 0 {
 		cfg.MaxConcurrentAuth = DefaultMaxConcurrentAuth
 	}
+	if cfg.MaxConcurrentAuthPerIP <= 0 {
+		cfg.MaxConcurrentAuthPerIP = DefaultMaxConcurrentAuthPerIP
+	}
+	if cfg.MaxConcurrentAuthPerUser <= 0 {
+		cfg.MaxConcurrentAuthPerUser = DefaultMaxConcurrentAuthPerUser
+	}
+	if cfg.MaxAuthQueue <= 0 {
+		cfg.MaxAuthQueue = DefaultMaxAuthQueue
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -128,9 +153,7 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 		cfg:       cfg,
 		store:     store,
 		log:       log,
-		userLimit: newLimiter(cfg.LoginFailures, cfg.LoginWindow),
-		ipLimit:   newLimiter(cfg.LoginFailuresPerIP, cfg.LoginWindow),
-		authSem:   make(chan struct{}, cfg.MaxConcurrentAuth),
+		auth:      newAuthGate(&cfg),
 		appendSem: make(chan struct{}, cfg.MaxConcurrentAppend),
 		connSem:   make(chan struct{}, cfg.MaxConnections),
 		sessions:  make(map[string]int),
@@ -305,70 +328,4 @@ func (c *trackedConn) Close() error {
 		c.s.conns.Done()
 	})
 	return err
-}
-
-// limiter counts failed logins per key within a window.
-type limiter struct {
-	mu     sync.Mutex
-	max    int
-	window time.Duration
-	now    func() time.Time
-	fails  map[string]*failures
-}
-
-type failures struct {
-	count int
-	start time.Time
-}
-
-// maxLimiterKeys bounds the limiter's memory; past it, expired entries are dropped, and if none
-// expired the oldest window is dropped, which errs towards letting a client try again.
-const maxLimiterKeys = 100000
-
-func newLimiter(max int, window time.Duration) *limiter {
-	return &limiter{max: max, window: window, now: time.Now, fails: make(map[string]*failures)}
-}
-
-// allowed reports whether key is under its limit.
-func (l *limiter) allowed(key string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	f := l.fails[key]
-	return f == nil || l.now().Sub(f.start) >= l.window || f.count < l.max
-}
-
-func (l *limiter) fail(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if len(l.fails) >= maxLimiterKeys {
-		l.pruneLocked(now)
-	}
-	f := l.fails[key]
-	if f == nil || now.Sub(f.start) >= l.window {
-		f = &failures{start: now}
-		l.fails[key] = f
-	}
-	f.count++
-}
-
-func (l *limiter) reset(key string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.fails, key)
-}
-
-func (l *limiter) pruneLocked(now time.Time) {
-	var oldestKey string
-	var oldest time.Time
-	for k, f := range l.fails {
-		if now.Sub(f.start) >= l.window {
-			delete(l.fails, k)
-		} else if oldestKey == "" || f.start.Before(oldest) {
-			oldestKey, oldest = k, f.start
-		}
-	}
-	if len(l.fails) >= maxLimiterKeys {
-		delete(l.fails, oldestKey)
-	}
 }

@@ -76,20 +76,21 @@ func (s *session) Close() error {
 	return nil
 }
 
-// Login checks the password, subject to the failure rate limit and the bound on concurrent
-// hash computations.
+// Login checks the password once the authGate lets it (auth.go): subject to the failure
+// limits and the bounds on concurrent hash computations, refusing at once what it does not let
+// through.
 func (s *session) Login(username, password string) (err error) {
 	defer s.guard("LOGIN", &err)()
-	if !s.srv.userLimit.allowed(username) || !s.srv.ipLimit.allowed(s.ip) {
-		s.log.Warn("imap login refused: too many failures", "user", username)
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeUnavailable, Text: "Too many failed logins, try again later"}
-	}
-	s.srv.authSem <- struct{}{}
-	err = s.srv.store.Authenticate(username, password)
-	<-s.srv.authSem
+	done, err := s.srv.auth.begin(username, s.ip)
 	if err != nil {
-		s.srv.userLimit.fail(username)
-		s.srv.ipLimit.fail(s.ip)
+		if err == errLockedOut {
+			s.log.Warn("imap login refused: too many failures", "user", username)
+		} else {
+			s.log.Info("imap login refused: too many logins in progress", "user", username)
+		}
+		return err
+	}
+	if err = s.check(username, password, done); err != nil {
 		if errors.Is(err, mailstore.ErrAuthFailed) {
 			s.log.Info("imap login failed", "user", username, "err", err)
 			return imapserver.ErrAuthFailed
@@ -97,7 +98,6 @@ func (s *session) Login(username, password string) (err error) {
 		s.log.Error("imap login error", "user", username, "err", err)
 		return errInternal
 	}
-	s.srv.userLimit.reset(username)
 	if !s.srv.addSession(username) {
 		s.log.Warn("imap login refused: too many sessions", "user", username)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit, Text: "Too many sessions for this user, close one first"}
@@ -106,6 +106,19 @@ func (s *session) Login(username, password string) (err error) {
 	s.log = s.log.With("user", username)
 	s.log.Info("imap login")
 	return nil
+}
+
+// check verifies the password with the hash worker that done gives back, also if the check
+// panics (guard turns the panic into a reply).
+func (s *session) check(username, password string, done func(ok bool)) error {
+	ok := false
+	defer func() { done(ok) }()
+	if h := s.srv.cfg.beforeHash; h != nil {
+		h(username)
+	}
+	err := s.srv.store.Authenticate(username, password)
+	ok = err == nil
+	return err
 }
 
 func (s *session) AuthenticateMechanisms() []string { return []string{sasl.Plain} }
