@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/internal/freeport"
 	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
@@ -165,7 +166,12 @@ func (a *authority) stop(t *testing.T) {
 
 func (a *authority) approve(t *testing.T, id keys.IdentityPublicKey) {
 	t.Helper()
+	token, err := adminauth.Load(filepath.Join(a.dir, "data", adminauth.DefaultFile)) // data_dir's token
+	if err != nil {
+		t.Fatal(err)
+	}
 	req, _ := http.NewRequest(http.MethodPut, "http://"+a.admin+"/admin/v1/nodes/"+id.String(), nil)
+	adminauth.SetHeaders(req, token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -371,5 +377,24 @@ func TestThreeAuthorities(t *testing.T) {
 	}
 	for _, a := range auths[:2] {
 		a.stop(t)
+	}
+}
+
+// TestAdminTokenFile: the directory writes its admin token 0600 at first start and refuses to
+// start when the file is readable by group or others (the token is the admin API's secret).
+func TestAdminTokenFile(t *testing.T) {
+	a := newAuthority(t, "a")
+	a.writeConfig(t, 1, nil)
+	a.start(t)
+	token := filepath.Join(a.dir, "data", adminauth.DefaultFile)
+	if fi, err := os.Stat(token); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file after the first start: %v %v, want mode 0600", err, fi)
+	}
+	a.stop(t)
+	os.Chmod(token, 0o644)
+	out, err := exec.Command(binary, "--config", a.cfg).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || !strings.Contains(string(out), "chmod 600 "+token) {
+		t.Errorf("start with a world-readable token file: %v\n%s", err, out)
 	}
 }

@@ -21,10 +21,12 @@ import (
 
 func init() { addCommand(newDirCmd) }
 
-// Defaults match the directory's defaults (directory/internal/config.Default).
+// Defaults match the directory's defaults (directory/internal/config.Default) and, for the
+// token file, configs/directory.toml's data_dir.
 const (
 	defaultDirURL   = "http://127.0.0.1:7000"
 	defaultDirAdmin = "127.0.0.1:7001"
+	defaultDirToken = "/var/lib/panoramix/directory/admin.token"
 )
 
 func newDirCmd() *cobra.Command {
@@ -91,7 +93,7 @@ configuration as identity_key_file; give the public key to the other authorities
 
 // newDirApproveCmd builds "approve" (approve true) or "remove".
 func newDirApproveCmd(approve bool) *cobra.Command {
-	var admin string
+	admin := &adminAPI{daemon: "directory"}
 	use, short, method := "approve NODE-ID", "Approve a node identity at a directory authority", http.MethodPut
 	long := `Adds NODE-ID (the node's identity public key, 64 hex characters, as mixd prints it)
 to the authority's allow-list through its admin API. With several authorities,
@@ -105,31 +107,23 @@ left out of this authority's next vote; documents already published do not chang
 	c := &cobra.Command{
 		Use:   use,
 		Short: short,
-		Long:  long + "\n\nThe admin API listens on loopback only: run this on the authority's machine.",
-		Args:  cobra.ExactArgs(1),
+		Long: long + "\n\nThe admin API listens on loopback only: run this on the authority's machine, as a user\n" +
+			"who may read the token file the directory wrote (admin_token_file, default data_dir/admin.token).",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id, err := keys.ParseIdentityPublicKey(args[0])
 			if err != nil {
 				return fmt.Errorf("NODE-ID: %w", err)
 			}
-			req, err := http.NewRequestWithContext(cmd.Context(), method, "http://"+admin+"/admin/v1/nodes/"+id.String(), nil)
+			msg, err := admin.do(cmd.Context(), method, "/admin/v1/nodes/"+id.String(), nil, http.StatusOK)
 			if err != nil {
 				return err
-			}
-			resp, err := httpClient.Do(req)
-			if err != nil {
-				return fmt.Errorf("%w (is the directory running, and is --admin its admin_address?)", err)
-			}
-			defer resp.Body.Close()
-			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("directory answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 			}
 			fmt.Fprint(cmd.OutOrStdout(), string(msg))
 			return nil
 		},
 	}
-	c.Flags().StringVar(&admin, "admin", defaultDirAdmin, "the authority's admin_address (host:port)")
+	admin.flags(c, defaultDirAdmin, defaultDirToken)
 	return c
 }
 

@@ -90,6 +90,7 @@ func TestDirAgainstDirectory(t *testing.T) {
 		t.Fatal(errOut)
 	}
 	pubFile := filepath.Join(tmp, "authority.pub")
+	token := filepath.Join(tmp, "data", "admin.token") // data_dir/admin.token, written at start
 	listen, admin := freeAddr(t), freeAddr(t)
 	cfg := fmt.Sprintf("version = 1\nidentity_key_file = \"authority.key\"\ndata_dir = \"data\"\nlisten_address = %q\nadmin_address = %q\n[parameters]\nepoch_length = \"2s\"\n", listen, admin)
 	cfgPath := filepath.Join(tmp, "directory.toml")
@@ -143,7 +144,7 @@ func TestDirAgainstDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, _ := d.Marshal()
-	if code, out, errOut := mixctl("dir", "approve", "--admin", admin, id.Public().String()); code != 0 || !strings.Contains(out, "approved") {
+	if code, out, errOut := mixctl("dir", "approve", "--admin", admin, "--admin-token", token, id.Public().String()); code != 0 || !strings.Contains(out, "approved") {
 		t.Fatalf("approve: %d %q %q", code, out, errOut)
 	}
 	resp, err := http.Post(url+"/v1/descriptor", "application/octet-stream", bytes.NewReader(raw))
@@ -200,10 +201,10 @@ func TestDirAgainstDirectory(t *testing.T) {
 		t.Errorf("status with a wrong key: %d %q", code, errOut)
 	}
 
-	if code, _, errOut := mixctl("dir", "remove", "--admin", admin, id.Public().String()); code != 0 {
+	if code, _, errOut := mixctl("dir", "remove", "--admin", admin, "--admin-token", token, id.Public().String()); code != 0 {
 		t.Errorf("remove: %s", errOut)
 	}
-	if code, _, errOut := mixctl("dir", "remove", "--admin", admin, id.Public().String()); code != 1 || !strings.Contains(errOut, "404") {
+	if code, _, errOut := mixctl("dir", "remove", "--admin", admin, "--admin-token", token, id.Public().String()); code != 1 || !strings.Contains(errOut, "404") {
 		t.Errorf("second remove: %d %q", code, errOut)
 	}
 }

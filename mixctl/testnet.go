@@ -98,7 +98,7 @@ except the epoch length (--epoch), kept short so the network is up in seconds.`,
 			fmt.Fprintf(out, "  mixctl dir status --url %s --authority %s\n", n.DirURL, n.Authority)
 			for _, nd := range n.Nodes {
 				if nd.Role == "provider" {
-					fmt.Fprintf(out, "  mixctl user list --admin %s      # users of %s\n", nd.Admin, nd.Domain)
+					fmt.Fprintf(out, "  mixctl user list --admin %s --admin-token %s      # users of %s\n", nd.Admin, nd.AdminToken, nd.Domain)
 				}
 			}
 			if !noUsers {

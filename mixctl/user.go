@@ -2,25 +2,28 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 )
 
 func init() { addCommand(newUserCmd) }
 
-// defaultProviderAdmin matches configs/mixd-provider.toml.
-const defaultProviderAdmin = "127.0.0.1:30003"
+// defaultProviderAdmin and defaultProviderToken match configs/mixd-provider.toml.
+const (
+	defaultProviderAdmin = "127.0.0.1:30003"
+	defaultProviderToken = "/var/lib/panoramix/provider/admin.token"
+)
 
 // providerUser is what the provider's admin API returns for a user.
 type providerUser struct {
@@ -31,12 +34,13 @@ type providerUser struct {
 }
 
 func newUserCmd() *cobra.Command {
-	var admin string
+	admin := &adminAPI{daemon: "provider"}
 	user := &cobra.Command{
 		Use:   "user",
 		Short: "Provider user accounts: add, remove, list",
 		Long: `Commands for the users of a provider (mixd with role "provider"), through its admin
-API on a loopback address (admin_address in the provider's configuration).
+API on a loopback address (admin_address in the provider's configuration), with the
+token the provider wrote to its admin_token_file (default data_dir/admin.token).
 
   mixctl user add NAME --link-key HEX [--quota BYTES]
   mixctl user passwd NAME [--password-file FILE]
@@ -46,45 +50,12 @@ API on a loopback address (admin_address in the provider's configuration).
 NAME is the local part of the user's mail address (alice for alice@alpha.example).
 The link key is what 'mailproxy init' prints for the user's account.`,
 	}
-	user.PersistentFlags().StringVar(&admin, "admin", defaultProviderAdmin, "the provider's admin API address (host:port)")
-	user.AddCommand(newUserAddCmd(&admin), newUserPasswdCmd(&admin), newUserRemoveCmd(&admin), newUserListCmd(&admin))
+	admin.flags(user, defaultProviderAdmin, defaultProviderToken)
+	user.AddCommand(newUserAddCmd(admin), newUserPasswdCmd(admin), newUserRemoveCmd(admin), newUserListCmd(admin))
 	return user
 }
 
-func adminURL(admin, path string) string {
-	return (&url.URL{Scheme: "http", Host: admin, Path: path}).String()
-}
-
-// adminDo sends one request and turns a non-2xx answer into an error carrying the server's
-// reason.
-func adminDo(method, u string, body any, want int) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%w (is the provider running, and is --admin its admin_address?)", err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != want {
-		return nil, fmt.Errorf("provider answered %s: %s", resp.Status, bytes.TrimSpace(b))
-	}
-	return b, nil
-}
-
-func newUserAddCmd(admin *string) *cobra.Command {
+func newUserAddCmd(admin *adminAPI) *cobra.Command {
 	var linkKey string
 	var quota int64
 	c := &cobra.Command{
@@ -95,7 +66,7 @@ func newUserAddCmd(admin *string) *cobra.Command {
 			if linkKey == "" {
 				return errors.New("--link-key HEX is required: the user's link public key, as 'mailproxy init' prints it")
 			}
-			b, err := adminDo(http.MethodPost, adminURL(*admin, "/admin/v1/users"),
+			b, err := admin.do(cmd.Context(), http.MethodPost, "/admin/v1/users",
 				map[string]any{"name": args[0], "link_key": linkKey, "quota_bytes": quota}, http.StatusCreated)
 			if err != nil {
 				return err
@@ -113,7 +84,7 @@ func newUserAddCmd(admin *string) *cobra.Command {
 	return c
 }
 
-func newUserPasswdCmd(admin *string) *cobra.Command {
+func newUserPasswdCmd(admin *adminAPI) *cobra.Command {
 	var file string
 	c := &cobra.Command{
 		Use:   "passwd NAME [--password-file FILE]",
@@ -138,10 +109,10 @@ provider stores only an argon2id hash.`,
 				return err
 			}
 			pw := strings.TrimRight(line, "\r\n")
-			if len(pw) < 8 {
-				return errors.New("the password must be at least 8 characters (read from the first line of the input)")
+			if len(pw) < adminauth.MinPasswordLength {
+				return fmt.Errorf("the password must be at least %d characters (read from the first line of the input)", adminauth.MinPasswordLength)
 			}
-			if _, err := adminDo(http.MethodPut, adminURL(*admin, "/admin/v1/users/"+args[0]+"/password"),
+			if _, err := admin.do(cmd.Context(), http.MethodPut, "/admin/v1/users/"+args[0]+"/password",
 				map[string]string{"password": pw}, http.StatusNoContent); err != nil {
 				return err
 			}
@@ -153,13 +124,13 @@ provider stores only an argon2id hash.`,
 	return c
 }
 
-func newUserRemoveCmd(admin *string) *cobra.Command {
+func newUserRemoveCmd(admin *adminAPI) *cobra.Command {
 	return &cobra.Command{
 		Use:   "remove NAME",
 		Short: "Delete a user and its queue from the provider",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := adminDo(http.MethodDelete, adminURL(*admin, "/admin/v1/users/"+args[0]), nil, http.StatusNoContent); err != nil {
+			if _, err := admin.do(cmd.Context(), http.MethodDelete, "/admin/v1/users/"+args[0], nil, http.StatusNoContent); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed user %s\n", args[0])
@@ -168,14 +139,14 @@ func newUserRemoveCmd(admin *string) *cobra.Command {
 	}
 }
 
-func newUserListCmd(admin *string) *cobra.Command {
+func newUserListCmd(admin *adminAPI) *cobra.Command {
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List the provider's users",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			b, err := adminDo(http.MethodGet, adminURL(*admin, "/admin/v1/users"), nil, http.StatusOK)
+			b, err := admin.do(cmd.Context(), http.MethodGet, "/admin/v1/users", nil, http.StatusOK)
 			if err != nil {
 				return err
 			}

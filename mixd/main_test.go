@@ -70,3 +70,31 @@ authorities = ["`+id.Public().String()+`"]
 		t.Fatalf("printed identity does not parse: %v", err)
 	}
 }
+
+// TestAdminTokenFile: a provider with an admin API refuses to start when its admin token file
+// is readable by group or others, before it listens anywhere.
+func TestAdminTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	id, _ := keys.GenerateIdentityKey(rand.Reader)
+	token := filepath.Join(dir, "admin.token")
+	os.Mkdir(filepath.Join(dir, "data"), 0o700)
+	os.WriteFile(token, []byte(strings.Repeat("ab", 32)+"\n"), 0o604)
+	cfg := filepath.Join(dir, "mixd.toml")
+	os.WriteFile(cfg, []byte(`version = 1
+role = "provider"
+data_dir = "data"
+listen_address = "127.0.0.1:1"
+admin_address = "127.0.0.1:1"
+admin_token_file = "admin.token"
+[provider]
+domains = ["alpha.example"]
+[survey]
+enabled = false
+[directory]
+authorities = ["`+id.Public().String()+`"]
+`), 0o644)
+	var out, errb bytes.Buffer
+	if code := run([]string{"--config", cfg}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "chmod 600 "+token) {
+		t.Errorf("start with a world-readable token file: %d %s", code, errb.String())
+	}
+}

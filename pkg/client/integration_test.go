@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/testnet"
@@ -104,7 +105,13 @@ func addUser(t *testing.T, provider *testnet.Node, name string) *keys.LinkPrivat
 		t.Fatal(err)
 	}
 	body, _ := json.Marshal(map[string]any{"name": name, "link_key": k.Public().String(), "quota_bytes": 1 << 24})
-	resp, err := http.Post("http://"+provider.Admin+"/admin/v1/users", "application/json", bytes.NewReader(body))
+	token, err := adminauth.Load(provider.AdminToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+provider.Admin+"/admin/v1/users", bytes.NewReader(body))
+	adminauth.SetHeaders(req, token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

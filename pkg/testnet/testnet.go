@@ -96,10 +96,12 @@ type Node struct {
 	Addr     string // link address
 	Metrics  string // metrics address (host:port)
 	Admin    string // admin API address, providers only
-	IMAP     string // built-in IMAP server (STARTTLS), providers only
-	Config   string
-	DataDir  string
-	proc     *proc
+	// AdminToken is the admin API's token file (mixd writes it at start), providers only.
+	AdminToken string
+	IMAP       string // built-in IMAP server (STARTTLS), providers only
+	Config     string
+	DataDir    string
+	proc       *proc
 }
 
 // Net is a running network.
@@ -108,10 +110,12 @@ type Net struct {
 	Authority keys.IdentityPublicKey
 	DirURL    string
 	DirAdmin  string
-	DirConfig string
-	Nodes     []*Node
-	dir       *proc
-	params    pki.Parameters
+	// DirAdminToken is the directory's admin token file (written at its start).
+	DirAdminToken string
+	DirConfig     string
+	Nodes         []*Node
+	dir           *proc
+	params        pki.Parameters
 
 	mu          sync.Mutex
 	mailproxies []*Mailproxy // started by StartMailproxy; stopped first by Stop
@@ -256,6 +260,7 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 	}
 	dirListen, dirAdmin := ports[0], ports[1]
 	n.DirURL, n.DirAdmin = "http://"+dirListen, dirAdmin
+	n.DirAdminToken = filepath.Join(dirData, "admin.token") // the directory's default
 	ports = ports[2:]
 
 	for i := range count {
@@ -268,6 +273,7 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 			nd.Name = "provider-" + strings.Split(nd.Domain, ".")[0]
 			nd.Admin = ports[4*i+2]
 			nd.IMAP = ports[4*i+3]
+			nd.AdminToken = filepath.Join(opts.Dir, nd.Name, "admin.token") // mixd's default
 		}
 		nd.DataDir = filepath.Join(opts.Dir, nd.Name)
 		nd.Config = filepath.Join(opts.Dir, nd.Name+".toml")

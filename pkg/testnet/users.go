@@ -9,11 +9,16 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 )
 
-// adminCall sends one request to a provider's admin API.
-func adminCall(method, url string, body any, want int) error {
+// adminCall sends one request to a provider's admin API with the token from tokenFile.
+func adminCall(method, url, tokenFile string, body any, want int) error {
+	token, err := adminauth.Load(tokenFile)
+	if err != nil {
+		return fmt.Errorf("testnet: %w", err)
+	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -26,7 +31,7 @@ func adminCall(method, url string, body any, want int) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	adminauth.SetHeaders(req, token)
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		return fmt.Errorf("testnet: %s %s: %w", method, url, err)
@@ -57,13 +62,13 @@ func (n *Net) AddUserKey(provider *Node, name string, link keys.LinkPublicKey, q
 	if provider.Admin == "" {
 		return fmt.Errorf("testnet: %s is not a provider", provider.Name)
 	}
-	return adminCall(http.MethodPost, "http://"+provider.Admin+"/admin/v1/users",
+	return adminCall(http.MethodPost, "http://"+provider.Admin+"/admin/v1/users", provider.AdminToken,
 		map[string]any{"name": name, "link_key": link.String(), "quota_bytes": quotaBytes}, http.StatusCreated)
 }
 
 // SetPassword sets a user's IMAP password on a provider.
 func (n *Net) SetPassword(provider *Node, name, password string) error {
-	return adminCall(http.MethodPut, "http://"+provider.Admin+"/admin/v1/users/"+name+"/password",
+	return adminCall(http.MethodPut, "http://"+provider.Admin+"/admin/v1/users/"+name+"/password", provider.AdminToken,
 		map[string]string{"password": password}, http.StatusNoContent)
 }
 

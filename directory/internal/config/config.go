@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
@@ -36,6 +38,9 @@ type Config struct {
 	ListenAddress string `mapstructure:"listen_address"`
 	// AdminAddress is the admin API's host:port; it must be a loopback address.
 	AdminAddress string `mapstructure:"admin_address"`
+	// AdminTokenFile holds the admin API's bearer token (mode 0600, created at first start if
+	// missing; mixctl dir --admin-token reads it); empty means data_dir/admin.token.
+	AdminTokenFile string `mapstructure:"admin_token_file"`
 	// Threshold is how many authority signatures a document needs.
 	Threshold int `mapstructure:"threshold"`
 	// Approved lists node identity keys approved in the file, in addition to those approved with
@@ -103,7 +108,7 @@ func Load(path string) (*Config, error) {
 	if err := boot.LoadTOML(path, EnvPrefix, defaults(Default()), &c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if err := boot.ResolvePaths(path, &c.IdentityKeyFile, &c.DataDir); err != nil {
+	if err := boot.ResolvePaths(path, &c.IdentityKeyFile, &c.DataDir, &c.AdminTokenFile); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := c.Validate(); err != nil {
@@ -118,7 +123,7 @@ func defaults(d Config) map[string]any {
 	p := d.Parameters
 	return map[string]any{
 		"identity_key_file": d.IdentityKeyFile, "data_dir": d.DataDir, "listen_address": d.ListenAddress,
-		"admin_address": d.AdminAddress, "threshold": d.Threshold, "log_level": d.LogLevel,
+		"admin_address": d.AdminAddress, "admin_token_file": d.AdminTokenFile, "threshold": d.Threshold, "log_level": d.LogLevel,
 		"parameters.epoch_length": p.EpochLength, "parameters.hops": p.Hops,
 		"parameters.payload_size": p.PayloadSize, "parameters.lambda_p": p.LambdaP,
 		"parameters.lambda_l": p.LambdaL, "parameters.lambda_d": p.LambdaD,
@@ -141,7 +146,7 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.ListenAddress); err != nil {
 		return fmt.Errorf("listen_address %q: %w", c.ListenAddress, err)
 	}
-	if err := boot.CheckLoopback(c.AdminAddress, "the admin API has no authentication, so only local users may reach it"); err != nil {
+	if err := boot.CheckLoopback(c.AdminAddress, "the admin API is for the operator on this machine"); err != nil {
 		return fmt.Errorf("admin_address: %w", err)
 	}
 	if _, err := c.LogLevelValue(); err != nil {
@@ -161,6 +166,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("threshold = %d: must be between 1 and the number of authorities (%d: this one and %d peers)", c.Threshold, n, len(peers))
 	}
 	return nil
+}
+
+// AdminTokenPath is the admin API's token file.
+func (c *Config) AdminTokenPath() string {
+	if c.AdminTokenFile != "" {
+		return c.AdminTokenFile
+	}
+	return filepath.Join(c.DataDir, adminauth.DefaultFile)
 }
 
 // LogLevelValue returns log_level as a slog.Level.

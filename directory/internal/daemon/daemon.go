@@ -22,6 +22,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/directory/internal/config"
 	"github.com/panoramix-mixnet/panoramix/directory/internal/httpapi"
 	"github.com/panoramix-mixnet/panoramix/directory/internal/store"
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 )
 
@@ -52,6 +53,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer id.Wipe()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
+	}
+	token, err := adminauth.LoadOrCreate(cfg.AdminTokenPath())
+	if err != nil {
+		return fmt.Errorf("admin_token_file: %w", err)
 	}
 	st, err := store.Open(filepath.Join(cfg.DataDir, DBFile))
 	if err != nil {
@@ -93,7 +98,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	servers := []*http.Server{
 		{Handler: httpapi.Public(a, reg, d.log), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second},
-		{Handler: httpapi.Admin(a, d.log), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second},
+		// A web page in the operator's browser reaches loopback too: adminauth.Require.
+		{Handler: adminauth.Require(token, httpapi.Admin(a, d.log)), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second},
 	}
 	d.log.Info("directory authority started", "authority", a.Identity(), "listen", pub.Addr().String(), "admin", adm.Addr().String(),
 		"peers", len(peers), "threshold", cfg.Threshold, "epoch_length", params.EpochLength)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
@@ -39,6 +40,9 @@ type Config struct {
 	MetricsAddress string `mapstructure:"metrics_address"`
 	// AdminAddress serves the provider's admin API (users); loopback only; empty disables it.
 	AdminAddress string `mapstructure:"admin_address"`
+	// AdminTokenFile holds the admin API's bearer token (mode 0600, created at first start if
+	// missing; mixctl --admin-token reads it); empty means data_dir/admin.token.
+	AdminTokenFile string `mapstructure:"admin_token_file"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `mapstructure:"log_level"`
 	// MaxPacketRate is the most packets per second the node is sized for; it sizes the
@@ -79,6 +83,14 @@ type Survey struct {
 	// DSN is, for postgres, the connection string (required); for sqlite, the database file
 	// (default data_dir/survey.db; relative to the configuration file).
 	DSN string `mapstructure:"dsn"`
+}
+
+// AdminTokenPath is the admin API's token file.
+func (c *Config) AdminTokenPath() string {
+	if c.AdminTokenFile != "" {
+		return c.AdminTokenFile
+	}
+	return filepath.Join(c.DataDir, adminauth.DefaultFile)
 }
 
 // SurveyPath is the SQLite file of the survey service.
@@ -166,7 +178,7 @@ func Load(path string) (*Config, error) {
 	d := Default()
 	defaults := map[string]any{
 		"version": d.Version, "role": d.Role, "data_dir": d.DataDir, "listen_address": d.ListenAddress,
-		"metrics_address": d.MetricsAddress, "admin_address": d.AdminAddress, "log_level": d.LogLevel,
+		"metrics_address": d.MetricsAddress, "admin_address": d.AdminAddress, "admin_token_file": d.AdminTokenFile, "log_level": d.LogLevel,
 		"max_packet_rate": d.MaxPacketRate, "sphinx.hops": d.Sphinx.Hops, "sphinx.payload_size": d.Sphinx.PayloadSize,
 		"directory.urls": d.Directory.URLs, "directory.threshold": d.Directory.Threshold,
 		"directory.epoch_length": d.Directory.EpochLength, "provider.user_rate": d.Provider.UserRate,
@@ -182,7 +194,7 @@ func Load(path string) (*Config, error) {
 	if err := boot.LoadTOML(path, EnvPrefix, defaults, &c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	paths := []*string{&c.DataDir, &c.IMAP.CertFile, &c.IMAP.KeyFile, &c.Vote.Dir}
+	paths := []*string{&c.DataDir, &c.AdminTokenFile, &c.IMAP.CertFile, &c.IMAP.KeyFile, &c.Vote.Dir}
 	if c.Survey.Database == "sqlite" {
 		paths = append(paths, &c.Survey.DSN)
 	}
@@ -222,7 +234,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.AdminAddress != "" {
-		if err := boot.CheckLoopback(c.AdminAddress, "the admin API has no authentication, so only local users may reach it"); err != nil {
+		if err := boot.CheckLoopback(c.AdminAddress, "the admin API is for the operator on this machine"); err != nil {
 			return fmt.Errorf("admin_address: %w", err)
 		}
 	}

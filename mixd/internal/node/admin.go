@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/provider"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 )
@@ -36,7 +37,8 @@ type Status struct {
 }
 
 // adminHandler serves the provider's admin API (loopback only, see config):
-// GET /admin/v1/status, GET/POST /admin/v1/users, DELETE /admin/v1/users/{name}.
+// GET /admin/v1/status, GET/POST /admin/v1/users, DELETE /admin/v1/users/{name}. Every request
+// passes adminauth.Require first: a web page in the operator's browser reaches loopback too.
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/v1/status", func(w http.ResponseWriter, r *http.Request) {
@@ -105,6 +107,11 @@ func (n *Node) adminHandler() http.Handler {
 			httpError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
 			return
 		}
+		// The same minimum as mixctl's: the daemon, not the client, is where it holds.
+		if len(req.Password) < adminauth.MinPasswordLength {
+			httpError(w, http.StatusBadRequest, fmt.Errorf("password: at least %d characters", adminauth.MinPasswordLength))
+			return
+		}
 		name := r.PathValue("name")
 		if _, err := n.store.User(name); err != nil {
 			httpError(w, http.StatusNotFound, err)
@@ -132,7 +139,7 @@ func (n *Node) adminHandler() http.Handler {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	return mux
+	return adminauth.Require(n.adminToken, mux)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

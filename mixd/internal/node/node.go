@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/provider"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
@@ -75,6 +76,8 @@ type Node struct {
 	store    *provider.Store
 	services map[string]service.Service
 	accounts Accounts
+	// adminToken guards the admin API (nil when the node serves none).
+	adminToken *adminauth.Token
 
 	in    chan inbound
 	sched *scheduler[*job]
@@ -184,6 +187,11 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	if role == pki.RoleProvider {
 		if n.store, err = provider.OpenStore(filepath.Join(cfg.DataDir, "provider.db")); err != nil {
 			return nil, err
+		}
+		if cfg.AdminAddress != "" {
+			if n.adminToken, err = adminauth.LoadOrCreate(cfg.AdminTokenPath()); err != nil {
+				return nil, fmt.Errorf("admin_token_file: %w", err)
+			}
 		}
 		for _, s := range append([]service.Service{service.Loop{}}, opts.Services...) {
 			if !service.NamePattern.MatchString(s.Name()) || s.Name() == queueService || s.Name() == dropService {
