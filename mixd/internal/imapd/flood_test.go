@@ -164,6 +164,7 @@ func parallelGuesses(t *testing.T, modify func(*Config)) {
 	g := newGate()
 	env := newEnv(t, func(c *Config) {
 		c.LoginFailures, c.LoginFailuresPerIP, c.LoginWindow = limit, 1000, time.Hour
+		c.MaxConnectionsPerIP = 2 * guesses
 		c.beforeHash = func(string) { checked.Add(1); g.wait() }
 		modify(c)
 	})
@@ -214,6 +215,7 @@ func TestLoginFloodDoesNotStarve(t *testing.T) {
 	g := newGate()
 	env := newEnv(t, func(c *Config) {
 		c.LoginFailures, c.LoginFailuresPerIP, c.LoginWindow = 5, perIP, time.Hour
+		c.MaxConnectionsPerIP = 2 * guesses
 		c.beforeHash = func(user string) {
 			if user != "alice" {
 				checked.Add(1)
@@ -258,5 +260,105 @@ func TestLoginFloodDoesNotStarve(t *testing.T) {
 	}
 	if refused < guesses-perIP {
 		t.Errorf("%d of %d guesses refused, want at least %d", refused, guesses, guesses-perIP)
+	}
+}
+
+// TestConnectionsPerAddress: one client address opens unauthenticated connections up to the
+// default per-address cap (loopback gets no exception); the next is refused with BYE, while
+// another address (127.0.0.2) is still served. On main one client could hold all 1,000 slots.
+func TestConnectionsPerAddress(t *testing.T) {
+	const perIP = 20
+	env := newEnv(t, func(c *Config) { c.MaxConnections = 100 })
+	if env.srv.cfg.MaxConnectionsPerIP != perIP {
+		t.Fatalf("default MaxConnectionsPerIP %d, the test expects %d", env.srv.cfg.MaxConnectionsPerIP, perIP)
+	}
+	env.addUser(t, "bob", "pw", 0)
+	for i := range perIP {
+		dialRaw(t, env, i%2 == 0)
+	}
+	c, err := net.Dial("tcp", env.plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	if !strings.HasPrefix(line, "* BYE Too many connections") {
+		t.Errorf("connection %d from one address got %q, want a BYE", perIP+1, line)
+	}
+	other := dialRawFrom(t, env, "127.0.0.2")
+	other.login("bob", "pw")
+	other.mustOK("SELECT INBOX")
+}
+
+// TestLoginDeadline: a client that never logs in but sends NOOP every second is disconnected
+// once the login timeout from its connect has passed (on main each NOOP reset a 30 s timeout,
+// so it stayed forever); a client that logged in stays.
+func TestLoginDeadline(t *testing.T) {
+	const deadline = 3 * time.Second
+	env := newEnv(t, func(c *Config) { c.LoginTimeout = deadline })
+	env.addUser(t, "bob", "pw", 0)
+	start := time.Now()
+	in := dialRaw(t, env, true)
+	in.login("bob", "pw")
+	var wg sync.WaitGroup
+	for _, useTLS := range []bool{false, true} {
+		c := dialRaw(t, env, useTLS)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := noopUntilClosed(c, 10*deadline); err != nil {
+				t.Errorf("TLS %v: %v", useTLS, err)
+			} else if el := time.Since(start); el < deadline {
+				t.Errorf("TLS %v: closed after %v, before the login timeout %v", useTLS, el, deadline)
+			}
+		}()
+	}
+	wg.Wait()
+	in.mustOK("NOOP")
+	in.mustOK("SELECT INBOX")
+}
+
+// noopUntilClosed sends NOOP every second until the server closes the connection, or reports an
+// error once max has passed with the connection still open.
+func noopUntilClosed(c *rawConn, max time.Duration) error {
+	end := time.Now().Add(max)
+	for i := 0; time.Now().Before(end); i++ {
+		c.c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(c.c, "n%d NOOP\r\n", i); err != nil {
+			return nil // closed while we wrote
+		}
+		for {
+			l, err := c.r.ReadString('\n')
+			if err != nil {
+				return nil
+			}
+			if strings.HasPrefix(l, "* BYE") {
+				continue
+			}
+			if strings.HasPrefix(l, fmt.Sprintf("n%d ", i)) {
+				break
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("still connected after %v of NOOPs", max)
+}
+
+// The per-address limits count an IPv6 client by its /64, which it can fill with addresses.
+func TestAddrKey(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"127.0.0.1:993", "127.0.0.1"},
+		{"[::ffff:192.0.2.7]:993", "192.0.2.7"},
+		{"[2001:db8:1:2:3:4:5:6]:993", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2::ffff]:143", "2001:db8:1:2::/64"},
+	} {
+		a, err := net.ResolveTCPAddr("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := addrKey(a); got != tc.want {
+			t.Errorf("addrKey(%s) = %q, want %q", tc.addr, got, tc.want)
+		}
 	}
 }

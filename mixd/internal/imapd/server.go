@@ -18,11 +18,17 @@ import (
 
 // Defaults for the zero values in Config.
 const (
-	DefaultMaxLiteralSize    = 32 << 20
-	DefaultLoginFailures     = 5
-	DefaultLoginFailuresIP   = 20
-	DefaultLoginWindow       = 5 * time.Minute
-	DefaultMaxConnections    = 1000
+	DefaultMaxLiteralSize  = 32 << 20
+	DefaultLoginFailures   = 5
+	DefaultLoginFailuresIP = 20
+	DefaultLoginWindow     = 5 * time.Minute
+	DefaultMaxConnections  = 1000
+	// A mail program opens a few connections (one per watched folder at most); 20 leaves room
+	// for a household or an office behind one address.
+	DefaultMaxConnectionsPerIP = 20
+	// A client has a minute from its connect to log in: enough for a TLS handshake and a user's
+	// password prompt with a program that connects first, and much less than a slot is worth.
+	DefaultLoginTimeout      = time.Minute
 	DefaultMaxConcurrentAuth = 2
 	// One address or one user may have only one password checked at a time, so that with two
 	// hash workers a flood always leaves one to everyone else.
@@ -54,6 +60,12 @@ type Config struct {
 	LoginWindow        time.Duration
 	// MaxConnections bounds concurrent connections; more are greeted with BYE and closed.
 	MaxConnections int
+	// MaxConnectionsPerIP bounds the concurrent connections of one client address (an IPv6
+	// client's /64), loopback included, so that one client cannot hold every connection slot.
+	MaxConnectionsPerIP int
+	// LoginTimeout is how long a connection may stay unauthenticated, counted from its accept
+	// and not extended by any command; then it is closed.
+	LoginTimeout time.Duration
 	// MaxSessionsPerUser bounds concurrent logged-in sessions of one user; a login beyond it is
 	// refused with LIMIT.
 	MaxSessionsPerUser int
@@ -88,6 +100,9 @@ type Server struct {
 	auth      *authGate
 	appendSem chan struct{}
 	connSem   chan struct{}
+
+	connsMu   sync.Mutex
+	connsByIP map[string]int // open connections per client address key (addrKey)
 
 	sessionsMu sync.Mutex
 	sessions   map[string]int // logged-in sessions per user
@@ -127,6 +142,12 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 	if cfg.MaxConnections <= 0 {
 		cfg.MaxConnections = DefaultMaxConnections
 	}
+	if cfg.MaxConnectionsPerIP <= 0 {
+		cfg.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+	}
+	if cfg.LoginTimeout <= 0 {
+		cfg.LoginTimeout = DefaultLoginTimeout
+	}
 	if cfg.MaxSessionsPerUser <= 0 {
 		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
 	}
@@ -156,6 +177,7 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 		auth:      newAuthGate(&cfg),
 		appendSem: make(chan struct{}, cfg.MaxConcurrentAppend),
 		connSem:   make(chan struct{}, cfg.MaxConnections),
+		connsByIP: make(map[string]int),
 		sessions:  make(map[string]int),
 	}
 	var err error
@@ -281,51 +303,4 @@ type logAdapter struct{ log *slog.Logger }
 
 func (l logAdapter) Printf(format string, args ...any) {
 	l.log.Warn("imap: " + fmt.Sprintf(format, args...))
-}
-
-// limitListener bounds concurrent connections and counts them so Run can wait for them.
-type limitListener struct {
-	net.Listener
-	s   *Server
-	tls bool // a clear-text BYE cannot be sent before the handshake
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		select {
-		case l.s.connSem <- struct{}{}:
-		default:
-			l.s.log.Warn("imap connection refused: too many connections", "remote", c.RemoteAddr().String())
-			// Not in the accept loop: a client that does not read must not hold up others.
-			go func() {
-				c.SetWriteDeadline(time.Now().Add(time.Second))
-				if !l.tls {
-					c.Write([]byte("* BYE Too many connections, try again later\r\n"))
-				}
-				c.Close()
-			}()
-			continue
-		}
-		l.s.conns.Add(1)
-		return &trackedConn{Conn: c, s: l.s}, nil
-	}
-}
-
-type trackedConn struct {
-	net.Conn
-	s    *Server
-	once sync.Once
-}
-
-func (c *trackedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(func() {
-		<-c.s.connSem
-		c.s.conns.Done()
-	})
-	return err
 }

@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +25,9 @@ type session struct {
 	srv  *Server
 	conn *imapserver.Conn
 	log  *slog.Logger
-	ip   string
+	ip   string       // for the log
+	key  string       // the address as the per-address limits count it (addrKey)
+	tc   *trackedConn // nil if the connection did not come from Run's listeners
 
 	mu   sync.Mutex // held by each command and by IDLE while it writes updates
 	user string     // "" until authenticated
@@ -42,7 +45,12 @@ func (s *Server) newSession(conn *imapserver.Conn) (imapserver.Session, *imapser
 	if host, _, err := net.SplitHostPort(conn.NetConn().RemoteAddr().String()); err == nil {
 		ip = host
 	}
-	return &session{srv: s, conn: conn, ip: ip, log: s.log.With("remote", ip)}, nil, nil
+	nc := conn.NetConn()
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	tc, _ := nc.(*trackedConn)
+	return &session{srv: s, conn: conn, ip: ip, key: addrKey(conn.NetConn().RemoteAddr()), tc: tc, log: s.log.With("remote", ip)}, nil, nil
 }
 
 // guard serialises the session's commands with the IDLE goroutine (imapserver may go on to the
@@ -81,7 +89,7 @@ func (s *session) Close() error {
 // through.
 func (s *session) Login(username, password string) (err error) {
 	defer s.guard("LOGIN", &err)()
-	done, err := s.srv.auth.begin(username, s.ip)
+	done, err := s.srv.auth.begin(username, s.key)
 	if err != nil {
 		if err == errLockedOut {
 			s.log.Warn("imap login refused: too many failures", "user", username)
@@ -101,6 +109,9 @@ func (s *session) Login(username, password string) (err error) {
 	if !s.srv.addSession(username) {
 		s.log.Warn("imap login refused: too many sessions", "user", username)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit, Text: "Too many sessions for this user, close one first"}
+	}
+	if s.tc != nil {
+		s.tc.loggedIn()
 	}
 	s.user = username
 	s.log = s.log.With("user", username)
