@@ -54,6 +54,15 @@ func TestDefaultsAndRelativePaths(t *testing.T) {
 	if want := filepath.Join(filepath.Dir(p), "authority.key"); c.IdentityKeyFile != want {
 		t.Errorf("identity_key_file = %q, want %q", c.IdentityKeyFile, want)
 	}
+	if want := filepath.Join(filepath.Dir(p), "directory-data", "admin.token"); c.AdminTokenPath() != want {
+		t.Errorf("admin token file %q, want %q by default", c.AdminTokenPath(), want)
+	}
+	if c, err = Load(writeConfig(t, "version = 1\nadmin_token_file = \"tok\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(c.AdminTokenPath()) || filepath.Base(c.AdminTokenPath()) != "tok" {
+		t.Errorf("relative admin_token_file: %q", c.AdminTokenPath())
+	}
 }
 
 func TestEnvironmentOverride(t *testing.T) {

@@ -43,6 +43,15 @@ func TestDefaultsAndRelativePaths(t *testing.T) {
 	if !filepath.IsAbs(c.DataDir) || c.Geometry().PayloadSize != 16384 || c.Directory.Threshold != 1 {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
+	if want := filepath.Join(c.DataDir, "admin.token"); c.AdminTokenPath() != want {
+		t.Errorf("admin token file %q, want %q by default", c.AdminTokenPath(), want)
+	}
+	if c, err = load(t, "admin_token_file = \"tok\"\n"+base); err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(c.AdminTokenPath()) || filepath.Base(c.AdminTokenPath()) != "tok" {
+		t.Errorf("relative admin_token_file: %q", c.AdminTokenPath())
+	}
 }
 
 func TestRefusals(t *testing.T) {
