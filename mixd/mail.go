@@ -69,7 +69,9 @@ func openMail(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (
 			}
 			m.imap, err = imapd.New(imapd.Config{
 				Addr: cfg.IMAP.ListenAddress, TLSAddr: cfg.IMAP.TLSListenAddress, TLS: tlsCfg,
-				InsecureAuth: cfg.IMAP.InsecureAuth, Logger: log.With("component", "imap"),
+				InsecureAuth: cfg.IMAP.InsecureAuth, MaxConnections: cfg.IMAP.MaxConnections,
+				MaxConnectionsPerIP: cfg.IMAP.MaxConnectionsPerIP, LoginTimeout: cfg.IMAP.LoginTimeout,
+				Logger: log.With("component", "imap"),
 			}, s)
 			if err != nil {
 				m.close()

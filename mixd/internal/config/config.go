@@ -15,6 +15,7 @@ import (
 
 	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/internal/boot"
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/imapd"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
@@ -125,9 +126,21 @@ type IMAP struct {
 	// self-signed certificate is generated in data_dir (fine for a local network, not for users).
 	CertFile string `mapstructure:"cert_file"`
 	KeyFile  string `mapstructure:"key_file"`
-	// InsecureAuth allows LOGIN without TLS: only for tests on loopback.
+	// InsecureAuth allows LOGIN without TLS: only for tests, and refused unless every IMAP
+	// listener is on loopback (a password sent in clear text over a network is given away).
 	InsecureAuth bool `mapstructure:"insecure_auth"`
+	// MaxConnections bounds the server's concurrent connections, and MaxConnectionsPerIP those
+	// of one client address (an IPv6 client's /64), loopback included.
+	MaxConnections      int `mapstructure:"max_connections"`
+	MaxConnectionsPerIP int `mapstructure:"max_connections_per_ip"`
+	// LoginTimeout is how long a connection may stay unauthenticated from its connect; no
+	// command extends it.
+	LoginTimeout time.Duration `mapstructure:"login_timeout"`
 }
+
+// maxLoginTimeout bounds [imap] login_timeout: a longer one lets unauthenticated clients keep
+// their connection slots for as long.
+const maxLoginTimeout = time.Hour
 
 // Sphinx is the packet geometry; it must match the consensus parameters (the node refuses to
 // process packets under a document whose geometry hash differs).
@@ -168,6 +181,7 @@ func Default() Config {
 		},
 		Provider: Provider{UserRate: 50, UserBurst: 200, QueueLimit: 10000},
 		Mailbox:  Mailbox{Backend: "embedded", LMTPNetwork: "tcp", Expiry: 24 * time.Hour, MaxMessageSize: 32 << 20},
+		IMAP:     IMAP{MaxConnections: imapd.DefaultMaxConnections, MaxConnectionsPerIP: imapd.DefaultMaxConnectionsPerIP, LoginTimeout: imapd.DefaultLoginTimeout},
 		Survey:   Survey{Enabled: true, Database: "sqlite"},
 	}
 }
@@ -187,6 +201,7 @@ func Load(path string) (*Config, error) {
 		"mailbox.expiry": d.Mailbox.Expiry, "mailbox.max_message_size": d.Mailbox.MaxMessageSize,
 		"imap.listen_address": d.IMAP.ListenAddress, "imap.tls_listen_address": d.IMAP.TLSListenAddress,
 		"imap.cert_file": d.IMAP.CertFile, "imap.key_file": d.IMAP.KeyFile, "imap.insecure_auth": d.IMAP.InsecureAuth,
+		"imap.max_connections": d.IMAP.MaxConnections, "imap.max_connections_per_ip": d.IMAP.MaxConnectionsPerIP, "imap.login_timeout": d.IMAP.LoginTimeout,
 		"survey.enabled": d.Survey.Enabled, "survey.database": d.Survey.Database, "survey.dsn": d.Survey.DSN,
 		"vote.enabled": d.Vote.Enabled, "vote.dir": d.Vote.Dir,
 	}
@@ -321,6 +336,29 @@ func (c *Config) validateMail() error {
 	}
 	if (c.IMAP.CertFile == "") != (c.IMAP.KeyFile == "") {
 		return errors.New("[imap] cert_file and key_file: set both or neither")
+	}
+	return c.IMAP.validate()
+}
+
+func (m *IMAP) validate() error {
+	if m.InsecureAuth {
+		for key, a := range map[string]string{"listen_address": m.ListenAddress, "tls_listen_address": m.TLSListenAddress} {
+			if a == "" {
+				continue
+			}
+			if err := boot.CheckLoopback(a, "insecure_auth sends passwords in clear text"); err != nil {
+				return fmt.Errorf("[imap] insecure_auth = true with %s %w; remove insecure_auth outside tests", key, err)
+			}
+		}
+	}
+	if m.MaxConnections < 1 || m.MaxConnections > 1000000 {
+		return fmt.Errorf("[imap] max_connections = %d: want 1 to 1000000", m.MaxConnections)
+	}
+	if m.MaxConnectionsPerIP < 1 || m.MaxConnectionsPerIP > m.MaxConnections {
+		return fmt.Errorf("[imap] max_connections_per_ip = %d: want 1 to max_connections (%d)", m.MaxConnectionsPerIP, m.MaxConnections)
+	}
+	if m.LoginTimeout < time.Second || m.LoginTimeout > maxLoginTimeout {
+		return fmt.Errorf("[imap] login_timeout = %v: want 1s to %v", m.LoginTimeout, maxLoginTimeout)
 	}
 	return nil
 }
