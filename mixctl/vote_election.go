@@ -542,10 +542,12 @@ func newVoteMixCmd() *cobra.Command {
 	var position int
 	c := &cobra.Command{
 		Use:   "mix --record DIR --position K --index I --key T.key",
-		Short: "Shuffle and prove, as mixer K, every question's list; writes DIR/mix/KK",
+		Short: "Shuffle and prove, as mixer K, every question's list; adds to DIR/mix/qQQ",
 		Long: `Mixer K (the K-th entry of the definition's "mixers") takes the board's input lists
-(K = 1) or mixer K-1's output, checked first, and writes one Verificatum proof
-directory per question under DIR/mix/KK with its signature. Progress goes to stderr.`,
+(K = 1) or mixer K-1's output, checked first, adds its proof to each question's Verificatum
+proof directory DIR/mix/qQQ (which holds every mixer's, in order) and signs what it added
+in DIR/mix/mixer-KK.bt. Run again after an interruption, it replaces what it had not
+signed. Progress goes to stderr.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sd, k, err := f.load(false)
@@ -585,7 +587,7 @@ directory per question under DIR/mix/KK with its signature. Progress goes to std
 			if _, err := election.Mix(rand.Reader, sd, pk, position, in, f.record, k, progress); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", election.MixDir(f.record, position))
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", election.MixerFile(f.record, position))
 			return nil
 		},
 	}

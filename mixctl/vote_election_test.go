@@ -172,7 +172,7 @@ func TestVoteElectionCommands(t *testing.T) {
 		t.Fatalf("verify with another official: %s", errOut)
 	}
 	// A record with a changed byte in mixer 2's output is refused, naming the mixer.
-	f := filepath.Join(record, "mix", "02", "q00", "ShuffledCiphertexts.bt")
+	f := filepath.Join(record, "mix", "q00", "proofs", "Ciphertexts02.bt")
 	b, _ := os.ReadFile(f)
 	b[len(b)-1] ^= 1
 	os.WriteFile(f, b, 0o644)

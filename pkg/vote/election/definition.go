@@ -160,6 +160,10 @@ func (d *Definition) Validate() error {
 	if err := (trustee.Params{N: n, T: d.Threshold}).Validate(); err != nil {
 		return bad("%d trustees, threshold %d: %v", n, d.Threshold, err)
 	}
+	// Verificatum's protocol has at most 25 parties; ours are the trustees (§12.5).
+	if n > verificatum.MaxMixers {
+		return bad("%d trustees, at most %d (Verificatum's limit on parties)", n, verificatum.MaxMixers)
+	}
 	sk := make(map[keys.IdentityPublicKey]int, n)
 	for i, t := range d.Trustees {
 		if err := checkText(fmt.Sprintf("trustee %d name", i+1), t.Name); err != nil {
@@ -176,8 +180,10 @@ func (d *Definition) Validate() error {
 			return bad("trustee %d: %v", i+1, err)
 		}
 	}
-	if len(d.Mixers) == 0 || len(d.Mixers) > verificatum.MaxMixers || len(d.Mixers) > n {
-		return bad("%d mixers, want 1 to min(%d, trustees)", len(d.Mixers), verificatum.MaxMixers)
+	// With fewer than t mixers, fewer than t trustees (the mixers together) could undo the
+	// mixing, and vmnv refuses a proof directory with fewer shuffles than the threshold.
+	if len(d.Mixers) < d.Threshold || len(d.Mixers) > n {
+		return bad("%d mixers, want threshold (%d) to trustees (%d)", len(d.Mixers), d.Threshold, n)
 	}
 	mixing := make(map[int]bool, len(d.Mixers))
 	for _, m := range d.Mixers {

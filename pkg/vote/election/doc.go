@@ -20,8 +20,8 @@
 //	keygen/answer-NN.bt      round 3 (only dealers complained about)
 //	params.bin               board.Params for the ballot box (BoxParams)
 //	board.bin                the bulletin board as downloaded from the ballot box
-//	mix/KK/mixer.bt          mixer position KK (01..K)'s signature over its directories
-//	mix/KK/qQQ/              Verificatum "shuffling" directory, question QQ
+//	mix/mixer-KK.bt          mixer position KK (01..K)'s signature over the files it added
+//	mix/qQQ/                 Verificatum "shuffling" directory of question QQ, every mixer's proof
 //	decrypt/share-NN.bt      trustee NN's decryption shares of the last mixer's output
 //	tally.json               the counts
 //

@@ -4,6 +4,7 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,10 +180,18 @@ func TestDefinitionValidate(t *testing.T) {
 		"id":        func(d *Definition) { d.ID = "Bad ID" },
 		"threshold": func(d *Definition) { d.Threshold = 4 },
 		"mixer":     func(d *Definition) { d.Mixers = []int{1, 1} },
-		"voter":     func(d *Definition) { d.Voters = append(d.Voters, d.Voters[0]) },
-		"choices":   func(d *Definition) { d.Questions[0].Choices = []string{"only"} },
-		"closes":    func(d *Definition) { d.Closes = d.Opens },
-		"trustee":   func(d *Definition) { d.Trustees[1].SigningKey = d.Trustees[0].SigningKey },
+		// Fewer mixers than the threshold: fewer than t trustees could undo the mixing, and
+		// vmnv refuses such a proof directory ("Active threshold is smaller than threshold").
+		"few mixers": func(d *Definition) { d.Mixers = []int{1} },
+		"trustees above Verificatum's 25 parties": func(d *Definition) {
+			for len(d.Trustees) <= 25 {
+				d.Trustees = append(d.Trustees, d.Trustees[0])
+			}
+		},
+		"voter":   func(d *Definition) { d.Voters = append(d.Voters, d.Voters[0]) },
+		"choices": func(d *Definition) { d.Questions[0].Choices = []string{"only"} },
+		"closes":  func(d *Definition) { d.Closes = d.Opens },
+		"trustee": func(d *Definition) { d.Trustees[1].SigningKey = d.Trustees[0].SigningKey },
 	}
 	for name, mod := range cases {
 		d := f.sd.Definition
@@ -190,7 +199,11 @@ func TestDefinitionValidate(t *testing.T) {
 		d.Trustees = append([]Trustee(nil), d.Trustees...)
 		d.Questions = append([]Question(nil), d.Questions...)
 		mod(&d)
-		if _, err := Sign(&d, f.official); !errors.Is(err, ErrInvalid) {
+		_, err := Sign(&d, f.official)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v", name, err)
+		}
+		if name == "trustees above Verificatum's 25 parties" && !strings.Contains(fmt.Sprint(err), "26 trustees, at most 25") {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -255,7 +268,7 @@ func (f *fixture) badShare(t testing.TB, msg []byte, dealer, to int) []byte {
 }
 
 func TestKeyGenComplaintAnswered(t *testing.T) {
-	f := newFixture(t, 1, 4, 2, []int{1})
+	f := newFixture(t, 1, 4, 2, []int{1, 2})
 	rec := t.TempDir()
 	f.keygen(t, rec, func(i int, msg []byte) []byte {
 		if i == 2 {
@@ -292,7 +305,7 @@ func TestKeyGenComplaintAnswered(t *testing.T) {
 }
 
 func TestKeyGenRefusesWrongSigner(t *testing.T) {
-	f := newFixture(t, 1, 3, 2, []int{1})
+	f := newFixture(t, 1, 3, 2, []int{1, 2})
 	msg, _, err := Deal(rand.Reader, f.sd, 1, f.trustees[0])
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +327,7 @@ func TestKeyGenRefusesWrongSigner(t *testing.T) {
 }
 
 func TestKeyShareFile(t *testing.T) {
-	f := newFixture(t, 1, 3, 2, []int{1})
+	f := newFixture(t, 1, 3, 2, []int{1, 2})
 	p := filepath.Join(t.TempDir(), "share")
 	x := group.ScalarFromUint(99)
 	if err := SaveKeyShare(p, f.sd, 2, x); err != nil {
@@ -336,7 +349,7 @@ func TestKeyShareFile(t *testing.T) {
 }
 
 func TestKeyGenWrongAnswerDisqualifies(t *testing.T) {
-	f := newFixture(t, 1, 4, 2, []int{1})
+	f := newFixture(t, 1, 4, 2, []int{1, 2})
 	rec := t.TempDir()
 	f.keygen(t, rec, func(i int, msg []byte) []byte {
 		if i == 3 {

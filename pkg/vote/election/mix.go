@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
@@ -26,11 +26,12 @@ const (
 	TallyFile      = "tally.json"
 )
 
-// Mixing (§12.5). Mixer k (k = 1..K, the k-th entry of Definition.Mixers) shuffles, for each
-// question q, the previous list (the board's input lists for k = 1) and writes one
-// Verificatum "shuffling" directory with a single mixer, mix/kk/qQQ, with auxsid "mKKqQQ",
-// under the election's own protInfo.xml (ProtInfo). Its signed mix/kk/mixer.bt binds the
-// SHA-256 of every file of its question directories to the trustee's signing key.
+// Mixing (§12.5). Each question q has one Verificatum "shuffling" directory, mix/qQQ, with
+// auxsid "qQQ" under the election's own protInfo.xml (ProtInfo), which holds every mixer's
+// proof in mixing order: mixer k (k = 1..K, the k-th entry of Definition.Mixers) shuffles
+// mixer k-1's output (the board's input lists for k = 1) and adds its files MixerFiles(k).
+// So `vmnv -shuffle` checks the whole chain of a question at once. Mixer k's signed
+// mix/mixer-KK.bt binds the SHA-256 of the files it added to each question's directory.
 
 const kindMix = "mix"
 
@@ -52,12 +53,12 @@ func (p Progress) say(format string, a ...any) {
 }
 
 // ProtInfo returns the election's protInfo.xml: session identifier the hex election hash,
-// one party per mixer. It is a function of the definition alone, so the verifier uses its own
-// copy, never the one in a proof directory.
+// one party per trustee (party NN is trustee NN, the index of its key share), threshold t. It
+// is a function of the definition alone, so the verifier uses its own copy, never the one in
+// a proof directory.
 func ProtInfo(sd *SignedDefinition) []byte {
 	d := &sd.Definition
 	h := sd.Hash()
-	k := len(d.Mixers)
 	var b strings.Builder
 	w := func(tag, v string) { fmt.Fprintf(&b, "   <%s>%s</%s>\n\n", tag, v, tag) }
 	b.WriteString("<protocol>\n\n")
@@ -66,10 +67,12 @@ func ProtInfo(sd *SignedDefinition) []byte {
 	// Verificatum's schema allows [A-Za-z][A-Za-z0-9_ ]{1,255} here; our ids may hold '-'.
 	w("name", "Election_"+strings.ReplaceAll(d.ID, "-", "_"))
 	w("descr", "")
-	w("nopart", fmt.Sprint(k))
+	w("nopart", fmt.Sprint(len(d.Trustees)))
 	w("statdist", fmt.Sprint(statDist))
 	w("bullboard", "com.verificatum.protocol.com.BullBoardBasicHTTPW")
-	w("thres", fmt.Sprint(min(d.Threshold, k)))
+	// vmnv refuses a directory with fewer shuffles than thres; the definition requires at
+	// least t mixers (§12.1), so thres is t itself.
+	w("thres", fmt.Sprint(d.Threshold))
 	w("pgroup", group.Name)
 	w("keywidth", "1")
 	w("vbitlen", "128")
@@ -83,36 +86,48 @@ func ProtInfo(sd *SignedDefinition) []byte {
 	w("maxciph", "0")
 	// vmnv validates the file against the schema of its bulletin board (BullBoardBasicHTTPW),
 	// which requires pkey, http and hint in every party, in this order, and never uses them.
-	// Our mixers have no Verificatum signature key nor server: pkey is empty and the addresses
-	// are in 192.0.2.0/24, reserved for documentation (RFC 5737), so they reach nothing.
-	for i, m := range d.Mixers {
-		fmt.Fprintf(&b, "   <party>\n\n      <name>Party%02d</name>\n\n      <srtbyrole>anyrole</srtbyrole>\n\n      <descr>trustee %d</descr>\n\n", i+1, m)
+	// Our trustees have no Verificatum signature key nor server: pkey is empty and the
+	// addresses are in 192.0.2.0/24, reserved for documentation (RFC 5737), so they reach
+	// nothing.
+	for i := range d.Trustees {
+		fmt.Fprintf(&b, "   <party>\n\n      <name>Party%02d</name>\n\n      <srtbyrole>anyrole</srtbyrole>\n\n      <descr>trustee %d</descr>\n\n", i+1, i+1)
 		fmt.Fprintf(&b, "      <pkey></pkey>\n\n      <http>http://192.0.2.1:%d</http>\n\n      <hint>192.0.2.1:%d</hint>\n\n   </party>\n\n", 8040+i+1, 4040+i+1)
 	}
 	b.WriteString("</protocol>\n")
 	return []byte(b.String())
 }
 
-// AuxSID is the auxiliary session identifier of mixer position k (1-based), question q.
-func AuxSID(k, q int) string { return fmt.Sprintf("m%02dq%02d", k, q) }
+// AuxSID is the auxiliary session identifier of question q's mixing directory.
+func AuxSID(q int) string { return fmt.Sprintf("q%02d", q) }
 
-// MixDir is the directory of mixer position k (1-based) in a record.
-func MixDir(record string, k int) string { return filepath.Join(record, "mix", fmt.Sprintf("%02d", k)) }
+// MixDir is the directory of the mixing proofs in a record.
+func MixDir(record string) string { return filepath.Join(record, "mix") }
 
-func questionDir(mixDir string, q int) string { return filepath.Join(mixDir, fmt.Sprintf("q%02d", q)) }
+// QuestionDir is question q's Verificatum proof directory in a record.
+func QuestionDir(record string, q int) string {
+	return filepath.Join(MixDir(record), fmt.Sprintf("q%02d", q))
+}
 
-func session(sd *SignedDefinition, k, q int) (*verificatum.Session, error) {
+// MixerFile is the signed message of mixer position k (1-based) in a record.
+func MixerFile(record string, k int) string {
+	return filepath.Join(MixDir(record), fmt.Sprintf("mixer-%02d.bt", k))
+}
+
+func session(sd *SignedDefinition, q int) (*verificatum.Session, error) {
 	pi, err := verificatum.ParseProtInfo(ProtInfo(sd))
 	if err != nil {
 		return nil, fmt.Errorf("election: protInfo: %w", err)
 	}
-	return verificatum.NewSession(pi, AuxSID(k, q))
+	return verificatum.NewSession(pi, AuxSID(q))
 }
 
-// Mix runs mixer position k (1-based) of the election on in (one list per question): it
-// re-encrypts and permutes each list under pk, proves it, writes MixDir(record, k) (which
-// must not exist) and returns the output lists, the next mixer's input. signer must be the
-// signing key of trustee Definition.Mixers[k-1].
+// Mix runs mixer position k (1-based) of the election on in (one list per question, mixer
+// k-1's output or the board's input lists for k = 1, which the caller verified): it
+// re-encrypts and permutes each list under pk, proves it, adds its files to each question's
+// directory, signs them in MixerFile(record, k) and returns the output lists, the next
+// mixer's input. signer must be the signing key of trustee Definition.Mixers[k-1]. A mixer
+// that failed or was interrupted before it signed can run again: its unsigned files are
+// removed first.
 func Mix(rnd io.Reader, sd *SignedDefinition, pk verificatum.PublicKey, k int, in [][]verificatum.Ciphertext, record string, signer *keys.IdentityPrivateKey, progress Progress) ([][]verificatum.Ciphertext, error) {
 	d := &sd.Definition
 	if k < 1 || k > len(d.Mixers) {
@@ -124,18 +139,26 @@ func Mix(rnd io.Reader, sd *SignedDefinition, pk verificatum.PublicKey, k int, i
 	if len(in) != len(d.Questions) {
 		return nil, fmt.Errorf("election: %d input lists for %d questions", len(in), len(d.Questions))
 	}
-	dir := MixDir(record, k)
-	if _, err := os.Stat(dir); err == nil {
-		return nil, fmt.Errorf("election: %s exists already; refusing to overwrite a mixer's output", dir)
+	mf := MixerFile(record, k)
+	if _, err := os.Stat(mf); err == nil {
+		return nil, fmt.Errorf("election: %s exists already; refusing to overwrite a mixer's output", mf)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if k > 1 {
+		if _, err := os.Stat(MixerFile(record, k-1)); err != nil {
+			return nil, fmt.Errorf("election: mixer %d has not signed its output: %w", k-1, err)
+		}
+	}
+	if err := os.MkdirAll(MixDir(record), 0o755); err != nil {
 		return nil, fmt.Errorf("election: %w", err)
 	}
-	// A failed run leaves nothing behind, so that the mixer can simply run again.
+	// Files left by an earlier run that did not sign them (k = 1: the whole directories).
+	if err := rollBack(record, k, len(d.Questions)); err != nil {
+		return nil, err
+	}
 	done := false
 	defer func() {
 		if !done {
-			os.RemoveAll(dir)
+			rollBack(record, k, len(d.Questions))
 		}
 	}()
 	protInfo := ProtInfo(sd)
@@ -144,7 +167,13 @@ func Mix(rnd io.Reader, sd *SignedDefinition, pk verificatum.PublicKey, k int, i
 		if len(list) == 0 {
 			return nil, fmt.Errorf("election: question %d has no ballots to mix", q)
 		}
-		sess, err := session(sd, k, q)
+		qd := QuestionDir(record, q)
+		if k == 1 {
+			if err := verificatum.CreateShuffleDir(qd, protInfo, AuxSID(q), pk, list); err != nil {
+				return nil, fmt.Errorf("election: question %d: %w", q, err)
+			}
+		}
+		sess, err := session(sd, q)
 		if err != nil {
 			return nil, err
 		}
@@ -156,22 +185,40 @@ func Mix(rnd io.Reader, sd *SignedDefinition, pk verificatum.PublicKey, k int, i
 		if err != nil {
 			return nil, fmt.Errorf("election: mixer %d question %d: %w", k, q, err)
 		}
-		if err := verificatum.WriteShuffleDir(questionDir(dir, q), protInfo, AuxSID(k, q), pk, list, []verificatum.Mixing{{Output: o, Proof: proof}}); err != nil {
+		if err := verificatum.AppendMixing(qd, k, verificatum.Mixing{Output: o, Proof: proof}); err != nil {
 			return nil, fmt.Errorf("election: mixer %d question %d: %w", k, q, err)
 		}
 		out[q] = o
 		progress.say("mixer %d (trustee %d), question %d: %d ballots shuffled and proved", k, d.Mixers[k-1], q, len(list))
 	}
-	digests, err := mixDigests(dir, len(d.Questions))
+	digests, err := mixDigests(record, k, len(d.Questions))
 	if err != nil {
 		return nil, err
 	}
 	msg := sealMessage(kindMix, sd.Hash(), d.Mixers[k-1], mixPayload(k, digests), signer)
-	if err := writeNew(filepath.Join(dir, "mixer.bt"), msg, 0o644); err != nil {
+	if err := writeNew(mf, msg, 0o644); err != nil {
 		return nil, fmt.Errorf("election: %w", err)
 	}
 	done = true
 	return out, nil
+}
+
+// rollBack removes what mixer k may have added without signing: for k = 1 the question
+// directories, otherwise its files and those of any later position.
+func rollBack(record string, k, questions int) error {
+	for q := range questions {
+		qd := QuestionDir(record, q)
+		if k == 1 {
+			if err := os.RemoveAll(qd); err != nil {
+				return fmt.Errorf("election: %w", err)
+			}
+			continue
+		}
+		if err := verificatum.TruncateMixings(qd, k-1); err != nil {
+			return fmt.Errorf("election: question %d: %w", q, err)
+		}
+	}
+	return nil
 }
 
 func mixPayload(k int, digests [][]byte) *bytetree.Tree {
@@ -182,44 +229,26 @@ func mixPayload(k int, digests [][]byte) *bytetree.Tree {
 	return bytetree.Node(bytetree.Uint32(uint32(k)), bytetree.Node(items...))
 }
 
-// mixDigests hashes, per question, every file of the question directory: SHA-256 over
-// (relative name, 0, uint64 length, content) in name order.
-func mixDigests(dir string, questions int) ([][]byte, error) {
+// mixDigests hashes, per question, the files mixer k added to the question's directory
+// (verificatum.MixerFiles(k), in name order): SHA-256 over (relative name, 0, uint64 length,
+// content). Each file is bounded by verificatum.MaxTreeFile before it is read.
+func mixDigests(record string, k, questions int) ([][]byte, error) {
 	out := make([][]byte, questions)
 	for q := range questions {
-		qd := questionDir(dir, q)
-		var names []string
-		err := filepath.WalkDir(qd, func(p string, e os.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if e.IsDir() {
-				return nil
-			}
-			if !e.Type().IsRegular() {
-				return fmt.Errorf("%s is not a regular file", p)
-			}
-			rel, err := filepath.Rel(qd, p)
-			if err != nil {
-				return err
-			}
-			names = append(names, filepath.ToSlash(rel))
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("election: %w", err)
-		}
-		sort.Strings(names)
+		qd := QuestionDir(record, q)
 		h := sha256.New()
-		for _, n := range names {
+		for _, n := range verificatum.MixerFiles(k) {
 			f, err := os.Open(filepath.Join(qd, filepath.FromSlash(n)))
 			if err != nil {
 				return nil, fmt.Errorf("election: %w", err)
 			}
 			st, err := f.Stat()
+			if err == nil && (!st.Mode().IsRegular() || st.Size() > verificatum.MaxTreeFile) {
+				err = fmt.Errorf("%s is not a regular file of at most %d bytes", n, verificatum.MaxTreeFile)
+			}
 			if err != nil {
 				f.Close()
-				return nil, fmt.Errorf("election: %w", err)
+				return nil, fmt.Errorf("election: question %d: %w", q, err)
 			}
 			io.WriteString(h, n)
 			h.Write([]byte{0})
@@ -241,13 +270,9 @@ func mixDigests(dir string, questions int) ([][]byte, error) {
 
 // readList reads a ciphertext list file of a proof directory.
 func readList(path string) ([]verificatum.Ciphertext, error) {
-	b, err := readLimited(path, int64(verificatum.MaxTreeFile))
+	t, err := readTreeFile(path)
 	if err != nil {
 		return nil, err
-	}
-	t, err := bytetree.Parse(b, bytetree.Limits{MaxBytes: verificatum.MaxTreeFile, MaxDepth: 4})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	l, err := verificatum.ListFromTree(t)
 	if err != nil {
@@ -256,72 +281,78 @@ func readList(path string) ([]verificatum.Ciphertext, error) {
 	return l, nil
 }
 
-// verifyMixer checks mixer position k: its signed mixer.bt, and for each question the proof
-// directory (under the election's own protInfo), its auxsid, its key, that its input is
-// exactly in[q]. It returns the outputs, and one error per failure.
+func readTreeFile(path string) (*bytetree.Tree, error) {
+	b, err := readLimited(path, int64(verificatum.MaxTreeFile))
+	if err != nil {
+		return nil, err
+	}
+	t, err := bytetree.Parse(b, bytetree.Limits{MaxBytes: verificatum.MaxTreeFile, MaxDepth: 4})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return t, nil
+}
+
+// verifyMixer checks mixer position k: its signed mixer file, and for each question its proof
+// of shuffle (under the election's own protInfo) from in[q] to its output. It returns the
+// outputs, and one error per failure.
 func verifyMixer(sd *SignedDefinition, pk verificatum.PublicKey, k int, in [][]verificatum.Ciphertext, record string, progress Progress) ([][]verificatum.Ciphertext, []error) {
 	d := &sd.Definition
-	dir := MixDir(record, k)
 	who := fmt.Sprintf("mixer %d (trustee %d)", k, d.Mixers[k-1])
-	b, err := readLimited(filepath.Join(dir, "mixer.bt"), MaxKeyGenMessage)
+	b, err := readLimited(MixerFile(record, k), MaxKeyGenMessage)
 	if err != nil {
 		return nil, []error{fmt.Errorf("%s: %w", who, err)}
 	}
 	idx, payload, err := openMessage(b, MaxKeyGenMessage, kindMix, sd.Hash(), d)
 	if err != nil {
-		return nil, []error{fmt.Errorf("%s: mixer.bt: %w", who, err)}
+		return nil, []error{fmt.Errorf("%s: %s: %w", who, filepath.Base(MixerFile(record, k)), err)}
 	}
 	if idx != d.Mixers[k-1] {
-		return nil, []error{fmt.Errorf("%s: mixer.bt is signed by trustee %d", who, idx)}
+		return nil, []error{fmt.Errorf("%s: %s is signed by trustee %d", who, filepath.Base(MixerFile(record, k)), idx)}
 	}
-	digests, err := mixDigests(dir, len(d.Questions))
+	digests, err := mixDigests(record, k, len(d.Questions))
 	if err != nil {
 		return nil, []error{fmt.Errorf("%s: %w", who, err)}
 	}
 	if string(payload.Encode()) != string(mixPayload(k, digests).Encode()) {
-		return nil, []error{fmt.Errorf("%s: mixer.bt does not match the files of its proof directories", who)}
+		return nil, []error{fmt.Errorf("%s: %s does not match its files in the proof directories", who, filepath.Base(MixerFile(record, k)))}
 	}
-	protInfo := ProtInfo(sd)
 	var errs []error
 	out := make([][]verificatum.Ciphertext, len(d.Questions))
 	for q := range d.Questions {
-		qd := questionDir(dir, q)
+		qd := QuestionDir(record, q)
 		where := fmt.Sprintf("%s, question %d", who, q)
-		aux, err := readLimited(filepath.Join(qd, "auxsid"), verificatum.MaxSmallFile)
-		if err != nil || string(aux) != AuxSID(k, q) {
-			errs = append(errs, fmt.Errorf("%s: auxsid is not %q", where, AuxSID(k, q)))
-			continue
-		}
-		res, err := verificatum.VerifyDir(qd, protInfo)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: proof of shuffle invalid: %w", where, err))
-			continue
-		}
-		if res.Type != "shuffling" || len(res.Mixers) != 1 || !res.OutputMatches {
-			errs = append(errs, fmt.Errorf("%s: not a single-mixer shuffling directory", where))
-			continue
-		}
-		pkb, err := readLimited(filepath.Join(qd, "FullPublicKey.bt"), 1024)
-		if err != nil || string(pkb) != string(pk.Tree().Encode()) {
-			errs = append(errs, fmt.Errorf("%s: FullPublicKey.bt is not the election key", where))
-			continue
-		}
-		got, err := readList(filepath.Join(qd, "Ciphertexts.bt"))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: input: %w", where, err))
-			continue
-		}
-		if msg := compareLists(got, in[q]); msg != "" {
-			src := fmt.Sprintf("the output of mixer %d", k-1)
-			if k == 1 {
-				src = "the board's input list"
-			}
-			errs = append(errs, fmt.Errorf("%s: input is not %s: %s", where, src, msg))
-			continue
-		}
-		o, err := readList(filepath.Join(qd, "ShuffledCiphertexts.bt"))
+		names := verificatum.MixerFiles(k)
+		o, err := readList(filepath.Join(qd, names[0]))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: output: %w", where, err))
+			continue
+		}
+		var trees [3]*bytetree.Tree
+		for i := range trees {
+			if trees[i], err = readTreeFile(filepath.Join(qd, names[i+1])); err != nil {
+				break
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			continue
+		}
+		proof, err := verificatum.ParseShuffleProof(trees[0], trees[1], trees[2], len(in[q]))
+		if err == nil && len(o) != len(in[q]) {
+			err = fmt.Errorf("%d output ciphertexts for %d input", len(o), len(in[q]))
+		}
+		if err == nil {
+			var sess *verificatum.Session
+			var h []*group.Element
+			if sess, err = session(sd, q); err == nil {
+				if h, err = sess.Generators(len(in[q])); err == nil {
+					err = sess.VerifyShuffle(h, pk, in[q], o, proof)
+				}
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: proof of shuffle invalid: %w", where, err))
 			continue
 		}
 		out[q] = o
@@ -331,6 +362,62 @@ func verifyMixer(sd *SignedDefinition, pk verificatum.PublicKey, k int, in [][]v
 		return nil, errs
 	}
 	return out, nil
+}
+
+// verifyQuestionDirs checks the files of each question's directory that no mixer signs, as
+// vmnv reads them: the Verificatum version, type, auxsid and width, protInfo.xml equal to
+// the election's, FullPublicKey.bt the election key, Ciphertexts.bt the board's input list,
+// and activethreshold: K when all mixers are being verified (complete), otherwise at least
+// mixers (a later mixer may have begun).
+func verifyQuestionDirs(sd *SignedDefinition, pk verificatum.PublicKey, inputs [][]verificatum.Ciphertext, mixers int, complete bool, record string) []error {
+	var errs []error
+	protInfo := ProtInfo(sd)
+	for q := range sd.Definition.Questions {
+		qd := QuestionDir(record, q)
+		where := fmt.Sprintf("question %d's proof directory", q)
+		want := map[string]string{
+			"version": verificatum.Version, "type": "shuffling", "auxsid": AuxSID(q), "width": "1",
+			"protInfo.xml": string(protInfo), "FullPublicKey.bt": string(pk.Tree().Encode()),
+		}
+		for _, name := range []string{"version", "type", "auxsid", "width", "protInfo.xml", "FullPublicKey.bt"} {
+			b, err := readLimited(filepath.Join(qd, name), verificatum.MaxProtInfoSize)
+			if err != nil || string(b) != want[name] {
+				errs = append(errs, fmt.Errorf("%s: %s is not the election's", where, name))
+			}
+		}
+		at, err := readLimited(filepath.Join(qd, "proofs", "activethreshold"), verificatum.MaxSmallFile)
+		n, _ := strconv.Atoi(string(at))
+		switch {
+		case err != nil || strconv.Itoa(n) != string(at):
+			errs = append(errs, fmt.Errorf("%s: proofs/activethreshold unreadable", where))
+		case complete && n != mixers:
+			errs = append(errs, fmt.Errorf("%s: activethreshold is %d, the election has %d mixers", where, n, mixers))
+		case n < mixers:
+			errs = append(errs, fmt.Errorf("%s: activethreshold is %d, below the %d mixers verified", where, n, mixers))
+		}
+		got, err := readList(filepath.Join(qd, "Ciphertexts.bt"))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: input: %w", where, err))
+		} else if msg := compareLists(got, inputs[q]); msg != "" {
+			errs = append(errs, fmt.Errorf("%s: Ciphertexts.bt is not the board's input list: %s", where, msg))
+		}
+	}
+	return errs
+}
+
+// verifyShuffled checks that each question's ShuffledCiphertexts.bt, which vmnv compares
+// with the last proof's output, is final[q], the last mixer's verified output.
+func verifyShuffled(sd *SignedDefinition, final [][]verificatum.Ciphertext, record string) []error {
+	var errs []error
+	for q := range sd.Definition.Questions {
+		got, err := readList(filepath.Join(QuestionDir(record, q), "ShuffledCiphertexts.bt"))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("question %d's proof directory: output: %w", q, err))
+		} else if msg := compareLists(got, final[q]); msg != "" {
+			errs = append(errs, fmt.Errorf("question %d's proof directory: ShuffledCiphertexts.bt is not the last mixer's output: %s", q, msg))
+		}
+	}
+	return errs
 }
 
 func compareLists(got, want []verificatum.Ciphertext) string {

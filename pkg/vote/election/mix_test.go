@@ -27,21 +27,23 @@ func (f *fixture) encryptLists(t testing.TB, choices [][]int) [][]verificatum.Ci
 	return out
 }
 
-// mixBad writes mixer position k's directory like Mix, signed by the right trustee, but with
-// the input and output lists of question 0 changed by cheat before the proof is written.
-func (f *fixture) mixBad(t testing.TB, record string, k int, in [][]verificatum.Ciphertext, cheat func(in []verificatum.Ciphertext) (claimedIn, shuffleIn []verificatum.Ciphertext, edit func(out []verificatum.Ciphertext))) {
+// mixBad runs mixer position k like Mix, signed by the right trustee, but with the input
+// and output lists of question 0 changed by cheat before the proof is written (the claimed
+// input only matters for k = 1, which writes Ciphertexts.bt). It returns the outputs, so that
+// honest mixers can follow.
+func (f *fixture) mixBad(t testing.TB, record string, k int, in [][]verificatum.Ciphertext, cheat func(in []verificatum.Ciphertext) (claimedIn, shuffleIn []verificatum.Ciphertext, edit func(out []verificatum.Ciphertext))) [][]verificatum.Ciphertext {
 	t.Helper()
 	d := &f.sd.Definition
-	dir := MixDir(record, k)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(MixDir(record), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	outs := make([][]verificatum.Ciphertext, len(in))
 	for q, list := range in {
 		claimed, shuffled, edit := list, list, func([]verificatum.Ciphertext) {}
 		if q == 0 {
 			claimed, shuffled, edit = cheat(list)
 		}
-		sess, err := session(f.sd, k, q)
+		sess, err := session(f.sd, q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,18 +56,35 @@ func (f *fixture) mixBad(t testing.TB, record string, k int, in [][]verificatum.
 			t.Fatal(err)
 		}
 		edit(out)
-		if err := verificatum.WriteShuffleDir(questionDir(dir, q), ProtInfo(f.sd), AuxSID(k, q), f.result.PublicKey, claimed, []verificatum.Mixing{{Output: out, Proof: proof}}); err != nil {
+		qd := QuestionDir(record, q)
+		if k == 1 {
+			if err := verificatum.CreateShuffleDir(qd, ProtInfo(f.sd), AuxSID(q), f.result.PublicKey, claimed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := verificatum.AppendMixing(qd, k, verificatum.Mixing{Output: out, Proof: proof}); err != nil {
 			t.Fatal(err)
 		}
+		outs[q] = out
 	}
-	digests, err := mixDigests(dir, len(d.Questions))
+	digests, err := mixDigests(record, k, len(d.Questions))
 	if err != nil {
 		t.Fatal(err)
 	}
 	msg := sealMessage(kindMix, f.sd.Hash(), d.Mixers[k-1], mixPayload(k, digests), f.trustees[d.Mixers[k-1]-1])
-	if err := writeNew(filepath.Join(dir, "mixer.bt"), msg, 0o644); err != nil {
+	if err := writeNew(MixerFile(record, k), msg, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return outs
+}
+
+// checkMixer1 runs the verifier's checks of the directories' common files and of mixer 1.
+func (f *fixture) checkMixer1(record string, in [][]verificatum.Ciphertext) []error {
+	if errs := verifyQuestionDirs(f.sd, f.result.PublicKey, in, 1, false, record); len(errs) > 0 {
+		return errs
+	}
+	_, errs := verifyMixer(f.sd, f.result.PublicKey, 1, in, record, nil)
+	return errs
 }
 
 func TestMixDecryptCount(t *testing.T) {
@@ -179,11 +198,11 @@ func TestMixerCheats(t *testing.T) {
 	}{
 		{"drop", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
 			return in[1:], in[1:], func([]verificatum.Ciphertext) {}
-		}, "mixer 1 (trustee 1), question 0: input is not the board's input list: 5 ciphertexts where 6 are expected"},
+		}, "question 0's proof directory: Ciphertexts.bt is not the board's input list: 5 ciphertexts where 6 are expected"},
 		{"duplicate", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
 			dup := append([]verificatum.Ciphertext{in[0]}, in[:5]...)
 			return dup, dup, func([]verificatum.Ciphertext) {}
-		}, "mixer 1 (trustee 1), question 0: input is not the board's input list: ciphertext 1 differs"},
+		}, "question 0's proof directory: Ciphertexts.bt is not the board's input list: ciphertext 1 differs"},
 		{"duplicate in output", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
 			return in, in, func(out []verificatum.Ciphertext) { out[1] = out[0] }
 		}, "mixer 1 (trustee 1), question 0: proof of shuffle invalid"},
@@ -195,7 +214,7 @@ func TestMixerCheats(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			record := t.TempDir()
 			f.mixBad(t, record, 1, in, c.cheat)
-			_, errs := verifyMixer(f.sd, f.result.PublicKey, 1, in, record, nil)
+			errs := f.checkMixer1(record, in)
 			if len(errs) != 1 || !strings.Contains(errs[0].Error(), c.want) {
 				t.Fatalf("got %v, want %q", errs, c.want)
 			}
@@ -206,10 +225,16 @@ func TestMixerCheats(t *testing.T) {
 	if _, err := Mix(rand.Reader, f.sd, f.result.PublicKey, 1, in, record, f.trustees[0], nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(MixDir(record, 1), "q01", "auxsid"), []byte("m01q00"), 0o644); err != nil {
+	reply := filepath.Join(QuestionDir(record, 1), "proofs", "PoSReply01.bt")
+	b, err := os.ReadFile(reply)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, errs := verifyMixer(f.sd, f.result.PublicKey, 1, in, record, nil); len(errs) != 1 || !strings.Contains(errs[0].Error(), "mixer.bt does not match") {
+	b[len(b)-1] ^= 1
+	if err := os.WriteFile(reply, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if errs := f.checkMixer1(record, in); len(errs) != 1 || !strings.Contains(errs[0].Error(), "mixer-01.bt does not match its files") {
 		t.Fatalf("edited directory: %v", errs)
 	}
 }

@@ -20,7 +20,7 @@ import (
 // pkg/vote/verificatum), which keeps the rules here honest.
 func TestProtInfoFollowsVerificatumSchema(t *testing.T) {
 	f := newFixture(t, 1, 5, 3, []int{2, 4, 5}) // id "test-election": the '-' is not allowed in <name>
-	checkVerificatumSchema(t, ProtInfo(f.sd), len(f.sd.Definition.Mixers))
+	checkVerificatumSchema(t, ProtInfo(f.sd), len(f.sd.Definition.Trustees))
 	for _, d := range []string{"mix-p256-3party-n100", "shuffle-p256-n100"} {
 		t.Run(d, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join("..", "verificatum", "testdata", d, "protInfo.xml"))

@@ -145,6 +145,11 @@ func verifyPrefix(record string, upTo int, progress Progress) (*Result, [][]veri
 		return fail(fmt.Errorf("mixing: the election has %d mixers, not %d", len(d.Mixers), upTo))
 	}
 	lists := inputs
+	if upTo > 0 {
+		if errs := verifyQuestionDirs(sd, kr.PublicKey, inputs, upTo, upTo == len(d.Mixers), record); len(errs) > 0 {
+			return fail(errs...)
+		}
+	}
 	for k := 1; k <= upTo; k++ {
 		t0 := time.Now()
 		out, errs := verifyMixer(sd, kr.PublicKey, k, lists, record, progress)
@@ -153,6 +158,11 @@ func verifyPrefix(record string, upTo int, progress Progress) (*Result, [][]veri
 		}
 		lists = out
 		progress.say("mixer %d (trustee %d): all %d questions verified (%s)", k, d.Mixers[k-1], len(d.Questions), time.Since(t0).Round(time.Millisecond))
+	}
+	if upTo == len(d.Mixers) {
+		if errs := verifyShuffled(sd, lists, record); len(errs) > 0 {
+			return fail(errs...)
+		}
 	}
 	r := &Result{Definition: sd, KeyGen: kr}
 	for _, l := range inputs {

@@ -283,8 +283,8 @@ func TestFullElection(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := f.encryptLists(t, [][]int{{1}})[0][0]
-	honest := MixDir(record, 1) + ".honest"
-	if err := os.Rename(MixDir(record, 1), honest); err != nil {
+	honest := MixDir(record) + ".honest"
+	if err := os.Rename(MixDir(record), honest); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -294,7 +294,7 @@ func TestFullElection(t *testing.T) {
 	}{
 		{"mixer drops", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
 			return in[:len(in)-1], in[:len(in)-1], func([]verificatum.Ciphertext) {}
-		}, "mixer 1 (trustee 2), question 0: input is not the board's input list: 99 ciphertexts where 100 are expected"},
+		}, "question 0's proof directory: Ciphertexts.bt is not the board's input list: 99 ciphertexts where 100 are expected"},
 		{"mixer duplicates", func(in []verificatum.Ciphertext) ([]verificatum.Ciphertext, []verificatum.Ciphertext, func([]verificatum.Ciphertext)) {
 			return in, in, func(out []verificatum.Ciphertext) { out[7] = out[8] }
 		}, "mixer 1 (trustee 2), question 0: proof of shuffle invalid"},
@@ -302,13 +302,19 @@ func TestFullElection(t *testing.T) {
 			return in, in, func(out []verificatum.Ciphertext) { out[7] = other }
 		}, "mixer 1 (trustee 2), question 0: proof of shuffle invalid"},
 	} {
-		f.mixBad(t, record, 1, inputs, c.cheat)
+		// The cheat's output goes on to the honest mixers 2 and 3, so the chain is complete.
+		l := f.mixBad(t, record, 1, inputs, c.cheat)
+		for k := 2; k <= 3; k++ {
+			if l, err = Mix(rand.Reader, f.sd, f.result.PublicKey, k, l, record, f.trustees[f.sd.Definition.Mixers[k-1]-1], nil); err != nil {
+				t.Fatal(err)
+			}
+		}
 		expect(c.name, c.want)
-		if err := os.RemoveAll(MixDir(record, 1)); err != nil {
+		if err := os.RemoveAll(MixDir(record)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := os.Rename(honest, MixDir(record, 1)); err != nil {
+	if err := os.Rename(honest, MixDir(record)); err != nil {
 		t.Fatal(err)
 	}
 

@@ -134,6 +134,11 @@ func VerifyDirProgress(dir string, protInfo []byte, progress func(mixer, done, t
 	if err != nil || k < 1 || k > MaxMixers || k > pi.NoPart {
 		return nil, fmt.Errorf("%w: activethreshold %q", ErrFormat, small["proofs/activethreshold"])
 	}
+	// vmnv refuses fewer shuffles than the threshold before it reads a proof: with fewer
+	// mixers than thres, fewer than thres colluding parties could undo the mixing.
+	if k < pi.Thres {
+		return nil, fmt.Errorf("%w: active threshold %d is smaller than the threshold %d of protInfo.xml", ErrInvalid, k, pi.Thres)
+	}
 	res := &DirResult{Type: small["type"], AuxSID: small["auxsid"]}
 	sess, err := NewSession(pi, res.AuxSID)
 	if err != nil {

@@ -72,3 +72,23 @@ func TestVerifyDirProgress(t *testing.T) {
 		t.Fatalf("last progress by mixer %v, want 900 for mixers 1 and 2", last)
 	}
 }
+
+// TestVerifyDirRefusesFewerShufflesThanThreshold: Verificatum's valid two-shuffle directory
+// under a protInfo.xml with threshold 3 is refused, as vmnv refuses it ("Active threshold is
+// smaller than threshold!"): we accepted it before (issue 15), so records that vmnv refuses
+// passed our verifier.
+func TestVerifyDirRefusesFewerShufflesThanThreshold(t *testing.T) {
+	dir := filepath.Join("testdata", "mix-p256-3party-n100")
+	pi, err := os.ReadFile(filepath.Join(dir, "protInfo.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi3 := strings.Replace(string(pi), "<thres>2</thres>", "<thres>3</thres>", 1)
+	if pi3 == string(pi) {
+		t.Fatal("the reference protInfo.xml has no <thres>2</thres>")
+	}
+	_, err = VerifyDir(dir, []byte(pi3))
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "active threshold 2 is smaller than the threshold 3") {
+		t.Fatalf("got %v, want the active threshold refused", err)
+	}
+}
