@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -164,13 +165,19 @@ func (a *authority) stop(t *testing.T) {
 	}
 }
 
-func (a *authority) approve(t *testing.T, id keys.IdentityPublicKey) {
+// approve approves the node of d as what d says it is.
+func (a *authority) approve(t *testing.T, d *pki.Descriptor) {
 	t.Helper()
 	token, err := adminauth.Load(filepath.Join(a.dir, "data", adminauth.DefaultFile)) // data_dir's token
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest(http.MethodPut, "http://"+a.admin+"/admin/v1/nodes/"+id.String(), nil)
+	ap, err := pki.NewApproval(d.Role, d.Domains)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(ap)
+	req, _ := http.NewRequest(http.MethodPut, "http://"+a.admin+"/admin/v1/nodes/"+d.Identity.String(), bytes.NewReader(body))
 	adminauth.SetHeaders(req, token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -263,7 +270,7 @@ func TestRestartMidEpoch(t *testing.T) {
 			role = pki.RoleProvider
 		}
 		d, b := testNode(t, i, role, e)
-		a.approve(t, d.Identity)
+		a.approve(t, d)
 		if code := a.post(t, b); code != http.StatusOK {
 			t.Fatalf("post: %d", code)
 		}
@@ -311,7 +318,7 @@ func TestThreeAuthorities(t *testing.T) {
 		}
 		d, b := testNode(t, i, role, e)
 		for _, a := range auths {
-			a.approve(t, d.Identity)
+			a.approve(t, d)
 			if code := a.post(t, b); code != http.StatusOK {
 				t.Fatalf("post to %s: %d", a.name, code)
 			}
@@ -320,7 +327,7 @@ func TestThreeAuthorities(t *testing.T) {
 	// The epoch now, not at the start: on a loaded machine the posts above can outlast an epoch.
 	eNow, _, _ := c.Now()
 	rogue, rb := testNode(t, 99, pki.RoleMix, eNow)
-	auths[0].approve(t, rogue.Identity)
+	auths[0].approve(t, rogue)
 	if code := auths[0].post(t, rb); code != http.StatusOK {
 		t.Fatalf("post rogue: %d", code)
 	}

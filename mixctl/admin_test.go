@@ -187,7 +187,7 @@ func TestAdminAPIRefusesWebPages(t *testing.T) {
 	// mixctl with the directory's token file approves a node.
 	good, _ := keys.GenerateIdentityKey(rand.Reader)
 	goodID := good.Public().String()
-	if code, out, errOut := mixctl("dir", "approve", "--admin", n.DirAdmin, "--admin-token", dirToken, goodID); code != 0 || !strings.Contains(out, "approved") {
+	if code, out, errOut := mixctl("dir", "approve", "--admin", n.DirAdmin, "--admin-token", dirToken, goodID, "--role", "mix"); code != 0 || !strings.Contains(out, "approved") {
 		t.Errorf("mixctl dir approve with the token file: %d %q %q", code, out, errOut)
 	}
 	if code, body := adminRequest(t, http.MethodGet, n.DirAdmin, n.DirAdmin, "/admin/v1/nodes", dt, "", ""); code != http.StatusOK || !strings.Contains(body, goodID) {

@@ -36,11 +36,14 @@ func newDirCmd() *cobra.Command {
 		Long: `Commands for the directory authority (docs/spec/pki.md).
 
   mixctl dir keygen --out DIR     create an authority identity key
-  mixctl dir approve NODE-ID      let a node into this authority's votes
+  mixctl dir approve NODE-ID --role mix
+  mixctl dir approve NODE-ID --role provider --domain DOMAIN [--domain ...]
+                                  let a node into this authority's votes as what it is
+  mixctl dir approved             list the approvals
   mixctl dir remove NODE-ID       take it out again
   mixctl dir status [--json]      show the current consensus document`,
 	}
-	dir.AddCommand(newDirKeygenCmd(), newDirApproveCmd(true), newDirApproveCmd(false), newDirStatusCmd())
+	dir.AddCommand(newDirKeygenCmd(), newDirApproveCmd(true), newDirApproveCmd(false), newDirApprovedCmd(), newDirStatusCmd())
 	return dir
 }
 
@@ -94,11 +97,16 @@ configuration as identity_key_file; give the public key to the other authorities
 // newDirApproveCmd builds "approve" (approve true) or "remove".
 func newDirApproveCmd(approve bool) *cobra.Command {
 	admin := &adminAPI{daemon: "directory"}
-	use, short, method := "approve NODE-ID", "Approve a node identity at a directory authority", http.MethodPut
-	long := `Adds NODE-ID (the node's identity public key, 64 hex characters, as mixd prints it)
-to the authority's allow-list through its admin API. With several authorities,
-approve the node at each of them: a node is in the consensus only when a
-majority of authorities vote for it.`
+	var role string
+	var domains []string
+	use, short, method := "approve NODE-ID --role mix|provider [--domain DOMAIN ...]", "Approve a node at a directory authority as a mix, or as the provider of mail domains", http.MethodPut
+	long := `Approves NODE-ID (the node's identity public key, 64 hex characters, as mixd prints it)
+through the authority's admin API, as what it may be in the network: --role mix, or
+--role provider with each mail domain it serves as --domain (repeat for several).
+The authority refuses a descriptor that claims another role or another domain, and
+a domain approved for another node (a domain has one provider). Approving a node
+again replaces its approval. With several authorities, approve the node at each of
+them: a node is in the consensus only when a majority of authorities vote for it.`
 	if !approve {
 		use, short, method = "remove NODE-ID", "Remove a node identity from a directory authority's allow-list", http.MethodDelete
 		long = `Removes NODE-ID from the authority's allow-list through its admin API. The node is
@@ -115,7 +123,15 @@ left out of this authority's next vote; documents already published do not chang
 			if err != nil {
 				return fmt.Errorf("NODE-ID: %w", err)
 			}
-			msg, err := admin.do(cmd.Context(), method, "/admin/v1/nodes/"+id.String(), nil, http.StatusOK)
+			var body any
+			if approve {
+				ap, err := approvalFlags(role, domains)
+				if err != nil {
+					return err
+				}
+				body = ap
+			}
+			msg, err := admin.do(cmd.Context(), method, "/admin/v1/nodes/"+id.String(), body, http.StatusOK)
 			if err != nil {
 				return err
 			}
@@ -124,6 +140,79 @@ left out of this authority's next vote; documents already published do not chang
 		},
 	}
 	admin.flags(c, defaultDirAdmin, defaultDirToken)
+	if approve {
+		c.Flags().StringVar(&role, "role", "", `"mix" or "provider" (required)`)
+		c.Flags().StringArrayVar(&domains, "domain", nil, "a mail domain the provider serves (repeat for several; providers only)")
+	}
+	return c
+}
+
+// approvalFlags turns --role and --domain into an approval, with errors that say which flag.
+func approvalFlags(role string, domains []string) (pki.Approval, error) {
+	if role == "" {
+		return pki.Approval{}, errors.New("--role is required: --role mix, or --role provider --domain DOMAIN; an approval says what the node may publish")
+	}
+	r, err := pki.ParseRole(role)
+	if err != nil {
+		return pki.Approval{}, fmt.Errorf("--role: %w", err)
+	}
+	if r == pki.RoleProvider && len(domains) == 0 {
+		return pki.Approval{}, errors.New("--role provider needs --domain DOMAIN for each mail domain the provider serves (repeat the flag)")
+	}
+	if r == pki.RoleMix && len(domains) > 0 {
+		return pki.Approval{}, fmt.Errorf("--domain %s: a mix serves no mail domain; approve a provider with --role provider", strings.Join(domains, ", "))
+	}
+	for i, d := range domains {
+		domains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
+	}
+	ap, err := pki.NewApproval(r, domains)
+	if err != nil {
+		return pki.Approval{}, fmt.Errorf("--domain: %w", err)
+	}
+	return ap, nil
+}
+
+func newDirApprovedCmd() *cobra.Command {
+	admin := &adminAPI{daemon: "directory"}
+	var jsonOutput bool
+	c := &cobra.Command{
+		Use:   "approved",
+		Short: "List the nodes a directory authority approves, with their roles and mail domains",
+		Long: `Lists the approvals of the authority's configuration file and of mixctl dir approve:
+each node's identity, role and, for a provider, its mail domains. An approval stored
+before approvals named a role is marked legacy: it admits the node as a mix only.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			b, err := admin.do(cmd.Context(), http.MethodGet, "/admin/v1/nodes", nil, http.StatusOK)
+			if err != nil {
+				return err
+			}
+			if jsonOutput {
+				_, err := cmd.OutOrStdout().Write(b)
+				return err
+			}
+			var list []struct {
+				Identity string   `json:"identity"`
+				Role     string   `json:"role"`
+				Domains  []string `json:"domains"`
+				Legacy   bool     `json:"legacy"`
+			}
+			if err := json.Unmarshal(b, &list); err != nil {
+				return fmt.Errorf("the directory's answer: %w", err)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			for _, a := range list {
+				what := a.Role
+				if a.Legacy {
+					what += " (legacy: approve again with --role)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", a.Identity, what, strings.Join(a.Domains, " "))
+			}
+			return tw.Flush()
+		},
+	}
+	admin.flags(c, defaultDirAdmin, defaultDirToken)
+	c.Flags().BoolVar(&jsonOutput, "json", false, "print the admin API's JSON")
 	return c
 }
 

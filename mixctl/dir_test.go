@@ -144,14 +144,47 @@ func TestDirAgainstDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw, _ := d.Marshal()
-	if code, out, errOut := mixctl("dir", "approve", "--admin", admin, "--admin-token", token, id.Public().String()); code != 0 || !strings.Contains(out, "approved") {
-		t.Fatalf("approve: %d %q %q", code, out, errOut)
+	approve := func(args ...string) (int, string, string) {
+		return mixctl(append([]string{"dir", "approve", "--admin", admin, "--admin-token", token, id.Public().String()}, args...)...)
 	}
-	resp, err := http.Post(url+"/v1/descriptor", "application/octet-stream", bytes.NewReader(raw))
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("upload: %v %v", err, resp.Status)
+	// An approval names the role, and a provider's mail domains (issue 13, finding 1).
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--role is required"},
+		{[]string{"--role", "exit"}, "--role"},
+		{[]string{"--role", "provider"}, "--domain DOMAIN"},
+		{[]string{"--role", "mix", "--domain", "alpha.example"}, "a mix serves no mail domain"},
+		{[]string{"--role", "provider", "--domain", "alpha_example"}, "--domain"},
+	} {
+		if code, _, errOut := approve(tc.args...); code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("approve %v: %d %q, want an error saying %q", tc.args, code, errOut, tc.want)
+		}
 	}
-	resp.Body.Close()
+	upload := func() int {
+		resp, err := http.Post(url+"/v1/descriptor", "application/octet-stream", bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code, out, errOut := approve("--role", "mix"); code != 0 || !strings.Contains(out, "as mix") {
+		t.Fatalf("approve as a mix: %d %q %q", code, out, errOut)
+	}
+	if code := upload(); code != http.StatusForbidden {
+		t.Fatalf("a provider's descriptor from a node approved as a mix: %d, want 403", code)
+	}
+	if code, out, errOut := approve("--role", "provider", "--domain", "Alpha.Example."); code != 0 || !strings.Contains(out, "approved "+id.Public().String()+" as provider of alpha.example") {
+		t.Fatalf("approve as a provider: %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := mixctl("dir", "approved", "--admin", admin, "--admin-token", token); code != 0 || !strings.Contains(out, id.Public().String()) || !strings.Contains(out, "provider") || !strings.Contains(out, "alpha.example") {
+		t.Errorf("approved: %d %q %q", code, out, errOut)
+	}
+	if code := upload(); code != http.StatusOK {
+		t.Fatalf("upload: %d", code)
+	}
 
 	// Wait until the current epoch has a document with the node (documents voted on before the
 	// upload are empty), then show it.

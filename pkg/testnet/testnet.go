@@ -8,6 +8,7 @@
 package testnet
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -85,6 +86,23 @@ type Options struct {
 	// service stores into ([survey] database = "postgres"); the other providers keep the
 	// embedded SQLite file.
 	SurveyPostgres map[string]string
+	// Extra are nodes started besides the network's own, for tests of a hostile node the
+	// directory approved; WaitConsensus does not wait for them, and Provider never returns one.
+	Extra []ExtraNode
+}
+
+// ExtraNode is a node that runs as Role (a provider of Domain) while the directory approves it
+// as ApprovedRole (a provider of ApprovedDomains): an approved node that lies about itself.
+type ExtraNode struct {
+	Name            string
+	Role            string // "mix" or "provider"
+	Domain          string // providers only
+	ApprovedRole    string
+	ApprovedDomains []string
+	// IdentityBelow names a node of the network; the extra node's identity key is drawn until
+	// it sorts below that node's, so that a client choosing among duplicates by identity order
+	// would choose the extra node.
+	IdentityBelow string
 }
 
 // Node is one started mixd.
@@ -101,7 +119,13 @@ type Node struct {
 	IMAP       string // built-in IMAP server (STARTTLS), providers only
 	Config     string
 	DataDir    string
-	proc       *proc
+	// ApprovedRole and ApprovedDomains are what the directory approves the node as: its own
+	// Role and Domain, except for an Options.Extra node.
+	ApprovedRole    string
+	ApprovedDomains []string
+	// Extra marks a node of Options.Extra.
+	Extra bool
+	proc  *proc
 }
 
 // Net is a running network.
@@ -253,7 +277,8 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 	n.Authority = authKey.Public()
 	authKey.Wipe()
 
-	count := 3*opts.MixesPerLayer + len(opts.Providers)
+	regular := 3*opts.MixesPerLayer + len(opts.Providers)
+	count := regular + len(opts.Extra)
 	ports, err := freeport.Addrs(2 + 4*count)
 	if err != nil {
 		return nil, err
@@ -265,17 +290,36 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 
 	for i := range count {
 		nd := &Node{Role: "mix", Addr: ports[4*i], Metrics: ports[4*i+1]}
-		if i < 3*opts.MixesPerLayer {
+		var below string
+		switch {
+		case i < 3*opts.MixesPerLayer:
 			nd.Name = fmt.Sprintf("mix%d", i+1)
-		} else {
+		case i < regular:
 			nd.Role = "provider"
 			nd.Domain = opts.Providers[i-3*opts.MixesPerLayer]
 			nd.Name = "provider-" + strings.Split(nd.Domain, ".")[0]
+		default:
+			x := opts.Extra[i-regular]
+			nd.Name, nd.Role, nd.Domain, nd.Extra, below = x.Name, x.Role, x.Domain, true, x.IdentityBelow
+			nd.ApprovedRole, nd.ApprovedDomains = x.ApprovedRole, x.ApprovedDomains
+		}
+		if nd.Role == "provider" {
 			nd.Admin = ports[4*i+2]
 			nd.IMAP = ports[4*i+3]
 			nd.AdminToken = filepath.Join(opts.Dir, nd.Name, "admin.token") // mixd's default
 		}
+		if !nd.Extra {
+			nd.ApprovedRole = nd.Role
+			if nd.Domain != "" {
+				nd.ApprovedDomains = []string{nd.Domain}
+			}
+		}
 		nd.DataDir = filepath.Join(opts.Dir, nd.Name)
+		if below != "" {
+			if err := identityBelow(nd.DataDir, n.Node(below)); err != nil {
+				return nil, fmt.Errorf("testnet: %s: %w", nd.Name, err)
+			}
+		}
 		nd.Config = filepath.Join(opts.Dir, nd.Name+".toml")
 		if err := os.WriteFile(nd.Config, []byte(n.mixdConfig(nd)), 0o644); err != nil {
 			return nil, err
@@ -312,6 +356,33 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 	return n, nil
 }
 
+// identityBelow writes an identity key into dataDir (where mixd looks for it) whose public key
+// sorts below other's.
+func identityBelow(dataDir string, other *Node) error {
+	if other == nil {
+		return errors.New("IdentityBelow names no node started before this one")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	// Each draw is below with probability (other's identity)/2^256: a thousand draws fail only
+	// for an identity in the lowest part in a thousand.
+	for range 1000 {
+		k, err := keys.GenerateIdentityKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		pub := k.Public()
+		if bytes.Compare(pub[:], other.Identity[:]) < 0 {
+			err := keys.SaveIdentityKey(filepath.Join(dataDir, "identity.key"), k)
+			k.Wipe()
+			return err
+		}
+		k.Wipe()
+	}
+	return fmt.Errorf("no identity below %s's %s in 1000 draws", other.Name, other.Identity)
+}
+
 func (n *Net) mixdConfig(nd *Node) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "version = 1\nrole = %q\ndata_dir = %q\nlisten_address = %q\nmetrics_address = %q\nlog_level = %q\nmax_packet_rate = 5000\n",
@@ -339,14 +410,30 @@ func (n *Net) directoryConfig(listen, admin string) string {
 	p := n.params
 	fmt.Fprintf(&b, "version = 1\nidentity_key_file = %q\ndata_dir = %q\nlisten_address = %q\nadmin_address = %q\nthreshold = 1\nlog_level = %q\n",
 		filepath.Join(n.opts.Dir, "directory", "authority.key"), filepath.Join(n.opts.Dir, "directory"), listen, admin, n.opts.LogLevel)
+	// Each node is approved with its role and, for a provider, its domain (docs/spec/pki.md
+	// section 9): mixes in approved, providers in [[approved_providers]].
 	b.WriteString("approved = [")
-	for i, nd := range n.Nodes {
-		if i > 0 {
-			b.WriteString(", ")
+	sep := ""
+	for _, nd := range n.Nodes {
+		if nd.ApprovedRole == "mix" {
+			fmt.Fprintf(&b, "%s%q", sep, nd.Identity.String())
+			sep = ", "
 		}
-		fmt.Fprintf(&b, "%q", nd.Identity.String())
 	}
-	b.WriteString("]\n\n[parameters]\n")
+	b.WriteString("]\n")
+	for _, nd := range n.Nodes {
+		if nd.ApprovedRole == "provider" {
+			fmt.Fprintf(&b, "\n[[approved_providers]]\nidentity = %q\ndomains = [", nd.Identity.String())
+			for i, d := range nd.ApprovedDomains {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "%q", d)
+			}
+			b.WriteString("]\n")
+		}
+	}
+	b.WriteString("\n[parameters]\n")
 	fmt.Fprintf(&b, "epoch_length = %q\nhops = %d\npayload_size = %d\nlambda_p = %v\nlambda_l = %v\nlambda_d = %v\nlambda_m = %v\nmean_delay = %q\nmax_delay = %q\n",
 		p.EpochLength.String(), p.Geometry.Hops, p.Geometry.PayloadSize, p.LambdaP, p.LambdaL, p.LambdaD, p.LambdaM, p.MeanDelay.String(), p.MaxDelay.String())
 	return b.String()
@@ -396,15 +483,36 @@ func (n *Net) WaitConsensus(ctx context.Context) (*pki.Document, error) {
 			}
 		}
 		d, err := c.Current(ctx)
-		if err == nil && len(d.Nodes) == len(n.Nodes) {
+		if err == nil && n.lists(d) {
 			return d, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("testnet: no consensus with all %d nodes: %w (last: %v)", len(n.Nodes), ctx.Err(), err)
+			return nil, fmt.Errorf("testnet: no consensus with all %d nodes: %w (last: %v)", n.regular(), ctx.Err(), err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// lists reports whether d lists every node of the network but the extra ones.
+func (n *Net) lists(d *pki.Document) bool {
+	for _, nd := range n.Nodes {
+		if _, ok := d.Node(nd.Identity); !ok && !nd.Extra {
+			return false
+		}
+	}
+	return true
+}
+
+// regular counts the nodes that are not extra.
+func (n *Net) regular() int {
+	k := 0
+	for _, nd := range n.Nodes {
+		if !nd.Extra {
+			k++
+		}
+	}
+	return k
 }
 
 func (n *Net) procs() []*proc {

@@ -42,8 +42,9 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		// mixctl too: the vote tests run it, in parallel with each other.
-		if err := Build(context.Background(), repo, dir, append(slices.Clone(Programs), "mixctl")...); err != nil {
+		// mixctl too: the vote tests run it, in parallel with each other; mailproxy for the
+		// domain takeover test.
+		if err := Build(context.Background(), repo, dir, append(slices.Clone(Programs), "mixctl", "mailproxy")...); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

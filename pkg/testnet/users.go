@@ -72,10 +72,10 @@ func (n *Net) SetPassword(provider *Node, name, password string) error {
 		map[string]string{"password": password}, http.StatusNoContent)
 }
 
-// Provider returns the provider node serving a mail domain.
+// Provider returns the provider node serving a mail domain (never an Options.Extra node).
 func (n *Net) Provider(domain string) *Node {
 	for _, nd := range n.Nodes {
-		if nd.Role == "provider" && nd.Domain == domain {
+		if nd.Role == "provider" && nd.Domain == domain && !nd.Extra {
 			return nd
 		}
 	}

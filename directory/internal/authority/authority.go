@@ -39,8 +39,9 @@ type Config struct {
 	Peers      []Peer
 	Threshold  int
 	Parameters pki.Parameters
-	// Approved are node identities approved in the configuration file, in addition to the store.
-	Approved []keys.IdentityPublicKey
+	// Approved are the approvals of the configuration file, in addition to the store's; an
+	// identity appears at most once, and a mail domain in at most one approval.
+	Approved []store.Approval
 	Store    *store.Store
 	Logger   *slog.Logger
 	// Registerer receives the metrics; nil means they are not exported.
@@ -60,7 +61,7 @@ type Authority struct {
 	authorities []keys.IdentityPublicKey
 	threshold   int
 	params      pki.Parameters
-	static      []keys.IdentityPublicKey
+	static      []store.Approval
 	clock       pki.Clock
 	store       *store.Store
 	log         *slog.Logger
@@ -115,6 +116,9 @@ func New(cfg Config) (*Authority, error) {
 		a.authorities = append(a.authorities, p.Identity)
 	}
 	if err := pki.CheckAuthorities(a.authorities, a.threshold); err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	if err := a.checkStatic(); err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
 	if a.now == nil {
@@ -172,16 +176,23 @@ func (a *Authority) postDescriptor(b []byte) error {
 	if !ok {
 		return refuse(http.StatusBadRequest, "descriptor: %v: too short or unknown version", pki.ErrMalformed)
 	}
-	ok, err := a.approved(id)
+	ap, ok, err := a.approval(id)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return refuse(http.StatusForbidden, "node %s is not approved: the operator approves it with `mixctl dir approve %s`", id, id)
+		return refuse(http.StatusForbidden, "node %s is not approved: the operator approves it with `mixctl dir approve %s --role mix`, or `--role provider --domain DOMAIN` for a provider", id, id)
 	}
 	d, err := pki.ParseDescriptor(b)
 	if err != nil {
 		return refuse(http.StatusBadRequest, "%v", err)
+	}
+	// The approval binds the role and the mail domains: a node approved as a mix that claims to
+	// be a provider, or a provider that claims another's domain, stays out (issue 13, finding 1).
+	if err := ap.Permits(d); err != nil {
+		a.m.refused.Inc()
+		a.log.Warn("descriptor refused: it claims more than the node's approval", "node", id, "approved_as", ap.Approval.String(), "legacy_approval", ap.Legacy, "reason", err)
+		return refuse(http.StatusForbidden, "node %s: %v%s", id, err, approvalHint(id, ap))
 	}
 	c, _, err := a.epochNow()
 	if err != nil {
@@ -210,27 +221,91 @@ func (a *Authority) postDescriptor(b []byte) error {
 	return nil
 }
 
-// approved reports whether a node identity is on the allow-list (file or store).
-func (a *Authority) approved(id keys.IdentityPublicKey) (bool, error) {
-	if slices.ContainsFunc(a.static, id.Equal) {
-		return true, nil
+// approvalHint tells the node's operator how the directory's operator changes the approval.
+func approvalHint(id keys.IdentityPublicKey, ap store.Approval) string {
+	if ap.Legacy {
+		return fmt.Sprintf(" (its approval was stored before approvals named a role and counts as a mix approval: approve it again with `mixctl dir approve %s --role provider --domain DOMAIN`)", id)
 	}
-	return a.store.IsApproved(id)
+	return ""
 }
 
-// Approve adds a node identity to the stored allow-list.
-func (a *Authority) Approve(id keys.IdentityPublicKey) error {
-	if err := a.store.Approve(id); err != nil {
+// approval returns a node's approval: the configuration file's, else the store's.
+func (a *Authority) approval(id keys.IdentityPublicKey) (store.Approval, bool, error) {
+	if i := slices.IndexFunc(a.static, func(s store.Approval) bool { return s.Identity.Equal(id) }); i >= 0 {
+		return a.static[i], true, nil
+	}
+	return a.store.Approval(id)
+}
+
+// checkStatic validates the configuration file's approvals (each valid, an identity and a mail
+// domain at most once) and warns about a stored approval that names one of their domains for
+// another node: while both publish, the domain has no provider (docs/spec/pki.md section 7).
+func (a *Authority) checkStatic() error {
+	owner := make(map[string]keys.IdentityPublicKey)
+	for i, s := range a.static {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("approval of %s: %w", s.Identity, err)
+		}
+		if slices.ContainsFunc(a.static[:i], func(o store.Approval) bool { return o.Identity.Equal(s.Identity) }) {
+			return fmt.Errorf("node %s is approved twice in the configuration", s.Identity)
+		}
+		for _, dom := range s.Domains {
+			if o, dup := owner[dom]; dup {
+				return fmt.Errorf("mail domain %s is approved for both %s and %s", dom, o, s.Identity)
+			}
+			owner[dom] = s.Identity
+		}
+	}
+	stored, err := a.store.Approved()
+	if err != nil {
 		return err
 	}
-	a.log.Info("node approved", "node", id)
+	for _, s := range stored {
+		for _, dom := range s.Domains {
+			if o, dup := owner[dom]; dup && !o.Equal(s.Identity) {
+				a.log.Warn("mail domain approved for two nodes (configuration file and mixctl dir approve): it has no provider while both publish; remove one approval",
+					"domain", dom, "file", o, "stored", s.Identity)
+			}
+		}
+		if s.Legacy {
+			a.log.Warn("node approved before approvals named a role: it is admitted as a mix only; approve a provider again with its domains",
+				"node", s.Identity, "command", fmt.Sprintf("mixctl dir approve %s --role provider --domain DOMAIN", s.Identity))
+		}
+	}
+	return nil
+}
+
+// Approve approves a node with its role and, for a provider, its mail domains (replacing an
+// earlier approval of the node). It refuses a mail domain approved for another node here or in
+// the configuration file: two approved claimants would leave the domain without a provider.
+func (a *Authority) Approve(id keys.IdentityPublicKey, ap pki.Approval) error {
+	if err := ap.Validate(); err != nil {
+		return refuse(http.StatusBadRequest, "%v", err)
+	}
+	for _, s := range a.static {
+		if s.Identity.Equal(id) {
+			return refuse(http.StatusConflict, "node %s is approved in the configuration file (as %s): change it there and restart", id, s.Approval)
+		}
+		for _, dom := range ap.Domains {
+			if slices.Contains(s.Domains, dom) {
+				return refuse(http.StatusConflict, "mail domain %s is approved for node %s in the configuration file: a domain has one provider", dom, s.Identity)
+			}
+		}
+	}
+	if err := a.store.Approve(id, ap); err != nil {
+		if errors.Is(err, store.ErrDomainTaken) {
+			return refuse(http.StatusConflict, "%v: a domain has one provider; remove that approval first (`mixctl dir remove`)", err)
+		}
+		return err
+	}
+	a.log.Info("node approved", "node", id, "as", ap.String())
 	return nil
 }
 
 // Remove takes a node identity off the stored allow-list. Identities approved in the
 // configuration file cannot be removed here.
 func (a *Authority) Remove(id keys.IdentityPublicKey) error {
-	if slices.ContainsFunc(a.static, id.Equal) {
+	if slices.ContainsFunc(a.static, func(s store.Approval) bool { return s.Identity.Equal(id) }) {
 		return refuse(http.StatusConflict, "node %s is approved in the configuration file: remove it there and restart", id)
 	}
 	if err := a.store.Remove(id); err != nil {
@@ -243,15 +318,16 @@ func (a *Authority) Remove(id keys.IdentityPublicKey) error {
 	return nil
 }
 
-// Approved returns the allow-list: the configuration file's entries, then the store's.
-func (a *Authority) Approved() ([]keys.IdentityPublicKey, error) {
+// Approved returns the approvals: the configuration file's, then the store's (a stored
+// approval of a node the file approves is not used, so it is not listed).
+func (a *Authority) Approved() ([]store.Approval, error) {
 	s, err := a.store.Approved()
 	if err != nil {
 		return nil, err
 	}
 	out := slices.Clone(a.static)
 	for _, k := range s {
-		if !slices.ContainsFunc(out, k.Equal) {
+		if !slices.ContainsFunc(a.static, func(o store.Approval) bool { return o.Identity.Equal(k.Identity) }) {
 			out = append(out, k)
 		}
 	}
@@ -465,9 +541,16 @@ func (a *Authority) makeVote(t pki.Epoch) error {
 		if _, ok := d.SphinxKey(t); !ok || d.Epoch > t {
 			continue
 		}
-		if ok, err := a.approved(d.Identity); err != nil {
+		ap, ok, err := a.approval(d.Identity)
+		if err != nil {
 			return err
-		} else if !ok {
+		}
+		if !ok {
+			continue
+		}
+		// Checked again here: the approval may have changed since the upload.
+		if err := ap.Permits(d); err != nil {
+			a.log.Warn("descriptor left out of the vote: it claims more than the node's approval", "node", d.Identity, "epoch", t, "approved_as", ap.Approval.String(), "reason", err)
 			continue
 		}
 		if cur := best[d.Identity]; cur == nil || d.Epoch > cur.Epoch {
@@ -566,7 +649,32 @@ func (a *Authority) compute(t pki.Epoch) (*pki.SignedDocument, error) {
 	}
 	a.m.computed.Inc()
 	a.log.Info("document computed and signed", "epoch", t, "votes", len(votes), "nodes", len(doc.Nodes))
+	a.logContested(t, votes, doc)
 	return sd, nil
+}
+
+// logContested warns about mail domains that several nodes of doc claimed in the votes: the
+// document gives them to none (docs/spec/pki.md section 7 rule 5), so mail to them waits until
+// the operators leave one approval.
+func (a *Authority) logContested(t pki.Epoch, votes []*pki.Vote, doc *pki.Document) {
+	claimants := make(map[string][]keys.IdentityPublicKey)
+	for _, v := range votes {
+		for _, d := range v.Descriptors {
+			if _, in := doc.Node(d.Identity); !in {
+				continue
+			}
+			for _, dom := range d.Domains {
+				if !slices.ContainsFunc(claimants[dom], d.Identity.Equal) {
+					claimants[dom] = append(claimants[dom], d.Identity)
+				}
+			}
+		}
+	}
+	for dom, ids := range claimants {
+		if _, ok := doc.Provider(dom); len(ids) > 1 && !ok {
+			a.log.Warn("mail domain claimed by several providers: the document gives it to none", "epoch", t, "domain", dom, "claimants", ids)
+		}
+	}
 }
 
 // collectSignatures fetches the peers' signatures missing from sd (this authority's document

@@ -20,6 +20,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/directory/internal/authority"
 	"github.com/panoramix-mixnet/panoramix/directory/internal/httpapi"
 	"github.com/panoramix-mixnet/panoramix/directory/internal/store"
+	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 )
@@ -83,6 +84,7 @@ type testAuth struct {
 	dbPath string
 	srv    *httptest.Server
 	reg    *prometheus.Registry
+	logs   *syncbuf.Buffer
 }
 
 type network struct {
@@ -124,7 +126,8 @@ func (ta *testAuth) start(t *testing.T, clock *fakeTime, peers []authority.Peer,
 	}
 	ta.st = st
 	ta.reg = prometheus.NewRegistry()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ta.logs = &syncbuf.Buffer{}
+	log := slog.New(slog.NewTextHandler(ta.logs, nil))
 	a, err := authority.New(authority.Config{Identity: ta.key, Peers: peers, Threshold: threshold, Parameters: p,
 		Store: st, Logger: log, Registerer: ta.reg, Now: clock.now, HTTPClient: &http.Client{Timeout: 2 * time.Second}})
 	if err != nil {
@@ -193,7 +196,7 @@ func publish(t *testing.T, n *network, nodes []node, which ...int) {
 	t.Helper()
 	for _, i := range which {
 		for _, nd := range nodes {
-			if err := n.auths[i].a.Approve(nd.desc.Identity); err != nil {
+			if err := n.auths[i].a.Approve(nd.desc.Identity, approvalOf(t, nd.desc)); err != nil {
 				t.Fatal(err)
 			}
 			if code, msg := post(t, n.auths[i], nd.raw); code != http.StatusOK {
@@ -201,6 +204,16 @@ func publish(t *testing.T, n *network, nodes []node, which ...int) {
 			}
 		}
 	}
+}
+
+// approvalOf approves exactly what d claims.
+func approvalOf(t *testing.T, d *pki.Descriptor) pki.Approval {
+	t.Helper()
+	a, err := pki.NewApproval(d.Role, d.Domains)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
 
 func nodes(t *testing.T, mixes, providers int, e pki.Epoch) []node {
@@ -269,7 +282,7 @@ func TestDescriptorUploadRefusals(t *testing.T) {
 	if code, msg := post(t, a, good.raw); code != http.StatusForbidden || !strings.Contains(msg, "mixctl dir approve") {
 		t.Errorf("not approved: %d %s", code, msg)
 	}
-	if err := a.a.Approve(good.desc.Identity); err != nil {
+	if err := a.a.Approve(good.desc.Identity, approvalOf(t, good.desc)); err != nil {
 		t.Fatal(err)
 	}
 	bad := bytes.Clone(good.raw)
@@ -277,7 +290,7 @@ func TestDescriptorUploadRefusals(t *testing.T) {
 	old := newNode(t, 2, pki.RoleMix, e0-1)
 	far := newNode(t, 3, pki.RoleMix, e0+3)
 	for _, nd := range []node{old, far} {
-		a.a.Approve(nd.desc.Identity)
+		a.a.Approve(nd.desc.Identity, approvalOf(t, nd.desc))
 	}
 	// Same node, different key for an epoch it already published.
 	conflict := *good.desc

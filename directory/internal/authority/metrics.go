@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	epoch      prometheus.Gauge
 	uploads    *prometheus.CounterVec
+	refused    prometheus.Counter
 	failures   prometheus.Counter
 	computed   prometheus.Counter
 	peerErrors *prometheus.CounterVec
@@ -19,6 +20,9 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "directory_descriptor_uploads_total", Help: "Descriptor uploads by result (accepted or the HTTP status of the refusal).",
 		}, []string{"result"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "directory_descriptors_beyond_approval_total", Help: "Descriptor uploads refused because they claim another role or mail domains than the node's approval.",
+		}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "directory_epoch_failures_total", Help: "Epochs for which this authority could not make a document (parameter disagreement, too few votes).",
 		}),
@@ -30,7 +34,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		}, []string{"object"}),
 	}
 	if r != nil {
-		r.MustRegister(m.epoch, m.uploads, m.failures, m.computed, m.peerErrors)
+		r.MustRegister(m.epoch, m.uploads, m.refused, m.failures, m.computed, m.peerErrors)
 	}
 	return m
 }

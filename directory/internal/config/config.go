@@ -43,9 +43,11 @@ type Config struct {
 	AdminTokenFile string `mapstructure:"admin_token_file"`
 	// Threshold is how many authority signatures a document needs.
 	Threshold int `mapstructure:"threshold"`
-	// Approved lists node identity keys approved in the file, in addition to those approved with
-	// mixctl dir approve.
+	// Approved lists the identity keys of mixes approved in the file, in addition to those
+	// approved with mixctl dir approve (approvals.go).
 	Approved []string `mapstructure:"approved"`
+	// ApprovedProviders are providers approved in the file, each with its mail domains.
+	ApprovedProviders []ApprovedProvider `mapstructure:"approved_providers"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel   string     `mapstructure:"log_level"`
 	Parameters Parameters `mapstructure:"parameters"`
@@ -152,7 +154,7 @@ func (c *Config) Validate() error {
 	if _, err := c.LogLevelValue(); err != nil {
 		return err
 	}
-	if _, err := c.ApprovedKeys(); err != nil {
+	if _, err := c.Approvals(); err != nil {
 		return err
 	}
 	if _, err := c.PKIParameters(); err != nil {
@@ -179,19 +181,6 @@ func (c *Config) AdminTokenPath() string {
 // LogLevelValue returns log_level as a slog.Level.
 func (c *Config) LogLevelValue() (slog.Level, error) {
 	return boot.ParseLogLevel(c.LogLevel)
-}
-
-// ApprovedKeys parses approved.
-func (c *Config) ApprovedKeys() ([]keys.IdentityPublicKey, error) {
-	var out []keys.IdentityPublicKey
-	for i, s := range c.Approved {
-		k, err := keys.ParseIdentityPublicKey(s)
-		if err != nil {
-			return nil, fmt.Errorf("approved[%d]: %w", i, err)
-		}
-		out = append(out, k)
-	}
-	return out, nil
 }
 
 // PKIParameters converts and validates the parameters table.

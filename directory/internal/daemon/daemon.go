@@ -65,7 +65,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer st.Close()
 
 	params, _ := cfg.PKIParameters() // validated by New
-	approved, _ := cfg.ApprovedKeys()
+	var approved []store.Approval
+	fileApprovals, _ := cfg.Approvals()
+	for _, a := range fileApprovals {
+		approved = append(approved, store.Approval{Identity: a.Identity, Approval: a.Approval})
+	}
 	peerList, _ := cfg.PeerList()
 	var peers []authority.Peer
 	for _, p := range peerList {

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ func Admin(a *authority.Authority, log *slog.Logger) http.Handler {
 	s := &server{a: a, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/v1/nodes", s.listNodes)
-	mux.HandleFunc("PUT /admin/v1/nodes/{id}", s.nodeAction(a.Approve, "approved"))
+	mux.HandleFunc("PUT /admin/v1/nodes/{id}", s.approve)
 	mux.HandleFunc("DELETE /admin/v1/nodes/{id}", s.nodeAction(a.Remove, "removed"))
 	return mux
 }
@@ -115,17 +116,68 @@ func (s *server) postDescriptor(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "accepted\n")
 }
 
+// approvalView is one entry of GET /admin/v1/nodes (docs/spec/pki.md section 10).
+type approvalView struct {
+	Identity keys.IdentityPublicKey `json:"identity"`
+	Role     string                 `json:"role"`
+	Domains  []string               `json:"domains"`
+	// Legacy: approved before approvals named a role; it counts as a mix approval.
+	Legacy bool `json:"legacy,omitempty"`
+}
+
 func (s *server) listNodes(w http.ResponseWriter, r *http.Request) {
-	ids, err := s.a.Approved()
+	list, err := s.a.Approved()
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if ids == nil {
-		ids = []keys.IdentityPublicKey{}
+	out := []approvalView{}
+	for _, a := range list {
+		out = append(out, approvalView{Identity: a.Identity, Role: a.Role.String(), Domains: append([]string{}, a.Domains...), Legacy: a.Legacy})
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(ids)
+	json.NewEncoder(w).Encode(out)
+}
+
+// maxApprovalBody bounds an approval request: MaxDomains quoted names of at most 253 bytes and
+// the role take under 9 KB.
+const maxApprovalBody = 16 << 10
+
+const approvalUsage = `the body is the approval as JSON: {"role": "mix"}, or {"role": "provider", "domains": ["example.org"]} with the mail domains the provider may serve`
+
+// approve approves a node with the role and mail domains of the JSON body (docs/spec/pki.md
+// section 10): an approval binds what the node may publish, not only who it is.
+func (s *server) approve(w http.ResponseWriter, r *http.Request) {
+	id, err := keys.ParseIdentityPublicKey(r.PathValue("id"))
+	if err != nil {
+		http.Error(w, "node identity: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxApprovalBody))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			http.Error(w, "approval over "+strconv.Itoa(maxApprovalBody)+" bytes", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		http.Error(w, "no approval: "+approvalUsage, http.StatusBadRequest)
+		return
+	}
+	var ap pki.Approval
+	if err := json.Unmarshal(b, &ap); err != nil {
+		http.Error(w, err.Error()+"; "+approvalUsage, http.StatusBadRequest)
+		return
+	}
+	if err := s.a.Approve(id, ap); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "approved "+id.String()+" as "+ap.String()+"\n")
 }
 
 func (s *server) nodeAction(act func(keys.IdentityPublicKey) error, done string) http.HandlerFunc {

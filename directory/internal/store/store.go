@@ -1,5 +1,5 @@
 // Package store keeps the directory authority's durable state in one bbolt file: node
-// descriptors, approved node identities, the authority's own votes, and consensus documents with
+// descriptors, node approvals (role and mail domains), the authority's own votes, and consensus documents with
 // the signatures collected so far. Every write is committed (fsync'd) before it returns, so what
 // the authority has served survives a restart (docs/spec/pki.md section 8).
 package store
@@ -7,8 +7,10 @@ package store
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -19,7 +21,7 @@ import (
 
 var (
 	bucketDescriptors = []byte("descriptors") // identity || u64 epoch -> descriptor
-	bucketApproved    = []byte("approved")    // identity -> empty
+	bucketApproved    = []byte("approved")    // identity -> pki.Approval as JSON; empty: legacy, a mix
 	bucketVotes       = []byte("votes")       // u64 epoch -> own vote
 	bucketDocuments   = []byte("documents")   // u64 epoch -> signed document
 )
@@ -118,9 +120,69 @@ func (s *Store) PruneDescriptors(e pki.Epoch) error {
 	})
 }
 
-// Approve adds a node identity to the allow-list.
-func (s *Store) Approve(id keys.IdentityPublicKey) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketApproved).Put(bytes.Clone(id[:]), nil) })
+// Approval is one stored approval.
+type Approval struct {
+	Identity keys.IdentityPublicKey
+	pki.Approval
+	// Legacy marks an approval stored before approvals named a role (an empty value, as every
+	// version before issue 13 wrote). It reads as a mix approval: a mix keeps working, and a
+	// node never becomes a provider without an operator naming its domains
+	// (docs/spec/pki.md section 9).
+	Legacy bool
+}
+
+// ErrDomainTaken is returned by Approve for a mail domain already approved for another node.
+var ErrDomainTaken = errors.New("mail domain already approved for another node")
+
+// Approve adds a node to the allow-list with its role and domains, or replaces its approval. It
+// refuses a domain that another stored approval names, in the same transaction, so two
+// concurrent approvals cannot both take one domain.
+func (s *Store) Approve(id keys.IdentityPublicKey, a pki.Approval) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	v, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketApproved)
+		err := b.ForEach(func(k, v []byte) error {
+			if bytes.Equal(k, id[:]) {
+				return nil
+			}
+			o, err := decodeApproval(k, v)
+			if err != nil {
+				return err
+			}
+			for _, dom := range a.Domains {
+				if slices.Contains(o.Domains, dom) {
+					return fmt.Errorf("%s: %w: %s is approved as %s", dom, ErrDomainTaken, o.Identity, o.Approval)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return b.Put(bytes.Clone(id[:]), v)
+	})
+}
+
+// decodeApproval reads one entry of the approved bucket.
+func decodeApproval(k, v []byte) (Approval, error) {
+	id, err := keys.NewIdentityPublicKey(k)
+	if err != nil {
+		return Approval{}, fmt.Errorf("stored approval %x: %w", k, err)
+	}
+	if len(v) == 0 {
+		return Approval{Identity: id, Approval: pki.Approval{Role: pki.RoleMix}, Legacy: true}, nil
+	}
+	var a pki.Approval
+	if err := json.Unmarshal(v, &a); err != nil {
+		return Approval{}, fmt.Errorf("stored approval of %s: %w", id, err)
+	}
+	return Approval{Identity: id, Approval: a}, nil
 }
 
 // ErrNotApproved is returned by Remove for an identity that is not on the list.
@@ -138,29 +200,33 @@ func (s *Store) Remove(id keys.IdentityPublicKey) error {
 }
 
 // Approved returns the allow-list in key order.
-func (s *Store) Approved() ([]keys.IdentityPublicKey, error) {
-	var out []keys.IdentityPublicKey
+func (s *Store) Approved() ([]Approval, error) {
+	var out []Approval
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketApproved).ForEach(func(k, _ []byte) error {
-			id, err := keys.NewIdentityPublicKey(k)
+		return tx.Bucket(bucketApproved).ForEach(func(k, v []byte) error {
+			a, err := decodeApproval(k, v)
 			if err != nil {
-				return fmt.Errorf("stored approval %x: %w", k, err)
+				return err
 			}
-			out = append(out, id)
+			out = append(out, a)
 			return nil
 		})
 	})
 	return out, err
 }
 
-// IsApproved reports whether id is on the stored allow-list.
-func (s *Store) IsApproved(id keys.IdentityPublicKey) (bool, error) {
-	var ok bool
-	err := s.db.View(func(tx *bolt.Tx) error {
-		ok = tx.Bucket(bucketApproved).Get(id[:]) != nil
-		return nil
+// Approval returns the stored approval of id; ok is false when there is none.
+func (s *Store) Approval(id keys.IdentityPublicKey) (a Approval, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketApproved).Get(id[:])
+		if v == nil {
+			return nil
+		}
+		ok = true
+		a, err = decodeApproval(id[:], v)
+		return err
 	})
-	return ok, err
+	return a, ok, err
 }
 
 func (s *Store) put(bucket []byte, e pki.Epoch, b []byte) error {

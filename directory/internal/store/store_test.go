@@ -39,7 +39,7 @@ func TestStoreSurvivesReopen(t *testing.T) {
 	if err := s.PutDescriptor(descriptor(t, other, 6)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Approve(id.Public()); err != nil {
+	if err := s.Approve(id.Public(), pki.Approval{Role: pki.RoleMix}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutVote(6, []byte("vote")); err != nil {
@@ -62,8 +62,8 @@ func TestStoreSurvivesReopen(t *testing.T) {
 	if err != nil || len(ds) != 3 || ds[0].Epoch != 5 || ds[2].Epoch != 7 {
 		t.Fatalf("Descriptors = %d, %v", len(ds), err)
 	}
-	if ok, _ := s.IsApproved(id.Public()); !ok {
-		t.Error("approval lost")
+	if a, ok, _ := s.Approval(id.Public()); !ok || a.Role != pki.RoleMix || a.Legacy {
+		t.Errorf("approval after reopen: %+v, %v", a, ok)
 	}
 	if v, _ := s.Vote(6); !bytes.Equal(v, []byte("vote")) {
 		t.Errorf("vote %q", v)
