@@ -19,6 +19,11 @@
 //     (unknown user, over quota, too large, refused) is remembered the same way, and
 //     retransmissions are answered with that status: the sender's client turns it into a bounce.
 //   - Incomplete messages older than Expiry are dropped with a log line and a metric.
+//   - A message is charged the fragment bytes stored, never the length its first fragment
+//     claims, and room for a fragment is made by evicting incomplete messages (the recipient's,
+//     then anyone's, whose latest fragment is oldest first), so that fragments nobody completes
+//     cannot keep a real message out (docs/spec/services.md section 4). An evicted message is
+//     remembered as over quota: its sender is told at its next fragment and bounces the mail.
 //
 // A crash in the instant between the backend's commit and the service's own record of the
 // delivery (two separate files or servers) would deliver the message again after the restart,
@@ -29,9 +34,15 @@
 // Layout of the bbolt file (keys: msgkey = u8 len(user) || user || 16-byte message id):
 //
 //	frags/<msgkey><u16 index>   fragment data
-//	msgs/<msgkey>               u16 count, u16 received, u32 total length, i64 first seen (ns), u8 complete
+//	msgs/<msgkey>               u16 count, u16 received, u32 total length, i64 first seen (ns), u8 complete,
+//	                            i64 latest fragment (ns), u32 bytes stored
 //	outbox/<msgkey>             i64 time completed (ns): complete, waiting for delivery
 //	done/<msgkey>               u8 ack status, i64 time (ns): delivered (status stored) or failed
-//	pending/u<user>             u64 bytes of the user's messages not yet delivered
+//	pending/u<user>             u64 bytes of the user's incomplete messages, u64 bytes of its complete
+//	                            ones not yet delivered, u32 number of incomplete ones
 //	pending/t                   u64 bytes of all messages not yet delivered
+//	lru/<i64 latest><msgkey>    incomplete messages in eviction order
+//	ulru/<u8 len><user><i64 latest><id>  one user's incomplete messages in eviction order
+//
+// The pending, lru and ulru buckets are derived: New recomputes them from msgs and frags.
 package mailbox

@@ -22,6 +22,7 @@ type metrics struct {
 	delivered  prometheus.Counter
 	retries    prometheus.Counter
 	expired    prometheus.Counter
+	evicted    prometheus.Counter
 	failures   *prometheus.CounterVec
 	outbox     prometheus.Gauge
 }
@@ -48,6 +49,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "mixd_mailbox_messages_expired_total",
 			Help: "Incomplete messages dropped after the expiry time.",
 		}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mixd_mailbox_messages_evicted_total",
+			Help: "Incomplete messages dropped to make room for other fragments (docs/spec/services.md section 4).",
+		}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mixd_mailbox_failures_total",
 			Help: "Fragments or messages refused for good, by reason.",
@@ -63,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.delivered, m.retries, m.expired, m.failures, m.outbox} {
+	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.delivered, m.retries, m.expired, m.evicted, m.failures, m.outbox} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("mailbox: register metrics: %w", err)
 		}

@@ -28,6 +28,9 @@ const (
 	// the outbox): fragments for users that exist cost disk until they expire, and anyone can
 	// send them.
 	DefaultMaxPending = 1 << 30
+	// DefaultMaxUserIncomplete bounds one user's incomplete messages. Their bytes are bounded
+	// too (MaxUserPending); the number bounds what fragments of a few bytes cost in records.
+	DefaultMaxUserIncomplete = 1024
 	// DefaultRetryMin and DefaultRetryMax bound the backoff between delivery attempts.
 	DefaultRetryMin = time.Second
 	DefaultRetryMax = 5 * time.Minute
@@ -54,12 +57,19 @@ type Config struct {
 	// MaxMessageSize refuses larger messages (ack "too large"); default 32 MiB, capped by
 	// client.MaxMessageSize of the fragment capacity.
 	MaxMessageSize int
-	// MaxUserPending bounds the bytes of one user's messages held for delivery; a new message
-	// beyond it is refused as over quota. Default 4 * MaxMessageSize.
+	// MaxUserPending bounds the bytes of one user's messages held for delivery, counting what
+	// is stored, not what a first fragment claims (docs/spec/services.md section 4). A new
+	// message whose length does not fit beside the user's complete messages is refused as over
+	// quota; room for a fragment is made by evicting the user's incomplete messages, the one
+	// whose latest fragment is oldest first. Default 4 * MaxMessageSize.
 	MaxUserPending int64
-	// MaxPending bounds the bytes of all messages held for delivery; a fragment of a new
-	// message beyond it is not stored nor acknowledged, so its sender retries later.
-	// Default DefaultMaxPending.
+	// MaxUserIncomplete bounds one user's incomplete messages; beyond it the same eviction
+	// makes room. Default DefaultMaxUserIncomplete.
+	MaxUserIncomplete int
+	// MaxPending bounds the bytes of all messages held for delivery. Room for a fragment is
+	// made by evicting incomplete messages of any user, oldest latest fragment first; a
+	// fragment that still does not fit (complete messages fill the service) is not stored nor
+	// acknowledged, so its sender retries later. Default DefaultMaxPending.
 	MaxPending int64
 	// RetryMin and RetryMax bound the exponential backoff of delivery attempts after a
 	// temporary failure; defaults DefaultRetryMin and DefaultRetryMax.
@@ -81,6 +91,7 @@ type Service struct {
 	expiry                     time.Duration
 	maxSize                    int
 	maxUserPending, maxPending int64
+	maxUserIncomplete          int
 	retryMin, retryMax         time.Duration
 
 	storing atomic.Int32 // store calls in progress
@@ -104,21 +115,22 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Backend == nil {
 		return nil, errors.New("mailbox: no delivery backend")
 	}
-	if cfg.Expiry < 0 || cfg.MaxMessageSize < 0 || cfg.MaxUserPending < 0 || cfg.MaxPending < 0 || cfg.RetryMin < 0 || cfg.RetryMax < 0 {
+	if cfg.Expiry < 0 || cfg.MaxMessageSize < 0 || cfg.MaxUserPending < 0 || cfg.MaxUserIncomplete < 0 || cfg.MaxPending < 0 || cfg.RetryMin < 0 || cfg.RetryMax < 0 {
 		return nil, errors.New("mailbox: negative expiry, size limit or retry interval")
 	}
 	s := &Service{
-		backend:        cfg.Backend,
-		log:            cfg.Logger,
-		capacity:       capacity,
-		expiry:         cmp(cfg.Expiry, DefaultExpiry),
-		maxSize:        min(cmp(cfg.MaxMessageSize, DefaultMaxMessageSize), client.MaxMessageSize(capacity)),
-		maxPending:     cmp(cfg.MaxPending, DefaultMaxPending),
-		retryMin:       cmp(cfg.RetryMin, DefaultRetryMin),
-		retryMax:       cmp(cfg.RetryMax, DefaultRetryMax),
-		now:            time.Now,
-		wake:           make(chan struct{}, 1),
-		maxUserPending: cfg.MaxUserPending,
+		backend:           cfg.Backend,
+		log:               cfg.Logger,
+		capacity:          capacity,
+		expiry:            cmp(cfg.Expiry, DefaultExpiry),
+		maxSize:           min(cmp(cfg.MaxMessageSize, DefaultMaxMessageSize), client.MaxMessageSize(capacity)),
+		maxPending:        cmp(cfg.MaxPending, DefaultMaxPending),
+		maxUserIncomplete: cmp(cfg.MaxUserIncomplete, DefaultMaxUserIncomplete),
+		retryMin:          cmp(cfg.RetryMin, DefaultRetryMin),
+		retryMax:          cmp(cfg.RetryMax, DefaultRetryMax),
+		now:               time.Now,
+		wake:              make(chan struct{}, 1),
+		maxUserPending:    cfg.MaxUserPending,
 	}
 	if s.maxUserPending == 0 {
 		s.maxUserPending = 4 * int64(s.maxSize)
@@ -147,7 +159,7 @@ func New(cfg Config) (*Service, error) {
 			}
 		}
 		outbox = tx.Bucket(bucketOutbox).Stats().KeyN
-		return nil
+		return rebuild(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -190,6 +202,9 @@ const (
 	resFull                         // the service holds too much: no ack, the sender retries
 )
 
+// errNoRoom rolls back a store transaction that evicted messages but still found no room.
+var errNoRoom = errors.New("no room")
+
 // Deliver stores one fragment for user req.Recipient and acknowledges it through reply
 // (docs/spec/services.md section 2, fragment format of pkg/client). It returns an error only
 // for a failure of the service itself (database, reply); refusals are answered with an ack
@@ -220,7 +235,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	// its first fragment pays for those look-ups (which may be a network round trip).
 	var done *doneRecord
 	var known bool
-	var userPending uint64
+	var userComplete uint64
 	err = s.db.View(func(tx *bolt.Tx) error {
 		var err error
 		if done, err = getDone(tx, mk); err != nil || done != nil {
@@ -228,7 +243,7 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 		}
 		rec, err := getMsg(tx, mk)
 		known = rec != nil
-		userPending = getPending(tx, pendingKey(user))
+		userComplete = getUsage(tx, user).Complete
 		return err
 	})
 	if err != nil {
@@ -240,7 +255,9 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 	}
 	refuse := client.AckStored // AckStored: none
 	if !known {
-		status, err := s.checkNew(ctx, user, int64(userPending)+int64(f.TotalLength))
+		// Only complete messages count against the new one: incomplete ones can be anyone's
+		// forgeries, and are evicted to make room if need be.
+		status, err := s.checkNew(ctx, user, int64(userComplete)+int64(f.TotalLength))
 		if err != nil {
 			return err
 		}
@@ -254,9 +271,14 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 		}
 	}
 
-	res, status, complete, err := s.store(user, mk, f, refuse)
+	res, status, complete, evicted, err := s.store(user, mk, f, refuse)
 	if err != nil {
 		return fmt.Errorf("mailbox: store fragment: %w", err)
+	}
+	for _, e := range evicted {
+		eu, eid, _ := splitMsgKey(e.key)
+		s.m.evicted.Inc()
+		s.log.Info("incomplete mail evicted to make room; its sender will be told over quota", "user", eu, "id", eid, "fragments", e.rec.Received, "of", e.rec.Count, "for", user)
 	}
 	switch res {
 	case resStored:
@@ -321,9 +343,16 @@ func (s *Service) checkNew(ctx context.Context, user string, size int64) (client
 	return client.AckStored, nil
 }
 
+// evicted is an incomplete message store dropped to make room.
+type evicted struct {
+	key []byte
+	rec msgRecord
+}
+
 // store stores fragment f in one committed transaction. refuse, when not AckStored, is the
-// outcome to record instead if the message is still new.
-func (s *Service) store(user string, mk []byte, f *client.Fragment, refuse client.AckStatus) (res storeResult, status client.AckStatus, complete bool, err error) {
+// outcome to record instead if the message is still new. Room for the fragment is made by
+// evicting other incomplete messages (docs/spec/services.md section 4), which it returns.
+func (s *Service) store(user string, mk []byte, f *client.Fragment, refuse client.AckStatus) (res storeResult, status client.AckStatus, complete bool, gone []evicted, err error) {
 	// A lone fragment commits at once; concurrent ones share a commit (and its fsync). Batch
 	// may run the function more than once: every result is set afresh each time.
 	commit := s.db.Batch
@@ -332,7 +361,7 @@ func (s *Service) store(user string, mk []byte, f *client.Fragment, refuse clien
 	}
 	defer s.storing.Add(-1)
 	err = commit(func(tx *bolt.Tx) error {
-		res, status, complete = resStored, client.AckStored, false
+		res, status, complete, gone = resStored, client.AckStored, false, nil
 		now := s.now()
 		done, err := getDone(tx, mk)
 		if err != nil {
@@ -349,20 +378,14 @@ func (s *Service) store(user string, mk []byte, f *client.Fragment, refuse clien
 		if err != nil {
 			return err
 		}
-		if rec == nil {
+		isNew := rec == nil
+		if isNew {
 			if refuse != client.AckStored {
 				res, status = resFinished, refuse
 				d := doneRecord{Status: refuse, At: now}
 				return tx.Bucket(bucketDone).Put(mk, d.marshal())
 			}
-			if getPending(tx, keyPendingAll)+uint64(f.TotalLength) > uint64(s.maxPending) {
-				res = resFull
-				return nil
-			}
-			rec = &msgRecord{Count: f.Count, Total: f.TotalLength, First: now}
-			if err := addPending(tx, user, int64(f.TotalLength)); err != nil {
-				return err
-			}
+			rec = &msgRecord{Count: f.Count, Total: f.TotalLength, First: now, Last: now}
 		}
 		if rec.Count != f.Count || rec.Total != f.TotalLength {
 			res = resMismatch
@@ -374,20 +397,109 @@ func (s *Service) store(user string, mk []byte, f *client.Fragment, refuse clien
 			res = resDuplicate
 			return nil
 		}
+		size := uint64(len(f.Data))
+		completes := rec.Received+1 == rec.Count
+		if gone, err = s.makeRoom(tx, mk, size, isNew && !completes, now); err != nil {
+			return err
+		}
+
+		// Take the message out of the incomplete set, add the fragment, put it back in the
+		// set it now belongs to.
+		u := getUsage(tx, user)
+		if !isNew {
+			if err := unindex(tx, mk, rec.Last); err != nil {
+				return err
+			}
+			u.Incomplete -= min(u.Incomplete, uint64(rec.Stored))
+			u.Count -= min(u.Count, 1)
+		}
 		if err := fb.Put(fk, f.Data); err != nil {
 			return err
 		}
 		rec.Received++
+		rec.Stored += uint32(size)
+		rec.Last = now
 		if rec.Received == rec.Count {
 			rec.Complete = true
 			complete = true
+			u.Complete += uint64(rec.Stored)
 			if err := tx.Bucket(bucketOutbox).Put(mk, binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))); err != nil {
 				return err
 			}
+		} else {
+			u.Incomplete += uint64(rec.Stored)
+			u.Count++
+			if err := indexIncomplete(tx, mk, now); err != nil {
+				return err
+			}
+		}
+		if err := putUsage(tx, user, u); err != nil {
+			return err
+		}
+		if err := addTotal(tx, int64(size)); err != nil {
+			return err
 		}
 		return tx.Bucket(bucketMsgs).Put(mk, rec.marshal())
 	})
-	return res, status, complete, err
+	if errors.Is(err, errNoRoom) {
+		return resFull, client.AckStored, false, nil, nil
+	}
+	return res, status, complete, gone, err
+}
+
+// makeRoom evicts incomplete messages other than mk until size more bytes (and, if newIncomplete,
+// one more incomplete message) fit the user's and the service's bounds. An evicted message is
+// remembered as over quota, so that its sender's next fragments are answered with that status
+// and the sender bounces the mail instead of losing it silently. It returns errNoRoom when
+// complete messages alone leave no room.
+func (s *Service) makeRoom(tx *bolt.Tx, mk []byte, size uint64, newIncomplete bool, now time.Time) ([]evicted, error) {
+	user := userPrefix(mk)
+	userName, _, err := splitMsgKey(mk)
+	if err != nil {
+		return nil, err
+	}
+	var gone []evicted
+	evict := func(prefix []byte) error {
+		victim := oldestIncomplete(tx, prefix, mk)
+		if victim == nil {
+			return errNoRoom
+		}
+		rec, err := getMsg(tx, victim)
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			return fmt.Errorf("%w: eviction index names a missing message %x", errCorrupt, victim)
+		}
+		if err := dropMessage(tx, victim, rec); err != nil {
+			return err
+		}
+		d := doneRecord{Status: client.AckOverQuota, At: now}
+		if err := tx.Bucket(bucketDone).Put(victim, d.marshal()); err != nil {
+			return err
+		}
+		gone = append(gone, evicted{victim, *rec})
+		return nil
+	}
+	for {
+		u := getUsage(tx, userName)
+		count := u.Count
+		if newIncomplete {
+			count++
+		}
+		if int(count) <= s.maxUserIncomplete && u.Incomplete+u.Complete+size <= uint64(s.maxUserPending) {
+			break
+		}
+		if err := evict(user); err != nil {
+			return nil, err
+		}
+	}
+	for getTotal(tx)+size > uint64(s.maxPending) {
+		if err := evict(nil); err != nil {
+			return nil, err
+		}
+	}
+	return gone, nil
 }
 
 // ack answers through the SURB, if the request carried one.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
@@ -261,31 +262,123 @@ func TestUserPendingLimit(t *testing.T) {
 	cfg := testConfig(t, filepath.Join(t.TempDir(), "mailbox.db"), NewStoreBackend(st))
 	cfg.MaxUserPending = int64(3 * testCapacity)
 	s := newService(t, cfg)
-	first := fragments(t, newID(t), testMessage(t, 2*testCapacity))
+	// An incomplete message is charged what it stores, not what it claims: a second message
+	// fits beside it, and the first is evicted (oldest latest fragment) when the second needs
+	// its room.
+	first := fragments(t, newID(t), testMessage(t, 2*testCapacity+1)[:2*testCapacity+1])
 	sendStored(t, s, "bob", first[0])
-	// Together with the incomplete first message, the second does not fit.
-	second := fragments(t, newID(t), testMessage(t, 2*testCapacity))
-	if a := send(t, s, "bob", second[0]); a == nil || a.Status != client.AckOverQuota {
+	sendStored(t, s, "bob", first[1])
+	second := fragments(t, newID(t), testMessage(t, 2*testCapacity)[:2*testCapacity])
+	sendStored(t, s, "bob", second[0])
+	sendStored(t, s, "bob", second[1])
+	if got := metricValue(s.m.evicted); got != 1 {
+		t.Fatalf("%v messages evicted, want 1", got)
+	}
+	// The evicted message's sender learns of it at its next fragment, and bounces the mail.
+	if a := send(t, s, "bob", first[2]); a == nil || a.Status != client.AckOverQuota {
+		t.Fatalf("fragment of an evicted message: ack %+v, want over quota", a)
+	}
+	// A complete message is never evicted: a new one that does not fit beside it is over quota.
+	third := fragments(t, newID(t), testMessage(t, 2*testCapacity)[:2*testCapacity])
+	if a := send(t, s, "bob", third[0]); a == nil || a.Status != client.AckOverQuota {
 		t.Fatalf("ack %+v, want over quota", a)
 	}
-	// The first message still completes.
-	sendStored(t, s, "bob", first[1])
+	stop := run(t, s)
+	waitFor(t, "delivery", func() bool { return len(inbox(t, st, "bob")) == 1 })
+	stop()
+}
+
+func TestUserIncompleteLimit(t *testing.T) {
+	st := newMailstore(t)
+	cfg := testConfig(t, filepath.Join(t.TempDir(), "mailbox.db"), NewStoreBackend(st))
+	cfg.MaxUserIncomplete = 2
+	s := newService(t, cfg)
+	var msgs [][][]byte
+	for range 3 {
+		m := fragments(t, newID(t), testMessage(t, 2*testCapacity)[:2*testCapacity])
+		sendStored(t, s, "bob", m[0])
+		msgs = append(msgs, m)
+	}
+	if a := send(t, s, "bob", msgs[0][1]); a == nil || a.Status != client.AckOverQuota {
+		t.Fatalf("fragment of the evicted message: ack %+v, want over quota", a)
+	}
+	sendStored(t, s, "bob", msgs[1][1])
+	sendStored(t, s, "bob", msgs[2][1])
+	if n := count(t, s, bucketLRU); n != 0 {
+		t.Fatalf("%d messages left in the eviction order, want 0", n)
+	}
 }
 
 func TestTotalPendingLimit(t *testing.T) {
 	st := newMailstore(t)
+	if err := st.CreateUser("carol", 0); err != nil {
+		t.Fatal(err)
+	}
 	cfg := testConfig(t, filepath.Join(t.TempDir(), "mailbox.db"), NewStoreBackend(st))
 	cfg.MaxPending = int64(3 * testCapacity)
 	s := newService(t, cfg)
-	first := fragments(t, newID(t), testMessage(t, 2*testCapacity))
-	sendStored(t, s, "bob", first[0])
-	second := fragments(t, newID(t), testMessage(t, 2*testCapacity))
+	// Another user's incomplete message is evicted to make room.
+	carols := fragments(t, newID(t), testMessage(t, 2*testCapacity)[:2*testCapacity])
+	sendStored(t, s, "carol", carols[0])
+	for _, f := range fragments(t, newID(t), testMessage(t, 2*testCapacity)[:2*testCapacity]) {
+		sendStored(t, s, "bob", f)
+	}
+	second := fragments(t, newID(t), testMessage(t, 2*testCapacity)[:2*testCapacity])
+	sendStored(t, s, "bob", second[0])
+	if a := send(t, s, "carol", carols[1]); a == nil || a.Status != client.AckOverQuota {
+		t.Fatalf("fragment of the evicted message: ack %+v, want over quota", a)
+	}
+	// Complete messages are never evicted: with them and the message's own fragment holding
+	// everything, its next fragment is neither stored nor acknowledged; the sender retries.
 	r := &recorder{}
-	if err := s.Deliver(context.Background(), &service.Request{Recipient: "bob", Data: second[0]}, r); err == nil {
+	if err := s.Deliver(context.Background(), &service.Request{Recipient: "bob", Data: second[1]}, r); err == nil {
 		t.Fatal("a fragment over the total limit was accepted")
 	}
 	if len(r.replies) != 0 {
 		t.Fatal("a fragment that was not stored was acknowledged")
+	}
+	// Once the complete message is delivered, the retransmission is stored.
+	stop := run(t, s)
+	waitFor(t, "delivery", func() bool { return len(inbox(t, st, "bob")) == 1 })
+	sendStored(t, s, "bob", second[1])
+	waitFor(t, "delivery", func() bool { return len(inbox(t, st, "bob")) == 2 })
+	stop()
+}
+
+// TestChargesRebuiltAtOpen: what messages are charged is recomputed from the stored fragments
+// when the service opens, so a database that charged claimed lengths is corrected.
+func TestChargesRebuiltAtOpen(t *testing.T) {
+	st := newMailstore(t)
+	cfg := testConfig(t, filepath.Join(t.TempDir(), "mailbox.db"), NewStoreBackend(st))
+	s := newService(t, cfg)
+	frags := fragments(t, newID(t), testMessage(t, 3*testCapacity)[:3*testCapacity])
+	sendStored(t, s, "bob", frags[0])
+	var before usage
+	var total uint64
+	s.db.View(func(tx *bolt.Tx) error { before, total = getUsage(tx, "bob"), getTotal(tx); return nil })
+	if before.Incomplete != uint64(testCapacity) || before.Count != 1 || total != uint64(testCapacity) {
+		t.Fatalf("usage %+v, total %d: want one fragment's %d bytes", before, total, testCapacity)
+	}
+	// Spoil the counts as an older version's claimed-length charge would have.
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := putUsage(tx, "bob", usage{Incomplete: 1 << 30, Count: 9}); err != nil {
+			return err
+		}
+		return addTotal(tx, 1<<30)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ = crash(t, s, cfg)
+	var after usage
+	s.db.View(func(tx *bolt.Tx) error { after, total = getUsage(tx, "bob"), getTotal(tx); return nil })
+	if after != before || total != uint64(testCapacity) {
+		t.Fatalf("after reopening: usage %+v, total %d; want %+v, %d", after, total, before, testCapacity)
+	}
+	for _, f := range frags[1:] {
+		sendStored(t, s, "bob", f)
+	}
+	if n := count(t, s, bucketLRU) + count(t, s, bucketUserLRU); n != 0 {
+		t.Fatalf("%d eviction index entries left for a complete message", n)
 	}
 }
 
