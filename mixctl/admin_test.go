@@ -175,10 +175,12 @@ func TestAdminAPIRefusesWebPages(t *testing.T) {
 	// The directory: a rebound page approves its own node with a stolen token: refused.
 	evilNode, _ := keys.GenerateIdentityKey(rand.Reader)
 	evilID := evilNode.Public().String()
-	if code, body := adminRequest(t, http.MethodPut, n.DirAdmin, "evil.example:"+port(n.DirAdmin), "/admin/v1/nodes/"+evilID, dt, "", ""); code != http.StatusForbidden {
+	// The page asks for the provider role of alpha.localhost (finding 1's takeover).
+	approval := `{"role":"provider","domains":["alpha.localhost"]}`
+	if code, body := adminRequest(t, http.MethodPut, n.DirAdmin, "evil.example:"+port(n.DirAdmin), "/admin/v1/nodes/"+evilID, dt, "application/json", approval); code != http.StatusForbidden {
 		t.Errorf("DNS-rebound node approval (valid token): %d %s, want 403", code, body)
 	}
-	if code, body := adminRequest(t, http.MethodPut, n.DirAdmin, n.DirAdmin, "/admin/v1/nodes/"+evilID, "", "", ""); code != http.StatusUnauthorized {
+	if code, body := adminRequest(t, http.MethodPut, n.DirAdmin, n.DirAdmin, "/admin/v1/nodes/"+evilID, "", "application/json", approval); code != http.StatusUnauthorized {
 		t.Errorf("node approval without a token: %d %s, want 401", code, body)
 	}
 	if code, body := adminRequest(t, http.MethodGet, n.DirAdmin, n.DirAdmin, "/admin/v1/nodes", dt, "", ""); code != http.StatusOK || strings.Contains(body, evilID) {
