@@ -190,7 +190,12 @@ func checkHost(r *http.Request) error {
 	return nil
 }
 
+// matches reports whether header carries the token; with no token (a daemon wired without
+// one) nothing matches, so a mistake closes the API rather than opening it.
 func (t *Token) matches(header string) bool {
+	if t == nil {
+		return false
+	}
 	scheme, tok, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false

@@ -122,6 +122,23 @@ func TestRequire(t *testing.T) {
 	}
 }
 
+func TestRequireWithoutToken(t *testing.T) {
+	srv := httptest.NewServer(Require(nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("served without a token configured")
+	})))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/x", nil)
+	req.Header.Set("Authorization", "Bearer ")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("nil token: %d, want 401", resp.StatusCode)
+	}
+}
+
 func TestSetHeaders(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodPut, "http://127.0.0.1:1/x", strings.NewReader("{}"))
 	SetHeaders(req, "tok")
