@@ -96,6 +96,7 @@ except the epoch length (--epoch), kept short so the network is up in seconds.`,
 			}
 			fmt.Fprintf(out, "network up: epoch %d, %d nodes. Ctrl-C stops it.\n", doc.Epoch, len(doc.Nodes))
 			fmt.Fprintf(out, "  mixctl dir status --url %s --authority %s\n", n.DirURL, n.Authority)
+			fmt.Fprintf(out, "  mixctl dir approved --admin %s --admin-token %s      # each node's approved role and mail domains\n", n.DirAdmin, n.DirAdminToken)
 			for _, nd := range n.Nodes {
 				if nd.Role == "provider" {
 					fmt.Fprintf(out, "  mixctl user list --admin %s --admin-token %s      # users of %s\n", nd.Admin, nd.AdminToken, nd.Domain)
