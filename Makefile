@@ -24,7 +24,7 @@ BENCHTIME ?= 1s
 FUZZTIME ?= 10s
 
 .DEFAULT_GOAL := help
-.PHONY: help build test bench vectors fuzz lint run clean
+.PHONY: help build test bench vectors fuzz lint vulncheck run clean
 
 help: ## list the targets
 	@echo 'Targets (make TARGET):'
@@ -55,6 +55,9 @@ lint: ## gofmt, go vet and staticcheck
 	if [ -n "$$files" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$files"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+
+vulncheck: ## govulncheck ./... against a database built offline from golang.org/x/vulndb
+	GO=$(GO) scripts/vulncheck.sh
 
 run: ## start a whole local mixnet (mixctl testnet up); Ctrl-C stops it
 	GO=$(GO) scripts/run.sh
