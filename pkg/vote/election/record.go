@@ -43,7 +43,8 @@ type Result struct {
 	Ballots    []int // per question, the number of ballots counted
 	Tally      *Tally
 	// Warnings are invalid decryption shares that the decryption routed around (at least
-	// Threshold valid shares remained for every question).
+	// Threshold valid shares remained for every question), and the absence of a decryption
+	// in Verificatum's format (vmnv -mix cannot check the tally then).
 	Warnings []error
 }
 
@@ -176,7 +177,11 @@ func decryptAndCount(record string, r *Result, final [][]verificatum.Ciphertext,
 	if len(errs) > 0 {
 		return nil, &VerifyError{Failures: errs}
 	}
-	r.Warnings = warnings
+	vw, errs := verifyVmnDecryption(record, r.Definition, r.KeyGen.PublicKey, final, plaintexts, progress)
+	if len(errs) > 0 {
+		return nil, &VerifyError{Failures: errs}
+	}
+	r.Warnings = append(warnings, vw...)
 	return Count(r.Definition, plaintexts)
 }
 

@@ -127,6 +127,20 @@ func (q Qualified) PublicKey() verificatum.PublicKey {
 	return verificatum.PublicKey{Y: y}
 }
 
+// Polynomial returns the joint polynomial in the exponent C_k = prod over qualified dealers of
+// A_{i,k} (k = 0..t-1): C_0 = y and y_j = prod_k C_k^(j^k). It is Verificatum's
+// PolynomialInExponent.bt (docs/spec/vote.md §6.3).
+func (q Qualified) Polynomial(t int) []*group.Element {
+	c := make([]*group.Element, t)
+	for k := range c {
+		c[k] = group.Identity()
+		for _, a := range q {
+			c[k].Mul(c[k], a[k])
+		}
+	}
+	return c
+}
+
 // VerificationKey returns y_j = g^(x_j), trustee j's public verification key.
 func (q Qualified) VerificationKey(j int) *group.Element {
 	y := group.Identity()

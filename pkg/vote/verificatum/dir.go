@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/bytetree"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/group"
 )
 
 // Limits on the files of a proof directory (§6).
@@ -89,6 +90,9 @@ type DirResult struct {
 	Ciphertexts   int
 	Mixers        []MixerResult
 	OutputMatches bool // for "shuffling": the last mixer's output equals ShuffledCiphertexts.bt
+	// Plaintexts are, for "mixing", the decryption of the last mixer's output, equal to
+	// Plaintexts.bt, when every proof of decryption factors verified.
+	Plaintexts []*group.Element
 }
 
 // ErrInvalid is wrapped by VerifyDir's error when a directory is well formed but a proof fails.
@@ -99,9 +103,9 @@ var ErrInvalid = errors.New("verificatum: proof directory invalid")
 // info file given to vmnv (usually DIR/protInfo.xml). It returns an error wrapping ErrInvalid
 // naming each failing mixer and equation, or a format error.
 //
-// For a "mixing" directory only the shuffles are verified: Verificatum's proofs of correct
-// decryption factors and Plaintexts.bt are NOT checked (docs/spec/vote.md §10), so success does
-// not mean the plaintexts are right.
+// For a "mixing" directory it also verifies the threshold decryption of the last mixer's
+// output as `vmnv -mix` does (§6.3): PolynomialInExponent.bt against FullPublicKey.bt, every
+// party's proof of decryption factors, and Plaintexts.bt against the factors combined.
 func VerifyDir(dir string, protInfo []byte) (*DirResult, error) {
 	return VerifyDirProgress(dir, protInfo, nil)
 }
@@ -211,10 +215,134 @@ func VerifyDirProgress(dir string, protInfo []byte, progress func(mixer, done, t
 			failures = append(failures, "ShuffledCiphertexts.bt differs from the last mixer's output")
 		}
 	}
+	if res.Type == "mixing" && len(failures) == 0 {
+		var err error
+		res.Plaintexts, failures, err = verifyDecryptionDir(dir, pi, sess, pk, in)
+		if err != nil {
+			return res, err
+		}
+	}
 	if len(failures) > 0 {
 		return res, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(failures, "; "))
 	}
 	return res, nil
+}
+
+// VerifyDecryption checks the decryption part of a "mixing" directory (§6.3), l being the
+// last mixer's output (already verified), as `vmnv -mix` does after the shuffles, and returns
+// the plaintexts. The error wraps ErrInvalid when a proof or Plaintexts.bt is wrong.
+func VerifyDecryption(dir string, protInfo []byte, auxsid string, pk PublicKey, l []Ciphertext) ([]*group.Element, error) {
+	pi, err := ParseProtInfo(protInfo)
+	if err != nil {
+		return nil, err
+	}
+	sess, err := NewSession(pi, auxsid)
+	if err != nil {
+		return nil, err
+	}
+	m, failures, err := verifyDecryptionDir(dir, pi, sess, pk, l)
+	if err != nil {
+		return nil, err
+	}
+	if len(failures) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(failures, "; "))
+	}
+	return m, nil
+}
+
+// verifyDecryptionDir checks the decryption part of a "mixing" directory (§6.3) of list l,
+// the last mixer's output. It returns the plaintexts, or the failures, or a format error.
+func verifyDecryptionDir(dir string, pi *ProtInfo, sess *Session, pk PublicKey, l []Ciphertext) ([]*group.Element, []string, error) {
+	proofs := filepath.Join(dir, "proofs")
+	polyT, err := readTree(filepath.Join(proofs, "PolynomialInExponent.bt"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("verificatum: %w", err)
+	}
+	poly, err := ElementsFromTree(polyT)
+	if err != nil || len(poly) != pi.Thres {
+		return nil, nil, fmt.Errorf("%w: PolynomialInExponent.bt must hold %d points (thres)", ErrFormat, pi.Thres)
+	}
+	if !poly[0].Equal(pk.Y) {
+		return nil, []string{"PolynomialInExponent.bt does not give FullPublicKey.bt's key"}, nil
+	}
+	ciT, err := readTree(filepath.Join(proofs, "CorrectIndices.bt"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("verificatum: %w", err)
+	}
+	// A boolean array with one byte per party index 0..nopart (0 is no party).
+	if !ciT.IsLeaf() || ciT.Len() != pi.NoPart+1 {
+		return nil, nil, fmt.Errorf("%w: CorrectIndices.bt must be a leaf of %d bytes", ErrFormat, pi.NoPart+1)
+	}
+	var correct []int
+	for j, b := range ciT.Data() {
+		if b > 1 {
+			return nil, nil, fmt.Errorf("%w: CorrectIndices.bt byte %d is not 0 or 1", ErrFormat, j)
+		}
+		if j > 0 && b == 1 {
+			correct = append(correct, j)
+		}
+	}
+	n := pi.NoPart
+	factors := make([][]*group.Element, n)
+	comms := make([]*DecryptionCommitment, n)
+	replies := make([]*group.Scalar, n)
+	for j := 1; j <= n; j++ {
+		nn := fmt.Sprintf("%02d", j)
+		t, err := readTree(filepath.Join(proofs, "DecryptionFactors"+nn+".bt"))
+		if err == nil {
+			factors[j-1], err = ElementsFromTree(t)
+		}
+		if err == nil && len(factors[j-1]) != len(l) {
+			err = fmt.Errorf("%w: %d factors for %d ciphertexts", ErrFormat, len(factors[j-1]), len(l))
+		}
+		if err == nil {
+			t, err = readTree(filepath.Join(proofs, "DecrFactCommitment"+nn+".bt"))
+		}
+		if err == nil {
+			comms[j-1], err = DecryptionCommitmentFromTree(t)
+		}
+		if err == nil {
+			t, err = readTree(filepath.Join(proofs, "DecrFactReply"+nn+".bt"))
+		}
+		if err == nil {
+			replies[j-1], err = group.ScalarFromTree(t)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("verificatum: party %s decryption: %w", nn, err)
+		}
+	}
+	seed := sess.DecryptionSeed(l, poly, factors)
+	v := sess.DecryptionChallenge(seed, comms)
+	ys := PartyKeys(poly, n)
+	var failures []string
+	for j := 1; j <= n; j++ {
+		if err := sess.VerifyDecryptionFactors(seed, v, n, l, ys[j-1], factors[j-1], comms[j-1], replies[j-1]); err != nil {
+			failures = append(failures, fmt.Sprintf("decryption factors of party %02d: %v", j, err))
+		}
+	}
+	// Every party must be correct: we have no way to recover a failing party's key share as
+	// Verificatum's protocol does (it would publish that share).
+	if len(correct) != n {
+		failures = append(failures, fmt.Sprintf("CorrectIndices.bt marks %d of %d parties correct", len(correct), n))
+	}
+	if len(failures) > 0 {
+		return nil, failures, nil
+	}
+	m := CombinePlaintexts(l, correct[:pi.Thres], n, factors)
+	ptT, err := readTree(filepath.Join(dir, "Plaintexts.bt"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("verificatum: %w", err)
+	}
+	pts, err := ElementsFromTree(ptT)
+	if err != nil || len(pts) != len(l) {
+		return nil, nil, fmt.Errorf("%w: Plaintexts.bt must hold %d points", ErrFormat, len(l))
+	}
+	for i := range pts {
+		if !pts[i].Equal(m[i]) {
+			return nil, []string{fmt.Sprintf("Plaintexts.bt: plaintext %d is not the decryption", i)}, nil
+		}
+	}
+	return m, nil, nil
 }
 
 func readList(path string) ([]Ciphertext, error) {

@@ -92,3 +92,42 @@ func TestVerifyDirRefusesFewerShufflesThanThreshold(t *testing.T) {
 		t.Fatalf("got %v, want the active threshold refused", err)
 	}
 }
+
+// TestVerifyDirChecksVerificatumDecryption: in Verificatum's own "mixing" directory, the
+// decryption is verified and its plaintexts returned; one decryption factor of party 2
+// swapped with another (valid points) is refused, as vmnv refuses it. Before issue 15 our
+// verifier did not read the decryption at all and accepted such a copy.
+func TestVerifyDirChecksVerificatumDecryption(t *testing.T) {
+	src := filepath.Join("testdata", "mix-p256-3party-n100")
+	pi, err := os.ReadFile(filepath.Join(src, "protInfo.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := VerifyDir(src, pi)
+	if err != nil || len(res.Plaintexts) != 100 {
+		t.Fatalf("valid directory: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "proofs", "DecryptionFactors02.bt")
+	tr, err := readTree(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := ElementsFromTree(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es[0], es[1] = es[1], es[0]
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, ElementsTree(es).Encode(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyDir(dir, pi); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "decryption factors of party 02") {
+		t.Fatalf("tampered factor: %v", err)
+	}
+}
