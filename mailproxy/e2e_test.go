@@ -346,6 +346,12 @@ func TestRefusals(t *testing.T) {
 		{"no header", "alice@alpha.localhost", "bob@beta.localhost", "just text without a header\r\n", 554, "Malformed"},
 		{"line too long", "alice@alpha.localhost", "bob@beta.localhost", ok + strings.Repeat("y", 3000) + "\r\n", 554, "line"},
 		{"no From", "alice@alpha.localhost", "bob@beta.localhost", "To: bob@beta.localhost\r\n\r\nhi\r\n", 554, "From"},
+		// The envelope names alice's account; the header must not name anyone else (section 2).
+		{"forged From", "alice@alpha.localhost", "bob@beta.localhost", "From: The Bank <security@beta.localhost>\r\nTo: bob@beta.localhost\r\n\r\nhi\r\n", 550, "From"},
+		{"second From", "alice@alpha.localhost", "bob@beta.localhost", "From: alice@alpha.localhost\r\nFrom: carol@beta.localhost\r\nTo: bob@beta.localhost\r\n\r\nhi\r\n", 550, "From"},
+		{"two authors", "alice@alpha.localhost", "bob@beta.localhost", "From: alice@alpha.localhost, carol@beta.localhost\r\nTo: bob@beta.localhost\r\n\r\nhi\r\n", 550, "From"},
+		{"forged Sender", "alice@alpha.localhost", "bob@beta.localhost", "From: alice@alpha.localhost\r\nSender: carol@beta.localhost\r\nTo: bob@beta.localhost\r\n\r\nhi\r\n", 550, "Sender"},
+		{"unparsable From", "alice@alpha.localhost", "bob@beta.localhost", "From: <alice@alpha.localhost\r\nTo: bob@beta.localhost\r\n\r\nhi\r\n", 550, "From"},
 	}
 	for _, tt := range tests {
 		c, err := smtp.Dial(m.alice.SMTP)
@@ -361,6 +367,17 @@ func TestRefusals(t *testing.T) {
 	}
 	if r := statusOf(t, m.alice); len(r.Accounts[0].Messages) != 0 {
 		t.Errorf("refused mail was queued: %+v", r.Accounts[0].Messages)
+	}
+	// The account's own address, with a display name (RFC 2047 encoded) and in another case,
+	// is accepted.
+	c, err := smtp.Dial(m.alice.SMTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	own := "From: =?utf-8?q?Alice_M=C3=BCller?= <Alice@Alpha.Localhost>\r\nSender: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\n\r\nhi\r\n"
+	if err := c.SendMail("alice@alpha.localhost", []string{"bob@beta.localhost"}, strings.NewReader(own)); err != nil {
+		t.Errorf("mail From the account itself: %v", err)
 	}
 }
 

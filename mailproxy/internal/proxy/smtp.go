@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net/mail"
 	"strings"
 	"time"
 
@@ -129,6 +131,9 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 	if !m.Has("From") {
 		return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Malformed message: no From header field")
 	}
+	if err := ownAuthor(m, a.cfg.Address); err != nil {
+		return err
+	}
 	var relay []string
 	for _, r := range rcpts {
 		if r.relay {
@@ -188,6 +193,38 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 		// copies are already queued, which the seen check above recognizes. The smarthost gets
 		// the mail as submitted: it is ordinary mail, outside the mixnet.
 		return p.relay(a.cfg.Address, relay, raw)
+	}
+	return nil
+}
+
+// addrParser reads From and Sender. Only the address matters, so a display name in a charset
+// Go does not know is taken as it is rather than refusing the mail.
+var addrParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{
+	CharsetReader: func(_ string, r io.Reader) (io.Reader, error) { return r, nil },
+}}
+
+// ownAuthor refuses a mail whose From or Sender names anyone but the account (section 2): the
+// listener has no authentication, so without this whoever reaches it could put any author on
+// a mail that leaves through the account's provider. From must be one field with one mailbox,
+// the account's address (any case, any display name); Sender, if present, the same.
+func ownAuthor(m *message.Message, account string) error {
+	for _, name := range []string{"From", "Sender"} {
+		n := 0
+		for _, f := range m.Fields {
+			if !f.Is(name) {
+				continue
+			}
+			if n++; n > 1 {
+				return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "More than one %s header field; a mail from <%s> has one, naming that address", name, account)
+			}
+			list, err := addrParser.ParseList(f.Value())
+			if err != nil {
+				return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "The %s header field %q is not an address (%v); it must be <%s>", name, f.Value(), err, account)
+			}
+			if len(list) != 1 || !strings.EqualFold(list[0].Address, account) {
+				return smtpErr(550, smtp.EnhancedCode{5, 7, 1}, "The %s header field names %q; this mailproxy sends as <%s> only, the account of MAIL FROM", name, f.Value(), account)
+			}
+		}
 	}
 	return nil
 }
