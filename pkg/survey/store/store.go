@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +52,13 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 		if dsn == "" || strings.ContainsAny(dsn, "?#") {
 			return nil, fmt.Errorf("store: sqlite path %q: want a file path", dsn)
 		}
+		// The file holds every submission: its owner's alone. SQLite would create it with the
+		// process's umask (0644 usually) and give its WAL and shared-memory files that mode.
+		f, ferr := os.OpenFile(dsn, os.O_RDWR|os.O_CREATE, 0o600)
+		if ferr != nil {
+			return nil, fmt.Errorf("store: sqlite %s: %w", dsn, ferr)
+		}
+		f.Close()
 		db, err = sql.Open("sqlite", "file:"+dsn+"?"+sqlitePragmas)
 		if err == nil {
 			// One writer at a time is all SQLite does; one connection avoids lock upgrades.
@@ -86,6 +95,16 @@ func Open(ctx context.Context, driver, dsn string) (*Store, error) {
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if driver == SQLite {
+		// A database made by an older version (0644), and its WAL and shared-memory files,
+		// which exist now that the connection is open.
+		for _, p := range []string{dsn, dsn + "-wal", dsn + "-shm"} {
+			if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				db.Close()
+				return nil, fmt.Errorf("store: sqlite %s: %w", p, err)
+			}
+		}
 	}
 	return s, nil
 }
