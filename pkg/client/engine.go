@@ -30,6 +30,7 @@ const (
 	DefaultMaxPartial       = 64
 	DefaultPartialTimeout   = 7 * 24 * time.Hour
 	DefaultMaxReceiveSize   = 16 << 20
+	DefaultMaxInbox         = 64
 
 	// Built-in provider services the engine uses for cover traffic (docs/spec/services.md).
 	queueService = "queue"
@@ -100,6 +101,14 @@ type Config struct {
 	// MaxReceiveSize bounds the length of an incoming message; fragments of longer messages
 	// are dropped. DefaultMaxReceiveSize when 0.
 	MaxReceiveSize int
+	// Receive says that the program consumes messages sent to the user's queue service, with
+	// Received and DeleteReceived. Without it (mailproxy, whose mail arrives by IMAP), such
+	// messages are acknowledged to the provider and discarded at once: anyone can send them,
+	// and nobody would ever delete them from the store (docs/spec/client.md section 7).
+	Receive bool
+	// MaxInbox bounds the received messages kept until DeleteReceived, together with those in
+	// reassembly: fragments of further messages are dropped. DefaultMaxInbox when 0.
+	MaxInbox int
 }
 
 func (c *Config) setDefaults() {
@@ -126,6 +135,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxReceiveSize == 0 {
 		c.MaxReceiveSize = DefaultMaxReceiveSize
+	}
+	if c.MaxInbox == 0 {
+		c.MaxInbox = DefaultMaxInbox
 	}
 }
 
@@ -203,7 +215,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("client: no provider domain")
 	case cfg.RetryBudget < 1:
 		return nil, fmt.Errorf("client: retry budget %d: want at least 1", cfg.RetryBudget)
-	case cfg.AckSlack < 0 || cfg.RetrieveInterval < 0 || cfg.MaxPartial < 0 || cfg.PartialTimeout < 0 || cfg.MaxReceiveSize < 0:
+	case cfg.AckSlack < 0 || cfg.RetrieveInterval < 0 || cfg.MaxPartial < 0 || cfg.PartialTimeout < 0 || cfg.MaxReceiveSize < 0 || cfg.MaxInbox < 0:
 		return nil, errors.New("client: negative duration or limit in config")
 	}
 	if err := (sphinx.Recipient{Service: queueService, ID: cfg.User}).Validate(); err != nil {
@@ -871,6 +883,10 @@ func (e *Engine) handleItem(sph *sphinx.Sphinx, f *wire.Frame, nextSeq uint32) e
 		return nil
 	case wire.CmdMessage:
 		e.count(func(ls *LinkState) { ls.Messages++ })
+		if !e.cfg.Receive {
+			e.log.Debug("discarding a queue message: this program consumes none")
+			return e.st.setSeq(nextSeq)
+		}
 		capacity := FragmentCapacity(g)
 		frag, err := ParseFragment(f.Body, capacity)
 		if err != nil {
@@ -881,9 +897,9 @@ func (e *Engine) handleItem(sph *sphinx.Sphinx, f *wire.Frame, nextSeq uint32) e
 			e.log.Debug("dropping a fragment of a message over the size limit", "id", frag.ID, "size", frag.TotalLength, "limit", e.cfg.MaxReceiveSize)
 			return e.st.setSeq(nextSeq)
 		}
-		rec, err := e.st.receive(frag, capacity, e.cfg.MaxPartial, nextSeq, now)
+		rec, err := e.st.receive(frag, capacity, e.cfg.MaxPartial, e.cfg.MaxInbox, nextSeq, now)
 		switch {
-		case errors.Is(err, ErrMalformed), errors.Is(err, errTooManyPartial):
+		case errors.Is(err, ErrMalformed), errors.Is(err, errTooManyPartial), errors.Is(err, errInboxFull):
 			e.log.Debug("dropping a fragment", "id", frag.ID, "err", err)
 			return e.st.setSeq(nextSeq)
 		case err != nil:

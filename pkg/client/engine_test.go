@@ -508,11 +508,47 @@ func TestQueueServiceNeedsNoAck(t *testing.T) {
 	}
 }
 
+// A program that consumes no queue messages (mailproxy) keeps none: they are acknowledged to
+// the provider and discarded, so a flood of them cannot grow the store (issue 13, finding 6).
+// One that does keeps at most MaxInbox, received and in reassembly together.
+func TestQueueMessagesKeptOnlyByAConsumer(t *testing.T) {
+	n := newLocalNet(t)
+	capacity := FragmentCapacity(n.params.Geometry)
+	for _, tc := range []struct {
+		name    string
+		receive bool
+		want    int
+	}{{"no consumer", false, 0}, {"consumer", true, 5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := n.engine(t.TempDir(), func(c *Config) { c.Receive = tc.receive; c.MaxInbox = 5 })
+			defer e.Close()
+			v := n.view(e)
+			seq := uint32(1)
+			for i := range 20 {
+				fs, _ := Split(MessageID{byte(i)}, randomData(capacity), capacity)
+				if err := e.handleItem(v.sph, &wire.Frame{Cmd: wire.CmdMessage, Seq: seq, Body: fs[0].Marshal()}, seq+1); err != nil {
+					t.Fatal(err)
+				}
+				seq++
+			}
+			if r, err := e.Received(); err != nil || len(r) != tc.want {
+				t.Fatalf("%d messages kept (%v), want %d", len(r), err, tc.want)
+			}
+			if got, _ := e.st.seq(); got != seq {
+				t.Fatalf("retrieve position %d, want %d: every item is acknowledged", got, seq)
+			}
+			if got := e.LinkState().Messages; got != 20 {
+				t.Fatalf("%d queue messages counted, want 20", got)
+			}
+		})
+	}
+}
+
 // Fragments arriving in the user's queue are reassembled once, whatever their order and
 // repetitions; junk is dropped; the number of partial messages is bounded.
 func TestReceiveReassembly(t *testing.T) {
 	n := newLocalNet(t)
-	e := n.engine(t.TempDir(), func(c *Config) { c.MaxPartial = 2 })
+	e := n.engine(t.TempDir(), func(c *Config) { c.MaxPartial = 2; c.Receive = true })
 	defer e.Close()
 	v := n.view(e)
 	capacity := FragmentCapacity(n.params.Geometry)
@@ -557,7 +593,7 @@ func TestReceiveReassembly(t *testing.T) {
 		t.Fatalf("received %v, want %v (the third partial message was over the limit)", ids, want)
 	}
 	// A message over MaxReceiveSize is refused from its first fragment.
-	capped := n.engine(t.TempDir(), func(c *Config) { c.MaxReceiveSize = 2 * capacity })
+	capped := n.engine(t.TempDir(), func(c *Config) { c.MaxReceiveSize = 2 * capacity; c.Receive = true })
 	defer capped.Close()
 	for i, size := range []int{2 * capacity, 2*capacity + 1} {
 		fs, _ := Split(MessageID{30 + byte(i)}, make([]byte, size), capacity)

@@ -537,8 +537,9 @@ func (s *store) setSeq(seq uint32) error {
 // retrieve sequence number, in one transaction. Fragments are kept by (message id, index), so a
 // retransmitted fragment is stored once; when the last one is in, the message moves to the
 // inbox. At most maxPartial messages are being reassembled at once; fragments of further
-// messages are dropped (the sender retransmits, if it expects an answer).
-func (s *store) receive(f *Fragment, capacity, maxPartial int, nextSeq uint32, now time.Time) (complete *Received, err error) {
+// messages are dropped (the sender retransmits, if it expects an answer), and so are those of
+// a new message while maxInbox messages are received (and not deleted) or in reassembly.
+func (s *store) receive(f *Fragment, capacity, maxPartial, maxInbox int, nextSeq uint32, now time.Time) (complete *Received, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if err := putSeq(tx, nextSeq); err != nil {
 			return err
@@ -553,8 +554,12 @@ func (s *store) receive(f *Fragment, capacity, maxPartial int, nextSeq uint32, n
 			return err
 		}
 		if !ok {
-			if countKeys(meta, maxPartial) >= maxPartial {
+			partial := countKeys(meta, maxPartial)
+			if partial >= maxPartial {
 				return fmt.Errorf("%w: %d messages already being reassembled", errTooManyPartial, maxPartial)
+			}
+			if partial+countKeys(tx.Bucket(bucketInbox), maxInbox) >= maxInbox {
+				return fmt.Errorf("%w: %d messages received or being reassembled", errInboxFull, maxInbox)
 			}
 			rr = rxRecord{Count: int(f.Count), Total: int(f.TotalLength), Started: now, Capacity: capacity}
 		}
@@ -607,7 +612,10 @@ func countKeys(b *bolt.Bucket, limit int) int {
 	return n
 }
 
-var errTooManyPartial = errors.New("client: too many partial messages")
+var (
+	errTooManyPartial = errors.New("client: too many partial messages")
+	errInboxFull      = errors.New("client: inbox full")
+)
 
 func (s *store) inbox() ([]Received, error) {
 	var out []Received

@@ -29,9 +29,9 @@ func TestPrune(t *testing.T) {
 	oldMsg, _ := Split(MessageID{1}, make([]byte, 20), capacity)
 	newMsg, _ := Split(MessageID{2}, make([]byte, 20), capacity)
 	doneMsg, _ := Split(MessageID{3}, make([]byte, 5), capacity)
-	s.receive(oldMsg[0], capacity, 10, 1, old)
-	s.receive(newMsg[0], capacity, 10, 2, fresh)
-	if r, err := s.receive(doneMsg[0], capacity, 10, 3, old); err != nil || r == nil {
+	s.receive(oldMsg[0], capacity, 10, 64, 1, old)
+	s.receive(newMsg[0], capacity, 10, 64, 2, fresh)
+	if r, err := s.receive(doneMsg[0], capacity, 10, 64, 3, old); err != nil || r == nil {
 		t.Fatalf("one-fragment message not complete: %v", err)
 	}
 	surbs, partial, err := s.prune(now.Add(-time.Minute), now.Add(-time.Minute))

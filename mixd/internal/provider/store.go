@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -34,7 +35,17 @@ var (
 	bucketUsers  = []byte("users")
 	bucketLinks  = []byte("links") // link key -> user name
 	bucketQueues = []byte("queues")
+	// bucketMessages counts each user's items of kind ItemMessage (user -> u64). It is
+	// derived: OpenStore recounts it from the queues.
+	bucketMessages = []byte("messages")
 )
+
+// MaxMessageItems bounds the items of kind ItemMessage in one user's queue, apart from the
+// queue limit that bounds its replies (docs/spec/services.md section 4.2). Anyone can send
+// messages to any user's queue service, and the user's client fetches one item per retrieve in
+// queue order: a small bound keeps a flood from making the user's ACKs and loop echoes wait
+// behind more than this many items, and from keeping them out.
+const MaxMessageItems = 64
 
 // User is one account of the provider.
 type User struct {
@@ -105,7 +116,7 @@ func OpenStore(path string) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return recountMessages(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -166,7 +177,7 @@ func (s *Store) RemoveUser(name string) error {
 		if err := tx.Bucket(bucketQueues).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
-		return nil
+		return tx.Bucket(bucketMessages).Delete([]byte(name))
 	})
 }
 
@@ -254,8 +265,19 @@ func (s *Store) Enqueue(user string, it *Item, limit int) error {
 		if q == nil {
 			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
 		}
-		if q.Stats().KeyN-deleted[user] >= limit {
-			return fmt.Errorf("%w: %s holds %d items", ErrQueueFull, user, limit)
+		// Messages and replies are bounded apart, so that messages anyone can send never keep
+		// out the replies to the user's own packets.
+		messages := getMessages(tx, user)
+		if it.Kind == ItemMessage {
+			if bound := min(limit, MaxMessageItems); messages >= uint64(bound) {
+				return fmt.Errorf("%w: %s holds %d queue messages", ErrQueueFull, user, bound)
+			}
+			messages++
+		} else if q.Stats().KeyN-deleted[user]-int(messages) >= limit {
+			return fmt.Errorf("%w: %s holds %d replies", ErrQueueFull, user, limit)
+		}
+		if err := putMessages(tx, user, messages); err != nil {
+			return err
 		}
 		seq, err := q.NextSequence()
 		if err != nil {
@@ -379,14 +401,64 @@ func prune(tx *bolt.Tx, stale map[string]uint64) (map[string]int, error) {
 			continue // removed since
 		}
 		c := q.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < from; k, _ = c.First() {
+		messages := getMessages(tx, user)
+		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) < from; k, v = c.First() {
+			if len(v) > 0 && v[0] == ItemMessage {
+				messages -= min(messages, 1)
+			}
 			if err := c.Delete(); err != nil {
 				return nil, err
 			}
 			deleted[user]++
 		}
+		if err := putMessages(tx, user, messages); err != nil {
+			return nil, err
+		}
 	}
 	return deleted, nil
+}
+
+func getMessages(tx *bolt.Tx, user string) uint64 {
+	v := tx.Bucket(bucketMessages).Get([]byte(user))
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func putMessages(tx *bolt.Tx, user string, n uint64) error {
+	b := tx.Bucket(bucketMessages)
+	if n == 0 {
+		return b.Delete([]byte(user))
+	}
+	return b.Put([]byte(user), binary.BigEndian.AppendUint64(nil, n))
+}
+
+// recountMessages rebuilds bucketMessages from the queues, so that the count can never drift
+// from what is stored (and a database from before the count gets one).
+func recountMessages(tx *bolt.Tx) error {
+	if tx.Bucket(bucketMessages) != nil {
+		if err := tx.DeleteBucket(bucketMessages); err != nil {
+			return err
+		}
+	}
+	mb, err := tx.CreateBucket(bucketMessages)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketQueues).ForEachBucket(func(user []byte) error {
+		var n uint64
+		err := tx.Bucket(bucketQueues).Bucket(user).ForEach(func(_, v []byte) error {
+			if len(v) > 0 && v[0] == ItemMessage {
+				n++
+			}
+			return nil
+		})
+		if err != nil || n == 0 {
+			return err
+		}
+		return mb.Put(bytes.Clone(user), binary.BigEndian.AppendUint64(nil, n))
+	})
 }
 
 // QueueLen is the number of items waiting for a user (acknowledged items are pruned first).

@@ -1,9 +1,13 @@
 package provider
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -45,7 +49,7 @@ func TestUsersAndQueuesSurviveReopen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Enqueue("alice", &Item{Kind: ItemMessage}, 3); !errors.Is(err, ErrQueueFull) {
+	if err := s.Enqueue("alice", &Item{Kind: ItemReply}, 3); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("over limit: %v", err)
 	}
 	if err := s.Enqueue("nobody", &Item{Kind: ItemMessage}, 3); !errors.Is(err, ErrUnknownUser) {
@@ -173,5 +177,126 @@ func TestAcknowledgedItemsDeletedLater(t *testing.T) {
 	}
 	if it, rem, _ := s.Fetch("alice", 0); it == nil || it.Seq != 1 || rem != 1 {
 		t.Fatalf("new alice: %+v %d", it, rem)
+	}
+}
+
+// TestQueueMessagesBoundedApartFromReplies is the provider half of issue 13 finding 6: anyone
+// can send items to a user's queue service, so those are bounded by MaxMessageItems, apart from
+// the replies (ACKs, loop echoes) that come back through the user's own SURBs, which a flood of
+// messages never keeps out. Acknowledged messages free their places, and the count survives a
+// reopen.
+func TestQueueMessagesBoundedApartFromReplies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "provider.db")
+	s, err := OpenStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddUser(User{Name: "bob", LinkKey: linkKey(t)}); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 1000
+	refused := 0
+	for i := range 3 * MaxMessageItems {
+		err := s.Enqueue("bob", &Item{Kind: ItemMessage, Body: []byte{byte(i)}}, limit)
+		switch {
+		case errors.Is(err, ErrQueueFull):
+			refused++
+		case err != nil:
+			t.Fatal(err)
+		}
+	}
+	if refused != 2*MaxMessageItems {
+		t.Fatalf("%d of %d queue messages refused, want %d", refused, 3*MaxMessageItems, 2*MaxMessageItems)
+	}
+	for i := range limit - MaxMessageItems {
+		if err := s.Enqueue("bob", &Item{Kind: ItemReply, SURBID: [16]byte{byte(i)}}, limit); err != nil {
+			t.Fatalf("reply %d behind a full set of queue messages: %v", i, err)
+		}
+	}
+	// The reply limit is the queue limit, counting replies only.
+	for range MaxMessageItems {
+		if err := s.Enqueue("bob", &Item{Kind: ItemReply}, limit); err != nil {
+			t.Fatalf("reply within the limit: %v", err)
+		}
+	}
+	if err := s.Enqueue("bob", &Item{Kind: ItemReply}, limit); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("reply over the limit: %v", err)
+	}
+
+	// The client acknowledges the first 10 items (messages): 10 more messages fit, not 11.
+	if _, _, err := s.Fetch("bob", 11); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = OpenStore(path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, _, err := s.Fetch("bob", 11); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 11 {
+		err := s.Enqueue("bob", &Item{Kind: ItemMessage}, limit)
+		if i < 10 && err != nil {
+			t.Fatalf("message %d after 10 were acknowledged: %v", i, err)
+		}
+		if i == 10 && !errors.Is(err, ErrQueueFull) {
+			t.Fatalf("message over the bound after a reopen: %v", err)
+		}
+	}
+}
+
+// FuzzDecodeItem: a stored queue item decodes without panicking, or is refused as corrupt; one
+// that decodes re-encodes to the same bytes.
+func FuzzDecodeItem(f *testing.F) {
+	for _, s := range loadItemSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		it, err := decodeItem(7, b)
+		if err != nil {
+			return
+		}
+		if it.Seq != 7 || (it.Kind != ItemMessage && it.Kind != ItemReply) {
+			t.Fatalf("decoded %+v", it)
+		}
+		if got := encodeItem(it); !bytes.Equal(got, b) {
+			t.Fatalf("re-encoded %x, want %x", got, b)
+		}
+	})
+}
+
+// loadItemSeeds reads testdata/items.txt: one stored item per line in hex, # comments.
+func loadItemSeeds(t testing.TB) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "items.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seeds [][]byte
+	for n, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		b, err := hex.DecodeString(line)
+		if err != nil {
+			t.Fatalf("testdata/items.txt:%d: %v", n+1, err)
+		}
+		seeds = append(seeds, b)
+	}
+	return seeds
+}
+
+func TestItemSeedsNotEmpty(t *testing.T) {
+	valid := 0
+	seeds := loadItemSeeds(t)
+	for _, s := range seeds {
+		if _, err := decodeItem(1, s); err == nil {
+			valid++
+		}
+	}
+	if valid == 0 || valid == len(seeds) {
+		t.Fatalf("%d seeds, %d valid: want both valid and invalid ones", len(seeds), valid)
 	}
 }
