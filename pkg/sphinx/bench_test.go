@@ -28,12 +28,14 @@ func BenchmarkUnwrap(b *testing.B) {
 			b.SetBytes(int64(len(pkt)))
 			b.ReportAllocs()
 			b.ResetTimer()
+			c0 := cpuNanos(b)
 			for b.Loop() {
 				copy(work, pkt)
 				if _, err := s.Unwrap(nodes[0].key, work); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, c0)
 		})
 	}
 }
@@ -45,11 +47,13 @@ func BenchmarkNewPacket5Hops(b *testing.B) {
 			route := routeOf(newNodes(b, 5))
 			payload := make([]byte, g.PayloadSize)
 			b.ReportAllocs()
+			c0 := cpuNanos(b)
 			for b.Loop() {
 				if _, err := s.NewPacket(rand.Reader, route, Recipient{Service: "mailbox", ID: "bob"}, payload); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, c0)
 		})
 	}
 }
@@ -60,11 +64,13 @@ func BenchmarkNewSURB5Hops(b *testing.B) {
 			s := mustNew(b, g)
 			route := routeOf(newNodes(b, 5))
 			b.ReportAllocs()
+			c0 := cpuNanos(b)
 			for b.Loop() {
 				if _, _, err := s.NewSURB(rand.Reader, route, Recipient{Service: "queue", ID: "alice"}, [SURBIDSize]byte{}); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, c0)
 		})
 	}
 }
@@ -78,11 +84,13 @@ func BenchmarkNewPacketFromSURB(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
+			c0 := cpuNanos(b)
 			for b.Loop() {
 				if _, _, err := s.NewPacketFromSURB(surb, []byte("ack")); err != nil {
 					b.Fatal(err)
 				}
 			}
+			reportCPU(b, c0)
 		})
 	}
 }

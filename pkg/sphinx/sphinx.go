@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"filippo.io/edwards25519"
 
@@ -76,8 +77,15 @@ func (k *hopKeys) wipe() {
 	primitives.Wipe(k.blinding[:])
 }
 
-func (s *Sphinx) deriveKeys(secret *[32]byte, k *hopKeys) {
-	kdf := primitives.NewKDF(s.salt[:], secret[:])
+// hmacPool holds the HMAC states of the operations in flight: a Sphinx is shared by every
+// goroutine of a mix, and an HMAC allocated per operation was most of an unwrap's allocations.
+var hmacPool = sync.Pool{New: func() any { return primitives.NewHMAC() }}
+
+func getHMAC() *primitives.HMAC  { return hmacPool.Get().(*primitives.HMAC) }
+func putHMAC(m *primitives.HMAC) { hmacPool.Put(m) }
+
+func (s *Sphinx) deriveKeys(m *primitives.HMAC, secret *[32]byte, k *hopKeys) {
+	kdf := m.KDF(s.salt[:], secret[:])
 	kdf.Expand(k.mac[:], labelHeaderMAC)
 	kdf.Expand(k.stream[:], labelHeaderStream)
 	kdf.Expand(k.payload[:], labelPayload)
@@ -128,24 +136,35 @@ func (s *Sphinx) createHeader(route []Hop, final *Commands, ephemeral *[32]byte,
 		return nil, fmt.Errorf("%w: padding of %d bytes, want %d", ErrLength, len(padding), s.paddingLen(n, final))
 	}
 	h := &header{keys: make([]hopKeys, n)}
-	alphas := make([][32]byte, n)
+	m := getHMAC()
+	defer putHMAC(m)
 
-	// Step 1, with the scalar-product form of §3.2.
-	c := primitives.ClampedScalar(ephemeral[:])
+	// Step 1, with the scalar-product form of §3.2: the shared secrets one after the other (each
+	// c_{i+1} needs b_i, so s_i), then every alpha_i = c_i * G at once with one inversion.
+	cs := make([]edwards25519.Scalar, n)
+	defer func() {
+		for i := range cs {
+			cs[i] = edwards25519.Scalar{}
+		}
+	}()
+	cs[0] = *primitives.ClampedScalar(ephemeral[:])
 	for i := range route {
-		if err := primitives.ScalarBaseMultReduced(&alphas[i], c); err != nil {
-			h.wipe()
-			return nil, fmt.Errorf("%w: alpha %d", ErrGroupElement, i)
+		if i > 0 {
+			cs[i].Multiply(&cs[i-1], primitives.ClampedScalar(h.keys[i-1].blinding[:]))
 		}
 		y := [32]byte(route[i].PublicKey)
 		var secret [32]byte
-		if err := primitives.ScalarMultReduced(&secret, c, &y); err != nil {
+		if err := primitives.ScalarMultReduced(&secret, &cs[i], &y); err != nil {
 			h.wipe()
 			return nil, fmt.Errorf("%w: shared secret with hop %d", ErrGroupElement, i)
 		}
-		s.deriveKeys(&secret, &h.keys[i])
+		s.deriveKeys(m, &secret, &h.keys[i])
 		primitives.Wipe(secret[:])
-		c = new(edwards25519.Scalar).Multiply(c, primitives.ClampedScalar(h.keys[i].blinding[:]))
+	}
+	alphas := make([][32]byte, n)
+	if err := primitives.BaseMultiples(alphas, cs); err != nil {
+		h.wipe()
+		return nil, fmt.Errorf("%w: alpha", ErrGroupElement)
 	}
 
 	// Step 2: key streams, and step 3: the filler.
@@ -169,7 +188,8 @@ func (s *Sphinx) createHeader(route []Hop, final *Commands, ephemeral *[32]byte,
 		beta[j] = fb[j] ^ rho[n-1][j]
 	}
 	copy(beta[tail:], phi)
-	gamma := primitives.MAC(h.keys[n-1].mac[:], alphas[n-1][:], beta)
+	var gamma [MACSize]byte
+	m.MAC(&gamma, h.keys[n-1].mac[:], alphas[n-1][:], beta)
 
 	// Step 5: the other hops, from the last but one to the first.
 	next := make([]byte, B)
@@ -184,7 +204,7 @@ func (s *Sphinx) createHeader(route []Hop, final *Commands, ephemeral *[32]byte,
 			next[j] ^= rho[i][j]
 		}
 		beta, next = next, beta
-		gamma = primitives.MAC(h.keys[i].mac[:], alphas[i][:], beta)
+		m.MAC(&gamma, h.keys[i].mac[:], alphas[i][:], beta)
 	}
 
 	// Step 6.
@@ -250,8 +270,10 @@ func (s *Sphinx) newPacket(route []Hop, final *Commands, eph *[32]byte, pad, pay
 		return nil, err
 	}
 	defer h.wipe()
+	m := getHMAC()
+	defer putHMAC(m)
 	for i := len(route) - 1; i >= 0; i-- {
-		l := primitives.NewLioness(h.keys[i].payload[:])
+		l := m.Lioness(h.keys[i].payload[:])
 		l.Encrypt(delta)
 		l.Wipe()
 	}
@@ -295,12 +317,15 @@ func (s *Sphinx) Unwrap(key *keys.SphinxPrivateKey, packet []byte) (*Unwrapped, 
 	if err := primitives.X25519(&secret, key.Scalar(), alpha); err != nil {
 		return nil, fmt.Errorf("%w: shared secret", ErrGroupElement)
 	}
+	m := getHMAC()
+	defer putHMAC(m)
 	var k hopKeys
-	s.deriveKeys(&secret, &k)
+	s.deriveKeys(m, &secret, &k)
 	primitives.Wipe(secret[:])
 	defer k.wipe()
 
-	mac := primitives.MAC(k.mac[:], alpha[:], beta)
+	var mac [MACSize]byte
+	m.MAC(&mac, k.mac[:], alpha[:], beta)
 	if !hmac.Equal(mac[:], gamma) {
 		return nil, ErrHeaderMAC
 	}
@@ -315,7 +340,7 @@ func (s *Sphinx) Unwrap(key *keys.SphinxPrivateKey, packet []byte) (*Unwrapped, 
 	}
 	out := &Unwrapped{ReplayTag: k.tag, DelayMS: cmds.DelayMS}
 
-	l := primitives.NewLioness(k.payload[:])
+	l := m.Lioness(k.payload[:])
 	l.Decrypt(delta)
 	l.Wipe()
 

@@ -13,12 +13,11 @@ const replyKeysVersion = 0x01
 // ReplyKeysSize is the size of the reply keys for a SURB of n hops.
 func ReplyKeysSize(n int) int { return 2 + primitives.LionessKeySize*(n+1) }
 
-func (s *Sphinx) surbPayloadKey(seed []byte) []byte {
-	k := make([]byte, primitives.LionessKeySize)
-	kdf := primitives.NewKDF(s.salt[:], seed)
-	kdf.Expand(k, labelSURBPayload)
+// surbPayloadKey writes Kr (§10.1) into k.
+func (s *Sphinx) surbPayloadKey(m *primitives.HMAC, k *[primitives.LionessKeySize]byte, seed []byte) {
+	kdf := m.KDF(s.salt[:], seed)
+	kdf.Expand(k[:], labelSURBPayload)
 	kdf.Wipe()
-	return k
 }
 
 // NewSURB builds a single-use reply block for route, whose last hop delivers the reply to the
@@ -54,11 +53,14 @@ func (s *Sphinx) newSURB(route []Hop, final *Commands, eph *[32]byte, pad []byte
 	surb = append(surb, seed[:]...)
 	surb = append(surb, h.bytes...)
 
-	kr := s.surbPayloadKey(seed[:])
+	var kr [primitives.LionessKeySize]byte
+	m := getHMAC()
+	s.surbPayloadKey(m, &kr, seed[:])
+	putHMAC(m)
 	rk := make([]byte, 0, ReplyKeysSize(len(route)))
 	rk = append(rk, replyKeysVersion, byte(len(route)))
-	rk = append(rk, kr...)
-	primitives.Wipe(kr)
+	rk = append(rk, kr[:]...)
+	primitives.Wipe(kr[:])
 	for i := range h.keys {
 		rk = append(rk, h.keys[i].payload[:]...)
 	}
@@ -96,26 +98,33 @@ func (x *SURB) Bytes() []byte {
 func (x *SURB) Wipe() { primitives.Wipe(x.Seed[:]) }
 
 // NewPacketFromSURB builds the reply packet carrying payload with a SURB (§10.2) and returns the
-// node to send it to.
+// node to send it to. The packet is the one allocation: the header is copied from surb into it
+// and the payload block is built and encrypted in place behind it.
 func (s *Sphinx) NewPacketFromSURB(surb, payload []byte) (NodeID, []byte, error) {
-	x, err := s.ParseSURB(surb)
-	if err != nil {
-		return NodeID{}, nil, err
+	if len(surb) != s.g.SURBSize() {
+		return NodeID{}, nil, fmt.Errorf("%w: SURB of %d bytes, want %d", ErrLength, len(surb), s.g.SURBSize())
 	}
-	defer x.Wipe()
-	delta, err := s.payloadBlock(payload)
-	if err != nil {
-		return NodeID{}, nil, err
+	if len(payload) > s.g.PayloadSize {
+		return NodeID{}, nil, fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrLength, len(payload), s.g.PayloadSize)
 	}
-	kr := s.surbPayloadKey(x.Seed[:])
-	l := primitives.NewLioness(kr)
-	primitives.Wipe(kr)
-	l.Encrypt(delta)
+	var first NodeID
+	copy(first[:], surb[:NodeIDSize])
+	seed := surb[NodeIDSize : NodeIDSize+32]
+	hs := s.g.HeaderSize()
+	pkt := make([]byte, s.g.PacketSize())
+	copy(pkt[:hs], surb[NodeIDSize+32:])
+	// pkt[hs:] is 0^16 || payload || zeros: make returned zeros.
+	copy(pkt[hs+TagSize:], payload)
+
+	var kr [primitives.LionessKeySize]byte
+	m := getHMAC()
+	defer putHMAC(m)
+	s.surbPayloadKey(m, &kr, seed)
+	l := m.Lioness(kr[:])
+	primitives.Wipe(kr[:])
+	l.Encrypt(pkt[hs:])
 	l.Wipe()
-	pkt := make([]byte, 0, s.g.PacketSize())
-	pkt = append(pkt, x.Header...)
-	pkt = append(pkt, delta...)
-	return x.FirstHop, pkt, nil
+	return first, pkt, nil
 }
 
 // ParseReplyKeys checks the reply keys format (§10.3) and returns the hop count.
@@ -149,12 +158,14 @@ func (s *Sphinx) ReadReply(replyKeys, payload []byte) ([]byte, error) {
 	}
 	d := append([]byte(nil), payload...)
 	const ks = primitives.LionessKeySize
+	m := getHMAC()
+	defer putHMAC(m)
 	for i := n - 1; i >= 0; i-- {
-		l := primitives.NewLioness(replyKeys[2+ks*(i+1) : 2+ks*(i+2)])
+		l := m.Lioness(replyKeys[2+ks*(i+1) : 2+ks*(i+2)])
 		l.Encrypt(d)
 		l.Wipe()
 	}
-	l := primitives.NewLioness(replyKeys[2 : 2+ks])
+	l := m.Lioness(replyKeys[2 : 2+ks])
 	l.Decrypt(d)
 	l.Wipe()
 	if !primitives.IsZero(d[:TagSize]) {

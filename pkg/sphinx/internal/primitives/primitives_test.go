@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdh"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -205,5 +206,125 @@ func TestKDFMatchesCryptoHKDF(t *testing.T) {
 		if !bytes.Equal(got2, want2) {
 			t.Fatalf("length %d: second Expand differs", n)
 		}
+	}
+}
+
+// The fallback of ScalarMultReduced (taken with probability about 2^-126, so never by chance in
+// a test) agrees with the clamped-form path, and clampedForm's k is clamped and equals +-c.
+func TestScalarMultReducedFallbackAgrees(t *testing.T) {
+	for range 50 {
+		var a [32]byte
+		rand.Read(a[:])
+		c := ClampedScalar(a[:])
+		c.Multiply(c, ClampedScalar(a[:])) // any reduced scalar
+		y, _ := ecdh.X25519().GenerateKey(rand.Reader)
+		u := [32]byte(y.PublicKey().Bytes())
+		var fast, slow, kb [32]byte
+		must(t, ScalarMultReduced(&fast, c, &u))
+		scalarMultReducedLadder(&slow, c, &u)
+		if fast != slow {
+			t.Fatal("fallback differs from the clamped form")
+		}
+		if !clampedForm(&kb, c) || kb[0]&7 != 0 || kb[31]&0xc0 != 0x40 {
+			t.Fatalf("clamped form %x is not clamped", kb)
+		}
+		ks, err := new(edwards25519.Scalar).SetUniformBytes(append(kb[:], make([]byte, 32)...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ks.Equal(c) != 1 && ks.Equal(new(edwards25519.Scalar).Negate(c)) != 1 {
+			t.Fatal("clamped form is not +-c mod l")
+		}
+	}
+}
+
+// For a point with a small-order component (a hostile key in a consensus), the reduced form
+// still equals the sequential X25519 computation of §8, as both kill the component.
+func TestReducedScalarsMatchSequentialWithTorsion(t *testing.T) {
+	// An Edwards point of order 8 (RFC 8032 implementations list it among the small-order
+	// encodings).
+	tb, _ := hex.DecodeString("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a")
+	tor, err := new(edwards25519.Point).SetBytes(tb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		var a, b, x [32]byte
+		rand.Read(a[:])
+		rand.Read(b[:])
+		rand.Read(x[:])
+		p := new(edwards25519.Point).ScalarBaseMult(ClampedScalar(x[:]))
+		p.Add(p, tor)
+		u := [32]byte(p.BytesMontgomery())
+		var s1, s2, s [32]byte
+		must(t, X25519(&s1, &a, &u))
+		must(t, X25519(&s2, &b, &s1))
+		prod := new(edwards25519.Scalar).Multiply(ClampedScalar(a[:]), ClampedScalar(b[:]))
+		must(t, ScalarMultReduced(&s, prod, &u))
+		if s != s2 {
+			t.Fatal("reduced form differs from sequential X25519 on a point with torsion")
+		}
+	}
+}
+
+// BaseMultiples with its one batched inversion gives each point's own u-coordinate.
+func TestBaseMultiplesMatchesOneByOne(t *testing.T) {
+	for n := 1; n <= 10; n++ {
+		ks := make([]edwards25519.Scalar, n)
+		want := make([][32]byte, n)
+		for i := range ks {
+			var a [32]byte
+			rand.Read(a[:])
+			ks[i] = *ClampedScalar(a[:])
+			want[i] = [32]byte(new(edwards25519.Point).ScalarBaseMult(&ks[i]).BytesMontgomery())
+		}
+		got := make([][32]byte, n)
+		must(t, BaseMultiples(got, ks))
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("n=%d: point %d differs", n, i)
+			}
+		}
+	}
+}
+
+func TestHMACMatchesCryptoHMAC(t *testing.T) {
+	m := NewHMAC()
+	for _, kl := range []int{0, 1, 32, 64} {
+		for _, n := range []int{0, 1, 55, 64, 65, 1000} {
+			key, msg := make([]byte, kl), make([]byte, n)
+			rand.Read(key)
+			rand.Read(msg)
+			h := hmac.New(sha256.New, key)
+			h.Write(msg[:n/2])
+			h.Write(msg[n/2:])
+			var got [MACSize]byte
+			m.MAC(&got, key, msg[:n/2], msg[n/2:])
+			if !bytes.Equal(got[:], h.Sum(nil)) {
+				t.Fatalf("key %d, message %d: differs from crypto/hmac", kl, n)
+			}
+		}
+	}
+}
+
+// An unwrap's primitives allocate nothing once their HMAC exists (the AES key schedule and CTR
+// state aside, which crypto/aes and crypto/cipher allocate).
+func TestHMACAndKDFDoNotAllocate(t *testing.T) {
+	m := NewHMAC()
+	key, msg := make([]byte, 32), make([]byte, 1000)
+	var out [MACSize]byte
+	var k128 [128]byte
+	if n := testing.AllocsPerRun(100, func() {
+		m.MAC(&out, key, msg, key)
+		kdf := m.KDF(key, msg[:32])
+		kdf.Expand(k128[:], "panoramix-sphinx-v1 payload-lioness")
+		kdf.Wipe()
+	}); n != 0 {
+		t.Fatalf("%v allocations, want 0", n)
+	}
+	var u, s [32]byte
+	u[0] = 9
+	if n := testing.AllocsPerRun(10, func() { X25519(&s, (*[32]byte)(k128[:32]), &u) }); n != 0 {
+		t.Fatalf("X25519: %v allocations, want 0", n)
 	}
 }
