@@ -6,11 +6,17 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -210,4 +216,127 @@ func checkCharges(t *testing.T, s *Service) {
 			t.Fatalf("%s: %+v over the limits", user, u)
 		}
 	}
+}
+
+// loadLMTPSeeds reads testdata/lmtp_replies.txt: one Go-quoted server script per line.
+func loadLMTPSeeds(t testing.TB) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", "lmtp_replies.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seeds [][]byte
+	for n, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		s, err := strconv.Unquote(line)
+		if err != nil {
+			t.Fatalf("testdata/lmtp_replies.txt:%d: %v", n+1, err)
+		}
+		seeds = append(seeds, []byte(s))
+	}
+	return seeds
+}
+
+// TestLMTPSeedsNotEmpty also checks that the first seeds are what their comments say, so that
+// the fuzzer starts from a delivery, a refusal and a temporary failure.
+func TestLMTPSeedsNotEmpty(t *testing.T) {
+	seeds := loadLMTPSeeds(t)
+	if len(seeds) < 6 {
+		t.Fatalf("%d LMTP seeds", len(seeds))
+	}
+	for i, want := range []error{nil, nil, ErrUnknownUser, ErrOverQuota, ErrTooLarge, errTemporary} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go serveScript(l, seeds[i])
+		b, _ := NewLMTPBackend(LMTPConfig{Network: "tcp", Addr: l.Addr().String(), Domain: "beta.example"})
+		err = b.Deliver(context.Background(), "bob", []byte("Subject: x\r\n\r\nx\r\n"))
+		l.Close()
+		_, permanent := permanentStatus(err)
+		switch {
+		case want == nil && err != nil, want == errTemporary && (err == nil || permanent), want != nil && want != errTemporary && !errors.Is(err, want):
+			t.Errorf("seed %d: %v, want %v", i, err, want)
+		}
+	}
+}
+
+var errTemporary = errors.New("temporary")
+
+// serveScript answers every connection to l with script, whatever the client says, and then
+// ends its side of the connection.
+func serveScript(l net.Listener, script []byte) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			c.Write(script)
+			c.(*net.TCPConn).CloseWrite()
+			io.Copy(io.Discard, c)
+		}()
+	}
+}
+
+// replyLines counts the lines of script that start with prefix.
+func replyLines(script []byte, prefix string) int {
+	n := 0
+	for _, line := range strings.Split(strings.ReplaceAll(string(script), "\r\n", "\n"), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// FuzzLMTPReplies has the LMTP backend deliver a message to, and ask about a user of, a server
+// that answers with arbitrary bytes. Whatever it answers, neither call panics or outlasts its
+// timeout; a delivery succeeds only after replies that start with 2 for every step and a 354
+// for DATA; a failure is permanent (the sender bounces the mail) only for a 5xx reply, never
+// for a 4xx reply or a broken exchange; a user is known only after 2xx replies up to RCPT and
+// unknown only after a 5xx reply.
+func FuzzLMTPReplies(f *testing.F) {
+	for _, s := range loadLMTPSeeds(f) {
+		f.Add(s)
+	}
+	msg := []byte("From: alice@alpha.example\r\nTo: bob@beta.example\r\nSubject: fuzz\r\n\r\nhello\r\n")
+	f.Fuzz(func(t *testing.T, script []byte) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go serveScript(l, script)
+		b, err := NewLMTPBackend(LMTPConfig{Network: "tcp", Addr: l.Addr().String(), Domain: "beta.example", Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = b.Deliver(context.Background(), "bob", msg)
+		_, permanent := permanentStatus(err)
+		var se *smtp.SMTPError
+		isSMTP := errors.As(err, &se)
+		switch {
+		case err == nil:
+			if replyLines(script, "2") < 5 || replyLines(script, "354") < 1 {
+				t.Fatalf("delivered after %q", script)
+			}
+		case permanent && (!isSMTP || se.Code/100 != 5):
+			t.Fatalf("permanent failure %v without a 5xx reply", err)
+		case isSMTP && se.Code/100 != 5 && permanent:
+			t.Fatalf("%d reply taken as permanent: %v", se.Code, err)
+		}
+		exists, err := b.UserExists(context.Background(), "bob")
+		switch {
+		case exists && (err != nil || replyLines(script, "2") < 4):
+			t.Fatalf("user known (%v) after %q", err, script)
+		case !exists && err == nil && replyLines(script, "5") < 1:
+			t.Fatalf("user unknown without a 5xx reply in %q", script)
+		}
+	})
 }
