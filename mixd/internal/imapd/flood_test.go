@@ -362,3 +362,33 @@ func TestAddrKey(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthQueueBound: with the hash workers busy and their queue full, a further login is
+// refused at once instead of waiting.
+func TestAuthQueueBound(t *testing.T) {
+	const logins, workers, queue = 10, 1, 2
+	var checked atomic.Int32
+	g := newGate()
+	env := newEnv(t, func(c *Config) {
+		c.MaxConcurrentAuth, c.MaxAuthQueue = workers, queue
+		c.MaxConcurrentAuthPerIP, c.MaxConcurrentAuthPerUser = 100, 100
+		c.beforeHash = func(string) { checked.Add(1); g.wait() }
+	})
+	t.Cleanup(g.open)
+	for i := range logins {
+		env.addUser(t, fmt.Sprintf("u%d", i), "secret", 0) // an unknown user costs a full-price hash
+	}
+	rs := replies(t, flood(env, logins, "127.0.0.1", func(i int) string { return fmt.Sprintf("u%d", i) }), logins)
+	got := collect(t, rs, nil, logins-workers-queue)
+	for _, r := range got {
+		wantStatus(t, "login beyond the queue", r, "NO [UNAVAILABLE] Too many logins in progress")
+	}
+	if len(got) != logins-workers-queue || checked.Load() > workers {
+		t.Errorf("%d logins refused and %d being checked with %d workers and a queue of %d, want %d refused", len(got), checked.Load(), workers, queue, logins-workers-queue)
+	}
+	g.open()
+	got = collect(t, rs, got, logins)
+	if n := checked.Load(); len(got) != logins || n != workers+queue {
+		t.Errorf("%d answered and %d checked in the end, want %d and %d", len(got), n, logins, workers+queue)
+	}
+}
