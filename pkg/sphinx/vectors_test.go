@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
@@ -177,7 +178,65 @@ func TestVectors(t *testing.T) {
 	// The set must keep covering what the spec promises.
 	if kinds["packet/ok"] < 5 || kinds["surb/ok"] < 5 || kinds["unwrap/header MAC"] < 4 ||
 		kinds["unwrap/length"] < 1 || kinds["unwrap/payload tag"] < 1 || kinds["reply/payload tag"] < 1 ||
-		kinds["commands/ok"] < 4 || kinds["commands/commands"] < 6 {
+		kinds["commands/ok"] < 4 || kinds["commands/commands"] < 14 ||
+		kinds["reply/length"] < 5 || kinds["reply/route"] < 4 {
 		t.Fatalf("vector set lost coverage: %v", kinds)
+	}
+}
+
+// The vectors of the §5 decoding rules and the §10.3 precedence decisions fail for the reason
+// their names give, not for another rule they also break: each breaks one rule only, so a decoder
+// that drops the rule accepts the vector and fails the test suite.
+func TestRuleVectorsFailForTheirRule(t *testing.T) {
+	why := map[string]string{
+		"commands-surb-reply-with-next-hop":      "SURB reply without recipient",
+		"commands-equal-rank":                    "repeated or out of order",
+		"commands-recipient-bytes-after-padding": "bytes after field padding",
+		"commands-empty-service":                 "service name length 0",
+		"commands-empty-recipient":               "recipient length 0",
+		"fail-reply-keys-short":                  "reply keys of 1 bytes",
+		"fail-reply-keys-version":                "reply keys version 0x2",
+		"fail-reply-keys-hops":                   "reply keys for 6 hops",
+		"fail-reply-keys-zero-hops":              "reply keys for 0 hops",
+		"fail-reply-keys-length":                 "want 514 for 3 hops",
+		"fail-reply-keys-version-before-hops":    "reply keys version 0x2",
+		"fail-reply-keys-hops-before-length":     "reply keys for 6 hops",
+		"fail-reply-keys-before-payload":         "reply keys for 0 hops",
+		"fail-reply-payload-length":              "reply payload of",
+	}
+	seen := 0
+	for _, v := range loadVectors(t) {
+		want, ok := why[v.Name]
+		if !ok {
+			continue
+		}
+		seen++
+		var err error
+		switch v.Kind {
+		case "commands":
+			_, err = ParseCommands(v.Packet)
+		case "reply":
+			_, err = vectorSphinx(t, v.Geometry).ReadReply(v.ReplyKeys, v.Payload)
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want an error saying %q", v.Name, err, want)
+		}
+	}
+	if seen != len(why) {
+		t.Fatalf("%d of the %d rule vectors are in testdata", seen, len(why))
+	}
+}
+
+// NextHop and Recipient in one block (§5) cannot be written in version 1: the two commands
+// take 65 + 81 bytes of a 104-byte block, so the second one's body always runs past the end and
+// no vector can break that rule alone. This test fails if the sizes ever change, to say that such
+// a vector must then be added.
+func TestNextHopAndRecipientCannotShareABlock(t *testing.T) {
+	if nextHopSize+recipientSize <= PerHopSize {
+		t.Fatalf("NextHop (%d) and Recipient (%d) now fit in %d bytes: add a vector for the rule", nextHopSize, recipientSize, PerHopSize)
+	}
+	id := NodeID{1}
+	if _, err := EncodeCommands(&Commands{NextHop: &id, Recipient: &Recipient{Service: "mailbox", ID: "bob"}}); !errors.Is(err, ErrCommands) {
+		t.Fatalf("encoding both: %v", err)
 	}
 }

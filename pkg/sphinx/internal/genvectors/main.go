@@ -253,6 +253,87 @@ func (g *gen) commands() {
 	add("commands-type-in-last-byte", "commands", over)
 }
 
+// rules writes one failure vector per decoding rule of §5 and per precedence decision of §10.3
+// that the vectors above did not pin down (issue 17): each block or reply-key string breaks
+// exactly the rule its name says and satisfies every other. It draws from its own generator,
+// after every older vector, so adding it left the older vectors byte-identical.
+func (r *gen) rulesInto(g *gen, geo sphinx.Geometry) {
+	r.rules(geo)
+	g.out = r.out
+}
+
+func (g *gen) rules(geo sphinx.Geometry) {
+	pad := func(b []byte) []byte { return append(b, make([]byte, sphinx.PerHopSize-len(b))...) }
+	enc := func(c *sphinx.Commands) []byte {
+		b, err := sphinx.EncodeCommands(c)
+		must(err)
+		return b
+	}
+	add := func(name, comment string, block []byte) {
+		g.out = append(g.out, vectors.Vector{Name: name, Kind: "commands", Expect: "commands", Comment: comment, Packet: block})
+	}
+	var id sphinx.NodeID
+	copy(id[:], g.bytes(32))
+	var mac [sphinx.MACSize]byte
+	copy(mac[:], g.bytes(32))
+	surbID := g.bytes(sphinx.SURBIDSize)
+	rcpt := &sphinx.Recipient{Service: "mailbox", ID: "bob"}
+	delay := []byte{0x02, 0, 0, 0, 7}
+
+	// NextHop, SURBReply, Delay, End: ranks increase and one of NextHop/Recipient is present.
+	fwd := enc(&sphinx.Commands{NextHop: &id, NextMAC: mac})
+	fwd = fwd[:len(fwd)-1] // without End
+	b := append(append(append(bytes.Clone(fwd), 0x04), surbID...), delay...)
+	add("commands-surb-reply-with-next-hop", "SURBReply at a forward hop (without Recipient), in order, with NextHop", pad(append(b, 0x00)))
+
+	// Recipient, Delay, Delay, End: the second Delay has the rank of the first.
+	fin := enc(&sphinx.Commands{Recipient: rcpt, HasDelay: true, DelayMS: 7})
+	b = append(bytes.Clone(fin[:len(fin)-1]), delay...)
+	add("commands-equal-rank", "a final hop's Delay repeated: two commands of equal rank", pad(append(b, 0x00)))
+
+	// Recipient fields: "bob" then 0x00 then 'x' in the recipient field.
+	b = pad(enc(&sphinx.Commands{Recipient: rcpt, HasDelay: true}))
+	b[1+sphinx.MaxServiceSize+len("bob")+1] = 'x'
+	add("commands-recipient-bytes-after-padding", "a non-zero recipient byte after the recipient's first 0x00", b)
+
+	b = pad(enc(&sphinx.Commands{Recipient: rcpt, HasDelay: true}))
+	clear(b[1 : 1+sphinx.MaxServiceSize])
+	add("commands-empty-service", "a Recipient command whose service field is all 0x00", b)
+
+	b = pad(enc(&sphinx.Commands{Recipient: rcpt, HasDelay: true}))
+	clear(b[1+sphinx.MaxServiceSize : 1+sphinx.MaxServiceSize+sphinx.MaxRecipientSize])
+	add("commands-empty-recipient", "a Recipient command whose recipient field is all 0x00", b)
+
+	// §10.3: the reply keys are checked before the payload, in this order: at least 2 bytes,
+	// the version byte, the hop count, the length for that hop count.
+	sv := g.surb(geo, 3)
+	delivered := sv.Hops[len(sv.Hops)-1].Delivered
+	reply := func(name, expect, comment string, rk, payload []byte) {
+		g.out = append(g.out, vectors.Vector{Name: name, Kind: "reply", Expect: expect, Comment: comment,
+			Geometry: sv.Geometry, ReplyKeys: rk, Payload: payload})
+	}
+	rk := sv.ReplyKeys
+	with := func(version, hops byte, length int) []byte {
+		k := bytes.Clone(rk)
+		for len(k) < length {
+			k = append(k, k[len(k)-1])
+		}
+		k = k[:length]
+		k[0], k[1] = version, hops
+		return k
+	}
+	over := byte(geo.Hops + 1)
+	reply("fail-reply-keys-short", "length", "reply keys of one byte", rk[:1], delivered)
+	reply("fail-reply-keys-version", "length", "version byte 0x02, hop count and length right", with(0x02, 3, len(rk)), delivered)
+	reply("fail-reply-keys-hops", "route", "hop count Hops+1 with the length for that count", with(0x01, over, sphinx.ReplyKeysSize(int(over))), delivered)
+	reply("fail-reply-keys-zero-hops", "route", "hop count 0 with the length for that count", with(0x01, 0, sphinx.ReplyKeysSize(0)), delivered)
+	reply("fail-reply-keys-length", "length", "one byte more than 3 hops need", append(bytes.Clone(rk), 0), delivered)
+	reply("fail-reply-keys-version-before-hops", "length", "version 0x02 and hop count 0: the version is checked first", with(0x02, 0, sphinx.ReplyKeysSize(0)), delivered)
+	reply("fail-reply-keys-hops-before-length", "route", "hop count Hops+1 with the length for 3 hops: the hop count is checked before the length", with(0x01, over, len(rk)), delivered)
+	reply("fail-reply-keys-before-payload", "route", "hop count 0 and a payload one byte short: the keys are checked before the payload", with(0x01, 0, sphinx.ReplyKeysSize(0)), delivered[:len(delivered)-1])
+	reply("fail-reply-payload-length", "length", "a delivered payload one byte short, reply keys right", rk, delivered[:len(delivered)-1])
+}
+
 func main() {
 	out := flag.String("out", "pkg/sphinx/testdata", "directory to write vectors.json into")
 	flag.Parse()
@@ -267,6 +348,9 @@ func main() {
 	g.out = append(g.out, v)
 	g.failures(small)
 	g.commands()
+	// Vectors added later draw from their own generator, so that the ones above stay
+	// byte-identical.
+	(&gen{rng: &drbg{label: "panoramix sphinx test vectors v1 rules"}, out: g.out}).rulesInto(g, small)
 
 	data, err := json.MarshalIndent(g.out, "", " ")
 	must(err)
