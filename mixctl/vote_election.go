@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,7 @@ func init() {
 	addVoteCommand(newVoteCloseSignCmd)
 	addVoteCommand(newVoteMixCmd)
 	addVoteCommand(newVoteDecryptCmd)
+	addVoteCommand(newVoteVmnDecryptCmd)
 	addVoteCommand(newVoteTallyCmd)
 	addVoteCommand(newVoteVerifyCmd)
 }
@@ -636,6 +638,55 @@ func newVoteDecryptCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", out)
+			return nil
+		},
+	}
+	f.add(c, false, true)
+	return c
+}
+
+func newVoteVmnDecryptCmd() *cobra.Command {
+	f := &trusteeFlags{}
+	c := &cobra.Command{
+		Use:   "vmn-decrypt --record DIR --index I --key T.key --state STATE",
+		Short: "Take this trustee's next step of the decryption in Verificatum's format (three rounds)",
+		Long: `The decryption in Verificatum's format (docs/spec/vote.md §12.6) lets an official check
+the tally with Verificatum's vmnv -mix. Every trustee (all n, not only t) runs this three
+times, each round after every trustee finished the previous one: 1. its decryption factors,
+2. its commitments, 3. its replies. Each run verifies the mixing first, does the next round
+and says what it did or whom it waits for. The run that writes the last reply completes
+every question's directory mix/qQQ (type "mixing"), checked as vmnv -mix checks it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			sd, k, err := f.load(true)
+			if err != nil {
+				return err
+			}
+			defer k.Wipe()
+			progress := electionProgress(cmd.ErrOrStderr())
+			_, final, err := election.VerifyMixing(f.record, progress)
+			if err != nil {
+				return err
+			}
+			j, xj, err := election.LoadKeyShare(f.keySharePath(), sd)
+			if err != nil {
+				return err
+			}
+			defer xj.Wipe()
+			if j != f.index {
+				return fmt.Errorf("%s is the key share of trustee %d", f.keySharePath(), j)
+			}
+			msg, err := election.VmnDecryptStep(rand.Reader, sd, j, xj, final, f.record, f.state)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "trustee %d: %s\n", j, msg)
+			if ok, _ := election.VmnDecryptionComplete(f.record, sd); ok && strings.HasPrefix(msg, "round 3") {
+				if err := election.FinishVmnDecryption(f.record, sd, final, progress); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "every trustee replied: the proof directories are complete for vmnv -mix")
+			}
 			return nil
 		},
 	}

@@ -10,15 +10,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/vmnv"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/board"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/bytetree"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/election"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
 
 // TestVoteElectionCommands runs an election through the official's, trustees' and
 // verifier's commands: 3 trustees (threshold 2), 2 mixers, 6 voters. The ballot box is
 // played in process with pkg/vote/board (its commands are in vote_box.go).
 func TestVoteElectionCommands(t *testing.T) {
+	runVoteElection(t, cliElection{trustees: 3, threshold: 2, mixers: []int{3, 1}, voters: 6, decrypters: []int{1, 3}, checks: true})
+}
+
+// cliElection is an election run through mixctl's commands by runVoteElection.
+type cliElection struct {
+	trustees, threshold int
+	mixers              []int
+	voters              int
+	decrypters          []int // trustees that publish decryption shares (at least threshold)
+	checks              bool  // the refusals and outputs specific to TestVoteElectionCommands
+	vmn                 bool  // every trustee also decrypts in Verificatum's format
+}
+
+// runVoteElection runs the election and returns the record directory.
+func runVoteElection(t *testing.T, cfg cliElection) string {
 	dir := t.TempDir()
 	record := filepath.Join(dir, "record")
 	run := func(args ...string) string {
@@ -48,13 +66,13 @@ func TestVoteElectionCommands(t *testing.T) {
 		EncKey     string `json:"encryption_key"`
 	}
 	var trustees []trusteeJSON
-	for i := 1; i <= 3; i++ {
+	for i := 1; i <= cfg.trustees; i++ {
 		out := run("keygen", "--trustee", "--out", filepath.Join(dir, fmt.Sprintf("t%d.key", i)))
 		trustees = append(trustees, trusteeJSON{fmt.Sprintf("T%d", i), field(out, "signing key"), field(out, "encryption key")})
 	}
 	var voterKeys []*keys.IdentityPrivateKey
 	var voters []string
-	for i := range 6 {
+	for i := range cfg.voters {
 		p := filepath.Join(dir, fmt.Sprintf("v%d.key", i))
 		voters = append(voters, field(run("keygen", "--out", p), "signing key"))
 		k, err := keys.LoadIdentityKey(p)
@@ -67,14 +85,14 @@ func TestVoteElectionCommands(t *testing.T) {
 	def := map[string]any{
 		"version": 1, "id": "cli-test", "title": "CLI test",
 		"questions": []map[string]any{{"text": "Pick", "choices": []string{"a", "b"}}},
-		"voters":    voters, "trustees": trustees, "threshold": 2, "mixers": []int{3, 1},
+		"voters":    voters, "trustees": trustees, "threshold": cfg.threshold, "mixers": cfg.mixers,
 		"opens": "2026-01-01T00:00:00Z", "closes": "2026-01-02T00:00:00Z",
 		"provider": "vote.example", "box_key": box,
 	}
 	db, _ := json.Marshal(def)
 	os.WriteFile(filepath.Join(dir, "election.json"), db, 0o644)
 	run("create", "--key", filepath.Join(dir, "official.key"), "--definition", filepath.Join(dir, "election.json"), "--record", record)
-	if code, _, errOut := mixctl("vote", "create", "--key", filepath.Join(dir, "official.key"), "--definition", filepath.Join(dir, "election.json"), "--record", record); code != 1 || !strings.Contains(errOut, "exists") {
+	if code, _, errOut := mixctl("vote", "create", "--key", filepath.Join(dir, "official.key"), "--definition", filepath.Join(dir, "election.json"), "--record", record); cfg.checks && (code != 1 || !strings.Contains(errOut, "exists")) {
 		t.Fatalf("create over a record: %s", errOut)
 	}
 
@@ -83,7 +101,7 @@ func TestVoteElectionCommands(t *testing.T) {
 	}
 	state := func(i int) []string { return []string{"--state", filepath.Join(dir, fmt.Sprintf("state%d", i))} }
 	for _, step := range []string{"deal", "complain", "answer", "finish"} {
-		for i := 1; i <= 3; i++ {
+		for i := 1; i <= cfg.trustees; i++ {
 			args := append([]string{"trustee", step}, tr(i)...)
 			if step != "complain" {
 				args = append(args, state(i)...)
@@ -91,14 +109,18 @@ func TestVoteElectionCommands(t *testing.T) {
 			run(args...)
 		}
 	}
-	if code, _, errOut := mixctl(append([]string{"vote", "trustee", "deal"}, append(tr(2), state(2)...)...)...); code != 1 || !strings.Contains(errOut, "dealt already") {
+	if code, _, errOut := mixctl(append([]string{"vote", "trustee", "deal"}, append(tr(2), state(2)...)...)...); cfg.checks && code != 1 || !strings.Contains(errOut, "dealt already") {
 		t.Fatalf("second dealing: %s", errOut)
 	}
-	if code, _, errOut := mixctl("vote", "trustee", "deal", "--record", record, "--index", "1", "--key", filepath.Join(dir, "t2.key"), "--state", filepath.Join(dir, "x")); code != 1 || !strings.Contains(errOut, "not the signing key of trustee 1") {
+	if code, _, errOut := mixctl("vote", "trustee", "deal", "--record", record, "--index", "1", "--key", filepath.Join(dir, "t2.key"), "--state", filepath.Join(dir, "x")); cfg.checks && code != 1 || !strings.Contains(errOut, "not the signing key of trustee 1") {
 		t.Fatalf("deal with another trustee's key: %s", errOut)
 	}
 	run("params", "--record", record)
-	for _, i := range []int{1, 2} {
+	closers := make([]int, cfg.threshold)
+	for i := range closers {
+		closers[i] = i + 1
+	}
+	for _, i := range closers {
 		run(append([]string{"close-sign", "--out", filepath.Join(dir, fmt.Sprintf("close%d", i))}, tr(i)...)...)
 	}
 
@@ -132,7 +154,7 @@ func TestVoteElectionCommands(t *testing.T) {
 		add(board.KindBallot, p.Opens.Add(time.Duration(i+1)*time.Second), c.Marshal())
 	}
 	var sigs []*board.CloseSignature
-	for _, i := range []int{1, 2} {
+	for _, i := range closers {
 		b, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("close%d", i)))
 		s, err := board.ParseCloseSignature(b)
 		if err != nil {
@@ -147,17 +169,38 @@ func TestVoteElectionCommands(t *testing.T) {
 	add(board.KindClose, p.Closes, cl.Marshal())
 	os.WriteFile(filepath.Join(record, election.BoardFile), board.MarshalBoard(entries), 0o644)
 
-	if code, _, errOut := mixctl(append([]string{"vote", "mix", "--position", "1"}, tr(1)...)...); code != 1 || !strings.Contains(errOut, "mixer 1 is trustee 3") {
-		t.Fatalf("mix by the wrong trustee: %s", errOut)
+	if cfg.checks {
+		if code, _, errOut := mixctl(append([]string{"vote", "mix", "--position", "1"}, tr(1)...)...); code != 1 || !strings.Contains(errOut, "mixer 1 is trustee 3") {
+			t.Fatalf("mix by the wrong trustee: %s", errOut)
+		}
 	}
-	run(append([]string{"mix", "--position", "1"}, tr(3)...)...)
-	run(append([]string{"mix", "--position", "2"}, tr(1)...)...)
-	for _, i := range []int{1, 3} {
+	for k, i := range cfg.mixers {
+		run(append([]string{"mix", "--position", fmt.Sprint(k + 1)}, tr(i)...)...)
+	}
+	for _, i := range cfg.decrypters {
 		run(append(append([]string{"decrypt"}, tr(i)...), state(i)...)...)
 	}
 	out := run("tally", "--record", record)
-	if !strings.Contains(out, "       4  a") || !strings.Contains(out, "       2  b") {
+	if cfg.checks && (!strings.Contains(out, "       4  a") || !strings.Contains(out, "       2  b")) {
 		t.Fatalf("tally:\n%s", out)
+	}
+	if cfg.vmn {
+		// Three rounds, each by every trustee after all finished the previous one.
+		for round := 1; round <= 3; round++ {
+			for i := 1; i <= cfg.trustees; i++ {
+				out := run(append(append([]string{"vmn-decrypt"}, tr(i)...), state(i)...)...)
+				if !strings.Contains(out, fmt.Sprintf("trustee %d: round %d", i, round)) {
+					t.Fatalf("vmn-decrypt round %d, trustee %d: %s", round, i, out)
+				}
+			}
+		}
+	}
+	if !cfg.checks {
+		code, out, errOut := mixctl("vote", "verify", "--record", record, "--official", official)
+		if code != 0 || !strings.Contains(out, "record verified") {
+			t.Fatalf("verify:\n%s\n%s", out, errOut)
+		}
+		return record
 	}
 	code, out, errOut := mixctl("vote", "verify", "--record", record, "--official", official)
 	if code != 0 || !strings.Contains(out, "record verified: [6] ballots") {
@@ -179,6 +222,7 @@ func TestVoteElectionCommands(t *testing.T) {
 	if code, _, errOut := mixctl("vote", "verify", "--record", record); code != 1 || !strings.Contains(errOut, "mixer 2 (trustee 1)") {
 		t.Fatalf("verify of a changed output: %s", errOut)
 	}
+	return record
 }
 
 func TestVoteTrusteeIndexFromKey(t *testing.T) {
@@ -232,4 +276,71 @@ func TestVoteTrusteeIndexFromKey(t *testing.T) {
 	if code, _, errOut := mixctl("vote", "create", "--key", filepath.Join(dir, "o.key"), "--definition", filepath.Join(dir, "bad.json"), "--record", filepath.Join(dir, "r2")); code != 1 || !strings.Contains(errOut, "colour") {
 		t.Fatalf("unknown field: %s", errOut)
 	}
+}
+
+// TestVoteElectionVmnv is issue 15's acceptance: a whole election through mixctl (100
+// ballots, 5 trustees, threshold 3, mixers 2, 4 and 5, then the decryption in Verificatum's
+// format by every trustee) whose record Verificatum's own verifier accepts with `vmnv -mix`
+// (the three shuffles and the decryption), and copies with one byte of a proof of shuffle,
+// one decryption factor or one ciphertext between two mixers changed, which vmnv and
+// `mixctl vote verify` refuse. Before, vmnv refused every directory of our records ("Active
+// threshold is smaller than threshold!").
+func TestVoteElectionVmnv(t *testing.T) {
+	tool := vmnv.Find(t)
+	record := runVoteElection(t, cliElection{trustees: 5, threshold: 3, mixers: []int{2, 4, 5}, voters: 100, decrypters: []int{1, 2, 4}, vmn: true})
+	qd := election.QuestionDir(record, 0)
+	protInfo := filepath.Join(qd, "protInfo.xml")
+	tool.Accept(t, "mix", protInfo, qd)
+
+	swap01 := func(b []byte, list bool) []byte {
+		tr, err := bytetree.Parse(b, bytetree.DefaultLimits())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if list {
+			l, err := verificatum.ListFromTree(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l[0], l[1] = l[1], l[0]
+			return verificatum.ListTree(l).Encode()
+		}
+		es, err := verificatum.ElementsFromTree(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		es[0], es[1] = es[1], es[0]
+		return verificatum.ElementsTree(es).Encode()
+	}
+	for _, c := range []struct {
+		name, file string
+		edit       func(b []byte) []byte
+	}{
+		// The last byte of mixer 2's k_F, a scalar that stays below q.
+		{"proof of shuffle", "proofs/PoSReply02.bt", func(b []byte) []byte { b[len(b)-1] ^= 1; return b }},
+		// Trustee 3's factors 0 and 1 swapped: valid points, not u_i^(-x_3/Δ).
+		{"decryption factor", "proofs/DecryptionFactors03.bt", func(b []byte) []byte { return swap01(b, false) }},
+		// Mixer 1's output with ciphertexts 0 and 1 swapped: a valid list that mixer 1 did
+		// not prove and mixer 2 did not shuffle.
+		{"ciphertext between mixers", "proofs/Ciphertexts01.bt", func(b []byte) []byte { return swap01(b, true) }},
+	} {
+		path := filepath.Join(qd, filepath.FromSlash(c.file))
+		old, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, c.edit(append([]byte(nil), old...)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		tool.Refuse(t, "mix", protInfo, qd)
+		if code, _, errOut := mixctl("vote", "verify", "--record", record); code != 1 {
+			t.Fatalf("%s changed: mixctl vote verify accepted: %s", c.name, errOut)
+		} else {
+			t.Logf("%s changed: %s", c.name, strings.TrimSpace(errOut))
+		}
+		if err := os.WriteFile(path, old, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tool.Accept(t, "mix", protInfo, qd)
 }
