@@ -76,12 +76,12 @@ func newGate() *gate { return &gate{ch: make(chan struct{})} }
 func (g *gate) wait() { <-g.ch }
 func (g *gate) open() { g.once.Do(func() { close(g.ch) }) }
 
-// collect receives from replies until want of them have arrived or, for a server that queues the
-// guesses instead of answering them (and so answers none while the checks are held), until a few
-// seconds have passed. The time only ends the wait; no assertion depends on it.
-func collect(t *testing.T, replies <-chan string, got []string, want int) []string {
+// collect receives from replies until want of them have arrived or wait has passed: a server
+// that queues the guesses instead of answering them answers none while their checks are held.
+// The time only ends the wait; no assertion depends on it.
+func collect(t *testing.T, replies <-chan string, got []string, want int, wait time.Duration) []string {
 	t.Helper()
-	timeout := time.After(5 * time.Second)
+	timeout := time.After(wait)
 	for len(got) < want {
 		select {
 		case r := <-replies:
@@ -173,9 +173,9 @@ func parallelGuesses(t *testing.T, modify func(*Config)) {
 
 	rs := replies(t, flood(env, guesses, "127.0.0.1", func(int) string { return "bob" }), guesses)
 	// Every guess beyond those being checked is answered at once.
-	got := collect(t, rs, nil, guesses-limit)
+	got := collect(t, rs, nil, guesses-limit, 10*time.Second)
 	g.open()
-	got = collect(t, rs, got, guesses)
+	got = collect(t, rs, got, guesses, time.Minute)
 	if len(got) != guesses {
 		t.Fatalf("%d of %d guesses answered", len(got), guesses)
 	}
@@ -229,14 +229,14 @@ func TestLoginFloodDoesNotStarve(t *testing.T) {
 		env.addUser(t, fmt.Sprintf("u%d", i), "secret", 0)
 	}
 	rs := replies(t, flood(env, guesses, "127.0.0.1", func(i int) string { return fmt.Sprintf("u%d", i%users) }), guesses)
-	got := collect(t, rs, nil, guesses-perIP)
+	got := collect(t, rs, nil, guesses-perIP, 10*time.Second)
 
 	alice := dialRawFrom(t, env, "127.0.0.2")
 	alice.login("alice", "hers")
 	alice.mustOK("SELECT INBOX")
 	inFlight := checked.Load()
 	g.open()
-	got = collect(t, rs, got, guesses)
+	got = collect(t, rs, got, guesses, time.Minute)
 	if len(got) != guesses {
 		t.Fatalf("%d of %d guesses answered", len(got), guesses)
 	}
@@ -379,7 +379,7 @@ func TestAuthQueueBound(t *testing.T) {
 		env.addUser(t, fmt.Sprintf("u%d", i), "secret", 0) // an unknown user costs a full-price hash
 	}
 	rs := replies(t, flood(env, logins, "127.0.0.1", func(i int) string { return fmt.Sprintf("u%d", i) }), logins)
-	got := collect(t, rs, nil, logins-workers-queue)
+	got := collect(t, rs, nil, logins-workers-queue, 10*time.Second)
 	for _, r := range got {
 		wantStatus(t, "login beyond the queue", r, "NO [UNAVAILABLE] Too many logins in progress")
 	}
@@ -387,7 +387,7 @@ func TestAuthQueueBound(t *testing.T) {
 		t.Errorf("%d logins refused and %d being checked with %d workers and a queue of %d, want %d refused", len(got), checked.Load(), workers, queue, logins-workers-queue)
 	}
 	g.open()
-	got = collect(t, rs, got, logins)
+	got = collect(t, rs, got, logins, time.Minute)
 	if n := checked.Load(); len(got) != logins || n != workers+queue {
 		t.Errorf("%d answered and %d checked in the end, want %d and %d", len(got), n, logins, workers+queue)
 	}
