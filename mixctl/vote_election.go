@@ -771,6 +771,10 @@ stderr; the first failure is reported first. Exit status 0 only if everything ho
 			}
 			printTally(cmd.OutOrStdout(), r.Tally)
 			for _, w := range r.Warnings {
+				if errors.Is(w, election.ErrNoVmnDecryption) {
+					fmt.Fprintf(cmd.OutOrStdout(), "warning: %v\n", w)
+					continue
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "warning: %v (routed around: enough valid shares remain)\n", w)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "record verified: %v ballots per question, official %s\n", r.Ballots, r.Definition.Official)

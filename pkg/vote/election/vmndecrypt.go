@@ -27,6 +27,9 @@ import (
 // share, which only that trustee knows. Verificatum's batching seed covers every party's
 // factors, so all n trustees must take part; our own shares (decrypt/share-NN.bt) need only t.
 
+// ErrNoVmnDecryption is the warning of a record without the decryption in Verificatum's format.
+var ErrNoVmnDecryption = errors.New("no decryption in Verificatum's format (mixctl vote vmn-decrypt): vmnv -mix cannot check the tally")
+
 // vmnStateFile is, in a trustee's state directory, the secret of its round 2 (r per
 // question) and then its round-3 replies, so that a rerun never answers two challenges
 // with one r (which would reveal the key share).
@@ -374,7 +377,7 @@ func verifyVmnDecryption(record string, sd *SignedDefinition, pk verificatum.Pub
 		}
 	}
 	if types[0] != "mixing" {
-		return []error{errors.New("no decryption in Verificatum's format: vmnv -mix cannot check the tally")}, nil
+		return []error{ErrNoVmnDecryption}, nil
 	}
 	for q, l := range final {
 		m, err := verificatum.VerifyDecryption(QuestionDir(record, q), protInfo, AuxSID(q), pk, l)
