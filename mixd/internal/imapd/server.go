@@ -52,8 +52,9 @@ type Config struct {
 	// MaxLiteralSize bounds an APPEND literal in bytes; larger ones are refused with TOOBIG
 	// before the client sends them. At most mailstore.MaxMessageSize.
 	MaxLiteralSize uint32
-	// LoginFailures failed logins per user name, and LoginFailuresPerIP per client IP address,
-	// are allowed within LoginWindow; further attempts are refused until the window has passed.
+	// LoginFailures failed logins per user name, and LoginFailuresPerIP per client address (an
+	// IPv6 client's /64), are allowed within LoginWindow; further attempts are refused until the
+	// window has passed.
 	// The address limit is higher because many users may share one address.
 	LoginFailures      int
 	LoginFailuresPerIP int
