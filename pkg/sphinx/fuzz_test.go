@@ -116,14 +116,20 @@ func FuzzParseSURB(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		x, err := s.ParseSURB(b)
+		// NewPacketFromSURB reads the SURB in place, without ParseSURB: both must accept the
+		// same inputs and see the same fields.
+		first, pkt, perr := s.NewPacketFromSURB(b, []byte("reply"))
+		if (err == nil) != (perr == nil) {
+			t.Fatalf("ParseSURB: %v, NewPacketFromSURB: %v", err, perr)
+		}
 		if err != nil {
 			return
 		}
 		if !bytes.Equal(x.Bytes(), b) {
 			t.Fatal("re-encoding differs")
 		}
-		if _, pkt, err := s.NewPacketFromSURB(b, []byte("reply")); err != nil || len(pkt) != s.g.PacketSize() {
-			t.Fatalf("valid SURB gives no packet: %v", err)
+		if len(pkt) != s.g.PacketSize() || first != x.FirstHop || !bytes.Equal(pkt[:s.g.HeaderSize()], x.Header) {
+			t.Fatal("reply packet does not carry the SURB's first hop and header")
 		}
 	})
 }

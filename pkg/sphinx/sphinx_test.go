@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
@@ -304,5 +305,47 @@ func TestGeometry(t *testing.T) {
 		if _, err := New(bad); err == nil {
 			t.Errorf("New(%+v) accepted", bad)
 		}
+	}
+}
+
+// Issue 17's allocation budget: an unwrap allocated 69 times (25 of them hmac.New), a reply from
+// a SURB copied its 16 KB payload and allocated 42 KB. Allocation counts are deterministic, so
+// they are tested here; the times are benchmarks (docs/BENCHMARKS.md).
+func TestAllocationBudget(t *testing.T) {
+	s := mustNew(t, DefaultGeometry())
+	nodes := newNodes(t, 5)
+	to := Recipient{Service: "mailbox", ID: "bob"}
+	pkt, err := s.NewPacket(rand.Reader, routeOf(nodes), to, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := make([]byte, len(pkt))
+	if n := testing.AllocsPerRun(50, func() {
+		copy(work, pkt)
+		if _, err := s.Unwrap(nodes[0].key, work); err != nil {
+			t.Fatal(err)
+		}
+	}); n > 15 {
+		t.Errorf("unwrap: %v allocations, want at most 15", n)
+	}
+
+	surb, _, err := s.NewSURB(rand.Reader, routeOf(nodes), Recipient{Service: "queue", ID: "alice"}, [SURBIDSize]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, s.g.PayloadSize)
+	const runs = 50
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		if _, _, err := s.NewPacketFromSURB(surb, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	perReply := (after.TotalAlloc - before.TotalAlloc) / runs
+	// The packet itself, and a little for the AES and CTR states; not a second payload-sized copy.
+	if limit := uint64(s.g.PacketSize() + 4096); perReply > limit {
+		t.Errorf("reply from a SURB allocates %d bytes, want at most %d (one packet)", perReply, limit)
 	}
 }
