@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -216,5 +217,40 @@ func TestLegacyApprovalAdmitsMixesOnly(t *testing.T) {
 	}
 	if code, msg := post(t, a, p.raw); code != http.StatusOK {
 		t.Errorf("re-approved provider: %d %s", code, msg)
+	}
+}
+
+// A refused node retries its upload every half second; each refusal is answered and counted,
+// but the same refusal is logged once a minute, so an approved node cannot fill the
+// authority's log.
+func TestRepeatedRefusalLoggedOnceAMinute(t *testing.T) {
+	n := newNetwork(t, 1, 1, same)
+	n.clock.at(e0, 0)
+	a := n.auths[0]
+	beta := withDomains(t, newNode(t, 10, pki.RoleProvider, e0), "beta.example")
+	publish(t, n, []node{beta}, 0)
+	mallory := belowOf(t, beta, e0)
+	if err := a.a.Approve(mallory.desc.Identity, mix); err != nil {
+		t.Fatal(err)
+	}
+	bad := withDomains(t, mallory, "beta.example")
+	refusals := func() int { return strings.Count(a.logs.String(), "descriptor refused") }
+	for i := range 50 {
+		if code, _ := post(t, a, bad.raw); code != http.StatusForbidden {
+			t.Fatalf("upload %d: %d, want 403", i, code)
+		}
+	}
+	if got := refusals(); got != 1 {
+		t.Errorf("50 refused uploads in one instant logged %d times, want once", got)
+	}
+	if got := counter(t, a.reg, "directory_descriptor_uploads_total", "403"); got != 50 {
+		t.Errorf("403 uploads = %v, want 50 (every refusal counted)", got)
+	}
+	n.clock.at(e0, time.Minute+time.Second)
+	if code, _ := post(t, a, bad.raw); code != http.StatusForbidden {
+		t.Fatalf("upload after a minute: %d, want 403", code)
+	}
+	if got := refusals(); got != 2 {
+		t.Errorf("a refusal a minute later: logged %d times in all, want 2", got)
 	}
 }

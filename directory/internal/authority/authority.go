@@ -77,6 +77,34 @@ type Authority struct {
 	failures  map[pki.Epoch]string
 	docs      map[pki.Epoch]*docEntry
 	pruned    pki.Epoch
+
+	// refusalLog remembers, per approved node, the last refusal logged and when, so that a node
+	// retrying its upload every half second is logged once a minute, not at every retry. Only
+	// approved identities reach it, so it holds at most one entry per approval.
+	refusalLog map[keys.IdentityPublicKey]loggedRefusal
+}
+
+type loggedRefusal struct {
+	reason string
+	at     time.Time
+}
+
+// refusalLogInterval is how often the same refusal of one node is logged again.
+const refusalLogInterval = time.Minute
+
+// logRefusal reports whether a refusal of node id for reason should be logged now, and notes it.
+func (a *Authority) logRefusal(id keys.IdentityPublicKey, reason string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	if last, ok := a.refusalLog[id]; ok && last.reason == reason && now.Sub(last.at) < refusalLogInterval {
+		return false
+	}
+	if a.refusalLog == nil {
+		a.refusalLog = make(map[keys.IdentityPublicKey]loggedRefusal)
+	}
+	a.refusalLog[id] = loggedRefusal{reason: reason, at: now}
+	return true
 }
 
 // New checks cfg and returns an Authority.
@@ -191,7 +219,9 @@ func (a *Authority) postDescriptor(b []byte) error {
 	// be a provider, or a provider that claims another's domain, stays out (issue 13, finding 1).
 	if err := ap.Permits(d); err != nil {
 		a.m.refused.Inc()
-		a.log.Warn("descriptor refused: it claims more than the node's approval", "node", id, "approved_as", ap.Approval.String(), "legacy_approval", ap.Legacy, "reason", err)
+		if a.logRefusal(id, err.Error()) {
+			a.log.Warn("descriptor refused: it claims more than the node's approval", "node", id, "approved_as", ap.Approval.String(), "legacy_approval", ap.Legacy, "reason", err)
+		}
 		return refuse(http.StatusForbidden, "node %s: %v%s", id, err, approvalHint(id, ap))
 	}
 	c, _, err := a.epochNow()
