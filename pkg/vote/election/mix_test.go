@@ -238,3 +238,51 @@ func TestMixerCheats(t *testing.T) {
 		t.Fatalf("edited directory: %v", errs)
 	}
 }
+
+// TestMixerRunsAgainAfterInterruption: mixer 2 killed after it added its files to question 0's
+// directory but before it signed runs again; its unsigned files are replaced and the chain
+// verifies. A mixer that has signed cannot run again.
+func TestMixerRunsAgainAfterInterruption(t *testing.T) {
+	f := newFixture(t, 1, 3, 2, []int{1, 2})
+	record := t.TempDir()
+	f.keygen(t, record, nil)
+	in := f.encryptLists(t, [][]int{{0, 1, 2, 0}, {1, 0, 1, 1}})
+	out1, err := Mix(rand.Reader, f.sd, f.result.PublicKey, 1, in, record, f.trustees[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What an interrupted mixer 2 leaves: its proof of question 0, unsigned.
+	sess, err := session(f.sd, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := sess.Generators(len(out1[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, proof, err := sess.Shuffle(rand.Reader, h, f.result.PublicKey, out1[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verificatum.AppendMixing(QuestionDir(record, 0), 2, verificatum.Mixing{Output: o, Proof: proof}); err != nil {
+		t.Fatal(err)
+	}
+	out2, err := Mix(rand.Reader, f.sd, f.result.PublicKey, 2, out1, record, f.trustees[1], nil)
+	if err != nil {
+		t.Fatalf("mixer 2 after an interruption: %v", err)
+	}
+	if errs := verifyQuestionDirs(f.sd, f.result.PublicKey, in, 2, true, record); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for k, l := range [][][]verificatum.Ciphertext{in, out1} {
+		if _, errs := verifyMixer(f.sd, f.result.PublicKey, k+1, l, record, nil); len(errs) > 0 {
+			t.Fatal(errs)
+		}
+	}
+	if errs := verifyShuffled(f.sd, out2, record); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if _, err := Mix(rand.Reader, f.sd, f.result.PublicKey, 2, out1, record, f.trustees[1], nil); err == nil || !strings.Contains(err.Error(), "exists already") {
+		t.Fatalf("mixer 2 again after signing: %v", err)
+	}
+}
