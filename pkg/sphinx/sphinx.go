@@ -81,8 +81,13 @@ func (k *hopKeys) wipe() {
 // goroutine of a mix, and an HMAC allocated per operation was most of an unwrap's allocations.
 var hmacPool = sync.Pool{New: func() any { return primitives.NewHMAC() }}
 
-func getHMAC() *primitives.HMAC  { return hmacPool.Get().(*primitives.HMAC) }
-func putHMAC(m *primitives.HMAC) { hmacPool.Put(m) }
+func getHMAC() *primitives.HMAC { return hmacPool.Get().(*primitives.HMAC) }
+
+// putHMAC scrubs m of the last keys' traces before the pool keeps it.
+func putHMAC(m *primitives.HMAC) {
+	m.Scrub()
+	hmacPool.Put(m)
+}
 
 func (s *Sphinx) deriveKeys(m *primitives.HMAC, secret *[32]byte, k *hopKeys) {
 	kdf := m.KDF(s.salt[:], secret[:])

@@ -303,6 +303,25 @@ func (m *HMAC) end() {
 	m.outer.Reset()
 }
 
+// Scrub overwrites what the SHA-256 states keep of the last inputs: Reset restores the chaining
+// value but leaves the last partial block in the state's buffer, and in an HKDF block that is
+// the previous output block, key material. Writing 63 zero bytes and then one more fills the
+// buffer with zeros (the 64th compresses it); a pool calls Scrub before keeping an HMAC.
+func (m *HMAC) Scrub() {
+	for _, h := range [2]hash.Hash{m.inner, m.outer} {
+		h.Reset()
+		h.Write(zeroBlock[:sha256.BlockSize-1])
+		h.Write(zeroBlock[:1])
+		h.Reset()
+	}
+	clear(m.pad[:])
+	clear(m.sum[:])
+	clear(m.buf[:])
+}
+
+// zeroBlock is only read (a package variable, so that passing it to a hash allocates nothing).
+var zeroBlock [sha256.BlockSize]byte
+
 // MAC writes HMAC-SHA256(key, parts...) into dst.
 func (m *HMAC) MAC(dst *[MACSize]byte, key []byte, parts ...[]byte) {
 	m.begin(key)
