@@ -24,7 +24,7 @@ BENCHTIME ?= 1s
 FUZZTIME ?= 10s
 
 .DEFAULT_GOAL := help
-.PHONY: help build test bench vectors fuzz lint vulncheck run clean
+.PHONY: help build test bench vectors fuzz lint vulncheck run run-reset clean
 
 help: ## list the targets
 	@echo 'Targets (make TARGET):'
@@ -36,7 +36,11 @@ build: ## build the programs that exist into bin/
 		if [ "$$($(GO) list -e -f '{{.Name}}' ./$$d 2>/dev/null)" = main ]; then pkgs="$$pkgs ./$$d"; \
 		else echo "skipping $$d/: no main package there yet"; fi; \
 	done; \
-	if [ -n "$$pkgs" ]; then mkdir -p bin; echo "$(GO) build -o bin/$$pkgs"; $(GO) build -ldflags '$(LDFLAGS)' -o bin/ $$pkgs; fi
+	if [ -n "$$pkgs" ]; then mkdir -p bin; \
+		echo "building$$pkgs into bin/ (version $(VERSION)); the first build downloads the Go toolchain and modules and compiles everything: minutes (README.md, First run)"; \
+		$(GO) version >/dev/null; \
+		echo "$(GO) build -v -ldflags '$(LDFLAGS)' -o bin/$$pkgs   (lists each package it compiles)"; \
+		$(GO) build -v -ldflags '$(LDFLAGS)' -o bin/ $$pkgs; echo "built: $$(cd bin && echo *)"; fi
 
 test: ## run every test (the README's test command)
 	$(GO) test -count=1 ./...
@@ -59,8 +63,11 @@ lint: ## gofmt, go vet and staticcheck
 vulncheck: ## govulncheck ./... against a database built offline from golang.org/x/vulndb
 	GO=$(GO) scripts/vulncheck.sh
 
-run: ## start a whole local mixnet (mixctl testnet up); Ctrl-C stops it
+run: ## start (or resume, from .run/) a whole local mixnet; Ctrl-C stops it
 	GO=$(GO) scripts/run.sh
+
+run-reset: ## delete .run/ and start a new local mixnet
+	GO=$(GO) scripts/run.sh --fresh
 
 clean: ## remove bin/
 	rm -rf bin

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/signal"
@@ -30,7 +32,7 @@ func newTestnetCmd() *cobra.Command {
 and two providers (alpha.localhost, beta.localhost), all on loopback ports, with
 two users (alice@alpha.localhost, bob@beta.localhost) who each run a mailproxy.
 
-  mixctl testnet up [--dir DIR] [--epoch 10s]`,
+  mixctl testnet up [--dir DIR] [--base-port N] [--fresh] [--epoch 10s]`,
 	}
 	t.AddCommand(newTestnetUpCmd())
 	return t
@@ -40,7 +42,8 @@ func newTestnetUpCmd() *cobra.Command {
 	var dir, bin string
 	var epoch time.Duration
 	var mixes int
-	var noUsers bool
+	var noUsers, fresh bool
+	var basePort int
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Start the local network and keep it running until Ctrl-C",
@@ -50,7 +53,14 @@ waits for the first consensus document, creates the users alice@alpha.localhost
 and bob@beta.localhost with a mailproxy each (unless --no-users), prints what
 runs where and what to type into Thunderbird or swaks, and runs until interrupted.
 Ctrl-C stops every process cleanly. The consensus parameters are the defaults
-except the epoch length (--epoch), kept short so the network is up in seconds.`,
+except the epoch length (--epoch), kept short so the network is up in seconds.
+
+--dir keeps the whole network (keys, certificates, configs, mail, logs, the users'
+passwords in users.json): starting again on the same directory resumes it with the
+same ports, accounts, passwords, certificates, admin tokens and mail. --fresh deletes
+such a directory first. --base-port puts the network on fixed consecutive ports
+(the directory's two, then six per node) instead of free ones; a resumed network
+keeps the ports it had.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
@@ -64,6 +74,14 @@ except the epoch length (--epoch), kept short so the network is up in seconds.`,
 				dir = d
 			}
 			dir, _ = filepath.Abs(dir)
+			if fresh {
+				if err := removeState(dir); err != nil {
+					return err
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, testnet.StateFile)); err == nil {
+				fmt.Fprintf(out, "resuming the network in %s (--fresh starts over)\n", dir)
+			}
 			if bin == "" {
 				repo, err := testnet.RepoRoot()
 				if err != nil {
@@ -77,12 +95,14 @@ except the epoch length (--epoch), kept short so the network is up in seconds.`,
 			}
 			p := pki.DefaultParameters()
 			p.EpochLength = epoch
-			n, err := testnet.Start(ctx, testnet.Options{Dir: dir, BinDir: bin, MixesPerLayer: mixes, Parameters: &p})
+			n, err := testnet.Start(ctx, testnet.Options{Dir: dir, BinDir: bin, MixesPerLayer: mixes, Parameters: &p, BasePort: basePort})
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "working directory %s\n", dir)
+			fmt.Fprintf(out, "state directory %s\n", dir)
 			n.Describe(out)
+			fmt.Fprintf(out, "certificate authority %s (issued every provider's IMAP certificate)\n", n.CA.CertFile)
+			fmt.Fprintf(out, "  trust it in the system and in Thunderbird (certutil is in libnss3-tools) with:\n  %s\n", n.CA.TrustCommand())
 			fmt.Fprintf(out, "waiting for the first consensus document (up to two epochs of %v) ...\n", epoch)
 			wctx, cancel := context.WithTimeout(ctx, 3*epoch+30*time.Second)
 			doc, err := n.WaitConsensus(wctx)
@@ -103,7 +123,7 @@ except the epoch length (--epoch), kept short so the network is up in seconds.`,
 				}
 			}
 			if !noUsers {
-				if err := startUsers(ctx, n, bin, out); err != nil {
+				if err := startUsers(ctx, n, dir, bin, out); err != nil {
 					return errors.Join(err, n.Stop())
 				}
 			}
@@ -113,10 +133,13 @@ except the epoch length (--epoch), kept short so the network is up in seconds.`,
 				return err
 			}
 			fmt.Fprintln(out, "stopped cleanly")
+			fmt.Fprintf(out, "The network's state stays in %s: the same command resumes it (same ports, passwords,\ncertificates and mail); add --fresh (make run-reset) to start over.\n", dir)
 			return nil
 		},
 	}
-	c.Flags().StringVar(&dir, "dir", "", "working directory for configs, keys, data and logs (default: a new temporary directory)")
+	c.Flags().StringVar(&dir, "dir", "", "state directory for configs, keys, certificates, data and logs; an existing one is resumed (default: a new temporary directory)")
+	c.Flags().BoolVar(&fresh, "fresh", false, "delete the state directory's network first and start a new one")
+	c.Flags().IntVar(&basePort, "base-port", 0, "put a new network on consecutive loopback ports from this one (default: free ports)")
 	c.Flags().StringVar(&bin, "bin", "", "directory holding the directory and mixd binaries (default: build them)")
 	c.Flags().DurationVar(&epoch, "epoch", 10*time.Second, "epoch length")
 	c.Flags().IntVar(&mixes, "mixes-per-layer", 1, "mixes in each of the three layers")
@@ -124,23 +147,73 @@ except the epoch length (--epoch), kept short so the network is up in seconds.`,
 	return c
 }
 
-// bobReadScript lists bob's INBOX over IMAP with STARTTLS (the local network's certificate is
-// self-signed, so it is not verified).
+// bobReadScript lists bob's INBOX over IMAP with STARTTLS, verifying the provider's certificate
+// against the network's CA.
 const bobReadScript = `import imaplib, ssl, email
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+ctx = ssl.create_default_context(cafile="%s")
 m = imaplib.IMAP4("%s", %s); m.starttls(ssl_context=ctx); m.login("bob", "%s"); m.select("INBOX")
 for n in m.search(None, "ALL")[1][0].split():
     msg = email.message_from_bytes(m.fetch(n, "(RFC822)")[1][0][1])
     print(msg["Date"], "|", msg["From"], "|", msg["Subject"]); print((msg.get_payload(decode=True) or b"(multipart)").decode(errors="replace"))`
 
-// startUsers creates alice@alpha.localhost and bob@beta.localhost with a mailproxy each and
-// prints how to use them.
-func startUsers(ctx context.Context, n *testnet.Net, bin string, out io.Writer) error {
+// usersFile keeps the users' passwords in the state directory, so that a resumed network
+// gives them the passwords a mail client has stored.
+const usersFile = "users.json"
+
+// removeState deletes a state directory that a testnet made (it holds testnet.StateFile), and
+// refuses any other: --fresh must not delete a directory named by mistake.
+func removeState(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, testnet.StateFile)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // nothing to start over from
+		}
+		return err
+	}
+	return os.RemoveAll(dir)
+}
+
+// passwords loads users.json from dir, and gives each address in addrs a password, new ones
+// random, saving the file (0600) when it made any.
+func passwords(dir string, addrs []string) (map[string]string, error) {
+	file := filepath.Join(dir, usersFile)
+	pw := map[string]string{}
+	b, err := os.ReadFile(file)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &pw); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	changed := false
+	for _, a := range addrs {
+		if pw[a] == "" {
+			var r [6]byte
+			rand.Read(r[:])
+			pw[a], changed = hex.EncodeToString(r[:]), true
+		}
+	}
+	if changed {
+		b, _ := json.MarshalIndent(pw, "", "  ")
+		if err := os.WriteFile(file, append(b, '\n'), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return pw, nil
+}
+
+// startUsers creates alice@alpha.localhost and bob@beta.localhost with a mailproxy each (or
+// finds them, on a resumed network) and prints how to use them.
+func startUsers(ctx context.Context, n *testnet.Net, dir, bin string, out io.Writer) error {
+	addrs := []string{"alice@alpha.localhost", "bob@beta.localhost"}
+	pw, err := passwords(dir, addrs)
+	if err != nil {
+		return err
+	}
 	users := map[string]*testnet.Mailproxy{}
-	for _, addr := range []string{"alice@alpha.localhost", "bob@beta.localhost"} {
-		var pw [6]byte
-		rand.Read(pw[:])
-		m, err := n.StartMailproxy(ctx, addr, hex.EncodeToString(pw[:]), testnet.MailproxyOptions{})
+	for _, addr := range addrs {
+		m, err := n.StartMailproxy(ctx, addr, pw[addr], testnet.MailproxyOptions{})
 		if err != nil {
 			return err
 		}
@@ -167,11 +240,11 @@ Follow delivery from alice's side:
 
 Thunderbird (contrib/thunderbird/README.md), account "alice@alpha.localhost":
   incoming: IMAP, server %s, port %s, STARTTLS, normal password, user name alice, password %s
-            (accept the local network's self-signed certificate)
+            (after the trust command above, the certificate verifies: no exception to accept)
   outgoing: SMTP, server %s, port %s, connection security None, authentication No authentication
 and the same for "bob@beta.localhost": IMAP %s port %s user bob password %s; SMTP %s port %s.
 `, alice.SMTP, alice.Provider.IMAP, alice.Password, bob.SMTP, bob.Provider.IMAP, bob.Password,
-		alice.SMTP, fmt.Sprintf(bobReadScript, bHost, bPort, bob.Password),
+		alice.SMTP, fmt.Sprintf(bobReadScript, n.CA.CertFile, bHost, bPort, bob.Password),
 		filepath.Join(bin, "mailproxy"), alice.Config,
 		aHost, aPort, alice.Password, aSMTPHost, aSMTPPort, bHost, bPort, bob.Password, bSMTPHost, bSMTPPort)
 	return nil

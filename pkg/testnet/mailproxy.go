@@ -50,6 +50,7 @@ var linkKeyLine = regexp.MustCompile(`mixctl user add (\S+) --link-key ([0-9a-f]
 // StartMailproxy creates the user address (user@domain of a provider of this network) the way
 // a real user does: it writes a mailproxy config, runs `mailproxy init` for the link key,
 // registers the printed key at the provider with the IMAP password, and starts `mailproxy run`.
+// On a resumed network the same address finds its config, key and registration and keeps them.
 // It returns once the SMTP port accepts connections. Stop stops it with the network.
 func (n *Net) StartMailproxy(ctx context.Context, address, password string, o MailproxyOptions) (*Mailproxy, error) {
 	user, domain, ok := strings.Cut(address, "@")
@@ -61,12 +62,25 @@ func (n *Net) StartMailproxy(ctx context.Context, address, password string, o Ma
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("testnet: mailproxy binary missing in %s (build it with testnet.Build): %w", n.opts.BinDir, err)
 	}
-	ports, err := freeport.Addrs(1)
-	if err != nil {
-		return nil, err
+	// The provider's first user listens on its UserSMTP, the address its autoconfiguration
+	// names and that stays the same when the network resumes; other users on free ports.
+	smtp := prov.UserSMTP
+	n.mu.Lock()
+	for _, o := range n.mailproxies {
+		if o.SMTP == smtp {
+			smtp = ""
+		}
+	}
+	n.mu.Unlock()
+	if smtp == "" {
+		ports, err := freeport.Addrs(1)
+		if err != nil {
+			return nil, err
+		}
+		smtp = ports[0]
 	}
 	name := "mailproxy-" + user + "-" + strings.Split(domain, ".")[0]
-	m := &Mailproxy{Address: address, SMTP: ports[0], Password: password, Provider: prov,
+	m := &Mailproxy{Address: address, SMTP: smtp, Password: password, Provider: prov,
 		Config: filepath.Join(n.opts.Dir, name+".toml"), DataDir: filepath.Join(n.opts.Dir, name)}
 	var b strings.Builder
 	fmt.Fprintf(&b, "version = 1\ndata_dir = %q\nlog_level = %q\n", m.DataDir, n.opts.LogLevel)
@@ -98,7 +112,7 @@ func (n *Net) StartMailproxy(ctx context.Context, address, password string, o Ma
 	if err != nil {
 		return nil, err
 	}
-	if err := n.AddUserKey(prov, user, link, 1<<30); err != nil {
+	if err := n.EnsureUserKey(prov, user, link, 1<<30); err != nil {
 		return nil, err
 	}
 	if err := n.SetPassword(prov, user, password); err != nil {

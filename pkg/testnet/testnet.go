@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,7 +25,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/panoramix-mixnet/panoramix/internal/freeport"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 )
@@ -86,6 +87,10 @@ type Options struct {
 	// service stores into ([survey] database = "postgres"); the other providers keep the
 	// embedded SQLite file.
 	SurveyPostgres map[string]string
+	// BasePort, when not 0, puts the network on consecutive loopback ports from BasePort (the
+	// directory's listen and admin ports, then PortsPerNode per node): addresses a person
+	// configures once. 0 takes free ports. A directory that holds a StateFile keeps its ports.
+	BasePort int
 	// Extra are nodes started besides the network's own, for tests of a hostile node the
 	// directory approved; WaitConsensus does not wait for them, and Provider never returns one.
 	Extra []ExtraNode
@@ -117,8 +122,15 @@ type Node struct {
 	// AdminToken is the admin API's token file (mixd writes it at start), providers only.
 	AdminToken string
 	IMAP       string // built-in IMAP server (STARTTLS), providers only
-	Config     string
-	DataDir    string
+	// Autoconfig serves Thunderbird's autoconfiguration over HTTP, providers only.
+	Autoconfig string
+	// UserSMTP is the SMTP address of the mailproxy of the provider's first user, which the
+	// provider's autoconfiguration names (StartMailproxy listens there when it is free).
+	UserSMTP string
+	// Cert and Key are the provider's IMAP certificate, issued by the network's CA.
+	Cert, Key string
+	Config    string
+	DataDir   string
 	// ApprovedRole and ApprovedDomains are what the directory approves the node as: its own
 	// Role and Domain, except for an Options.Extra node.
 	ApprovedRole    string
@@ -137,9 +149,11 @@ type Net struct {
 	// DirAdminToken is the directory's admin token file (written at its start).
 	DirAdminToken string
 	DirConfig     string
-	Nodes         []*Node
-	dir           *proc
-	params        pki.Parameters
+	// CA is the network's certificate authority, kept in Dir/ca.
+	CA     *CA
+	Nodes  []*Node
+	dir    *proc
+	params pki.Parameters
 
 	mu          sync.Mutex
 	mailproxies []*Mailproxy // started by StartMailproxy; stopped first by Stop
@@ -263,33 +277,30 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 	}
 	n := &Net{opts: opts, params: params}
 
-	authKey, err := keys.GenerateIdentityKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
 	dirData := filepath.Join(opts.Dir, "directory")
 	if err := os.MkdirAll(dirData, 0o700); err != nil {
 		return nil, err
 	}
-	if err := keys.SaveIdentityKey(filepath.Join(dirData, "authority.key"), authKey); err != nil {
-		return nil, err
+	// The authority key stays in the directory's data: a resumed network is the same network,
+	// whose documents its mailproxies' configurations already trust.
+	authFile := filepath.Join(dirData, "authority.key")
+	authKey, err := keys.LoadIdentityKey(authFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		if authKey, err = keys.GenerateIdentityKey(rand.Reader); err == nil {
+			err = keys.SaveIdentityKey(authFile, authKey)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("testnet: authority key: %w", err)
 	}
 	n.Authority = authKey.Public()
 	authKey.Wipe()
 
 	regular := 3*opts.MixesPerLayer + len(opts.Providers)
 	count := regular + len(opts.Extra)
-	ports, err := freeport.Addrs(2 + 4*count)
-	if err != nil {
-		return nil, err
-	}
-	dirListen, dirAdmin := ports[0], ports[1]
-	n.DirURL, n.DirAdmin = "http://"+dirListen, dirAdmin
-	n.DirAdminToken = filepath.Join(dirData, "admin.token") // the directory's default
-	ports = ports[2:]
-
+	var belows []string
 	for i := range count {
-		nd := &Node{Role: "mix", Addr: ports[4*i], Metrics: ports[4*i+1]}
+		nd := &Node{Role: "mix"}
 		var below string
 		switch {
 		case i < 3*opts.MixesPerLayer:
@@ -303,9 +314,33 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 			nd.Name, nd.Role, nd.Domain, nd.Extra, below = x.Name, x.Role, x.Domain, true, x.IdentityBelow
 			nd.ApprovedRole, nd.ApprovedDomains = x.ApprovedRole, x.ApprovedDomains
 		}
+		n.Nodes = append(n.Nodes, nd)
+		belows = append(belows, below)
+	}
+	st, err := loadState(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if st != nil && !st.sameLayout(n.Nodes) {
+		return nil, fmt.Errorf("testnet: %s holds a network of other nodes (%s); start over in an empty directory", opts.Dir, StateFile)
+	}
+	if st == nil {
+		if st, err = allocate(opts.BasePort, n.Nodes); err != nil {
+			return nil, err
+		}
+	}
+	n.DirURL, n.DirAdmin = "http://"+st.Directory, st.DirectoryAdmin
+	n.DirAdminToken = filepath.Join(dirData, "admin.token") // the directory's default
+	if n.CA, err = ensureCA(filepath.Join(opts.Dir, "ca")); err != nil {
+		return nil, err
+	}
+	nodes := n.Nodes
+	n.Nodes = nil
+	for i, nd := range nodes {
+		ns := st.Nodes[i]
+		nd.Addr, nd.Metrics = ns.Addr, ns.Metrics
 		if nd.Role == "provider" {
-			nd.Admin = ports[4*i+2]
-			nd.IMAP = ports[4*i+3]
+			nd.Admin, nd.IMAP, nd.Autoconfig, nd.UserSMTP = ns.Admin, ns.IMAP, ns.Autoconfig, ns.UserSMTP
 			nd.AdminToken = filepath.Join(opts.Dir, nd.Name, "admin.token") // mixd's default
 		}
 		if !nd.Extra {
@@ -315,9 +350,18 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 			}
 		}
 		nd.DataDir = filepath.Join(opts.Dir, nd.Name)
-		if below != "" {
-			if err := identityBelow(nd.DataDir, n.Node(below)); err != nil {
+		if _, err := os.Stat(filepath.Join(nd.DataDir, "identity.key")); belows[i] != "" && errors.Is(err, fs.ErrNotExist) {
+			if err := identityBelow(nd.DataDir, n.Node(belows[i])); err != nil {
 				return nil, fmt.Errorf("testnet: %s: %w", nd.Name, err)
+			}
+		}
+		if nd.Role == "provider" {
+			if err := os.MkdirAll(nd.DataDir, 0o700); err != nil {
+				return nil, err
+			}
+			nd.Cert, nd.Key = filepath.Join(nd.DataDir, "imap.crt"), filepath.Join(nd.DataDir, "imap.key")
+			if err := n.CA.issue(nd.Cert, nd.Key, providerNames(nd.Domain), []string{nd.IMAP}); err != nil {
+				return nil, fmt.Errorf("testnet: %s certificate: %w", nd.Name, err)
 			}
 		}
 		nd.Config = filepath.Join(opts.Dir, nd.Name+".toml")
@@ -333,6 +377,10 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 		}
 		n.Nodes = append(n.Nodes, nd)
 	}
+	if err := st.save(opts.Dir); err != nil {
+		return nil, err
+	}
+	dirListen, dirAdmin := st.Directory, st.DirectoryAdmin
 
 	n.DirConfig = filepath.Join(opts.Dir, "directory.toml")
 	if err := os.WriteFile(n.DirConfig, []byte(n.directoryConfig(dirListen, dirAdmin)), 0o644); err != nil {
@@ -394,7 +442,7 @@ func (n *Net) mixdConfig(nd *Node) string {
 	fmt.Fprintf(&b, "\n[directory]\nurls = [%q]\nauthorities = [%q]\nthreshold = 1\nepoch_length = %q\n", n.DirURL, n.Authority.String(), n.params.EpochLength.String())
 	if nd.Role == "provider" {
 		fmt.Fprintf(&b, "\n[provider]\ndomains = [%q]\n", nd.Domain)
-		fmt.Fprintf(&b, "\n[mailbox]\nbackend = \"embedded\"\n\n[imap]\nlisten_address = %q\n", nd.IMAP)
+		fmt.Fprintf(&b, "\n[mailbox]\nbackend = \"embedded\"\n\n[imap]\nlisten_address = %q\ncert_file = %q\nkey_file = %q\n", nd.IMAP, nd.Cert, nd.Key)
 		if n.opts.Vote {
 			b.WriteString("\n[vote]\nenabled = true\n")
 		}
@@ -483,7 +531,7 @@ func (n *Net) WaitConsensus(ctx context.Context) (*pki.Document, error) {
 			}
 		}
 		d, err := c.Current(ctx)
-		if err == nil && n.lists(d) {
+		if err == nil && n.lists(d) && n.providersListen() {
 			return d, nil
 		}
 		select {
@@ -492,6 +540,22 @@ func (n *Net) WaitConsensus(ctx context.Context) (*pki.Document, error) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// providersListen reports whether every provider's admin API accepts connections: a resumed
+// network finds the directory's document listing every node at once, before the nodes are up.
+func (n *Net) providersListen() bool {
+	for _, nd := range n.Nodes {
+		if nd.Admin == "" || nd.Extra {
+			continue
+		}
+		c, err := net.DialTimeout("tcp", nd.Admin, time.Second)
+		if err != nil {
+			return false
+		}
+		c.Close()
+	}
+	return true
 }
 
 // lists reports whether d lists every node of the network but the extra ones.
