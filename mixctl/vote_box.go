@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -294,6 +295,36 @@ func parseChoices(s string) ([]int, error) {
 	return out, nil
 }
 
+// pendingCast returns the cast in RECEIPT.cast when no receipt for it is in RECEIPT: a cast
+// of this election and credential that an earlier run sent, or may have sent, without getting
+// its receipt. It returns nil when there is none (no file, or the receipt holds for it: that
+// cast is done, and a new run is a re-vote).
+func pendingCast(receiptOut string, p *board.Params, cred keys.IdentityPublicKey) ([]byte, error) {
+	data, err := readBoxFile(receiptOut+".cast", board.MaxCastSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rb, err := readBoxFile(receiptOut, board.MaxReceiptSize); err == nil {
+		if r, err := board.ParseReceipt(rb); err == nil && r.VerifyCast(p, data) == nil {
+			return nil, nil
+		}
+	}
+	c, err := board.ParseCast(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s.cast: %w (remove it to make a new cast)", receiptOut, err)
+	}
+	if err := c.Check(p); err != nil {
+		return nil, fmt.Errorf("%s.cast is not a valid cast of election %q: %w (remove it to make a new cast)", receiptOut, p.ElectionID, err)
+	}
+	if c.Credential != cred {
+		return nil, fmt.Errorf("%s.cast was made with credential %s, not %s (remove it to make a new cast)", receiptOut, c.Credential, cred)
+	}
+	return data, nil
+}
+
 func newVoteCastCmd() *cobra.Command {
 	var params, choices, credential, to, receiptOut string
 	var sf sendFlags
@@ -306,7 +337,9 @@ knowledge of each ballot, signs the cast with your voter credential (the key fro
 mixnet to the ballot box at the provider of --to, as user --user of the provider of
 --domain (with its link key). Waits for the box's answer: a signed receipt, checked
 and written to --receipt (the cast itself beside it, FILE.cast), or the reason of a
-refusal. Casting again replaces your earlier ballot (only the last one counts).
+refusal. Casting again replaces your earlier ballot (only the last one counts); but
+a run that got no receipt (interrupted, timed out) is completed by the next run with the
+same --receipt: it sends the same cast again, and the box answers with the same receipt.
 Check the receipt against the published board with 'mixctl vote receipt'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -330,16 +363,30 @@ Check the receipt against the published board with 'mixctl vote receipt'.`,
 				cred.Wipe()
 				return fmt.Errorf("credential %s is not on the voter list of %q", cred.Public(), p.ElectionID)
 			}
-			cast, err := board.NewCast(rand.Reader, p, cred, cs)
-			cred.Wipe()
+			// A cast kept by a run that did not get its receipt (interrupted, or no answer in
+			// time) is sent again as it is: the box answers a cast already on its board with
+			// the same receipt, where a new cast would be a second entry, a re-vote.
+			data, err := pendingCast(receiptOut, p, cred.Public())
 			if err != nil {
+				cred.Wipe()
 				return err
 			}
-			data := cast.Marshal()
-			// Kept before sending: a retransmission after a crash must send the same cast.
-			if err := writeBoxFile(receiptOut+".cast", data); err != nil {
-				return err
+			if data != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "sending again the cast of an earlier run that got no receipt (%s.cast; its choices, not --choices)\n", receiptOut)
+			} else {
+				cast, err := board.NewCast(rand.Reader, p, cred, cs)
+				if err != nil {
+					cred.Wipe()
+					return err
+				}
+				data = cast.Marshal()
+				// Kept before sending: a retransmission after a crash must send the same cast.
+				if err := writeBoxFile(receiptOut+".cast", data); err != nil {
+					cred.Wipe()
+					return err
+				}
 			}
+			cred.Wipe()
 			st, err := sf.send(cmd, client.Destination{Domain: to, Recipient: p.ElectionID, Service: "vote"}, data)
 			if err != nil {
 				return err

@@ -213,12 +213,22 @@ func TestVoteThroughMixnet(t *testing.T) {
 	if err := keys.SaveIdentityKey(credPath, voters[3]); err != nil {
 		t.Fatal(err)
 	}
-	out := mixctl("vote", "cast", "--params", paramsPath, "--choices", "0,0", "--credential", credPath, "--to", beta.Domain,
+	castArgs := []string{"vote", "cast", "--params", paramsPath, "--choices", "0,0", "--credential", credPath, "--to", beta.Domain,
 		"--directory", n.DirURL, "--authority", n.Authority.String(), "--epoch-length", p.EpochLength.String(),
 		"--user", "cli", "--domain", alpha.Domain, "--link-key", linkPath, "--data-dir", filepath.Join(work, "cli"),
-		"--receipt", receiptPath, "--timeout", "2m")
+		"--receipt", receiptPath, "--timeout", "2m"}
+	out := mixctl(castArgs...)
 	if !strings.Contains(out, "as entry 4") {
 		t.Fatalf("vote cast: %s", out)
+	}
+	// A run that got no receipt (here: it is removed, as if the run was killed before it
+	// wrote it) is completed by the next run with the same --receipt: it sends the same cast
+	// again and the box answers with the same receipt, no new entry (issue 15).
+	if err := os.Remove(receiptPath); err != nil {
+		t.Fatal(err)
+	}
+	if again := mixctl(castArgs...); !strings.Contains(again, "as entry 4") {
+		t.Fatalf("vote cast after an interruption: %s", again)
 	}
 
 	// Two trustees close; the box appends the close after the voting period.
