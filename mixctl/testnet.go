@@ -243,9 +243,12 @@ Thunderbird (contrib/thunderbird/README.md), account "alice@alpha.localhost":
             (after the trust command above, the certificate verifies: no exception to accept)
   outgoing: SMTP, server %s, port %s, connection security None, authentication No authentication
 and the same for "bob@beta.localhost": IMAP %s port %s user bob password %s; SMTP %s port %s.
+The providers serve these settings as Thunderbird autoconfiguration: %s and %s
+(Thunderbird's wizard asks port 80 of autoconfig.DOMAIN: contrib/thunderbird/README.md says how to point it here).
 `, alice.SMTP, alice.Provider.IMAP, alice.Password, bob.SMTP, bob.Provider.IMAP, bob.Password,
 		alice.SMTP, fmt.Sprintf(bobReadScript, n.CA.CertFile, bHost, bPort, bob.Password),
 		filepath.Join(bin, "mailproxy"), alice.Config,
-		aHost, aPort, alice.Password, aSMTPHost, aSMTPPort, bHost, bPort, bob.Password, bSMTPHost, bSMTPPort)
+		aHost, aPort, alice.Password, aSMTPHost, aSMTPPort, bHost, bPort, bob.Password, bSMTPHost, bSMTPPort,
+		alice.Provider.AutoconfigURL(), bob.Provider.AutoconfigURL())
 	return nil
 }

@@ -116,6 +116,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	waitAutoconfig, err := startAutoconfig(ctx, cfg, log)
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	defer waitAutoconfig()
 	mailErr := make(chan error, 1)
 	if m != nil {
 		go func() {

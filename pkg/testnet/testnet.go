@@ -443,6 +443,9 @@ func (n *Net) mixdConfig(nd *Node) string {
 	if nd.Role == "provider" {
 		fmt.Fprintf(&b, "\n[provider]\ndomains = [%q]\n", nd.Domain)
 		fmt.Fprintf(&b, "\n[mailbox]\nbackend = \"embedded\"\n\n[imap]\nlisten_address = %q\ncert_file = %q\nkey_file = %q\n", nd.IMAP, nd.Cert, nd.Key)
+		// Thunderbird's autoconfiguration names this IMAP server and the mailproxy of the
+		// provider's first user (docs: contrib/thunderbird/README.md).
+		fmt.Fprintf(&b, "\n[autoconfig]\nlisten_address = %q\nsmtp_address = %q\n", nd.Autoconfig, nd.UserSMTP)
 		if n.opts.Vote {
 			b.WriteString("\n[vote]\nenabled = true\n")
 		}
@@ -605,6 +608,14 @@ func (n *Net) Kill(nd *Node) error { return nd.proc.stop(syscall.SIGKILL, 10*tim
 // Restart starts a stopped node again with the same configuration and data.
 func (n *Net) Restart(nd *Node) error { return nd.proc.start() }
 
+// AutoconfigURL is where the provider serves Thunderbird's autoconfiguration document.
+func (nd *Node) AutoconfigURL() string {
+	if nd.Autoconfig == "" {
+		return ""
+	}
+	return "http://" + nd.Autoconfig + "/mail/config-v1.1.xml"
+}
+
 // Running reports whether the node's process is alive.
 func (nd *Node) Running() bool { return nd.proc.running() }
 
@@ -638,7 +649,7 @@ func (n *Net) Describe(w io.Writer) {
 	for _, nd := range n.Nodes {
 		extra := ""
 		if nd.Role == "provider" {
-			extra = fmt.Sprintf(" domain %s, admin %s, IMAP (STARTTLS) %s,", nd.Domain, nd.Admin, nd.IMAP)
+			extra = fmt.Sprintf(" domain %s, admin %s, IMAP (STARTTLS) %s, autoconfig %s,", nd.Domain, nd.Admin, nd.IMAP, nd.AutoconfigURL())
 		}
 		fmt.Fprintf(w, "%-11s %-8s link %s,%s metrics http://%s/metrics, log %s\n", nd.Name, nd.Role, nd.Addr, extra, nd.Metrics, nd.proc.log)
 	}

@@ -56,6 +56,8 @@ type Config struct {
 	IMAP          IMAP      `mapstructure:"imap"`
 	Survey        Survey    `mapstructure:"survey"`
 	Vote          Vote      `mapstructure:"vote"`
+	// Autoconfig serves Thunderbird's autoconfiguration (autoconfig.go).
+	Autoconfig Autoconfig `mapstructure:"autoconfig"`
 }
 
 // Vote configures a provider's ballot box, the vote service (docs/spec/vote.md §11.8).
@@ -204,6 +206,8 @@ func Load(path string) (*Config, error) {
 		"imap.max_connections": d.IMAP.MaxConnections, "imap.max_connections_per_ip": d.IMAP.MaxConnectionsPerIP, "imap.login_timeout": d.IMAP.LoginTimeout,
 		"survey.enabled": d.Survey.Enabled, "survey.database": d.Survey.Database, "survey.dsn": d.Survey.DSN,
 		"vote.enabled": d.Vote.Enabled, "vote.dir": d.Vote.Dir,
+		"autoconfig.listen_address": "", "autoconfig.imap_host": "", "autoconfig.imap_port": 0,
+		"autoconfig.imap_socket": "", "autoconfig.smtp_address": DefaultAutoconfigSMTP,
 	}
 	var c Config
 	if err := boot.LoadTOML(path, EnvPrefix, defaults, &c); err != nil {
@@ -280,6 +284,9 @@ func (c *Config) Validate() error {
 		}
 	} else if len(c.Provider.Domains) != 0 {
 		return errors.New("[provider] domains is set but role is \"mix\"")
+	}
+	if err := c.validateAutoconfig(); err != nil {
+		return err
 	}
 	if c.Vote.Enabled && role != pki.RoleProvider {
 		return errors.New("[vote] enabled = true but role is \"mix\": the ballot box runs on a provider")
