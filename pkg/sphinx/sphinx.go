@@ -120,10 +120,10 @@ func (s *Sphinx) paddingLen(n int, final *Commands) int {
 	return s.g.RoutingSize() - (n-1)*PerHopSize - len(appendCommands(nil, final))
 }
 
-// header is the result of §8 steps 1 to 6.
+// header is the per-hop keys of §8 steps 1 to 6; the header bytes are written where the caller
+// wants them (into the packet or the SURB, without a copy).
 type header struct {
-	bytes []byte
-	keys  []hopKeys
+	keys []hopKeys
 }
 
 func (h *header) wipe() {
@@ -133,10 +133,13 @@ func (h *header) wipe() {
 }
 
 // createHeader runs §8 steps 1 to 6 with explicit randomness: the ephemeral secret and the
-// final padding (exactly paddingLen bytes).
-func (s *Sphinx) createHeader(route []Hop, final *Commands, ephemeral *[32]byte, padding []byte) (*header, error) {
+// final padding (exactly paddingLen bytes). It writes the header into out (HeaderSize bytes).
+func (s *Sphinx) createHeader(out []byte, route []Hop, final *Commands, ephemeral *[32]byte, padding []byte) (*header, error) {
 	n := len(route)
 	B, r := s.g.RoutingSize(), PerHopSize
+	if len(out) != s.g.HeaderSize() {
+		panic("sphinx: header buffer of the wrong size")
+	}
 	if len(padding) != s.paddingLen(n, final) {
 		return nil, fmt.Errorf("%w: padding of %d bytes, want %d", ErrLength, len(padding), s.paddingLen(n, final))
 	}
@@ -173,20 +176,25 @@ func (s *Sphinx) createHeader(route []Hop, final *Commands, ephemeral *[32]byte,
 	}
 
 	// Step 2: key streams, and step 3: the filler.
+	// One buffer for the streams, the filler, both betas and the final block: fewer
+	// allocations for the collector to chase.
+	buf := make([]byte, n*(B+r)+(n-1)*r+3*B)
 	rho := make([][]byte, n)
 	for i := range route {
-		rho[i] = make([]byte, B+r)
+		rho[i] = buf[i*(B+r) : (i+1)*(B+r)]
 		primitives.XORKeyStream(rho[i], rho[i], h.keys[i].stream[:])
 	}
-	var phi []byte
+	buf = buf[n*(B+r):]
+	phi := buf[: 0 : (n-1)*r]
+	buf = buf[(n-1)*r:]
 	for i := 1; i < n; i++ {
-		phi = append(phi, make([]byte, r)...)
+		phi = phi[:i*r] // the new r bytes are zero
 		xorInto(phi, rho[i-1][B-(i-1)*r:B+r])
 	}
 
 	// Step 4: the final hop.
-	beta := make([]byte, B)
-	fb := appendCommands(make([]byte, 0, B), final)
+	beta, next, fb := buf[:B], buf[B:2*B], buf[2*B:2*B:3*B]
+	fb = appendCommands(fb, final)
 	fb = append(fb, padding...)
 	tail := B - (n-1)*r
 	for j := 0; j < tail; j++ {
@@ -197,13 +205,13 @@ func (s *Sphinx) createHeader(route []Hop, final *Commands, ephemeral *[32]byte,
 	m.MAC(&gamma, h.keys[n-1].mac[:], alphas[n-1][:], beta)
 
 	// Step 5: the other hops, from the last but one to the first.
-	next := make([]byte, B)
+	var block [PerHopSize]byte
 	for i := n - 2; i >= 0; i-- {
 		id := route[i+1].ID
 		cmds := &Commands{NextHop: &id, NextMAC: gamma, HasDelay: true, DelayMS: route[i].DelayMS}
-		block := appendCommands(make([]byte, 0, r), cmds)
-		block = append(block, make([]byte, r-len(block))...)
-		copy(next[:r], block)
+		clear(block[:])
+		appendCommands(block[:0], cmds) // at most 71 bytes: fits, zeros follow
+		copy(next[:r], block[:])
 		copy(next[r:], beta[:B-r])
 		for j := 0; j < B; j++ {
 			next[j] ^= rho[i][j]
@@ -213,10 +221,9 @@ func (s *Sphinx) createHeader(route []Hop, final *Commands, ephemeral *[32]byte,
 	}
 
 	// Step 6.
-	h.bytes = make([]byte, 0, s.g.HeaderSize())
-	h.bytes = append(h.bytes, alphas[0][:]...)
-	h.bytes = append(h.bytes, beta...)
-	h.bytes = append(h.bytes, gamma[:]...)
+	copy(out[:32], alphas[0][:])
+	copy(out[32:32+B], beta)
+	copy(out[32+B:], gamma[:])
 	return h, nil
 }
 
@@ -239,14 +246,12 @@ func (s *Sphinx) readRandom(rng io.Reader, n int, final *Commands) (*[32]byte, [
 	return &eph, pad, nil
 }
 
-// payloadBlock is 0^16 || m || zeros (§8 step 7).
-func (s *Sphinx) payloadBlock(m []byte) ([]byte, error) {
+// checkPayload refuses a user payload longer than P (§8).
+func (s *Sphinx) checkPayload(m []byte) error {
 	if len(m) > s.g.PayloadSize {
-		return nil, fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrLength, len(m), s.g.PayloadSize)
+		return fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrLength, len(m), s.g.PayloadSize)
 	}
-	block := make([]byte, s.g.PayloadBlockSize())
-	copy(block[TagSize:], m)
-	return block, nil
+	return nil
 }
 
 // NewPacket builds a packet that carries payload along route to the recipient at the last hop
@@ -266,15 +271,20 @@ func (s *Sphinx) NewPacket(rng io.Reader, route []Hop, to Recipient, payload []b
 }
 
 func (s *Sphinx) newPacket(route []Hop, final *Commands, eph *[32]byte, pad, payload []byte) ([]byte, error) {
-	delta, err := s.payloadBlock(payload)
-	if err != nil {
+	if err := s.checkPayload(payload); err != nil {
 		return nil, err
 	}
-	h, err := s.createHeader(route, final, eph, pad)
+	// The packet is the one large allocation: the header is written into its start and the
+	// payload block (§8 step 7: 0^16 || m || zeros) is encrypted in place behind it.
+	hs := s.g.HeaderSize()
+	pkt := make([]byte, s.g.PacketSize())
+	h, err := s.createHeader(pkt[:hs], route, final, eph, pad)
 	if err != nil {
 		return nil, err
 	}
 	defer h.wipe()
+	delta := pkt[hs:]
+	copy(delta[TagSize:], payload)
 	m := getHMAC()
 	defer putHMAC(m)
 	for i := len(route) - 1; i >= 0; i-- {
@@ -282,7 +292,7 @@ func (s *Sphinx) newPacket(route []Hop, final *Commands, eph *[32]byte, pad, pay
 		l.Encrypt(delta)
 		l.Wipe()
 	}
-	return append(h.bytes, delta...), nil
+	return pkt, nil
 }
 
 // Unwrapped is the result of processing a packet at one hop (§9).

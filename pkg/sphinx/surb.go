@@ -43,15 +43,14 @@ func (s *Sphinx) NewSURB(rng io.Reader, route []Hop, to Recipient, id [SURBIDSiz
 }
 
 func (s *Sphinx) newSURB(route []Hop, final *Commands, eph *[32]byte, pad []byte, seed *[32]byte) ([]byte, []byte, error) {
-	h, err := s.createHeader(route, final, eph, pad)
+	surb := make([]byte, s.g.SURBSize())
+	copy(surb, route[0].ID[:])
+	copy(surb[NodeIDSize:], seed[:])
+	h, err := s.createHeader(surb[NodeIDSize+32:], route, final, eph, pad)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer h.wipe()
-	surb := make([]byte, 0, s.g.SURBSize())
-	surb = append(surb, route[0].ID[:]...)
-	surb = append(surb, seed[:]...)
-	surb = append(surb, h.bytes...)
 
 	var kr [primitives.LionessKeySize]byte
 	m := getHMAC()
@@ -104,8 +103,8 @@ func (s *Sphinx) NewPacketFromSURB(surb, payload []byte) (NodeID, []byte, error)
 	if len(surb) != s.g.SURBSize() {
 		return NodeID{}, nil, fmt.Errorf("%w: SURB of %d bytes, want %d", ErrLength, len(surb), s.g.SURBSize())
 	}
-	if len(payload) > s.g.PayloadSize {
-		return NodeID{}, nil, fmt.Errorf("%w: payload of %d bytes exceeds %d", ErrLength, len(payload), s.g.PayloadSize)
+	if err := s.checkPayload(payload); err != nil {
+		return NodeID{}, nil, err
 	}
 	var first NodeID
 	copy(first[:], surb[:NodeIDSize])
