@@ -42,7 +42,8 @@ build: ## build the programs that exist into bin/
 		echo "$(GO) build -v -ldflags '$(LDFLAGS)' -o bin/$$pkgs   (lists each package it compiles)"; \
 		$(GO) build -v -ldflags '$(LDFLAGS)' -o bin/ $$pkgs; echo "built: $$(cd bin && echo *)"; fi
 
-test: ## run every test (the README's test command)
+test: ## run every test (the README's test command); installs (as root) the Debian packages they need
+	@scripts/install-test-deps.sh
 	$(GO) test -count=1 ./...
 
 bench: ## run benchmarks with allocations (narrow with PKG, BENCH, BENCHTIME)

@@ -24,8 +24,6 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 )
 
-const installDovecot = "DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dovecot-imapd dovecot-lmtpd"
-
 // dovecot is a throw-away Dovecot (IMAP and LMTP) in a temporary directory, with users bob and
 // tiny (a 1 KiB quota), password "secret" (mail-test-recipes.md).
 type dovecot struct {
@@ -51,8 +49,13 @@ func freePort(t *testing.T) int {
 // newDovecot writes the configuration; start starts the server.
 func newDovecot(t *testing.T) *dovecot {
 	t.Helper()
-	if _, err := exec.LookPath("dovecot"); err != nil {
-		t.Skip("dovecot is not installed; install it with: " + installDovecot)
+	// Exactly the files this Dovecot runs, each with its Debian package: with dovecot-core
+	// and dovecot-imapd but not dovecot-lmtpd, Dovecot starts and every delivery fails.
+	for _, f := range [][2]string{{"/usr/sbin/dovecot", "dovecot-core"}, {"/usr/bin/doveadm", "dovecot-core"},
+		{"/usr/lib/dovecot/imap", "dovecot-imapd"}, {"/usr/lib/dovecot/lmtp", "dovecot-lmtpd"}} {
+		if _, err := os.Stat(f[0]); err != nil {
+			t.Skipf("%s missing: install %s (scripts/install-test-deps.sh, as root, installs every test dependency)", f[0], f[1])
+		}
 	}
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Skip("python3 is needed to read mail back over IMAP")
