@@ -21,7 +21,9 @@
 //	params.bin               board.Params for the ballot box (BoxParams)
 //	board.bin                the bulletin board as downloaded from the ballot box
 //	mix/mixer-KK.bt          mixer position KK (01..K)'s signature over the files it added
-//	mix/qQQ/                 Verificatum "shuffling" directory of question QQ, every mixer's proof
+//	mix/qQQ/                 Verificatum "shuffling" directory of question QQ, every mixer's proof;
+//	                         "mixing" once every trustee added its decryption in Verificatum's
+//	                         format (mixctl vote vmn-decrypt), so that vmnv -mix checks the tally
 //	decrypt/share-NN.bt      trustee NN's decryption shares of the last mixer's output
 //	tally.json               the counts
 //
