@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -126,7 +127,7 @@ func imapTLS(cfg *config.Config) (*tls.Config, error) {
 	if certFile == "" {
 		certFile, keyFile = filepath.Join(cfg.DataDir, "imap-selfsigned.crt"), filepath.Join(cfg.DataDir, "imap-selfsigned.key")
 		if _, err := os.Stat(certFile); errors.Is(err, fs.ErrNotExist) {
-			if err := selfSigned(certFile, keyFile, cfg.Provider.Domains); err != nil {
+			if err := selfSigned(certFile, keyFile, cfg.Provider.Domains, listenIPs(cfg.IMAP.ListenAddress, cfg.IMAP.TLSListenAddress)); err != nil {
 				return nil, fmt.Errorf("[imap] self-signed certificate: %w", err)
 			}
 		}
@@ -138,7 +139,23 @@ func imapTLS(cfg *config.Config) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-func selfSigned(certFile, keyFile string, names []string) error {
+// listenIPs are the specific addresses among listeners (host:port), loopback IPv6 with loopback
+// IPv4: a client that connects to the address it was given checks the certificate for it.
+func listenIPs(listeners ...string) []net.IP {
+	var ips []net.IP
+	for _, l := range listeners {
+		h, _, err := net.SplitHostPort(l)
+		if ip := net.ParseIP(h); err == nil && ip != nil && !ip.IsUnspecified() {
+			ips = append(ips, ip)
+			if ip.IsLoopback() {
+				ips = append(ips, net.IPv6loopback)
+			}
+		}
+	}
+	return ips
+}
+
+func selfSigned(certFile, keyFile string, names []string, ips []net.IP) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -151,6 +168,7 @@ func selfSigned(certFile, keyFile string, names []string) error {
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: names[0]},
 		DNSNames:     append(names, "localhost"),
+		IPAddresses:  ips,
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().AddDate(5, 0, 0),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
