@@ -22,7 +22,7 @@ import (
 
 // newTestProxy makes a proxy for alice@alpha.example whose directory is a closed port, so that
 // no consensus is ever available.
-func newTestProxy(t *testing.T) *Proxy {
+func newTestProxy(t testing.TB) *Proxy {
 	t.Helper()
 	dir := t.TempDir()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
