@@ -268,6 +268,19 @@ type HMAC struct {
 	pad          [sha256.BlockSize]byte
 	sum          [sha256.Size]byte
 	buf          [128]byte
+	// kdfInner and kdfOuter are the SHA-256 states after a KDF's prk XOR ipad and prk XOR opad
+	// (marshalled), so each HKDF-Expand block costs two compressions instead of four.
+	kdfInner, kdfOuter []byte
+	kdfStates          [2][stateSize]byte
+}
+
+// stateSize bounds a marshalled SHA-256 state (108 bytes in the standard library).
+const stateSize = 128
+
+// sha256State is what crypto/sha256's digest implements to save and restore its state.
+type sha256State interface {
+	AppendBinary([]byte) ([]byte, error)
+	UnmarshalBinary([]byte) error
 }
 
 // NewHMAC returns an HMAC ready for any key.
@@ -317,6 +330,9 @@ func (m *HMAC) Scrub() {
 	clear(m.pad[:])
 	clear(m.sum[:])
 	clear(m.buf[:])
+	clear(m.kdfStates[0][:])
+	clear(m.kdfStates[1][:])
+	m.kdfInner, m.kdfOuter = nil, nil
 }
 
 // zeroBlock is only read (a package variable, so that passing it to a hash allocates nothing).
@@ -356,10 +372,34 @@ func NewKDF(salt, ikm []byte) *KDF {
 }
 
 // KDF runs HKDF-Extract(salt, ikm) = HMAC(salt, ikm) and returns a KDF that expands with m.
+// An HMAC serves one KDF at a time: a second KDF from m replaces the first one's states.
 func (m *HMAC) KDF(salt, ikm []byte) KDF {
 	k := KDF{m: m}
 	m.MAC(&k.prk, salt, ikm)
+	m.begin(k.prk[:])
+	m.kdfInner = m.saveState(m.inner, 0)
+	for i := range m.pad {
+		m.pad[i] ^= 0x36 ^ 0x5c
+	}
+	m.outer.Reset()
+	m.outer.Write(m.pad[:])
+	m.kdfOuter = m.saveState(m.outer, 1)
+	clear(m.pad[:])
 	return k
+}
+
+func (m *HMAC) saveState(h hash.Hash, i int) []byte {
+	b, err := h.(sha256State).AppendBinary(m.kdfStates[i][:0])
+	if err != nil || len(b) > stateSize {
+		panic("primitives: saving a SHA-256 state") // a fixed-size struct: cannot fail
+	}
+	return b
+}
+
+func restoreState(h hash.Hash, b []byte) {
+	if err := h.(sha256State).UnmarshalBinary(b); err != nil {
+		panic("primitives: restoring a SHA-256 state: " + err.Error()) // saved by saveState
+	}
 }
 
 // Expand writes HKDF-Expand(prk, label, len(dst)) into dst; len(dst) <= 255*32 and
@@ -376,9 +416,12 @@ func (k *KDF) Expand(dst []byte, label string) {
 		b := append(m.buf[:0], m.buf[:prev]...)
 		b = append(b, label...)
 		b = append(b, byte(i))
-		m.begin(k.prk[:])
+		restoreState(m.inner, m.kdfInner)
 		m.inner.Write(b)
-		m.end()
+		m.inner.Sum(m.sum[:0])
+		restoreState(m.outer, m.kdfOuter)
+		m.outer.Write(m.sum[:])
+		m.outer.Sum(m.sum[:0])
 		copy(m.buf[:sha256.Size], m.sum[:])
 		prev = sha256.Size
 		off += copy(dst[off:], m.sum[:])
@@ -387,8 +430,13 @@ func (k *KDF) Expand(dst []byte, label string) {
 	clear(m.sum[:])
 }
 
-// Wipe erases the pseudo-random key.
-func (k *KDF) Wipe() { Wipe(k.prk[:]) }
+// Wipe erases the pseudo-random key and the HMAC states derived from it.
+func (k *KDF) Wipe() {
+	Wipe(k.prk[:])
+	clear(k.m.kdfStates[0][:])
+	clear(k.m.kdfStates[1][:])
+	k.m.kdfInner, k.m.kdfOuter = nil, nil
+}
 
 // XORKeyStream XORs src with S(key, len(src)) (§3) into dst.
 func XORKeyStream(dst, src []byte, key []byte) {
