@@ -31,14 +31,15 @@ help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z][a-z-]*:.*## / { printf "  %-8s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 	@echo 'Variables: PKG=$(PKG) BENCH=$(BENCH) BENCHTIME=$(BENCHTIME) FUZZTIME=$(FUZZTIME) VERSION=$(VERSION)'
 
-build: ## build the programs that exist into bin/
+build: ## build every program into bin/ with the version stamped
+	@echo "Go toolchain $(GOTOOLCHAIN) (a first run downloads it, about 75 MB):"
+	@$(GO) version
 	@set -e; pkgs=; for d in $(CMDS); do \
-		if [ "$$($(GO) list -e -f '{{.Name}}' ./$$d 2>/dev/null)" = main ]; then pkgs="$$pkgs ./$$d"; \
+		if grep -qs '^package main$$' ./$$d/*.go; then pkgs="$$pkgs ./$$d"; \
 		else echo "skipping $$d/: no main package there yet"; fi; \
 	done; \
 	if [ -n "$$pkgs" ]; then mkdir -p bin; \
-		echo "building$$pkgs into bin/ (version $(VERSION)); the first build downloads the Go toolchain and modules and compiles everything: minutes (README.md, First run)"; \
-		$(GO) version >/dev/null; \
+		echo "building$$pkgs into bin/ (version $(VERSION)); a first build downloads the modules (about 105 MB: the go: downloading lines) and compiles everything: minutes (README.md, First run)"; \
 		echo "$(GO) build -v -ldflags '$(LDFLAGS)' -o bin/$$pkgs   (lists each package it compiles)"; \
 		$(GO) build -v -ldflags '$(LDFLAGS)' -o bin/ $$pkgs; echo "built: $$(cd bin && echo *)"; fi
 
