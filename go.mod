@@ -2,6 +2,10 @@ module github.com/panoramix-mixnet/panoramix
 
 go 1.27.3
 
+// The IMAP server library, with the changes of issue 16 (ID, LSUB \Noselect, a LIST pattern
+// that is not modified UTF-7, FLAGS before a STORE reply); see third_party/go-imap/PANORAMIX.md.
+replace github.com/emersion/go-imap/v2 => ./third_party/go-imap
+
 require (
 	filippo.io/bigmod v0.1.0
 	filippo.io/edwards25519 v1.2.0

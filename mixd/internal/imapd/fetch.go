@@ -1,12 +1,10 @@
 package imapd
 
 import (
-	"bufio"
 	"bytes"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-message/textproto"
 
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
 )
@@ -64,7 +62,13 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			rest = rest[1:]
 		}
 		for i := range msgs {
-			if err := writeFetch(w, seqOf[msgs[i].UID], &msgs[i], options, seenSet[msgs[i].UID]); err != nil {
+			// A keyword set by another session since the last update is announced first.
+			if (options.Flags || seenSet[msgs[i].UID]) && s.view.addKeywords(msgs[i].Flags) {
+				if err := w.WriteMailboxFlags(s.view.mailboxFlags()); err != nil {
+					return err
+				}
+			}
+			if err := writeFetch(w, s.view, seqOf[msgs[i].UID], &msgs[i], options, seenSet[msgs[i].UID]); err != nil {
 				return err
 			}
 			msgs[i].Body = nil
@@ -87,13 +91,13 @@ func setsSeen(options *imap.FetchOptions) bool {
 	return false
 }
 
-func writeFetch(w *imapserver.FetchWriter, seq uint32, m *mailstore.Message, options *imap.FetchOptions, flagsChanged bool) error {
+func writeFetch(w *imapserver.FetchWriter, v *view, seq uint32, m *mailstore.Message, options *imap.FetchOptions, flagsChanged bool) error {
 	rw := w.CreateMessage(seq)
 	if options.UID {
 		rw.WriteUID(imap.UID(m.UID))
 	}
 	if options.Flags || flagsChanged {
-		rw.WriteFlags(toFlags(m.Flags))
+		rw.WriteFlags(v.flagsOf(m.UID, m.Flags))
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(m.Date)
@@ -102,11 +106,7 @@ func writeFetch(w *imapserver.FetchWriter, seq uint32, m *mailstore.Message, opt
 		rw.WriteRFC822Size(m.Size)
 	}
 	if options.Envelope {
-		h, err := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(m.Body)))
-		if err != nil {
-			h = textproto.Header{} // a message without a parsable header has an empty envelope
-		}
-		rw.WriteEnvelope(imapserver.ExtractEnvelope(h))
+		rw.WriteEnvelope(envelope(m.Body))
 	}
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(imapserver.ExtractBodyStructure(bytes.NewReader(m.Body)))

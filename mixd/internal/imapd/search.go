@@ -3,6 +3,8 @@ package imapd
 import (
 	"bufio"
 	"bytes"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -48,6 +50,10 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 			rest = rest[1:]
 		}
 		for i := range msgs {
+			if j, ok := s.view.index(msgs[i].UID); ok && s.view.msgs[j].recent {
+				// NEW, OLD and RECENT look for \Recent, which the store does not keep.
+				msgs[i].Flags = append(msgs[i].Flags, `\Recent`)
+			}
 			m := &searchMsg{seq: seqOf[msgs[i].UID], msg: &msgs[i]}
 			if !ctx.match(criteria, m) {
 				continue
@@ -103,6 +109,9 @@ type searchMsg struct {
 	parsed bool
 	header textproto.Header
 	body   []byte // after the header
+
+	text    []byte // the decoded text of the body's parts, once bodyText has run
+	hasText bool
 }
 
 func (m *searchMsg) parse() {
@@ -174,26 +183,18 @@ func (c *searchContext) match(cr *imap.SearchCriteria, m *searchMsg) bool {
 	}
 	for _, hf := range cr.Header {
 		m.parse()
-		values := m.header.Values(hf.Key)
-		found := false
-		for _, v := range values {
-			if hf.Value == "" || containsFold([]byte(v), hf.Value) {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !headerMatches(m.header.Values(hf.Key), hf.Key, hf.Value) {
 			return false
 		}
 	}
 	for _, b := range cr.Body {
-		m.parse()
-		if !containsFold(m.body, b) {
+		if !containsFold(m.bodyText(), b) {
 			return false
 		}
 	}
 	for _, t := range cr.Text {
-		if !containsFold(m.msg.Body, t) {
+		m.parse()
+		if !containsFold(m.headerText(), t) && !containsFold(m.bodyText(), t) {
 			return false
 		}
 	}
@@ -224,4 +225,93 @@ func (c *searchContext) match(cr *imap.SearchCriteria, m *searchMsg) bool {
 		}
 	}
 	return true
+}
+
+// addressFields are the header fields SEARCH FROM, TO, CC and BCC look at: they are matched
+// against the parsed addresses (display name and address), so that a comment, a route or an
+// encoded name in the raw field does not hide an address (issue 16).
+var addressFields = map[string]bool{"from": true, "to": true, "cc": true, "bcc": true, "sender": true, "reply-to": true}
+
+// headerMatches reports whether one of the field's values contains want, after decoding RFC 2047
+// encoded words; an empty want matches any message that has the field (RFC 3501 section 6.4.4).
+func headerMatches(values []string, key, want string) bool {
+	if want == "" {
+		return len(values) > 0
+	}
+	for _, v := range values {
+		if addressFields[strings.ToLower(key)] {
+			for _, a := range parseAddressList(v) {
+				var text string
+				switch {
+				case a.Mailbox == "" && a.Host == "": // end of a group
+					continue
+				case a.Host == "": // start of a group: its name
+					text = a.Name + " " + a.Mailbox
+				default:
+					text = a.Name + " <" + a.Mailbox + "@" + a.Host + ">"
+				}
+				if containsFold([]byte(text), want) {
+					return true
+				}
+			}
+		}
+		if containsFold([]byte(decodeWords(v)), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerText is the header with its encoded words decoded, for SEARCH TEXT.
+func (m *searchMsg) headerText() []byte {
+	var b bytes.Buffer
+	for f := m.header.Fields(); f.Next(); {
+		b.WriteString(f.Key())
+		b.WriteString(": ")
+		b.WriteString(decodeWords(f.Value()))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// maxSearchText bounds the decoded text kept for one message while searching it; the message
+// itself is at most the literal limit, and decoding never makes it much larger than that.
+const maxSearchText = 64 << 20
+
+// bodyText returns the text of the message's body as a reader sees it: every text part with its
+// transfer encoding (base64, quoted-printable) undone and its charset converted to UTF-8, so that
+// SEARCH BODY and TEXT find words inside encoded parts (issue 16). A body that does not parse as
+// MIME is searched as it is.
+func (m *searchMsg) bodyText() []byte {
+	if m.hasText {
+		return m.text
+	}
+	m.hasText = true
+	m.parse()
+	e, err := gomessage.Read(bytes.NewReader(m.msg.Body))
+	if e == nil {
+		m.text = m.body
+		return m.text
+	}
+	_ = err // an unknown charset or encoding: the part is read as it is
+	var out bytes.Buffer
+	werr := e.Walk(func(_ []int, part *gomessage.Entity, err error) error {
+		if err != nil || part.MultipartReader() != nil {
+			return nil
+		}
+		mt, _, _ := part.Header.ContentType()
+		if mt != "" && !strings.HasPrefix(mt, "text/") && mt != "message/rfc822" {
+			return nil
+		}
+		if _, err := io.Copy(&out, io.LimitReader(part.Body, int64(maxSearchText-out.Len()))); err != nil {
+			return nil
+		}
+		out.WriteByte('\n')
+		return nil
+	})
+	if werr != nil || out.Len() == 0 {
+		out.Write(m.body)
+	}
+	m.text = out.Bytes()
+	return m.text
 }

@@ -179,6 +179,9 @@ func (s *session) Unsubscribe(mailbox string) (err error) {
 
 func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
 	defer s.guard("LIST", &err)()
+	if w.LSub() {
+		return s.lsub(w, ref, patterns)
+	}
 	if len(patterns) == 0 {
 		// LIST "" "": the hierarchy delimiter and root (RFC 3501 section 6.3.8).
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: mailstore.Delimiter})
@@ -226,6 +229,50 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	return nil
 }
 
+// lsub answers LSUB from the subscriptions (RFC 3501 section 6.3.9): every subscribed name the
+// pattern matches, and a parent that is not subscribed itself with \Noselect when the pattern
+// matches it but not its subscribed descendant (as "%" does one level up).
+func (s *session) lsub(w *imapserver.ListWriter, ref string, patterns []string) error {
+	subs, err := s.srv.store.Subscriptions(s.user)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	matches := func(name string) bool {
+		return slices.ContainsFunc(patterns, func(p string) bool { return imapserver.MatchList(name, mailstore.Delimiter, ref, p) })
+	}
+	noselect := map[string]bool{}
+	var parents []string
+	for _, name := range subs {
+		if matches(name) {
+			continue
+		}
+		for i := len(name) - 1; i > 0; i-- {
+			if name[i] != mailstore.Delimiter {
+				continue
+			}
+			parent := name[:i]
+			if _, subscribed := slices.BinarySearch(subs, parent); !subscribed && !noselect[parent] && matches(parent) {
+				noselect[parent] = true
+				parents = append(parents, parent)
+			}
+		}
+	}
+	names := append(slices.Clone(subs), parents...)
+	slices.Sort(names)
+	for _, name := range names {
+		data := imap.ListData{Mailbox: name, Delim: mailstore.Delimiter}
+		if noselect[name] {
+			data.Attrs = []imap.MailboxAttr{imap.MailboxAttrNoSelect}
+		} else if !matches(name) {
+			continue
+		}
+		if err := w.WriteList(&data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func hasChildren(name string, boxes []mailstore.MailboxInfo) bool {
 	prefix := name + string(mailstore.Delimiter)
 	return slices.ContainsFunc(boxes, func(b mailstore.MailboxInfo) bool { return strings.HasPrefix(b.Name, prefix) })
@@ -261,8 +308,7 @@ func (s *session) status(mailbox string, options *imap.StatusOptions) (*imap.Sta
 		data.Size = &st.Size
 	}
 	if options.NumRecent {
-		var zero uint32
-		data.NumRecent = &zero
+		data.NumRecent = &st.Recent
 	}
 	if options.AppendLimit {
 		limit := s.srv.cfg.MaxLiteralSize
@@ -305,13 +351,14 @@ func (s *session) Select(mailbox string, options *imap.SelectOptions) (_ *imap.S
 	}
 	s.view = v
 	data := &imap.SelectData{
-		Flags:       toFlags(mailstore.SystemFlags()),
+		Flags:       v.mailboxFlags(),
 		NumMessages: uint32(len(v.msgs)),
+		NumRecent:   v.numRecent(),
 		UIDNext:     imap.UID(v.uidNext),
 		UIDValidity: v.uidValidity,
 	}
 	if !v.readOnly {
-		data.PermanentFlags = append(toFlags(mailstore.SystemFlags()), imap.FlagWildcard)
+		data.PermanentFlags = append(v.mailboxFlags(), imap.FlagWildcard)
 	}
 	for i, m := range v.msgs {
 		if !mailstore.HasFlag(m.flags, mailstore.FlagSeen) {
@@ -403,6 +450,11 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		return s.storeErr(err)
 	}
 	_, isUID := numSet.(imap.UIDSet)
+	if s.view.addKeywords(flagStrings(flags.Flags)) {
+		if err := w.WriteMailboxFlags(s.view.mailboxFlags()); err != nil {
+			return err
+		}
+	}
 	for _, m := range updated {
 		seq := s.view.setFlags(m.UID, m.Flags)
 		if seq == 0 || flags.Silent {
@@ -412,7 +464,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		if isUID {
 			rw.WriteUID(imap.UID(m.UID))
 		}
-		rw.WriteFlags(toFlags(m.Flags))
+		rw.WriteFlags(s.view.flagsOf(m.UID, m.Flags))
 		if err := rw.Close(); err != nil {
 			return err
 		}

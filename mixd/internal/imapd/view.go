@@ -3,6 +3,7 @@ package imapd
 import (
 	"errors"
 	"slices"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -22,12 +23,21 @@ type view struct {
 	version     uint64 // the store's change counter when the view was last compared
 	// pendingExpunge is set when messages vanished while expunges could not be reported.
 	pendingExpunge bool
+	// claimed are UID ranges [from, to) this session has claimed as \Recent (ClaimRecent) and
+	// not yet seen in a snapshot; recentFrom stands in for them in a read-only view, which
+	// claims nothing (RFC 3501 section 2.3.2: only a SELECT takes \Recent away from others).
+	claimed    [][2]uint32
+	recentFrom uint32
+	// keywords are the keywords the client has been told of in FLAGS: a FETCH never shows a
+	// keyword before FLAGS has named it (RFC 3501 section 7.2.6).
+	keywords []string
 }
 
 type viewMsg struct {
-	uid   uint32
-	flags []string
-	gone  bool // expunged by someone else, not yet reported to the client
+	uid    uint32
+	flags  []string
+	gone   bool // expunged by someone else, not yet reported to the client
+	recent bool // \Recent in this session
 }
 
 // target is a message a command refers to.
@@ -43,12 +53,97 @@ func (s *session) openView(mailbox string, readOnly bool) (*view, error) {
 		return nil, err
 	}
 	v := &view{name: snap.Name, id: snap.ID, readOnly: readOnly, uidValidity: snap.UIDValidity, uidNext: snap.UIDNext, version: version}
+	if err := s.claimRecent(v, snap.RecentUID); err != nil {
+		return nil, err
+	}
 	v.msgs = make([]viewMsg, len(snap.Messages))
 	for i, m := range snap.Messages {
-		v.msgs[i] = viewMsg{uid: m.UID, flags: m.Flags}
+		v.msgs[i] = viewMsg{uid: m.UID, flags: m.Flags, recent: v.isRecent(m.UID)}
 		v.maxUID = m.UID
+		v.addKeywords(m.Flags)
 	}
+	v.dropClaims()
 	return v, nil
+}
+
+// claimRecent takes the mailbox's not yet seen messages as this session's \Recent ones (a
+// read-write view) or notes which they are (a read-only one).
+func (s *session) claimRecent(v *view, recentUID uint32) error {
+	if v.readOnly {
+		v.recentFrom = recentUID
+		return nil
+	}
+	from, to, err := s.srv.store.ClaimRecent(s.user, v.name, v.id)
+	if err != nil {
+		return err
+	}
+	if from < to {
+		v.claimed = append(v.claimed, [2]uint32{from, to})
+	}
+	return nil
+}
+
+func (v *view) isRecent(uid uint32) bool {
+	if v.readOnly {
+		return uid >= v.recentFrom
+	}
+	for _, c := range v.claimed {
+		if uid >= c[0] && uid < c[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// dropClaims forgets the claims whose messages have all been added to the view.
+func (v *view) dropClaims() {
+	v.claimed = slices.DeleteFunc(v.claimed, func(c [2]uint32) bool { return c[1]-1 <= v.maxUID })
+}
+
+// numRecent counts the view's \Recent messages.
+func (v *view) numRecent() uint32 {
+	var n uint32
+	for _, m := range v.msgs {
+		if m.recent && !m.gone {
+			n++
+		}
+	}
+	return n
+}
+
+// addKeywords adds the keywords among flags to those announced and reports whether there were
+// new ones (then FLAGS must be sent again).
+func (v *view) addKeywords(flags []string) bool {
+	added := false
+	for _, f := range flags {
+		if strings.HasPrefix(f, "\\") || slices.ContainsFunc(v.keywords, func(k string) bool { return strings.EqualFold(k, f) }) {
+			continue
+		}
+		v.keywords = append(v.keywords, f)
+		added = true
+	}
+	if added {
+		slices.Sort(v.keywords)
+	}
+	return added
+}
+
+// mailboxFlags are the flags of the FLAGS response: the system flags and the keywords in use.
+func (v *view) mailboxFlags() []imap.Flag {
+	return toFlags(append(mailstore.SystemFlags(), v.keywords...))
+}
+
+// flagsOf returns a message's flags as the client sees them, with \Recent.
+func (v *view) flagsOf(uid uint32, flags []string) []imap.Flag {
+	out := toFlags(flags)
+	if i, ok := v.index(uid); ok && v.msgs[i].recent {
+		out = append(out, imap.Flag(`\Recent`))
+	}
+	return out
+}
+
+func (v *view) index(uid uint32) (int, bool) {
+	return slices.BinarySearchFunc(v.msgs, uid, func(m viewMsg, uid uint32) int { return int(int64(m.uid) - int64(uid)) })
 }
 
 // sync compares the view with the store and reports the differences to the client.
@@ -76,8 +171,17 @@ func (s *session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 		return s.storeErr(err)
 	}
 	current := make(map[uint32][]string, len(snap.Messages))
+	newKeywords := false
 	for _, m := range snap.Messages {
 		current[m.UID] = m.Flags
+		if v.addKeywords(m.Flags) {
+			newKeywords = true
+		}
+	}
+	if newKeywords {
+		if err := w.WriteMailboxFlags(v.mailboxFlags()); err != nil {
+			return err
+		}
 	}
 	if allowExpunge {
 		for i := range v.msgs {
@@ -103,21 +207,33 @@ func (s *session) sync(w *imapserver.UpdateWriter, allowExpunge bool) error {
 			continue
 		}
 		m.flags = flags
-		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(m.uid), toFlags(flags)); err != nil {
+		if err := w.WriteMessageFlags(uint32(i+1), imap.UID(m.uid), v.flagsOf(m.uid, flags)); err != nil {
 			return err
 		}
 	}
 	added := false
 	for _, m := range snap.Messages {
 		if m.UID > v.maxUID {
-			v.msgs = append(v.msgs, viewMsg{uid: m.UID, flags: m.Flags})
+			if !added {
+				// New messages: claim them as \Recent before another session does.
+				if v.readOnly {
+					v.recentFrom = snap.RecentUID
+				} else if err := s.claimRecent(v, 0); err != nil {
+					return s.storeErr(err)
+				}
+			}
+			v.msgs = append(v.msgs, viewMsg{uid: m.UID, flags: m.Flags, recent: v.isRecent(m.UID)})
 			v.maxUID = m.UID
 			added = true
 		}
 	}
+	v.dropClaims()
 	v.uidNext = snap.UIDNext
 	if added {
 		if err := w.WriteNumMessages(uint32(len(v.msgs))); err != nil {
+			return err
+		}
+		if err := w.WriteNumRecent(v.numRecent()); err != nil {
 			return err
 		}
 	}
@@ -210,7 +326,7 @@ func (v *view) removeGone(write func(seq uint32) error) error {
 // setFlags records flags the client has been told about and returns the message's sequence
 // number, or 0 if it is not in the view.
 func (v *view) setFlags(uid uint32, flags []string) uint32 {
-	i, ok := slices.BinarySearchFunc(v.msgs, uid, func(m viewMsg, uid uint32) int { return int(int64(m.uid) - int64(uid)) })
+	i, ok := v.index(uid)
 	if !ok {
 		return 0
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	bolt "go.etcd.io/bbolt"
@@ -13,8 +14,14 @@ type boxRecord struct {
 	ID          uint64 `json:"id"` // key of the mailbox's bucket under data/
 	UIDValidity uint32 `json:"uidvalidity"`
 	UIDNext     uint32 `json:"uidnext"`
-	Subscribed  bool   `json:"subscribed"`
-	SpecialUse  string `json:"special_use,omitempty"`
+	// Subscribed was where subscriptions were kept before they became their own list
+	// (mail/<user>/subs); Open moves them there once and it is not read after.
+	Subscribed bool   `json:"subscribed"`
+	SpecialUse string `json:"special_use,omitempty"`
+	// RecentUID is the first UID that no session has yet seen as \Recent (RFC 3501 section
+	// 2.3.2): messages from it on are recent for the next session that selects the mailbox.
+	// Absent in stores from before issue 16, so there every message is recent once.
+	RecentUID uint32 `json:"recent_uid,omitempty"`
 }
 
 // MailboxInfo describes a mailbox. The counts are filled by Status, not by Mailboxes.
@@ -24,8 +31,10 @@ type MailboxInfo struct {
 	UIDNext     uint32
 	Subscribed  bool
 	SpecialUse  string // RFC 6154 attribute such as `\Sent`, or ""
+	RecentUID   uint32 // see boxRecord
 
 	Messages uint32
+	Recent   uint32 // messages from RecentUID on
 	Unseen   uint32
 	Deleted  uint32
 	Size     int64
@@ -36,6 +45,7 @@ type box struct {
 	name  string
 	rec   boxRecord
 	boxes *bolt.Bucket // the user's name index, to write rec back
+	mail  *bolt.Bucket // the user's bucket
 	meta  *bolt.Bucket
 	body  *bolt.Bucket
 }
@@ -64,7 +74,7 @@ func openBox(tx *bolt.Tx, user, name string) (*box, error) {
 	if v == nil {
 		return nil, fmt.Errorf("%w: %q", ErrNoSuchMailbox, name)
 	}
-	b := &box{name: name, boxes: boxes}
+	b := &box{name: name, boxes: boxes, mail: mail}
 	if err := json.Unmarshal(v, &b.rec); err != nil {
 		return nil, fmt.Errorf("%w: mailbox %q: %v", errCorruptDatabase, name, err)
 	}
@@ -92,7 +102,6 @@ func createBox(tx *bolt.Tx, mail *bolt.Bucket, name, specialUse string) (boxReco
 	if err != nil {
 		return boxRecord{}, err
 	}
-	rec.Subscribed = true
 	rec.SpecialUse = specialUse
 	return rec, putJSON(boxes, []byte(name), &rec)
 }
@@ -121,7 +130,8 @@ func newBoxData(tx *bolt.Tx, mail *bolt.Bucket) (boxRecord, error) {
 	return boxRecord{ID: id, UIDValidity: validity, UIDNext: 1}, nil
 }
 
-// CreateMailbox creates an empty, subscribed mailbox, and its missing parents.
+// CreateMailbox creates an empty mailbox, and its missing parents. It subscribes to none of them
+// (RFC 3501 section 6.3.6: subscriptions are the client's list, kept apart from the mailboxes).
 func (s *Store) CreateMailbox(user, name string) error {
 	cname, err := canonicalMailbox(name)
 	if err != nil {
@@ -213,7 +223,11 @@ func (s *Store) RenameMailbox(user, from, to string) error {
 			if err != nil {
 				return err
 			}
-			fresh.Subscribed = true
+			if subs := mail.Bucket(bucketSubs); subs != nil && subs.Get([]byte(Inbox)) != nil {
+				if err := subscribe(subs, cto); err != nil {
+					return err
+				}
+			}
 			return putJSON(b.boxes, []byte(Inbox), &fresh)
 		}
 		// Collect first: bbolt cursors must not run while keys are added and removed.
@@ -230,7 +244,17 @@ func (s *Store) RenameMailbox(user, from, to string) error {
 			}
 			renames[string(k)] = newName
 		}
+		subs := mail.Bucket(bucketSubs)
 		for oldName, newName := range renames {
+			// A subscription follows its mailbox to the new name.
+			if subs != nil && subs.Get([]byte(oldName)) != nil {
+				if err := subs.Delete([]byte(oldName)); err != nil {
+					return err
+				}
+				if err := subscribe(subs, newName); err != nil {
+					return err
+				}
+			}
 			v := append([]byte(nil), b.boxes.Get([]byte(oldName))...)
 			if err := b.boxes.Delete([]byte(oldName)); err != nil {
 				return err
@@ -247,20 +271,118 @@ func (s *Store) RenameMailbox(user, from, to string) error {
 	return nil
 }
 
-// SetSubscribed marks a mailbox as subscribed or not (IMAP SUBSCRIBE, UNSUBSCRIBE).
+// SetSubscribed adds a name to the user's subscriptions or removes it (IMAP SUBSCRIBE,
+// UNSUBSCRIBE). The subscriptions are a list of names of their own (RFC 3501 sections 6.3.6
+// and 6.3.9): a name may be subscribed whether or not a mailbox has it, DELETE keeps it, and
+// UNSUBSCRIBE of a name without a mailbox works.
 func (s *Store) SetSubscribed(user, name string, subscribed bool) error {
-	err := s.update(user, func(tx *bolt.Tx) error {
-		b, err := openBox(tx, user, name)
+	cname, err := canonicalMailbox(name)
+	if err != nil {
+		return fmt.Errorf("mailstore: subscribe: %w", err)
+	}
+	err = s.update(user, func(tx *bolt.Tx) error {
+		mail, err := userMail(tx, user)
 		if err != nil {
 			return err
 		}
-		b.rec.Subscribed = subscribed
-		return b.save()
+		subs, err := mail.CreateBucketIfNotExists(bucketSubs)
+		if err != nil {
+			return err
+		}
+		if !subscribed {
+			return subs.Delete([]byte(cname))
+		}
+		if subs.Get([]byte(cname)) == nil && subs.Stats().KeyN >= MaxSubscriptions {
+			return fmt.Errorf("%w: at most %d subscriptions per user", ErrTooManyMailbox, MaxSubscriptions)
+		}
+		return subscribe(subs, cname)
 	})
 	if err != nil {
 		return fmt.Errorf("mailstore: subscribe: %w", err)
 	}
 	return nil
+}
+
+func subscribe(subs *bolt.Bucket, name string) error { return subs.Put([]byte(name), []byte{}) }
+
+// Subscriptions returns the user's subscribed names, sorted.
+func (s *Store) Subscriptions(user string) ([]string, error) {
+	var out []string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		mail, err := userMail(tx, user)
+		if err != nil {
+			return err
+		}
+		out = subscriptions(mail)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mailstore: subscriptions: %w", err)
+	}
+	return out, nil
+}
+
+func subscriptions(mail *bolt.Bucket) []string {
+	var out []string
+	if subs := mail.Bucket(bucketSubs); subs != nil {
+		_ = subs.ForEach(func(k, _ []byte) error { out = append(out, string(k)); return nil })
+	}
+	return out
+}
+
+// migrateSubscriptions gives every user of a store from before issue 16 the list of
+// subscriptions that the per-mailbox flag held.
+func migrateSubscriptions(tx *bolt.Tx) error {
+	return tx.Bucket(bucketMail).ForEachBucket(func(user []byte) error {
+		mail := tx.Bucket(bucketMail).Bucket(user)
+		if mail.Bucket(bucketSubs) != nil {
+			return nil
+		}
+		subs, err := mail.CreateBucket(bucketSubs)
+		if err != nil {
+			return err
+		}
+		boxes := mail.Bucket(bucketBoxes)
+		if boxes == nil {
+			return nil
+		}
+		return boxes.ForEach(func(k, v []byte) error {
+			var rec boxRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("%w: mailbox %q: %v", errCorruptDatabase, k, err)
+			}
+			if rec.Subscribed {
+				return subscribe(subs, string(k))
+			}
+			return nil
+		})
+	})
+}
+
+// ClaimRecent makes the messages of the mailbox with the given ID (from Snapshot) that no
+// session has seen as \Recent recent for the caller: those with UIDs in [from, to). It moves
+// the mailbox's mark past them, so that no other session sees them as recent.
+func (s *Store) ClaimRecent(user, name string, id uint64) (from, to uint32, err error) {
+	// Not s.update: who sees a message as recent is no change of the user's mail to wake others.
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b, err := openBox(tx, user, name)
+		if err != nil {
+			return err
+		}
+		if b.rec.ID != id {
+			return fmt.Errorf("%w: %q was replaced", ErrNoSuchMailbox, name)
+		}
+		from, to = b.rec.RecentUID, b.rec.UIDNext
+		if b.rec.RecentUID == b.rec.UIDNext {
+			return nil
+		}
+		b.rec.RecentUID = b.rec.UIDNext
+		return b.save()
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("mailstore: claim recent: %w", err)
+	}
+	return from, to, nil
 }
 
 // Mailboxes lists the user's mailboxes sorted by name, without message counts.
@@ -282,6 +404,13 @@ func (s *Store) Mailboxes(user string) ([]MailboxInfo, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mailstore: list mailboxes: %w", err)
+	}
+	subs, err := s.Subscriptions(user)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		_, out[i].Subscribed = slices.BinarySearch(subs, out[i].Name)
 	}
 	return out, nil
 }
@@ -324,12 +453,16 @@ func (s *Store) Status(user, name string) (MailboxInfo, error) {
 			return err
 		}
 		info = b.rec.info(b.name)
+		info.Subscribed = slices.Contains(subscriptions(b.mail), b.name)
 		return b.meta.ForEach(func(k, v []byte) error {
 			m, err := decodeMeta(k, v)
 			if err != nil {
 				return err
 			}
 			info.Messages++
+			if m.UID >= b.rec.RecentUID {
+				info.Recent++
+			}
 			if !HasFlag(m.Flags, FlagSeen) {
 				info.Unseen++
 			}
@@ -347,7 +480,7 @@ func (s *Store) Status(user, name string) (MailboxInfo, error) {
 }
 
 func (r *boxRecord) info(name string) MailboxInfo {
-	return MailboxInfo{Name: name, UIDValidity: r.UIDValidity, UIDNext: r.UIDNext, Subscribed: r.Subscribed, SpecialUse: r.SpecialUse}
+	return MailboxInfo{Name: name, UIDValidity: r.UIDValidity, UIDNext: r.UIDNext, SpecialUse: r.SpecialUse, RecentUID: r.RecentUID}
 }
 
 // addUsed changes the user's bytes-used counter by delta.

@@ -31,6 +31,7 @@ type Snapshot struct {
 	ID          uint64 // stays with the mailbox through RENAME; see MailboxName
 	UIDValidity uint32
 	UIDNext     uint32
+	RecentUID   uint32        // messages from this UID on are \Recent for the next SELECT
 	Messages    []MessageInfo // ascending UID
 }
 
@@ -142,6 +143,7 @@ func (s *Store) Snapshot(user, mailbox string) (Snapshot, error) {
 			return err
 		}
 		snap.Name, snap.ID, snap.UIDValidity, snap.UIDNext = b.name, b.rec.ID, b.rec.UIDValidity, b.rec.UIDNext
+		snap.RecentUID = b.rec.RecentUID
 		c := b.meta.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			m, err := decodeMeta(k, v)

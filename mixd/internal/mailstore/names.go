@@ -13,8 +13,10 @@ const (
 	MaxMailboxNameSize  = 200
 	MaxMailboxDepth     = 16
 	MaxMailboxesPerUser = 1000
-	MaxFlagSize         = 64
-	MaxFlagsPerMessage  = 32
+	// MaxSubscriptions bounds a user's subscribed names, which need not name a mailbox.
+	MaxSubscriptions   = 1000
+	MaxFlagSize        = 64
+	MaxFlagsPerMessage = 32
 	// MaxMessageSize bounds one message. The IMAP server's literal limit is at most this; the
 	// mixnet's reassembly has its own, smaller limit.
 	MaxMessageSize = 64 << 20

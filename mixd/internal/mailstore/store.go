@@ -46,6 +46,7 @@ var (
 	bucketData   = []byte("data")
 	bucketMeta   = []byte("meta")
 	bucketBody   = []byte("body")
+	bucketSubs   = []byte("subs")
 	keyUIDValid  = []byte("uidvalidity")
 )
 
@@ -90,7 +91,7 @@ func Open(path string) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return migrateSubscriptions(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -194,8 +195,15 @@ func (s *Store) CreateUser(name string, quota int64) error {
 		if _, err := mail.CreateBucket(bucketData); err != nil {
 			return err
 		}
+		subs, err := mail.CreateBucket(bucketSubs)
+		if err != nil {
+			return err
+		}
 		for _, mb := range DefaultMailboxes {
 			if _, err := createBox(tx, mail, mb.Name, mb.SpecialUse); err != nil {
+				return err
+			}
+			if err := subscribe(subs, mb.Name); err != nil {
 				return err
 			}
 		}
