@@ -444,10 +444,12 @@ func XORKeyStream(dst, src []byte, key []byte) {
 	if err != nil {
 		panic("primitives: " + err.Error()) // key is always 32 bytes
 	}
-	// The counter block is all zeros: every key is single-use (§3).
-	var iv [aes.BlockSize]byte
-	cipher.NewCTR(block, iv[:]).XORKeyStream(dst, src)
+	cipher.NewCTR(block, zeroIV[:]).XORKeyStream(dst, src)
 }
+
+// zeroIV is the initial counter block of every key stream, all zeros: every key is single-use
+// (§3). A package variable that is only read, so that passing it allocates nothing.
+var zeroIV [aes.BlockSize]byte
 
 // Lioness is the wide-block cipher of §7 with one 128-byte key, hashing with an HMAC it is
 // given (so a caller with a pooled HMAC allocates nothing).
