@@ -266,10 +266,10 @@ func (p *addrParser) mailboxFrom(out []imap.Address, phrase, local string) []ima
 			host = p.domain()
 		}
 		p.cfws()
-		if j := strings.IndexByte(p.s[p.i:], '>'); j >= 0 {
-			p.i += j + 1
+		if p.peek() == '>' {
+			p.i++
 		} else {
-			p.i = len(p.s)
+			p.skipToComma() // junk or no '>': this address ends at the next comma
 		}
 		if lp == "" && host == "" {
 			return out // <>: the null return path names nobody
