@@ -232,3 +232,25 @@ func (s *slots) acquire(key string) (release func(), ok bool) {
 		}
 	}, true
 }
+
+// cached lets a login through without a hash worker when hit reports that the login cache
+// vouches for its password (authcache.go). The failure limits apply as to any login: the login
+// is counted as in progress while hit runs, and a locked-out user or address is refused before
+// the cache is asked, so a warm cache lets no guess past them. A miss counts nothing: the
+// login then goes through begin and its full check.
+func (g *authGate) cached(user, ip string, hit func() bool) (bool, error) {
+	if err := g.ipLimit.reserve(ip); err != nil {
+		return false, err
+	}
+	if err := g.userLimit.reserve(user); err != nil {
+		g.ipLimit.release(ip, false)
+		return false, err
+	}
+	ok := hit()
+	g.userLimit.release(user, false)
+	g.ipLimit.release(ip, false)
+	if ok {
+		g.userLimit.reset(user)
+	}
+	return ok, nil
+}

@@ -2,9 +2,11 @@ package imapd
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -77,5 +79,60 @@ func TestImaptestCompliance(t *testing.T) {
 			}
 		}
 		t.Fatalf("imaptest: a test that Dovecot passes fails here: %v", err)
+	}
+}
+
+// TestImaptestStress runs imaptest's stress mode (10 clients of one user for 60 s, with a
+// checkpoint every 10 s that compares what the clients saw) against this server when
+// PANORAMIX_IMAPTEST_STRESS is set, and fails on any error or checkpoint mismatch imaptest
+// reports. It logs imaptest's counters and the server's heap before and after, for
+// docs/BENCHMARKS.md.
+func TestImaptestStress(t *testing.T) {
+	if os.Getenv("PANORAMIX_IMAPTEST_STRESS") == "" {
+		t.Skip("set PANORAMIX_IMAPTEST_STRESS=1 to run imaptest's 60 s stress mode")
+	}
+	dest := imaptestDir()
+	if _, err := os.Stat(filepath.Join(dest, "bin", "imaptest")); err != nil {
+		t.Skipf("imaptest is not built; build it with: bash %s %s", filepath.Join(toolKit(t), "build.sh"), dest)
+	}
+	env := newEnv(t, func(c *Config) {
+		c.LoginFailures = 1000
+		c.LoginFailuresPerIP = 1000
+	})
+	env.addUser(t, "stress", "stress-password", 0)
+	// imaptest appends messages from an mbox and needs unique Message-IDs to tell them apart.
+	var mbox bytes.Buffer
+	for i := range 200 {
+		fmt.Fprintf(&mbox, "From sender@example.org Sat Dec  5 12:00:00 2026\nMessage-ID: <stress-%d@example.org>\nFrom: Sender %d <sender%d@example.org>\nTo: stress@example.org\nSubject: stress message %d\nDate: Sat, 5 Dec 2026 12:00:00 +0000\n\n%s\n\n",
+			i, i, i%7, i, strings.Repeat(fmt.Sprintf("line %d of message %d\n", i%13, i), 1+i%40))
+	}
+	mboxFile := filepath.Join(t.TempDir(), "stress.mbox")
+	if err := os.WriteFile(mboxFile, mbox.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	before := heap()
+	host, port, _ := strings.Cut(env.tls, ":")
+	cmd := exec.Command(filepath.Join(dest, "bin", "imaptest"), "host="+host, "port="+port, "user=stress",
+		"pass=stress-password", "mbox="+mboxFile, "clients=10", "secs=60", "checkpoint=10", "ssl=any-cert")
+	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH=/usr/lib/dovecot")
+	out, err := cmd.CombinedOutput()
+	peak := heap()
+	time.Sleep(2 * time.Second) // the sessions' goroutines end after imaptest has gone
+	after := heap()
+	t.Logf("imaptest stress:\n%s", out)
+	t.Logf("server heap in use: %d KiB before, %d KiB after the run, %d KiB two seconds later", before>>10, peak>>10, after>>10)
+	if err != nil {
+		t.Errorf("imaptest: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "Error:") || strings.Contains(line, "checkpoint") && strings.Contains(line, "mismatch") {
+			t.Errorf("imaptest reported: %s", line)
+		}
 	}
 }

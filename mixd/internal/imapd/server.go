@@ -85,6 +85,10 @@ type Config struct {
 	// MaxAuthQueue bounds the logins waiting for a hash worker; beyond it logins are refused
 	// at once with NO [UNAVAILABLE] instead of queueing.
 	MaxAuthQueue int
+	// AuthCacheTTL is how long a password checked in full is remembered (as an HMAC in memory,
+	// authcache.go) so that the user's next logins need no argon2id; 0 means
+	// DefaultAuthCacheTTL, a negative value disables the cache.
+	AuthCacheTTL time.Duration
 	// Logger receives the server's log; nil discards it.
 	Logger *slog.Logger
 
@@ -99,6 +103,7 @@ type Server struct {
 	store     *mailstore.Store
 	log       *slog.Logger
 	auth      *authGate
+	authCache *authCache
 	appendSem chan struct{}
 	connSem   chan struct{}
 
@@ -167,6 +172,9 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 	if cfg.MaxAuthQueue <= 0 {
 		cfg.MaxAuthQueue = DefaultMaxAuthQueue
 	}
+	if cfg.AuthCacheTTL == 0 {
+		cfg.AuthCacheTTL = DefaultAuthCacheTTL
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -176,6 +184,7 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 		store:     store,
 		log:       log,
 		auth:      newAuthGate(&cfg),
+		authCache: newAuthCache(cfg.AuthCacheTTL),
 		appendSem: make(chan struct{}, cfg.MaxConcurrentAppend),
 		connSem:   make(chan struct{}, cfg.MaxConnections),
 		connsByIP: make(map[string]int),

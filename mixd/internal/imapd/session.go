@@ -89,6 +89,17 @@ func (s *session) Close() error {
 // through.
 func (s *session) Login(username, password string) (err error) {
 	defer s.guard("LOGIN", &err)()
+	hit, err := s.srv.auth.cached(username, s.key, func() bool {
+		phc, err := s.srv.store.PasswordHash(username)
+		return err == nil && s.srv.authCache.check(username, phc, password)
+	})
+	if err == errLockedOut {
+		s.log.Warn("imap login refused: too many failures", "user", username)
+		return err
+	}
+	if hit {
+		return s.loggedIn(username)
+	}
 	done, err := s.srv.auth.begin(username, s.key)
 	if err != nil {
 		if err == errLockedOut {
@@ -106,6 +117,11 @@ func (s *session) Login(username, password string) (err error) {
 		s.log.Error("imap login error", "user", username, "err", err)
 		return errInternal
 	}
+	return s.loggedIn(username)
+}
+
+// loggedIn ends a login whose password is right: it takes a session slot of the user.
+func (s *session) loggedIn(username string) error {
 	if !s.srv.addSession(username) {
 		s.log.Warn("imap login refused: too many sessions", "user", username)
 		return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeLimit, Text: "Too many sessions for this user, close one first"}
@@ -127,8 +143,15 @@ func (s *session) check(username, password string, done func(ok bool)) error {
 	if h := s.srv.cfg.beforeHash; h != nil {
 		h(username)
 	}
-	err := s.srv.store.Authenticate(username, password)
+	phc, err := s.srv.store.PasswordHash(username) // before the check: a change since voids the entry
+	if err != nil {
+		return err
+	}
+	err = s.srv.store.Authenticate(username, password)
 	ok = err == nil
+	if ok {
+		s.srv.authCache.put(username, phc, password)
+	}
 	return err
 }
 
@@ -450,7 +473,13 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		return s.storeErr(err)
 	}
 	_, isUID := numSet.(imap.UIDSet)
-	if s.view.addKeywords(flagStrings(flags.Flags)) {
+	// The messages' flags may also hold keywords another session set since this one's last
+	// update: every keyword the FETCH replies show is announced first.
+	newKeywords := s.view.addKeywords(flagStrings(flags.Flags))
+	for _, m := range updated {
+		newKeywords = s.view.addKeywords(m.Flags) || newKeywords
+	}
+	if newKeywords {
 		if err := w.WriteMailboxFlags(s.view.mailboxFlags()); err != nil {
 			return err
 		}

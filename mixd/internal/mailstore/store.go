@@ -346,6 +346,25 @@ func (s *Store) Authenticate(name, password string) error {
 	}
 }
 
+// PasswordHash returns the user's stored password hash (a PHC string), "" if the user has none
+// or does not exist. The IMAP server's login cache keys its entries with it, so that a changed
+// password voids them.
+func (s *Store) PasswordHash(name string) (string, error) {
+	var phc string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var u userRecord
+		if err := getUser(tx, name, &u); err != nil {
+			return err
+		}
+		phc = u.Password
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrNoSuchUser) {
+		return "", fmt.Errorf("mailstore: password hash: %w", err)
+	}
+	return phc, nil
+}
+
 func getUser(tx *bolt.Tx, name string, u *userRecord) error {
 	v := tx.Bucket(bucketUsers).Get([]byte(name))
 	if v == nil {

@@ -1,0 +1,154 @@
+package imapd
+
+import (
+	"crypto/rand"
+	"crypto/tls"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/passwd"
+)
+
+// TestAuthCacheRightPassword: a right password checked in full is not hashed again at the next
+// login, a wrong one always is, and a new password voids the entry.
+func TestAuthCacheRightPassword(t *testing.T) {
+	var hashes atomic.Int32
+	env := newEnv(t, func(c *Config) { c.beforeHash = func(string) { hashes.Add(1) } })
+	env.addUser(t, "bob", "pw", 0)
+	login := func(pass string) string {
+		rc := dialRaw(t, env, true)
+		_, st := rc.cmd(fmt.Sprintf("LOGIN bob %q", pass))
+		return st
+	}
+	for i := range 3 {
+		if st := login("pw"); !strings.HasPrefix(st, "OK") {
+			t.Fatalf("login %d: %s", i+1, st)
+		}
+	}
+	if n := hashes.Load(); n != 1 {
+		t.Errorf("3 logins with the right password cost %d hashes, want 1 (then the cache)", n)
+	}
+	if st := login("wrong"); !strings.HasPrefix(st, "NO") {
+		t.Fatalf("wrong password: %s", st)
+	}
+	if n := hashes.Load(); n != 2 {
+		t.Errorf("a wrong password after a cached right one cost %d hashes in all, want 2: it must be hashed", n)
+	}
+	h, err := passwd.HashWithParams(rand.Reader, "new", cheapParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.store.SetPassword("bob", h); err != nil {
+		t.Fatal(err)
+	}
+	if st := login("pw"); !strings.HasPrefix(st, "NO") {
+		t.Errorf("the old password after a change: %s, want NO (the cache entry is void)", st)
+	}
+	if st := login("new"); !strings.HasPrefix(st, "OK") {
+		t.Errorf("the new password: %s", st)
+	}
+}
+
+// TestAuthCacheKeepsFailureLimit performs the attack a cache could open: with the user's right
+// password in the cache, an attacker guesses until the failure limit locks the user name, and
+// then tries the right password: it must be refused like any other, so a warm cache does not
+// let guesses past the limit.
+func TestAuthCacheKeepsFailureLimit(t *testing.T) {
+	env := newEnv(t, func(c *Config) { c.LoginFailures = 3 })
+	env.addUser(t, "bob", "pw", 0)
+	rc := dialRaw(t, env, true)
+	rc.login("bob", "pw") // warms the cache
+	for i := range 3 {
+		g := dialRaw(t, env, true)
+		if _, st := g.cmd(fmt.Sprintf("LOGIN bob guess%d", i)); !strings.HasPrefix(st, "NO") {
+			t.Fatalf("guess %d: %s", i, st)
+		}
+	}
+	g := dialRaw(t, env, true)
+	if _, st := g.cmd(`LOGIN bob pw`); !strings.Contains(st, "UNAVAILABLE") {
+		t.Errorf("right password while locked out: %s, want NO [UNAVAILABLE]", st)
+	}
+}
+
+// BenchmarkTenLoginsOneUser: ten connections of one user log in at once with the right password
+// (a mail program opening its connections), with the production argon2id parameters and the
+// default limits; it reports the 99th percentile of a login's time from LOGIN to its reply,
+// over all rounds. The user has logged in once before (the cache is warm: a program that
+// reconnects); the first login pays one full hash.
+func BenchmarkTenLoginsOneUser(b *testing.B) {
+	env := newEnv(b, nil)
+	if err := env.store.CreateUser("bob", 0); err != nil {
+		b.Fatal(err)
+	}
+	h, err := passwd.Hash("right password")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := env.store.SetPassword("bob", h); err != nil {
+		b.Fatal(err)
+	}
+	login := func() (time.Duration, error) {
+		c, err := tls.Dial("tcp", env.tls, env.clientTLS())
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		if _, err := c.Read(buf); err != nil { // greeting
+			return 0, err
+		}
+		start := time.Now()
+		if _, err := c.Write([]byte("a LOGIN bob \"right password\"\r\n")); err != nil {
+			return 0, err
+		}
+		var got string
+		for !strings.Contains(got, "a OK") && !strings.Contains(got, "a NO") {
+			n, err := c.Read(buf)
+			if err != nil {
+				return 0, err
+			}
+			got += string(buf[:n])
+		}
+		if !strings.Contains(got, "a OK") {
+			return 0, fmt.Errorf("login refused: %q", got)
+		}
+		return time.Since(start), nil
+	}
+	first, err := login()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var all []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d, err := login()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				all = append(all, d)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(first.Microseconds())/1000, "first-ms")
+	slices.Sort(all)
+	if len(all) > 0 {
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+	}
+}
