@@ -65,8 +65,8 @@ lint: ## gofmt, go vet and staticcheck
 vulncheck: ## govulncheck ./... against a database built offline from golang.org/x/vulndb
 	GO=$(GO) scripts/vulncheck.sh
 
-run: ## start (or resume, from .run/) a whole local mixnet; Ctrl-C stops it
-	GO=$(GO) scripts/run.sh
+run: ## start (or resume, from .run/) a whole local mixnet; Ctrl-C stops it (options: RUN_ARGS=)
+	GO=$(GO) scripts/run.sh $(RUN_ARGS)
 
 run-reset: ## delete .run/ and start a new local mixnet
 	GO=$(GO) scripts/run.sh --fresh

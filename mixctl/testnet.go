@@ -44,6 +44,7 @@ func newTestnetUpCmd() *cobra.Command {
 	var mixes int
 	var noUsers, fresh bool
 	var basePort int
+	var autoconfigAddr string
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Start the local network and keep it running until Ctrl-C",
@@ -122,6 +123,19 @@ keeps the ports it had.`,
 					fmt.Fprintf(out, "  mixctl user list --admin %s --admin-token %s      # users of %s\n", nd.Admin, nd.AdminToken, nd.Domain)
 				}
 			}
+			if autoconfigAddr != "" {
+				providers := map[string]string{}
+				for _, nd := range n.Nodes {
+					if nd.Role == "provider" {
+						providers[nd.Domain] = nd.Autoconfig
+					}
+				}
+				a, err := serveAutoconfigFront(ctx, autoconfigAddr, providers)
+				if err != nil {
+					return errors.Join(err, n.Stop())
+				}
+				fmt.Fprintf(out, "Thunderbird autoconfiguration for every provider on http://%s (autoconfig.DOMAIN)\n", a)
+			}
 			if !noUsers {
 				if err := startUsers(ctx, n, dir, bin, out); err != nil {
 					return errors.Join(err, n.Stop())
@@ -139,6 +153,7 @@ keeps the ports it had.`,
 	}
 	c.Flags().StringVar(&dir, "dir", "", "state directory for configs, keys, certificates, data and logs; an existing one is resumed (default: a new temporary directory)")
 	c.Flags().BoolVar(&fresh, "fresh", false, "delete the state directory's network first and start a new one")
+	c.Flags().StringVar(&autoconfigAddr, "autoconfig-address", "", "also serve every provider's Thunderbird autoconfiguration here, by domain (127.0.0.1:80 is where Thunderbird's wizard asks autoconfig.DOMAIN)")
 	c.Flags().IntVar(&basePort, "base-port", 0, "put a new network on consecutive loopback ports from this one (default: free ports)")
 	c.Flags().StringVar(&bin, "bin", "", "directory holding the directory and mixd binaries (default: build them)")
 	c.Flags().DurationVar(&epoch, "epoch", 10*time.Second, "epoch length")

@@ -9,6 +9,8 @@
 #   --dir D          keep the network in D instead of .run/
 #   --base-port N    put a new network on ports N to N+33 instead of 14300 to 14333
 #   --fresh          delete the state directory's network first (`make run-reset`)
+#   --autoconfig-address 127.0.0.1:80   serve Thunderbird's wizard every provider's settings
+#                    (`make run RUN_ARGS=--autoconfig-address=127.0.0.1:80`; port 80 needs root)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
