@@ -22,6 +22,9 @@
 //     password, and a login that is let through is always checked in full, so neither the
 //     answer nor its time says whether a refused password was right.
 //   - Sessions: 20 logged-in sessions per user; APPEND literals up to 32 MiB, 8 read at once.
+//   - Login cache (authcache.go): once a password has been checked in full, the user's logins
+//     with it for the next 15 minutes need no hash (an HMAC in memory; a new password voids it).
+//     Every login passes the failure limits first and a wrong password is always hashed in full.
 //
 // An attacker who guesses at one user's name still locks that user out for the window: the
 // price of a per-user limit, which an address limit alone would not give against a botnet.

@@ -140,12 +140,17 @@ func (s *session) loggedIn(username string) error {
 func (s *session) check(username, password string, done func(ok bool)) error {
 	ok := false
 	defer func() { done(ok) }()
-	if h := s.srv.cfg.beforeHash; h != nil {
-		h(username)
-	}
 	phc, err := s.srv.store.PasswordHash(username) // before the check: a change since voids the entry
 	if err != nil {
 		return err
+	}
+	// A login that waited behind the same user's first one finds its password cached by it.
+	if s.srv.authCache.check(username, phc, password) {
+		ok = true
+		return nil
+	}
+	if h := s.srv.cfg.beforeHash; h != nil {
+		h(username)
 	}
 	err = s.srv.store.Authenticate(username, password)
 	ok = err == nil
