@@ -627,3 +627,54 @@ func TestMixKilledMidSend(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Bad input through swaks (docs/spec/mailproxy.md section 2): a NUL byte and raw 8-bit bytes
+// in the header (SMTPUTF8 is not offered) are refused with the exact replies of the spec's
+// table and nothing is queued; bare LF line ends are accepted and reach bob's INBOX as CRLF.
+func TestInputRules(t *testing.T) {
+	needSwaks(t)
+	m := startMailnet(t, testParams(), 1, fastProxy, fastProxy)
+	dir := t.TempDir()
+	// send writes data as it is (swaks --no-data-fixup: no line-end rewriting, no dot added;
+	// swaks ends the file with CRLF) and submits it from alice to bob.
+	send := func(name, data string) string {
+		t.Helper()
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(data+"\r\n."), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := swaks(t, m.alice, "--to", "bob@beta.localhost", "--data", "@"+f, "--no-data-fixup")
+		return out
+	}
+	refusals := []struct{ name, data, reply string }{
+		{"nul", "From: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\nSubject: nul\r\n\r\nbefore\x00after",
+			"<** 554 5.6.0 Malformed message: a NUL byte on line 5; mail may not contain NUL (RFC 5322 section 2.3)"},
+		{"8bit-header", "From: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\nSubject: gr\xfc\xdfe\r\n\r\nhi",
+			"<** 554 5.6.7 Malformed message: the Subject header field on line 3 holds 8-bit bytes; this mailproxy does not offer SMTPUTF8, so the header must be ASCII (RFC 2047 encoded words for other text)"},
+	}
+	for _, r := range refusals {
+		out := send(r.name, r.data)
+		if !strings.Contains(out, r.reply+"\n") {
+			t.Errorf("%s: want the reply %q, got:\n%s", r.name, r.reply, out)
+		}
+	}
+	if r := statusOf(t, m.alice); len(r.Accounts[0].Messages) != 0 {
+		t.Fatalf("refused mail was queued: %+v", r.Accounts[0].Messages)
+	}
+	// Bare LF everywhere, and an 8-bit body (8BITMIME is offered): accepted, delivered with CRLF.
+	lf := "From: alice@alpha.localhost\nTo: bob@beta.localhost\nSubject: bare lf\nContent-Type: text/plain; charset=iso-8859-1\n\nline one\nline two gr\xfc\xdfe"
+	if out := send("lf", lf); !strings.Contains(out, "<-  250 ") {
+		t.Fatalf("bare LF mail not accepted:\n%s", out)
+	}
+	got := waitInbox(t, m.bob, 1, 60*time.Second, time.Second)
+	if len(got) != 1 {
+		t.Fatalf("bob's INBOX holds %d messages, want 1", len(got))
+	}
+	if strings.Contains(strings.ReplaceAll(got[0], "\r\n", ""), "\n") {
+		t.Errorf("delivered mail still has bare LF line ends: %q", got[0])
+	}
+	// imaplib's bytes are read as Latin-1: the 8-bit bytes arrive as these runes.
+	if !strings.HasSuffix(got[0], "\r\n\r\nline one\r\nline two gr\u00fc\u00dfe\r\n") || !strings.Contains(got[0], "Subject: bare lf\r\n") {
+		t.Errorf("delivered mail is not the submitted one with CRLF: %q", got[0])
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"os"
@@ -102,7 +103,8 @@ func TestSubmissionSeeds(t *testing.T) {
 }
 
 // FuzzSubmission: whatever a local program submits as alice, it is refused with an SMTP reply
-// and goes nowhere, or it goes out naming alice, and no one else, as its author.
+// and goes nowhere, or it goes out naming alice, and no one else, as its author, with CRLF
+// line ends, no NUL and an ASCII header.
 func FuzzSubmission(f *testing.F) {
 	for _, b := range submissions(f) {
 		f.Add(b)
@@ -113,9 +115,15 @@ func FuzzSubmission(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if bytes.IndexByte(out, 0) >= 0 || bytes.Contains(bytes.ReplaceAll(out, []byte("\r\n"), nil), []byte("\n")) {
+			t.Fatalf("relayed mail holds a NUL or a bare LF: %q", out)
+		}
 		m, err := message.Parse(out)
 		if err != nil {
 			t.Fatalf("relayed mail does not parse: %v", err)
+		}
+		if err := asciiHeader(m); err != nil {
+			t.Fatalf("relayed mail has an 8-bit header: %v", err)
 		}
 		if err := ownAuthor(m, "alice@alpha.example"); err != nil {
 			t.Fatalf("relayed mail names another author: %v", err)

@@ -123,9 +123,16 @@ func (s *session) Data(r io.Reader) error {
 // queue strips the mail and commits one engine message per mixnet recipient, relays the others
 // through the smarthost, and returns nil (250) only when all of that is durable.
 func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
+	if i := bytes.IndexByte(raw, 0); i >= 0 {
+		return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Malformed message: a NUL byte on line %d; mail may not contain NUL (RFC 5322 section 2.3)", bytes.Count(raw[:i], []byte("\n"))+1)
+	}
+	raw = crlf(raw)
 	m, err := message.Parse(raw)
 	if err != nil {
 		return smtpErr(554, smtp.EnhancedCode{5, 6, 0}, "Malformed message: %v", err)
+	}
+	if err := asciiHeader(m); err != nil {
+		return err
 	}
 	origID := m.Get("Message-ID")
 	if !m.Has("From") {
@@ -191,8 +198,47 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 	if len(relay) > 0 {
 		// Last, so that a refusal here leads the mail program to resubmit a mail whose mixnet
 		// copies are already queued, which the seen check above recognizes. The smarthost gets
-		// the mail as submitted: it is ordinary mail, outside the mixnet.
+		// the mail as submitted, line ends made CRLF: it is ordinary mail, outside the mixnet.
 		return p.relay(a.cfg.Address, relay, raw)
+	}
+	return nil
+}
+
+// crlf writes every bare LF as CRLF (RFC 5321 section 2.3.8: mail lines end in CRLF), so that
+// the mailbox gets the line ends IMAP clients expect whatever the mail program sent. A bare CR
+// is left as it is. The result is at most twice as long as raw, which Data bounded.
+func crlf(raw []byte) []byte {
+	bare := 0
+	for i, c := range raw {
+		if c == '\n' && (i == 0 || raw[i-1] != '\r') {
+			bare++
+		}
+	}
+	if bare == 0 {
+		return raw
+	}
+	out := make([]byte, 0, len(raw)+bare)
+	for i, c := range raw {
+		if c == '\n' && (i == 0 || raw[i-1] != '\r') {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// asciiHeader refuses a header with bytes above 127 (section 2): the server does not offer
+// SMTPUTF8 (RFC 6531), so the header must be ASCII (RFC 5322), non-ASCII text being written as
+// RFC 2047 encoded words. 8BITMIME, which the server offers, covers the body only.
+func asciiHeader(m *message.Message) error {
+	line := 1
+	for _, f := range m.Fields {
+		for _, c := range f.Raw {
+			if c >= 0x80 {
+				return smtpErr(554, smtp.EnhancedCode{5, 6, 7}, "Malformed message: the %s header field on line %d holds 8-bit bytes; this mailproxy does not offer SMTPUTF8, so the header must be ASCII (RFC 2047 encoded words for other text)", f.Name(), line)
+			}
+		}
+		line += bytes.Count(f.Raw, []byte("\n"))
 	}
 	return nil
 }
