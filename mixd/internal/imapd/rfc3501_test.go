@@ -198,3 +198,59 @@ func TestParseAddressList(t *testing.T) {
 		t.Errorf("5000 addresses gave %d entries, want the limit %d", n, maxAddresses)
 	}
 }
+
+// FuzzParseAddressList: any header value (a delivered mail's From, To, Cc...) is parsed without
+// a panic, in bounded output, with groups balanced, and an ENVELOPE built from it.
+func FuzzParseAddressList(f *testing.F) {
+	for _, s := range []string{
+		"a@b.org", `"Doe, J." <j@d.org>, x@y.org`, "u@d (Real (nested) Name)", "=?utf-8?q?J=C3=BCrgen?= <j@d>",
+		"<@r1,@r2:u@d>", "g: a@b, c@d;, e@f", "empty:;", "a@b, <<<>>>, c@d", "x y <z, c@d", `"unterminated`,
+		"(unterminated comment", "g: h: a@b;;", "[1.2.3.4]@x", "a@[1.2.3.4", "\\", "=?x?q?bad?=",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := parseAddressList(s)
+		if len(got) > maxAddresses+1 { // a group's end marker may follow the last entry
+			t.Fatalf("%d entries from %d bytes", len(got), len(s))
+		}
+		depth := 0
+		for _, a := range got {
+			switch {
+			case a.Mailbox == "" && a.Host == "":
+				depth--
+			case a.Host == "":
+				depth++
+			}
+			if depth < 0 || depth > 1 {
+				t.Fatalf("unbalanced groups in %+v from %q", got, s)
+			}
+		}
+		envelope([]byte("From: " + strings.ReplaceAll(s, "\n", " ") + "\r\n\r\n"))
+	})
+}
+
+// TestIDLimits: ID takes at most 30 fields of RFC 2971's sizes; more is a BAD, not a larger
+// command to keep.
+func TestIDLimits(t *testing.T) {
+	env := newEnv(t, nil)
+	env.addUser(t, "bob", "pw", 0)
+	rc := dialRaw(t, env, true)
+	var fields []string
+	for i := range 31 {
+		fields = append(fields, fmt.Sprintf(`"k%d" "v"`, i))
+	}
+	if _, st := rc.cmd("ID (" + strings.Join(fields[:30], " ") + ")"); !strings.HasPrefix(st, "OK") {
+		t.Errorf("ID with 30 fields: %s", st)
+	}
+	if _, st := rc.cmd("ID (" + strings.Join(fields, " ") + ")"); !strings.HasPrefix(st, "BAD") {
+		t.Errorf("ID with 31 fields: %s, want BAD", st)
+	}
+	if _, st := rc.cmd(`ID ("k" "` + strings.Repeat("v", 1025) + `")`); !strings.HasPrefix(st, "BAD") {
+		t.Errorf("ID with a value of 1025 bytes: %s, want BAD", st)
+	}
+	if _, st := rc.cmd("ID NIL"); !strings.HasPrefix(st, "OK") {
+		t.Errorf("ID NIL: %s", st)
+	}
+	rc.login("bob", "pw") // the connection is still usable
+}
