@@ -254,3 +254,26 @@ func TestIDLimits(t *testing.T) {
 	}
 	rc.login("bob", "pw") // the connection is still usable
 }
+
+// TestListSubscribed: LIST (SUBSCRIBED) shows a subscribed name without a mailbox as
+// \NonExistent, and RECURSIVEMATCH a parent of a subscribed mailbox the pattern does not match
+// with CHILDINFO (RFC 5258 section 3).
+func TestListSubscribed(t *testing.T) {
+	env := newEnv(t, nil)
+	env.addUser(t, "bob", "pw", 0)
+	rc := dialRaw(t, env, true)
+	rc.login("bob", "pw")
+	rc.mustOK("CREATE p/c")
+	rc.mustOK("CREATE gone")
+	rc.mustOK("SUBSCRIBE p/c")
+	rc.mustOK("SUBSCRIBE gone")
+	rc.mustOK("DELETE gone")
+	if u := rc.mustOK(`LIST (SUBSCRIBED) "" gone`); !hasLine(u, `* LIST (\Subscribed \NonExistent) "/" "gone"`) {
+		t.Errorf("LIST (SUBSCRIBED) of a deleted mailbox: %q", u)
+	}
+	if u := rc.mustOK(`LIST (SUBSCRIBED RECURSIVEMATCH) "" %`); !slices.ContainsFunc(u, func(l string) bool {
+		return strings.Contains(l, `"/" "p" (CHILDINFO ("SUBSCRIBED"))`) && !strings.Contains(l, `\Subscribed`)
+	}) {
+		t.Errorf("LIST (SUBSCRIBED RECURSIVEMATCH) %%: %q, want p with CHILDINFO", u)
+	}
+}

@@ -252,6 +252,8 @@ func (s *Server) Run(ctx context.Context) error {
 			imap.CapStatusSize:  {},
 			imap.CapID:          {},
 			imap.CapLiteralPlus: {},
+			// LIST-EXTENDED (RFC 5258): imapserver parses it, List answers it.
+			imap.CapListExtended: {},
 		},
 		Logger:       logAdapter{s.log},
 		TLSConfig:    s.cfg.TLS,

@@ -218,6 +218,9 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	if err != nil {
 		return s.storeErr(err)
 	}
+	if options.SelectSubscribed {
+		return s.listSubscribed(w, ref, patterns, options, boxes)
+	}
 	names := make(map[string]bool, len(boxes))
 	for _, b := range boxes {
 		names[b.Name] = true
@@ -248,6 +251,78 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			st, err := s.status(b.Name, options.ReturnStatus)
 			if err == nil {
 				data.Status = st
+			}
+		}
+		if err := w.WriteList(&data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listSubscribed answers LIST (SUBSCRIBED ...) from the subscriptions (RFC 5258 section 3):
+// every subscribed name the patterns match, \NonExistent if no mailbox has it, and with
+// RECURSIVEMATCH also a matching name, subscribed or not, that has a subscribed descendant the
+// patterns do not match, marked CHILDINFO ("SUBSCRIBED").
+func (s *session) listSubscribed(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions, boxes []mailstore.MailboxInfo) error {
+	subs, err := s.srv.store.Subscriptions(s.user)
+	if err != nil {
+		return s.storeErr(err)
+	}
+	matches := func(name string) bool {
+		return slices.ContainsFunc(patterns, func(p string) bool { return imapserver.MatchList(name, mailstore.Delimiter, ref, p) })
+	}
+	byName := make(map[string]mailstore.MailboxInfo, len(boxes))
+	for _, b := range boxes {
+		byName[b.Name] = b
+	}
+	candidates := slices.Clone(subs)
+	if options.SelectRecursiveMatch {
+		for _, name := range subs {
+			for i := len(name) - 1; i > 0; i-- {
+				if name[i] == mailstore.Delimiter {
+					candidates = append(candidates, name[:i])
+				}
+			}
+		}
+	}
+	slices.Sort(candidates)
+	candidates = slices.Compact(candidates)
+	for _, name := range candidates {
+		if !matches(name) {
+			continue
+		}
+		_, subscribed := slices.BinarySearch(subs, name)
+		childInfo := options.SelectRecursiveMatch && slices.ContainsFunc(subs, func(sub string) bool {
+			return strings.HasPrefix(sub, name+string(mailstore.Delimiter)) && !matches(sub)
+		})
+		if !subscribed && !childInfo {
+			continue
+		}
+		data := imap.ListData{Mailbox: name, Delim: mailstore.Delimiter}
+		if subscribed {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
+		}
+		if childInfo {
+			data.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+		}
+		b, exists := byName[name]
+		switch {
+		case !exists:
+			data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
+		default:
+			if b.SpecialUse != "" {
+				data.Attrs = append(data.Attrs, imap.MailboxAttr(b.SpecialUse))
+			}
+			if hasChildren(name, boxes) {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
+			} else {
+				data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
+			}
+			if options.ReturnStatus != nil {
+				if st, err := s.status(name, options.ReturnStatus); err == nil {
+					data.Status = st
+				}
 			}
 		}
 		if err := w.WriteList(&data); err != nil {
