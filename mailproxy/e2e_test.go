@@ -403,10 +403,17 @@ func TestBounce(t *testing.T) {
 	if mt != "multipart/report" || params["report-type"] != "delivery-status" {
 		t.Fatalf("bounce is %q", msg.Header.Get("Content-Type"))
 	}
-	for _, want := range []string{"Final-Recipient: rfc822; nobody@beta.localhost", "Action: failed", "Status: 5.1.1", "unknown recipient", "Subject: to nobody"} {
+	for _, want := range []string{"Final-Recipient: rfc822; nobody@beta.localhost", "Action: failed", "Status: 5.1.1", "Diagnostic-Code: x-panoramix; fragment 0: unknown recipient", "Subject: to nobody"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("bounce lacks %q:\n%s", want, body)
 		}
+	}
+	// The part a person reads says what happened, to whom and what to do, in the user's words:
+	// no fragment numbers or engine reasons (those stay in the delivery-status part).
+	human, _, _ := strings.Cut(string(body), "Content-Type: message/delivery-status")
+	want := "Your mail to <nobody@beta.localhost> could not be delivered: the provider beta.localhost\r\nhas no user \"nobody\".\r\n\r\nCheck the address for a typing error"
+	if !strings.Contains(human, want) || strings.Contains(human, "fragment") {
+		t.Errorf("bounce's human text lacks %q or names fragments:\n%s", want, human)
 	}
 	if s := msg.Header.Get("Subject"); s != "Undelivered mail: to nobody" {
 		t.Errorf("bounce subject %q", s)

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -84,14 +85,12 @@ func DSN(b Bounce, now time.Time) []byte {
 	line("Content-Type: text/plain; charset=utf-8")
 	line("Content-Transfer-Encoding: 8bit")
 	line("")
-	line("Your mailproxy could not deliver your mail through the mixnet to")
+	for _, l := range Explain(b.Failure) {
+		line("%s", l)
+	}
 	line("")
-	line("    <%s>", b.Failure.Recipient)
-	line("")
-	line("Reason: %s", oneLine(b.Failure.Reason))
-	line("")
-	line("The mail was accepted at %s and has been given up.", b.Arrival.UTC().Format(DateLayout))
-	line("Its header follows; `mailproxy status` shows the details.")
+	line("You sent it at %s; your mailproxy has given up on it.", b.Arrival.UTC().Format(DateLayout))
+	line("Its header follows.")
 	line("")
 	line("--%s", boundary)
 	line("Content-Type: message/delivery-status")
@@ -118,6 +117,59 @@ func DSN(b Bounce, now time.Time) []byte {
 	}
 	line("--%s--", boundary)
 	return []byte(w.String())
+}
+
+// fragmentPrefix is the engine's "fragment N: " before a provider's answer, which means
+// nothing to the person reading a bounce.
+var fragmentPrefix = regexp.MustCompile(`^fragment [0-9]+:? *`)
+
+// Explain is the human part of a bounce: what happened, to whom, and what to do, in the user's
+// words, by the failure's status (section 6 of docs/spec/mailproxy.md). The engine's own
+// reason stays in the delivery-status part's Diagnostic-Code.
+func Explain(f Failure) []string {
+	rcpt := oneLine(f.Recipient)
+	user, dom := rcpt, rcpt
+	if i := strings.LastIndexByte(rcpt, '@'); i >= 0 {
+		user, dom = rcpt[:i], rcpt[i+1:]
+	}
+	head := "Your mail to <" + rcpt + "> could not be delivered: "
+	switch f.Status {
+	case "5.1.1":
+		return []string{head + "the provider " + dom,
+			"has no user \"" + user + "\".",
+			"",
+			"Check the address for a typing error, or ask " + user + " another way for the right one."}
+	case "5.2.2":
+		return []string{head + "the mailbox of \"" + user + "\"",
+			"at " + dom + " is full.",
+			"",
+			"Send it again later, or ask " + user + " another way to make room."}
+	case "5.3.4":
+		return []string{head + "it is larger than the",
+			"provider " + dom + " or the mixnet accepts.",
+			"",
+			"Send it again with fewer or smaller attachments, or share large files another way."}
+	case "5.4.7":
+		return []string{head + "the provider " + dom,
+			"never confirmed receiving it, although your mailproxy sent it again and again until",
+			"its retry budget was spent.",
+			"",
+			"The provider may be down or out of the mixnet's reach. Send the mail again later; if",
+			"this keeps happening, tell the provider's operator (`mailproxy status` shows how often",
+			"it was sent)."}
+	case "5.1.2":
+		return []string{head + "no provider in the",
+			"mixnet serves the domain " + dom + ".",
+			"",
+			"Check the domain of the address. Mail to addresses outside the mixnet needs a",
+			"smarthost in mailproxy's configuration ([smarthost] address)."}
+	}
+	reason := fragmentPrefix.ReplaceAllString(oneLine(f.Reason), "")
+	return []string{strings.TrimSuffix(head, " "),
+		reason + ".",
+		"",
+		"Send the mail again later, or reach " + user + " another way; `mailproxy status` shows",
+		"the details."}
 }
 
 // oneLine keeps a value on one header or text line.

@@ -190,7 +190,8 @@ func FuzzSanitize(f *testing.F) {
 // FuzzDSN: a bounce carries the failed mail's subject and header (from the sender's mail
 // program) and the failure reason (from a remote provider's refusal). Whatever they hold, the
 // notification has exactly its own header fields (nothing injected), is a multipart/report whose
-// parts all read, and its delivery-status part names the status and recipient.
+// parts all read, its human part starts by naming the recipient whose mail failed, and its
+// delivery-status part names the status and recipient.
 func FuzzDSN(f *testing.F) {
 	rs := reasons(f)
 	for i, b := range goodSeeds(f) {
@@ -226,7 +227,7 @@ func FuzzDSN(f *testing.F) {
 		}
 		r := multipart.NewReader(msg.Body, params["boundary"])
 		var types []string
-		var status string
+		var status, human string
 		for {
 			p, err := r.NextPart()
 			if err == io.EOF {
@@ -240,9 +241,15 @@ func FuzzDSN(f *testing.F) {
 				t.Fatalf("part %d: %v", len(types), err)
 			}
 			types = append(types, p.Header.Get("Content-Type"))
-			if p.Header.Get("Content-Type") == "message/delivery-status" {
+			switch p.Header.Get("Content-Type") {
+			case "message/delivery-status":
 				status = string(b)
+			case "text/plain; charset=utf-8":
+				human = string(b)
 			}
+		}
+		if !strings.HasPrefix(human, "Your mail to <bob@beta.example> could not be delivered") {
+			t.Fatalf("human part does not say what failed for whom:\n%s", human)
 		}
 		want := []string{"text/plain; charset=utf-8", "message/delivery-status"}
 		if len(headers) > 0 {

@@ -188,6 +188,24 @@ func TestDSN(t *testing.T) {
 	}
 }
 
+// Each failure's human text says what happened, to whom and what to do, without the engine's
+// words (fragment numbers), for the reasons the engine gives.
+func TestExplain(t *testing.T) {
+	for reason, want := range map[string]string{
+		"fragment 0: unknown recipient":                     "could not be delivered: the provider beta.example\nhas no user \"bob\".\n\nCheck the address",
+		"fragment 2: recipient over quota":                  "could not be delivered: the mailbox of \"bob\"\nat beta.example is full.\n\nSend it again later",
+		"fragment 1: message too large":                     "could not be delivered: it is larger than the\nprovider beta.example or the mixnet accepts.\n\nSend it again with fewer",
+		"fragment 4 not acknowledged after 8 transmissions": "could not be delivered: the provider beta.example\nnever confirmed receiving it",
+		"no provider serves beta.example in epoch 7":        "could not be delivered: no provider in the\nmixnet serves the domain beta.example.\n\nCheck the domain",
+		"fragment 3: refused as malformed":                  "could not be delivered:\nrefused as malformed.\n\nSend the mail again later, or reach bob another way",
+	} {
+		text := strings.Join(Explain(Failure{Recipient: "bob@beta.example", Status: StatusFor(reason), Reason: reason}), "\n")
+		if !strings.HasPrefix(text, "Your mail to <bob@beta.example> ") || !strings.Contains(text, want) || strings.Contains(text, "fragment") {
+			t.Errorf("%q explained as\n%s\nwant it to contain\n%s", reason, text, want)
+		}
+	}
+}
+
 func TestStatusFor(t *testing.T) {
 	for reason, want := range map[string]string{
 		"fragment 2: unknown recipient":                     "5.1.1",
