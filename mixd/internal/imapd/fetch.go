@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"bytes"
+	"encoding/base64"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -77,6 +78,36 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	return nil
 }
 
+// binaryPartAsBase64 returns a body part that holds NUL bytes (appended as binary, RFC 3516)
+// base64-encoded: a BODY[] reply is a plain literal, which cannot carry NUL (RFC 3501 section
+// 4.3), so the part is sent as Dovecot does, in an encoding the client can decode; BINARY[]
+// returns its bytes.
+func binaryPartAsBase64(msg []byte, sec *imap.FetchItemBodySection) []byte {
+	whole := *sec
+	whole.Partial = nil
+	raw := imapserver.ExtractBodySection(bytes.NewReader(msg), &whole)
+	enc := base64.StdEncoding.EncodeToString(raw)
+	var b bytes.Buffer
+	for len(enc) > 76 {
+		b.WriteString(enc[:76])
+		b.WriteString("\r\n")
+		enc = enc[76:]
+	}
+	b.WriteString(enc)
+	b.WriteString("\r\n")
+	out := b.Bytes()
+	if p := sec.Partial; p != nil {
+		if p.Offset >= int64(len(out)) {
+			return nil
+		}
+		out = out[p.Offset:]
+		if p.Size >= 0 && p.Size < int64(len(out)) {
+			out = out[:p.Size]
+		}
+	}
+	return out
+}
+
 func setsSeen(options *imap.FetchOptions) bool {
 	for _, sec := range options.BodySection {
 		if !sec.Peek {
@@ -113,6 +144,9 @@ func writeFetch(w *imapserver.FetchWriter, v *view, seq uint32, m *mailstore.Mes
 	}
 	for _, sec := range options.BodySection {
 		data := imapserver.ExtractBodySection(bytes.NewReader(m.Body), sec)
+		if bytes.IndexByte(data, 0) >= 0 && len(sec.Part) > 0 && sec.Specifier == imap.PartSpecifierNone {
+			data = binaryPartAsBase64(m.Body, sec)
+		}
 		wc := rw.WriteBodySection(sec, int64(len(data)))
 		if _, err := wc.Write(data); err != nil {
 			wc.Close()

@@ -277,3 +277,23 @@ func TestListSubscribed(t *testing.T) {
 		t.Errorf("LIST (SUBSCRIBED RECURSIVEMATCH) %%: %q, want p with CHILDINFO", u)
 	}
 }
+
+// TestBinary: a part appended with NUL bytes (a literal8, RFC 3516) comes back whole from
+// BINARY[], base64 from BODY[] (a plain literal cannot carry NUL), and a partial BINARY reply
+// names its origin.
+func TestBinary(t *testing.T) {
+	env := newEnv(t, nil)
+	env.addUser(t, "bob", "pw", 0)
+	rc := dialRaw(t, env, true)
+	rc.login("bob", "pw")
+	msg := "From: a@b\r\nMime-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00-\x00\r\n"
+	rc.mustOK(fmt.Sprintf("APPEND INBOX ~{%d+}\r\n%s", len(msg), msg))
+	rc.mustOK("SELECT INBOX")
+	u := rc.mustOK("FETCH 1 (BODY.PEEK[1] BINARY.PEEK[1]<1.2> BINARY.SIZE[1])")
+	got := strings.Join(u, "\n")
+	for _, want := range []string{"BODY[1] {10}\nAC0ADQo=", "BINARY[1]<1> ~{2}\n-\x00", "BINARY.SIZE[1] 5"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("FETCH: %q, want %q in it", got, want)
+		}
+	}
+}

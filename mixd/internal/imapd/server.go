@@ -254,6 +254,8 @@ func (s *Server) Run(ctx context.Context) error {
 			imap.CapLiteralPlus: {},
 			// LIST-EXTENDED (RFC 5258): imapserver parses it, List answers it.
 			imap.CapListExtended: {},
+			// BINARY (RFC 3516): fetch.go answers BINARY[] and BINARY.SIZE[].
+			imap.CapBinary: {},
 		},
 		Logger:       logAdapter{s.log},
 		TLSConfig:    s.cfg.TLS,
