@@ -587,6 +587,38 @@ func TestPGPMIME(t *testing.T) {
 	if string(inner) != "Content-Type: text/plain; charset=utf-8\r\n\r\nonly bob reads this\r\n" {
 		t.Errorf("decrypted %q", inner)
 	}
+
+	// A mail the mail program already encrypted inline (an ASCII-armored PGP message in a
+	// text/plain body) reaches bob as it was, not encrypted a second time; a mail to alice
+	// herself, whose key is not in the keyring, leaves in clear. mailproxy status says which.
+	armored := "-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5q0x1NotRealButArmoredLooking\r\n=abcd\r\n-----END PGP MESSAGE-----\r\n"
+	inline := "From: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\nSubject: inline\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n" + armored
+	clear := "From: alice@alpha.localhost\r\nTo: alice@alpha.localhost\r\nSubject: to myself\r\n\r\nnote\r\n"
+	for _, mail := range []struct{ to, data string }{{"bob@beta.localhost", inline}, {"alice@alpha.localhost", clear}} {
+		c, err := smtp.Dial(m.alice.SMTP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SendMail("alice@alpha.localhost", []string{mail.to}, strings.NewReader(mail.data)); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	got = waitInbox(t, m.bob, 2, 30*time.Second, 0)
+	if !strings.HasSuffix(got[1], "\r\n\r\n"+armored) || strings.Contains(got[1], "multipart/encrypted") {
+		t.Errorf("inline PGP mail was changed on its way (encrypted twice?):\n%s", got[1])
+	}
+	sent := map[string]string{}
+	for _, mr := range statusOf(t, m.alice).Accounts[0].Messages {
+		sent[mr.Subject] = mr.Sent
+	}
+	if sent["sealed"] != "encrypted" || sent["inline"] != "already encrypted" || sent["to myself"] != "clear" {
+		t.Errorf("status says the mails left as %q", sent)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"status", "--config", m.alice.Config}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "already encrypted") || !strings.Contains(stdout.String(), "clear") {
+		t.Errorf("mailproxy status does not show how each mail left: %d\n%s%s", code, stdout.String(), stderr.String())
+	}
 }
 
 // A mix stopped (SIGKILL) while a mail is being sent, with two mixes per layer: fragments whose

@@ -190,10 +190,14 @@ func status(cfg *config.Config, asJSON bool, w io.Writer) error {
 			continue
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  ID\tKIND\tTO\tSTATE\tPROGRESS\tSENT\tSIZE\tSUBJECT")
+		fmt.Fprintln(tw, "  ID\tKIND\tTO\tSTATE\tPROGRESS\tSENT\tSIZE\tLEFT AS\tSUBJECT")
 		for _, m := range a.Messages {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d/%d (%d%%)\t%d\t%d\t%s\n", m.ID[:12], m.Kind, m.To, m.State,
-				m.Acknowledged, m.Fragments, 100*m.Acknowledged/max(m.Fragments, 1), m.Transmissions, m.Size, m.Subject)
+			as := m.Sent
+			if as == "" {
+				as = "-" // recorded before mailproxy kept it
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%d/%d (%d%%)\t%d\t%d\t%s\t%s\n", m.ID[:12], m.Kind, m.To, m.State,
+				m.Acknowledged, m.Fragments, 100*m.Acknowledged/max(m.Fragments, 1), m.Transmissions, m.Size, as, m.Subject)
 		}
 		tw.Flush()
 		for _, m := range a.Messages {

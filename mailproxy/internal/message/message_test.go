@@ -218,3 +218,26 @@ func TestStatusFor(t *testing.T) {
 		}
 	}
 }
+
+// A mail the mail program encrypted itself is recognized, so that it is not encrypted again:
+// PGP/MIME, S/MIME, and inline PGP at the start of any body line; a quoted or mid-line marker
+// is not a PGP message.
+func TestEncrypted(t *testing.T) {
+	for raw, want := range map[string]bool{
+		"From: a@b\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=x\r\n\r\n--x--\r\n": true,
+		"From: a@b\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\nMIIB\r\n":                        true,
+		"From: a@b\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEM\r\n-----END PGP MESSAGE-----\r\n":                           true,
+		"From: a@b\r\n\r\nHi,\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nhQEM\r\n-----END PGP MESSAGE-----\r\n":                    true,
+		"From: a@b\r\n\r\nplain text\r\n":                                    false,
+		"From: a@b\r\n\r\n> -----BEGIN PGP MESSAGE-----\r\n":                 false,
+		"From: a@b\r\nSubject: -----BEGIN PGP MESSAGE-----\r\n\r\nplain\r\n": false,
+	} {
+		m, err := Parse([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Encrypted(); got != want {
+			t.Errorf("Encrypted() = %v, want %v for %q", got, want, raw)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package message
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"net/mail"
@@ -48,9 +49,18 @@ func (m *Message) Sanitize(domain string, now time.Time) {
 	m.Set("Message-ID", "<"+left+"@"+domain+">")
 }
 
-// Encrypted reports whether the mail is already encrypted (PGP/MIME or S/MIME), judging by its
-// top-level Content-Type.
+// inlinePGP starts an ASCII-armored OpenPGP message (RFC 4880 section 6.2), the form of inline
+// PGP, which mail programs put in a text body.
+const inlinePGP = "-----BEGIN PGP MESSAGE-----"
+
+// Encrypted reports whether the mail is already encrypted by the mail program: PGP/MIME or
+// S/MIME, judging by its top-level Content-Type, or inline PGP, an armored OpenPGP message at
+// the start of a line of the body. Encrypting such a mail again would make the recipient
+// decrypt twice, and most mail programs show only the outer layer.
 func (m *Message) Encrypted() bool {
 	ct := strings.ToLower(m.Get("Content-Type"))
-	return strings.HasPrefix(ct, "multipart/encrypted") || strings.Contains(ct, "application/pkcs7-mime")
+	if strings.HasPrefix(ct, "multipart/encrypted") || strings.Contains(ct, "application/pkcs7-mime") {
+		return true
+	}
+	return bytes.HasPrefix(m.Body, []byte(inlinePGP)) || bytes.Contains(m.Body, []byte("\n"+inlinePGP))
 }

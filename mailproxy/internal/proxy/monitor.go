@@ -99,7 +99,7 @@ func (p *Proxy) report(ctx context.Context, a *account, st client.Status, rec *r
 		}
 		rec.Bounce = bid.String()
 		brec := &record{Kind: kindBounce, Account: a.cfg.Address, Recipient: a.cfg.Address, Subject: "Undelivered mail: " + strings.TrimSpace(rec.Subject),
-			Accepted: p.now(), Of: id}
+			Accepted: p.now(), Of: id, Sent: sentClear}
 		if err := p.recs.put(rec.Bounce, brec); err != nil {
 			p.log.Error("record of a bounce not stored", "id", rec.Bounce, "err", err)
 		}

@@ -44,6 +44,8 @@ type record struct {
 	// none could be queued.
 	Bounce      string `json:"bounce,omitempty"`
 	BounceError string `json:"bounce_error,omitempty"`
+	// Sent is how the mail left (MessageReport.Sent).
+	Sent string `json:"sent,omitempty"`
 	// Of is, for a bounce, the id of the failed mail.
 	Of string `json:"of,omitempty"`
 }

@@ -169,9 +169,11 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 				continue
 			}
 		}
-		body, encrypted := data, false
-		if key, ok := a.keyring.Lookup(r.addr); ok && !m.Encrypted() {
-			encrypted = true
+		body, encrypted, sent := data, false, sentClear
+		if m.Encrypted() {
+			sent = sentAlready
+		} else if key, ok := a.keyring.Lookup(r.addr); ok {
+			encrypted, sent = true, sentEncrypted
 			if body, err = message.EncryptPGPMIME(m, key); err != nil {
 				return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "OpenPGP encryption to <%s> failed: %v", r.addr, err)
 			}
@@ -188,7 +190,7 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 			return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Could not queue the message for <%s>: %v", r.addr, err)
 		}
 		rec := &record{Kind: kindMail, Account: a.cfg.Address, Recipient: r.addr, Subject: subject, Headers: headers,
-			Accepted: p.now(), SeenKey: seenKey}
+			Accepted: p.now(), SeenKey: seenKey, Sent: sent}
 		if err := p.recs.put(id.String(), rec); err != nil {
 			// The mail is queued in the engine; only the bounce details are missing.
 			p.log.Error("record of a queued mail not stored", "id", id, "err", err)
@@ -203,6 +205,13 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 	}
 	return nil
 }
+
+// How a mail left (MessageReport.Sent).
+const (
+	sentEncrypted = "encrypted"
+	sentAlready   = "already encrypted"
+	sentClear     = "clear"
+)
 
 // crlf writes every bare LF as CRLF (RFC 5321 section 2.3.8: mail lines end in CRLF), so that
 // the mailbox gets the line ends IMAP clients expect whatever the mail program sent. A bare CR

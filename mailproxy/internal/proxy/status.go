@@ -65,18 +65,22 @@ func linkReport(l client.LinkState) LinkReport {
 
 // MessageReport is one engine message with what the proxy knows about it.
 type MessageReport struct {
-	ID            string    `json:"id"`
-	Kind          string    `json:"kind"` // mail or bounce
-	To            string    `json:"to"`
-	Subject       string    `json:"subject,omitempty"`
-	State         string    `json:"state"`
-	Size          int       `json:"size"`
-	Fragments     int       `json:"fragments"`
-	Acknowledged  int       `json:"acknowledged"`
-	Transmissions int       `json:"transmissions"`
-	Reason        string    `json:"reason,omitempty"`
-	Created       time.Time `json:"created"`
-	Updated       time.Time `json:"updated"`
+	ID            string `json:"id"`
+	Kind          string `json:"kind"` // mail or bounce
+	To            string `json:"to"`
+	Subject       string `json:"subject,omitempty"`
+	State         string `json:"state"`
+	Size          int    `json:"size"`
+	Fragments     int    `json:"fragments"`
+	Acknowledged  int    `json:"acknowledged"`
+	Transmissions int    `json:"transmissions"`
+	Reason        string `json:"reason,omitempty"`
+	// Sent is how the mail left: "encrypted" (PGP/MIME by this mailproxy), "already
+	// encrypted" (PGP/MIME, inline PGP or S/MIME from the mail program, sent as it was) or
+	// "clear"; empty for a record from before this field.
+	Sent    string    `json:"sent,omitempty"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
 	// Bounce is the id of the bounce queued for a failed mail; BounceError says why none
 	// could be queued.
 	Bounce      string `json:"bounce,omitempty"`
@@ -110,6 +114,7 @@ func (p *Proxy) Report(ctx context.Context) (*Report, error) {
 				Transmissions: st.Transmissions, Reason: st.Reason, Created: st.Created, Updated: st.Updated}
 			if rec, err := p.recs.get(addr, id); err == nil && rec != nil {
 				mr.Kind, mr.To, mr.Subject, mr.Bounce, mr.BounceError = rec.Kind, rec.Recipient, rec.Subject, rec.Bounce, rec.BounceError
+				mr.Sent = rec.Sent
 			}
 			if !st.State.Finished() {
 				ar.Queued++
