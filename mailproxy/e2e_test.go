@@ -575,7 +575,12 @@ func TestPGPMIME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blk, err := armor.Decode(p2)
+	armoredPart, err := io.ReadAll(p2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gnupgDecrypts(t, bobKey, armoredPart, "only bob reads this")
+	blk, err := armor.Decode(bytes.NewReader(armoredPart))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -618,6 +623,43 @@ func TestPGPMIME(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"status", "--config", m.alice.Config}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "already encrypted") || !strings.Contains(stdout.String(), "clear") {
 		t.Errorf("mailproxy status does not show how each mail left: %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+}
+
+// gnupgDecrypts checks that GnuPG, with key's secret part imported into a fresh home, decrypts
+// the armored OpenPGP message to a text containing want: what mailproxy encrypts, the
+// recipient's own OpenPGP program reads.
+func gnupgDecrypts(t *testing.T, key *openpgp.Entity, armored []byte, want string) {
+	t.Helper()
+	if _, err := exec.LookPath("gpg"); err != nil {
+		t.Log("gpg missing (apt-get install -y gnupg): decryption by GnuPG not checked")
+		return
+	}
+	home, err := os.MkdirTemp("", "gpg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(home)
+	os.Chmod(home, 0o700)
+	var sec bytes.Buffer
+	aw, _ := armor.Encode(&sec, openpgp.PrivateKeyType, nil)
+	if err := key.SerializePrivate(aw, nil); err != nil {
+		t.Fatal(err)
+	}
+	aw.Close()
+	imp := exec.Command("gpg", "--homedir", home, "--batch", "--import")
+	imp.Stdin = &sec
+	if out, err := imp.CombinedOutput(); err != nil {
+		t.Fatalf("gpg --import: %v\n%s", err, out)
+	}
+	dec := exec.Command("gpg", "--homedir", home, "--batch", "--decrypt")
+	dec.Stdin = bytes.NewReader(armored)
+	var stdout, stderr bytes.Buffer
+	dec.Stdout, dec.Stderr = &stdout, &stderr
+	err = dec.Run()
+	exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run()
+	if err != nil || !strings.Contains(stdout.String(), want) {
+		t.Errorf("gpg --decrypt: %v, got %q\n%s", err, stdout.String(), stderr.String())
 	}
 }
 
