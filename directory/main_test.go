@@ -221,19 +221,43 @@ func (a *authority) document(t *testing.T, e pki.Epoch, within time.Duration) []
 // testNode returns a signed descriptor for epochs e..e+3.
 func testNode(t *testing.T, i int, role pki.Role, e pki.Epoch) (*pki.Descriptor, []byte) {
 	t.Helper()
+	return newNodeKeys(i, role).descriptor(t, e)
+}
+
+// nodeKeys is a test node's keys; its Sphinx key for an epoch is made once, so descriptors of one
+// node for successive epochs never publish two keys for the same epoch (which authorities refuse).
+type nodeKeys struct {
+	i      int
+	role   pki.Role
+	id     *keys.IdentityPrivateKey
+	link   keys.LinkPublicKey
+	sphinx map[pki.Epoch]pki.EpochKey
+}
+
+func newNodeKeys(i int, role pki.Role) *nodeKeys {
 	id, _ := keys.GenerateIdentityKey(rand.Reader)
 	link, _ := keys.GenerateLinkKey(rand.Reader)
-	d := &pki.Descriptor{Epoch: e, Identity: id.Public(), Link: link.Public(), Role: role,
-		Addresses: []string{fmt.Sprintf("127.0.0.1:%d", 30000+i)}}
-	if role == pki.RoleProvider {
-		d.Domains = []string{fmt.Sprintf("p%d.example", i)}
+	return &nodeKeys{i: i, role: role, id: id, link: link.Public(), sphinx: make(map[pki.Epoch]pki.EpochKey)}
+}
+
+// descriptor returns the node's signed descriptor for epochs e..e+3.
+func (n *nodeKeys) descriptor(t *testing.T, e pki.Epoch) (*pki.Descriptor, []byte) {
+	t.Helper()
+	d := &pki.Descriptor{Epoch: e, Identity: n.id.Public(), Link: n.link, Role: n.role,
+		Addresses: []string{fmt.Sprintf("127.0.0.1:%d", 30000+n.i)}}
+	if n.role == pki.RoleProvider {
+		d.Domains = []string{fmt.Sprintf("p%d.example", n.i)}
 		d.Services = []string{"mailbox"}
 	}
 	for k := range pki.MaxSphinxKeys {
-		sk, _ := keys.GenerateSphinxKey(rand.Reader)
-		d.SphinxKeys = append(d.SphinxKeys, pki.EpochKey{Epoch: e + pki.Epoch(k), Key: sk.Public()})
+		ek := e + pki.Epoch(k)
+		if _, ok := n.sphinx[ek]; !ok {
+			sk, _ := keys.GenerateSphinxKey(rand.Reader)
+			n.sphinx[ek] = pki.EpochKey{Epoch: ek, Key: sk.Public()}
+		}
+		d.SphinxKeys = append(d.SphinxKeys, n.sphinx[ek])
 	}
-	if err := d.Sign(id); err != nil {
+	if err := d.Sign(n.id); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := d.Marshal()
@@ -310,18 +334,46 @@ func TestThreeAuthorities(t *testing.T) {
 		a.start(t)
 	}
 	c := clock(t)
-	e, _, _ := c.Now()
+	// Approve all six first, then post their descriptors for the epoch of the moment: on a loaded
+	// machine the approvals can outlast a 2 s epoch, and an authority refuses (409) a descriptor
+	// for an epoch already past. If the epoch turns during the posts, they are made again for the
+	// new one (the same keys: a node never publishes two keys for one epoch).
+	var nodes []*nodeKeys
 	for i := range 6 {
 		role := pki.RoleMix
 		if i >= 4 {
 			role = pki.RoleProvider
 		}
-		d, b := testNode(t, i, role, e)
+		n := newNodeKeys(i, role)
+		d, _ := n.descriptor(t, 0)
 		for _, a := range auths {
 			a.approve(t, d)
-			if code := a.post(t, b); code != http.StatusOK {
-				t.Fatalf("post to %s: %d", a.name, code)
+		}
+		nodes = append(nodes, n)
+	}
+	for attempt := 1; ; attempt++ {
+		e, _, _ := c.Now()
+		late := false
+		for _, n := range nodes {
+			_, b := n.descriptor(t, e)
+			for _, a := range auths {
+				code := a.post(t, b)
+				if code == http.StatusConflict && attempt < 5 {
+					if now, _, _ := c.Now(); now != e {
+						late = true
+						break
+					}
+				}
+				if code != http.StatusOK {
+					t.Fatalf("post to %s: %d", a.name, code)
+				}
 			}
+			if late {
+				break
+			}
+		}
+		if !late {
+			break
 		}
 	}
 	// The epoch now, not at the start: on a loaded machine the posts above can outlast an epoch.
