@@ -744,8 +744,12 @@ func TestInputRules(t *testing.T) {
 	}
 	// Bare LF everywhere, and an 8-bit body (8BITMIME is offered): accepted, delivered with CRLF.
 	lf := "From: alice@alpha.localhost\nTo: bob@beta.localhost\nSubject: bare lf\nContent-Type: text/plain; charset=iso-8859-1\n\nline one\nline two gr\xfc\xdfe"
-	if out := send("lf", lf); !strings.Contains(out, "<-  250 ") {
+	out := send("lf", lf)
+	if !strings.Contains(out, "<-  250 ") {
 		t.Fatalf("bare LF mail not accepted:\n%s", out)
+	}
+	if !strings.Contains(out, "8BITMIME") || strings.Contains(out, "SMTPUTF8") {
+		t.Errorf("EHLO should offer 8BITMIME and not SMTPUTF8 (docs/spec/mailproxy.md section 2):\n%s", out)
 	}
 	got := waitInbox(t, m.bob, 1, 60*time.Second, time.Second)
 	if len(got) != 1 {
