@@ -80,7 +80,8 @@ func TestThroughPostfix(t *testing.T) {
 	if q := e.postqueue("-p"); !strings.Contains(q, "bob@beta.localhost") {
 		t.Fatalf("Postfix did not keep the deferred message:\n%s", q)
 	}
-	time.Sleep(3 * time.Second) // Postfix retries (backoff 1-2 s) and is deferred again
+	// Postfix retries on its own (backoff 1-2 s; longer on a loaded machine) and is deferred again.
+	e.waitLog("mixnet not ready", 2, 60*time.Second)
 	if err := e.net.Restart(alpha); err != nil {
 		t.Fatal(err)
 	}
