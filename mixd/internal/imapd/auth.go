@@ -234,23 +234,36 @@ func (s *slots) acquire(key string) (release func(), ok bool) {
 }
 
 // cached lets a login through without a hash worker when hit reports that the login cache
-// vouches for its password (authcache.go). The failure limits apply as to any login: the login
-// is counted as in progress while hit runs, and a locked-out user or address is refused before
-// the cache is asked, so a warm cache lets no guess past them. A miss counts nothing: the
-// login then goes through begin and its full check.
+// vouches for its password (authcache.go). A locked-out user or address is refused before the
+// cache is asked, so a warm cache lets no guess past the failure limits. It reserves no failure
+// slot: a hit lets in only a right password and a miss records nothing (the login then goes
+// through begin, which reserves one, and its full check), and a reservation here would let a
+// burst of one mail program's logins refuse each other (issue 16).
 func (g *authGate) cached(user, ip string, hit func() bool) (bool, error) {
-	if err := g.ipLimit.reserve(ip); err != nil {
+	if err := g.locked(user, ip); err != nil {
 		return false, err
 	}
-	if err := g.userLimit.reserve(user); err != nil {
-		g.ipLimit.release(ip, false)
-		return false, err
+	if !hit() {
+		return false, nil
 	}
-	ok := hit()
-	g.userLimit.release(user, false)
-	g.ipLimit.release(ip, false)
-	if ok {
-		g.userLimit.reset(user)
+	g.userLimit.reset(user)
+	return true, nil
+}
+
+// locked refuses a login of user from ip with errLockedOut if either has reached its failure
+// limit in the window; it reserves nothing. A login waiting for another login's check of the
+// same password (authflight.go) passes it first, so that no login gets in under a lockout.
+func (g *authGate) locked(user, ip string) error {
+	if g.ipLimit.locked(ip) || g.userLimit.locked(user) {
+		return errLockedOut
 	}
-	return ok, nil
+	return nil
+}
+
+// locked reports whether key has reached the failure limit in its current window.
+func (l *limiter) locked(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.fails[key]
+	return f != nil && l.now().Sub(f.start) < l.window && f.count >= l.max
 }

@@ -25,6 +25,10 @@
 //   - Login cache (authcache.go): once a password has been checked in full, the user's logins
 //     with it for the next 15 minutes need no hash (an HMAC in memory; a new password voids it).
 //     Every login passes the failure limits first and a wrong password is always hashed in full.
+//   - Logins at the same moment (authflight.go): a login presenting the user and password whose
+//     check is in flight for another login waits for that check instead of taking a failure
+//     slot or a place in the queues, so ten connections of one mail program with an empty cache
+//     cost one hash. Only a success is shared; a waiter whose leader failed checks in full itself.
 //
 // An attacker who guesses at one user's name still locks that user out for the window: the
 // price of a per-user limit, which an address limit alone would not give against a botnet.

@@ -95,6 +95,9 @@ type Config struct {
 	// beforeHash, when set (by tests), is called with the user name by every login that is about
 	// to check a password, while it holds a hash worker: the tests count and hold the checks.
 	beforeHash func(user string)
+	// onJoin, when set (by tests), is called with the user name by every login that waits for
+	// another login's check of the same password (authflight.go) instead of checking its own.
+	onJoin func(user string)
 }
 
 // Server is the IMAP server.
@@ -104,6 +107,7 @@ type Server struct {
 	log       *slog.Logger
 	auth      *authGate
 	authCache *authCache
+	flights   *authFlights
 	appendSem chan struct{}
 	connSem   chan struct{}
 
@@ -185,6 +189,7 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 		log:       log,
 		auth:      newAuthGate(&cfg),
 		authCache: newAuthCache(cfg.AuthCacheTTL),
+		flights:   newAuthFlights(cfg.MaxSessionsPerUser - 1),
 		appendSem: make(chan struct{}, cfg.MaxConcurrentAppend),
 		connSem:   make(chan struct{}, cfg.MaxConnections),
 		connsByIP: make(map[string]int),

@@ -86,20 +86,52 @@ func (s *session) Close() error {
 
 // Login checks the password once the authGate lets it (auth.go): subject to the failure
 // limits and the bounds on concurrent hash computations, refusing at once what it does not let
-// through.
+// through. A right password in the login cache (authcache.go) needs no hash, and a login whose
+// password is being checked for another login at the moment waits for that check
+// (authflight.go).
 func (s *session) Login(username, password string) (err error) {
 	defer s.guard("LOGIN", &err)()
+	var phc string
 	hit, err := s.srv.auth.cached(username, s.key, func() bool {
-		phc, err := s.srv.store.PasswordHash(username)
+		var err error
+		phc, err = s.srv.store.PasswordHash(username)
 		return err == nil && s.srv.authCache.check(username, phc, password)
 	})
-	if err == errLockedOut {
+	if err != nil { // locked out
 		s.log.Warn("imap login refused: too many failures", "user", username)
 		return err
 	}
 	if hit {
 		return s.loggedIn(username)
 	}
+	if phc == "" { // no such user (or no hash to key a flight on): the full check alone
+		return s.fullCheck(username, password)
+	}
+	f, lead := s.srv.flights.join(username, phc, password)
+	switch {
+	case f == nil: // the flight is full
+	case lead:
+		ok := false
+		defer func() { s.srv.flights.finish(username, f, ok) }() // also if the check panics
+		err = s.fullCheck(username, password)
+		ok = err == nil
+		return err
+	default:
+		if h := s.srv.cfg.onJoin; h != nil {
+			h(username)
+		}
+		if f.wait() {
+			return s.loggedIn(username)
+		}
+		// Only a success is shared: a password the leader found wrong (or did not get to check)
+		// is checked again in full for this login, within the limits.
+	}
+	return s.fullCheck(username, password)
+}
+
+// fullCheck lets the authGate decide whether the login may check its password, checks it in
+// full if so, and takes a session slot if it is right.
+func (s *session) fullCheck(username, password string) error {
 	done, err := s.srv.auth.begin(username, s.key)
 	if err != nil {
 		if err == errLockedOut {
