@@ -2,7 +2,7 @@
 // (DESIGN.md section 1; contrib/postfix/README.md): mail carrying "X-PANORAMIX-Mixable: yes" to
 // a recipient whose domain is served by a provider in the mixnet's current consensus goes
 // through the mixnet, from the filter's own account at its provider; any other mail is
-// re-injected into Postfix unchanged. The SMTP side is internal/filter, the header handling
+// re-injected into Postfix, without its X-PANORAMIX-Mixable fields. The SMTP side is internal/filter, the header handling
 // internal/message, the record of messages already passed on internal/dedup, the configuration
 // internal/config; the mixnet side is the client engine, pkg/client.
 package main
@@ -42,9 +42,10 @@ const usage = `Usage: postfix-filter --config FILE [--gen-key | --print-key]
        postfix-filter --version | --help
 
 postfix-filter is the PANORAMIX content filter for Postfix. Postfix hands it
-mail (content_filter = scan:[127.0.0.1]:10025); mail with the header
-"X-PANORAMIX-Mixable: yes" to a domain served by a provider in the mixnet
-goes through the mixnet, everything else goes back to Postfix unchanged.
+mail from its submission service (-o content_filter=scan:[127.0.0.1]:10025);
+mail with the header "X-PANORAMIX-Mixable: yes" to a domain served by a
+provider in the mixnet goes through the mixnet, everything else goes back to
+Postfix without that header.
 See contrib/postfix/README.md for the Postfix side.
 
   --config FILE  the configuration (configs/postfix-filter.toml is an example)

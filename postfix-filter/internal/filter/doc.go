@@ -6,8 +6,15 @@
 //     current consensus serves the recipient's domain with the mailbox service: the message,
 //     without that header field, is queued durably in the client engine (pkg/client) for
 //     recipient@domain and leaves through the mixnet;
-//   - otherwise: the message is handed back unchanged to Postfix's re-injection smtpd, which
-//     delivers it the ordinary way.
+//   - otherwise: the message is handed back to Postfix's re-injection smtpd, which delivers it
+//     the ordinary way, without any X-PANORAMIX-Mixable field (an outside recipient need not
+//     learn that the sender's client marked it; a header section the filter cannot read goes
+//     back as it came). Each re-injection is logged at level info with its recipients, size and
+//     reason.
+//
+// The filter does not implement XFORWARD (neither does go-smtp): Postfix logs re-injected mail
+// as coming from the filter (client=localhost[127.0.0.1]); the original client is in Postfix's
+// log line of the first queue ID and in the message's Received fields.
 //
 // Replies follow what Postfix understands: 250 only once every recipient's copy is durable (in
 // the engine's store or accepted by the re-injection smtpd); 4xx while the directory or the link
@@ -18,7 +25,7 @@
 // recipient and message bytes before the reply. When Postfix retries a message after a 4xx, the
 // copies already passed on are recognised and skipped, so a transaction with several recipients
 // can be split between the mixnet and re-injection without sending any copy twice. Postfix's
-// scan_destination_recipient_limit = 1 (contrib/postfix/master.cf) keeps each transaction to one
+// scan_destination_recipient_limit = 1 (contrib/postfix/main.cf) keeps each transaction to one
 // recipient all the same, so that one recipient's temporary failure never delays another's.
 //
 // Mail the mixnet fails to deliver (the engine's status says failed, for example an unknown

@@ -221,21 +221,30 @@ func (ss *session) data(r io.Reader) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
 	defer cancel()
 
+	// stripped is the message without its X-PANORAMIX-Mixable fields: what enters the mixnet,
+	// and also what goes back to Postfix, so that an outside recipient never learns that the
+	// sender's client marked the mail. Only a header section the filter cannot read goes back
+	// as it came (it cannot tell where that section's fields begin and end).
 	marker := message.Absent
-	var stripped []byte
+	stripped := data
+	reason := "no X-PANORAMIX-Mixable field"
 	var subject, msgID string
 	if m, err := message.Parse(data); err != nil {
 		s.m.malformed.Inc()
+		reason = "header section not readable"
 		s.log.Debug("header section not readable; message goes back to Postfix unchanged", "err", err)
 	} else {
 		marker = m.Marker()
-		if marker == message.Mixable {
+		if marker != message.Absent {
 			stripped = m.Strip()
-			subject, msgID = m.Value("Subject"), m.Value("Message-ID")
 		}
-	}
-	if marker == message.Invalid {
-		s.log.Info("X-PANORAMIX-Mixable with a value other than \"yes\"; message goes back to Postfix unchanged")
+		switch marker {
+		case message.Mixable:
+			subject, msgID = m.Value("Subject"), m.Value("Message-ID")
+			reason = "domain not in the mixnet"
+		case message.Invalid:
+			reason = "X-PANORAMIX-Mixable is not \"yes\""
+		}
 	}
 
 	type copyOf struct {
@@ -306,7 +315,7 @@ func (ss *session) data(r io.Reader) error {
 		for i, c := range toReinject {
 			rcpts[i] = c.rcpt
 		}
-		if err := s.reinject(ss.from, &ss.opts, rcpts, data); err != nil {
+		if err := s.reinject(ss.from, &ss.opts, rcpts, stripped); err != nil {
 			var se *smtp.SMTPError
 			if errors.As(err, &se) {
 				s.log.Warn("re-injection refused", "code", se.Code, "msg", se.Message)
@@ -323,12 +332,12 @@ func (ss *session) data(r io.Reader) error {
 			}
 		}
 		s.m.copies.WithLabelValues("reinjected").Add(float64(len(rcpts)))
-		s.log.Debug("re-injected", "recipients", len(rcpts), "size", len(data))
+		s.log.Info("re-injected into Postfix", "recipients", len(rcpts), "size", len(stripped), "reason", reason)
 	}
 	return nil
 }
 
-// reinject hands the message unchanged to the re-injection smtpd. Every recipient must be
+// reinject hands the message to the re-injection smtpd. Every recipient must be
 // accepted, or nothing is sent.
 func (s *Server) reinject(from string, opts *smtp.MailOptions, rcpts []string, data []byte) error {
 	conn, err := net.DialTimeout("tcp", s.cfg.ReinjectAddress, s.cfg.Timeout)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -231,7 +232,8 @@ func TestRouting(t *testing.T) {
 	if err := f.send(t, "a@alpha.test", []string{"bob@beta.test"}, plain); err != nil {
 		t.Fatal(err)
 	}
-	// Mixable to a domain outside the mixnet: back to Postfix, unchanged (header included).
+	// Mixable to a domain outside the mixnet: back to Postfix without the header field, which
+	// would tell the outside recipient that the sender's client marked the mail.
 	m3 := strings.Replace(mixable, "1ABC", "3ABC", 1)
 	if err := f.send(t, "a@alpha.test", []string{"carol@legacy.test"}, m3); err != nil {
 		t.Fatal(err)
@@ -254,11 +256,62 @@ func TestRouting(t *testing.T) {
 	}
 	for i, want := range []sinkMsg{
 		{"a@alpha.test", []string{"bob@beta.test"}, []byte(plain)},
-		{"a@alpha.test", []string{"carol@legacy.test"}, []byte(m3)},
-		{"", []string{"erin@legacy.test"}, []byte(m4)},
+		{"a@alpha.test", []string{"carol@legacy.test"}, []byte(strings.Replace(m3, "X-PANORAMIX-Mixable: yes\r\n", "", 1))},
+		{"", []string{"erin@legacy.test"}, []byte(strings.Replace(m4, "X-PANORAMIX-Mixable: yes\r\n", "", 1))},
 	} {
 		if got[i].from != want.from || strings.Join(got[i].rcpts, ",") != strings.Join(want.rcpts, ",") || !bytes.Equal(got[i].data, want.data) {
 			t.Errorf("re-injected %d: %q %q %q, want %q %q %q", i, got[i].from, got[i].rcpts, got[i].data, want.from, want.rcpts, want.data)
+		}
+	}
+}
+
+// syncBuffer is a log destination the server's goroutines may write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// Every copy that goes back to Postfix leaves without any X-PANORAMIX-Mixable field (a garbage
+// value, several fields, any case), and each re-injection is logged at level info with its
+// recipients, size and reason.
+func TestReinjectionStrippedAndLogged(t *testing.T) {
+	var logs syncBuffer
+	f := start(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	})
+	invalid := "Subject: x\r\nx-panoramix-mixable: maybe\r\nX-PANORAMIX-Mixable: yes\r\n\r\nbody\r\n"
+	for _, c := range []struct {
+		rcpts  []string
+		data   string
+		reason string
+	}{
+		{[]string{"bob@beta.test"}, plain, "no X-PANORAMIX-Mixable field"},
+		{[]string{"carol@legacy.test", "dan@legacy.test"}, mixable, "domain not in the mixnet"},
+		{[]string{"bob@beta.test"}, invalid, "X-PANORAMIX-Mixable is not \"yes\""},
+	} {
+		if err := f.send(t, "a@alpha.test", c.rcpts, c.data); err != nil {
+			t.Fatal(err)
+		}
+		got := f.sink.messages()
+		m := got[len(got)-1]
+		if bytes.Contains(bytes.ToLower(m.data), []byte("x-panoramix-mixable")) {
+			t.Errorf("the re-injected copy keeps the marker: %q", m.data)
+		}
+		want := fmt.Sprintf("level=INFO msg=\"re-injected into Postfix\" recipients=%d size=%d reason=%q", len(c.rcpts), len(m.data), c.reason)
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log lacks %s:\n%s", want, logs.String())
 		}
 	}
 }
@@ -330,7 +383,7 @@ func TestBadInput(t *testing.T) {
 	f := start(t, func(c *Config) { c.MaxRecipients = 3 })
 	f.mix.max = 8 << 10
 
-	// Malformed header section, garbage marker values: back to Postfix unchanged.
+	// Malformed header section, garbage marker values: back to Postfix.
 	bad := []string{
 		"this is not a header\r\n\r\nX-PANORAMIX-Mixable: yes\r\n",
 		"X-PANORAMIX-Mixable: yes, please\r\nSubject: s\r\n\r\nb\r\n",
@@ -347,9 +400,12 @@ func TestBadInput(t *testing.T) {
 	if len(f.mix.messages()) != 0 || len(f.sink.messages()) != 5 {
 		t.Fatalf("malformed or garbage-marked mail: %d to the mixnet, %d re-injected; want 0 and 5", len(f.mix.messages()), len(f.sink.messages()))
 	}
+	// A header section the filter cannot read goes back unchanged; a readable one loses its
+	// X-PANORAMIX-Mixable fields, whatever their value.
+	want := []string{bad[0], "Subject: s\r\n\r\nb\r\n", "\r\nb\r\n", "\r\nb\r\n", bad[4]}
 	for i, m := range f.sink.messages() {
-		if string(m.data) != bad[i] {
-			t.Errorf("re-injected %q, want %q unchanged", m.data, bad[i])
+		if string(m.data) != want[i] {
+			t.Errorf("re-injected %q, want %q", m.data, want[i])
 		}
 	}
 	// A long line in a mixable message is fine.
