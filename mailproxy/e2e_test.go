@@ -763,3 +763,79 @@ func TestInputRules(t *testing.T) {
 		t.Errorf("delivered mail is not the submitted one with CRLF: %q", got[0])
 	}
 }
+
+// A mail program that lost the 250 because alice's mailproxy died right after the engine
+// committed the mail (PANORAMIX_TEST_CRASH_AFTER_SEND makes it SIGKILL itself there, before the
+// 250 and before its own record) submits the same mail again after the restart: bob gets it
+// exactly once. PANORAMIX_RESUBMIT_KILLS sets the number of kills (default 2; 80 for the figure
+// of issue 19).
+func TestResubmitAfterLost250(t *testing.T) {
+	kills := 2
+	if v := os.Getenv("PANORAMIX_RESUBMIT_KILLS"); v != "" {
+		if _, err := fmt.Sscan(v, &kills); err != nil || kills < 1 {
+			t.Fatalf("PANORAMIX_RESUBMIT_KILLS=%q: want a positive number", v)
+		}
+	}
+	m := startMailnet(t, testParams(), 1, fastProxy, fastProxy)
+	submit := func(data string) error {
+		c, err := smtp.Dial(m.alice.SMTP)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return c.SendMail("alice@alpha.localhost", []string{"bob@beta.localhost"}, strings.NewReader(data))
+	}
+	restart := func(hook bool) {
+		t.Helper()
+		if err := m.alice.Stop(); err != nil && m.alice.Running() {
+			t.Fatal(err)
+		}
+		if hook {
+			os.Setenv("PANORAMIX_TEST_CRASH_AFTER_SEND", "1")
+		} else {
+			os.Unsetenv("PANORAMIX_TEST_CRASH_AFTER_SEND")
+		}
+		if err := m.alice.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PANORAMIX_TEST_CRASH_AFTER_SEND", "") // restored at the end
+	for i := range kills {
+		data := fmt.Sprintf("From: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\nSubject: resubmit %d\r\nMessage-ID: <resubmit-%d@here>\r\n\r\nonce, please (%d)\r\n", i, i, i)
+		restart(true)
+		if err := submit(data); err == nil {
+			t.Fatalf("kill %d: the submission got 250; the hook did not kill mailproxy in the window", i)
+		}
+		for deadline := time.Now().Add(10 * time.Second); m.alice.Running() && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		}
+		if m.alice.Running() {
+			t.Fatalf("kill %d: mailproxy still runs after the failed submission", i)
+		}
+		restart(false)
+		if err := submit(data); err != nil {
+			t.Fatalf("kill %d: resubmission: %v", i, err)
+		}
+	}
+	got := waitInbox(t, m.bob, kills, 90*time.Second, 5*time.Second)
+	count := map[string]int{}
+	for _, msg := range got {
+		for i := range kills {
+			if strings.Contains(msg, fmt.Sprintf("Subject: resubmit %d\r\n", i)) {
+				count[fmt.Sprint(i)]++
+			}
+		}
+	}
+	dups := 0
+	for i := range kills {
+		if n := count[fmt.Sprint(i)]; n != 1 {
+			t.Errorf("mail %d arrived %d times, want once", i, n)
+			if n > 1 {
+				dups++
+			}
+		}
+	}
+	t.Logf("%d kills in the window, %d mails in bob's INBOX, %d duplicated", kills, len(got), dups)
+	if msgs := statusOf(t, m.alice).Accounts[0].Messages; len(msgs) != kills {
+		t.Errorf("alice's status lists %d messages, want %d", len(msgs), kills)
+	}
+}

@@ -248,35 +248,60 @@ func noAck(svc string) bool { return svc == queueService || svc == dropService }
 // its id. The fragments leave one per lambda_P slot while Run runs. dst.Domain must be served by
 // a provider in the current consensus that offers dst.Service.
 func (e *Engine) Send(ctx context.Context, dst Destination, data []byte) (MessageID, error) {
-	var id MessageID
+	id, _, err := e.SendOnce(ctx, dst, data, nil)
+	return id, err
+}
+
+// MaxIdempotencyKey bounds SendOnce's key (a caller's hash or identifier, not data).
+const MaxIdempotencyKey = 256
+
+// SendOnce is Send with an idempotency key (empty: none). The key is committed in the transaction
+// that queues the message, so a caller that lost Send's answer (killed before it could act on
+// it) and calls again with the same key gets the id of the message already queued, existed set,
+// and nothing new is stored, whatever data and dst hold this time. A key is remembered as long
+// as its message's status (until Forget). docs/spec/client.md section 1.
+func (e *Engine) SendOnce(ctx context.Context, dst Destination, data, key []byte) (id MessageID, existed bool, err error) {
+	if len(key) > MaxIdempotencyKey {
+		return id, false, fmt.Errorf("client: idempotency key of %d bytes, at most %d", len(key), MaxIdempotencyKey)
+	}
+	if len(key) == 0 {
+		key = nil // bbolt takes no empty key
+	} else {
+		if id, ok, err := e.st.idempotent(key); err != nil || ok {
+			if err != nil {
+				err = fmt.Errorf("client: idempotency key: %w", err)
+			}
+			return id, ok, err
+		}
+	}
 	if dst.Service == "" {
 		dst.Service = DefaultService
 	}
 	if err := (sphinx.Recipient{Service: dst.Service, ID: dst.Recipient}).Validate(); err != nil {
-		return id, fmt.Errorf("client: destination: %w", err)
+		return id, false, fmt.Errorf("client: destination: %w", err)
 	}
 	if dst.Domain == "" || strings.ToLower(dst.Domain) != dst.Domain {
-		return id, fmt.Errorf("client: destination domain %q: want a lowercase domain", dst.Domain)
+		return id, false, fmt.Errorf("client: destination domain %q: want a lowercase domain", dst.Domain)
 	}
 	doc, err := e.cfg.PKI.Current(ctx)
 	if err != nil {
-		return id, fmt.Errorf("client: consensus: %w", err)
+		return id, false, fmt.Errorf("client: consensus: %w", err)
 	}
 	p, ok := doc.Provider(dst.Domain)
 	if !ok {
-		return id, fmt.Errorf("%w: %s (epoch %d)", ErrUnknownDomain, dst.Domain, doc.Epoch)
+		return id, false, fmt.Errorf("%w: %s (epoch %d)", ErrUnknownDomain, dst.Domain, doc.Epoch)
 	}
 	if !slices.Contains(p.Services, dst.Service) {
-		return id, fmt.Errorf("%w: %s does not offer %q", ErrNoService, dst.Domain, dst.Service)
+		return id, false, fmt.Errorf("%w: %s does not offer %q", ErrNoService, dst.Domain, dst.Service)
 	}
 	capacity := FragmentCapacity(doc.Parameters.Geometry)
 	if len(data) > MaxMessageSize(capacity) {
-		return id, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), MaxMessageSize(capacity))
+		return id, false, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(data), MaxMessageSize(capacity))
 	}
 	crand.Read(id[:])
 	frags, err := Split(id, data, capacity)
 	if err != nil {
-		return id, fmt.Errorf("client: %w", err)
+		return id, false, fmt.Errorf("client: %w", err)
 	}
 	enc := make([][]byte, len(frags))
 	for i, f := range frags {
@@ -284,12 +309,17 @@ func (e *Engine) Send(ctx context.Context, dst Destination, data []byte) (Messag
 	}
 	now := time.Now()
 	st := &Status{ID: id, Destination: dst, State: StateQueued, Size: len(data), Fragments: len(frags),
-		Created: now, Updated: now, NeedsAck: !noAck(dst.Service)}
-	if err := e.st.addMessage(st, enc); err != nil {
-		return id, fmt.Errorf("client: queue message: %w", err)
+		Created: now, Updated: now, NeedsAck: !noAck(dst.Service), IdempotencyKey: key}
+	existing, existed, err := e.st.addMessage(st, enc)
+	if err != nil {
+		return id, false, fmt.Errorf("client: queue message: %w", err)
+	}
+	if existed {
+		// A concurrent call with the same key committed first.
+		return existing, true, nil
 	}
 	e.log.Debug("message queued", "id", id, "fragments", len(frags), "domain", dst.Domain, "service", dst.Service)
-	return id, nil
+	return id, false, nil
 }
 
 // Status returns the delivery status of a message.

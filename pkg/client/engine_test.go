@@ -797,3 +797,51 @@ func (n *localNet) currentEpoch() pki.Epoch {
 	e, _, _ := c.Now()
 	return e
 }
+
+// Two SendOnce calls with one idempotency key, the engine closed and reopened between them
+// (a mailproxy killed before its 250, the mail program resubmitting), queue one message: the
+// second returns the first's id and stores nothing. The key outlives nothing but the message:
+// after Forget, the key queues a new message. An over-long key is refused.
+func TestSendOnceAcrossReopen(t *testing.T) {
+	n := newLocalNet(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	dst := Destination{Domain: "beta.example", Recipient: "bob"}
+	key := []byte("alice\x00bob@beta.example\x00<m1@here>")
+	e := n.engine(dir, nil)
+	id, existed, err := e.SendOnce(ctx, dst, []byte("first"), key)
+	if err != nil || existed {
+		t.Fatalf("first SendOnce: existed %v, %v", existed, err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e = n.engine(dir, nil)
+	id2, existed, err := e.SendOnce(ctx, dst, []byte("again, maybe other bytes"), key)
+	if err != nil || !existed || id2 != id {
+		t.Fatalf("second SendOnce: id %s (first %s), existed %v, %v", id2, id, existed, err)
+	}
+	list, err := e.List()
+	if err != nil || len(list) != 1 {
+		t.Fatalf("%d messages queued (%v), want 1", len(list), err)
+	}
+	other, existed, err := e.SendOnce(ctx, dst, []byte("other"), []byte("another key"))
+	if err != nil || existed || other == id {
+		t.Fatalf("other key: %s existed %v, %v", other, existed, err)
+	}
+	if _, _, err := e.SendOnce(ctx, dst, []byte("x"), make([]byte, MaxIdempotencyKey+1)); err == nil {
+		t.Fatal("over-long idempotency key accepted")
+	}
+	// A finished and forgotten message frees its key.
+	if err := e.st.failMessage(id, "test", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Forget(id); err != nil {
+		t.Fatal(err)
+	}
+	id3, existed, err := e.SendOnce(ctx, dst, []byte("first"), key)
+	if err != nil || existed || id3 == id {
+		t.Fatalf("after Forget: %s existed %v, %v", id3, existed, err)
+	}
+	e.Close()
+}

@@ -26,6 +26,7 @@ var (
 	bucketRxMeta   = []byte("rxmeta")   // message id -> rxRecord (JSON), messages being reassembled
 	bucketInbox    = []byte("inbox")    // u64 arrival order -> Received (JSON)
 	bucketRxDone   = []byte("rxdone")   // message id -> completion time (JSON), for deduplication
+	bucketIdem     = []byte("idem")     // idempotency key (SendOnce) -> message id, until Forget
 	keySeq         = []byte("seq")
 )
 
@@ -85,6 +86,8 @@ type Status struct {
 	// vote receipt, or the reason of a refusal. With several fragments, the answer of the last
 	// ack that carried one.
 	Answer []byte `json:"answer,omitempty"`
+	// IdempotencyKey is the key SendOnce queued the message under (none for Send).
+	IdempotencyKey []byte `json:"idempotency_key,omitempty"`
 }
 
 // fragRecord is a fragment's transmission state; its bytes are in bucketFragData, so that
@@ -137,7 +140,7 @@ func openStore(dir string) (*store, error) {
 	// Concurrent Sends wait at most this long to share a commit; a lone Send pays it once.
 	db.MaxBatchDelay = time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketFragData, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox, bucketRxDone} {
+		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketFragData, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox, bucketRxDone, bucketIdem} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -198,12 +201,26 @@ func getMessage(tx *bolt.Tx, id MessageID) (*Status, error) {
 	return &st, nil
 }
 
-// addMessage queues a message and its encoded fragments in one transaction.
-// addMessage commits a new message through bbolt's Batch, so that concurrent Sends (a
-// postfix-filter with many Postfix connections) share one commit and one fsync. The function
-// may run more than once; it only writes the transaction and st.Order, which it sets each time.
-func (s *store) addMessage(st *Status, frags [][]byte) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+// addMessage commits a new message and its encoded fragments in one transaction, through
+// bbolt's Batch, so that concurrent Sends (a postfix-filter with many Postfix connections) share
+// one commit and one fsync. With st.IdempotencyKey set and already stored, it writes nothing and
+// returns the id stored under the key (existed): the key and the message it names are committed
+// together, so no crash leaves one without the other. The function may run more than once; it
+// only writes the transaction, st.Order and the results, which it sets each time.
+func (s *store) addMessage(st *Status, frags [][]byte) (existing MessageID, existed bool, err error) {
+	err = s.db.Batch(func(tx *bolt.Tx) error {
+		existed = false
+		if st.IdempotencyKey != nil {
+			idem := tx.Bucket(bucketIdem)
+			if v := idem.Get(st.IdempotencyKey); v != nil {
+				existed = true
+				copy(existing[:], v)
+				return nil
+			}
+			if err := idem.Put(st.IdempotencyKey, st.ID[:]); err != nil {
+				return err
+			}
+		}
 		order := tx.Bucket(bucketOrder)
 		seq, err := order.NextSequence()
 		if err != nil {
@@ -227,6 +244,19 @@ func (s *store) addMessage(st *Status, frags [][]byte) error {
 		}
 		return nil
 	})
+	return existing, existed, err
+}
+
+// idempotent returns the id of the message queued under key, if any.
+func (s *store) idempotent(key []byte) (id MessageID, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketIdem).Get(key); v != nil {
+			copy(id[:], v)
+			ok = true
+		}
+		return nil
+	})
+	return id, ok, err
 }
 
 func (s *store) status(id MessageID) (*Status, error) {
@@ -360,6 +390,11 @@ func (s *store) forget(id MessageID) error {
 		}
 		if !st.State.Finished() {
 			return fmt.Errorf("%w: message %s is %s", ErrNotFinished, id, st.State)
+		}
+		if st.IdempotencyKey != nil {
+			if err := tx.Bucket(bucketIdem).Delete(st.IdempotencyKey); err != nil {
+				return err
+			}
 		}
 		return tx.Bucket(bucketMessages).Delete(id[:])
 	})

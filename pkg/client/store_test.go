@@ -97,7 +97,7 @@ func TestFinishDeletesItsSURBs(t *testing.T) {
 	add := func(id MessageID) {
 		frags, _ := Split(id, make([]byte, 5), 8)
 		st := &Status{ID: id, Destination: Destination{Domain: "example.org", Recipient: "poll", Service: "survey"}, State: StateQueued, Size: 5, Fragments: 1, Created: now, Updated: now, NeedsAck: true}
-		if err := s.addMessage(st, [][]byte{frags[0].Marshal()}); err != nil {
+		if _, _, err := s.addMessage(st, [][]byte{frags[0].Marshal()}); err != nil {
 			t.Fatal(err)
 		}
 	}

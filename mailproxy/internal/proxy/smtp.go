@@ -10,7 +10,9 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -23,6 +25,11 @@ import (
 // maxLineLength bounds one line of SMTP input (RFC 5321 allows 1000 with CRLF; go-smtp's
 // default is 2000, kept here as a named limit).
 const maxLineLength = 2000
+
+// crashAfterSend, set only by tests (PANORAMIX_TEST_CRASH_AFTER_SEND=1), makes the proxy kill
+// itself right after the engine committed a mail and before the 250, the window in which a mail
+// program's resubmission must not become a second message (TestResubmitAfterLost250).
+var crashAfterSend = os.Getenv("PANORAMIX_TEST_CRASH_AFTER_SEND") == "1"
 
 // consensusTimeout bounds waiting for a consensus document while answering RCPT.
 const consensusTimeout = 10 * time.Second
@@ -179,8 +186,15 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), consensusTimeout)
-		id, err := a.engine.Send(ctx, client.Destination{Domain: r.dom, Recipient: r.user}, body)
+		// The seen key goes into the engine's own commit of the message (SendOnce): a kill
+		// after that commit and before the record below (or the 250) leaves the key stored, so
+		// the resubmission finds the message instead of queueing a second one.
+		id, existed, err := a.engine.SendOnce(ctx, client.Destination{Domain: r.dom, Recipient: r.user}, body, []byte(seenKey))
 		cancel()
+		if err == nil && crashAfterSend {
+			// Test hook: die like a SIGKILL in the window between the engine's commit and the 250.
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
 		switch {
 		case errors.Is(err, client.ErrTooLarge):
 			return smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message too large for the mixnet: %v", err)
@@ -188,6 +202,12 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 			return smtpErr(550, smtp.EnhancedCode{5, 1, 2}, "Recipient domain %s is not in the mixnet: %v", r.dom, err)
 		case err != nil:
 			return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Could not queue the message for <%s>: %v", r.addr, err)
+		}
+		if existed {
+			p.log.Info("mail already queued: not sent again", "account", a.cfg.Address, "to", r.addr, "id", id)
+			if rec, err := p.recs.get(a.cfg.Address, id.String()); err != nil || rec != nil {
+				continue // the record is there (or unreadable: the monitor rebuilds what it needs)
+			}
 		}
 		rec := &record{Kind: kindMail, Account: a.cfg.Address, Recipient: r.addr, Subject: subject, Headers: headers,
 			Accepted: p.now(), SeenKey: seenKey, Sent: sent}
