@@ -94,7 +94,8 @@ type env struct {
 	tb      testing.TB
 	net     *testnet.Net
 	dir     string // Postfix instance, world-traversable for the postfix user
-	smtpIn  string // Postfix's public smtpd
+	smtpIn  string // Postfix's submission smtpd (contrib/postfix: the filter applies here only)
+	mxIn    string // Postfix's MX smtpd, as on port 25: mail from the internet
 	filter  string // the filter's listener
 	reinj   string // Postfix's re-injection smtpd
 	metrics string // the filter's /metrics
@@ -106,10 +107,10 @@ type env struct {
 	sinkCmd *exec.Cmd
 }
 
-// Ways of filtering, as in contrib/postfix.
+// Ways of filtering, as in contrib/postfix: the master.cf snippet of the submission service.
 const (
-	filterAll    = "main.cf-filter-all"
-	filterHeader = "main.cf-filter-header"
+	filterAll    = "master.cf-filter-all"
+	filterHeader = "master.cf-filter-header"
 )
 
 // startEnv starts a testnet whose clients send at lambdaP (fragments per second), the filter
@@ -162,8 +163,8 @@ func startEnv(tb testing.TB, logLevel, mode string, lambdaP float64) *env {
 	}
 	os.Chmod(e.dir, 0o755)
 	tb.Cleanup(func() { os.RemoveAll(e.dir) })
-	addrs := freeAddrs(tb, 5)
-	e.smtpIn, e.filter, e.reinj, e.metrics = addrs[0], addrs[1], addrs[2], addrs[4]
+	addrs := freeAddrs(tb, 6)
+	e.smtpIn, e.filter, e.reinj, e.metrics, e.mxIn = addrs[0], addrs[1], addrs[2], addrs[4], addrs[5]
 	sinkAddr := addrs[3]
 
 	// The filter: its own account at alpha, keyed with --gen-key.
@@ -302,12 +303,13 @@ func (e *env) contrib(name string) string {
 		e.tb.Fatal(err)
 	}
 	return strings.NewReplacer("[127.0.0.1]:10025", "[127.0.0.1]:"+port(e.filter), "127.0.0.1:10026", e.reinj,
-		"/etc/postfix/", e.dir+"/conf/").Replace(string(b))
+		"/etc/postfix/", e.dir+"/conf/", "\nsubmission inet", "\n"+e.smtpIn+" inet").Replace(string(b))
 }
 
 // startPostfix writes and starts the instance from the snippets of contrib/postfix (mode is
-// one of its main.cf files): the public smtpd hands mail to the filter, the re-injection smtpd
-// takes it back, final delivery goes to the sink.
+// the master.cf snippet of its submission service): the submission smtpd hands mail to the
+// filter, the re-injection smtpd takes it back, final delivery goes to the sink. The MX smtpd
+// is Postfix's stock one, as an operator's master.cf has it for port 25.
 func (e *env) startPostfix(sinkAddr, mode string) {
 	T := e.dir
 	for _, d := range []string{"conf", "queue", "data"} {
@@ -338,8 +340,8 @@ message_size_limit = 4194304
 queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
-`, T, port(sinkAddr)) + e.contrib(mode)
-	masterCf := fmt.Sprintf("127.0.0.1:%s inet n - n - - smtpd\n", port(e.smtpIn)) + e.contrib("master.cf") + postfixServices
+`, T, port(sinkAddr)) + e.contrib("main.cf")
+	masterCf := fmt.Sprintf("%s inet n - n - - smtpd\n", e.mxIn) + e.contrib(mode) + e.contrib("master.cf") + postfixServices
 	os.WriteFile(filepath.Join(T, "conf", "main.cf"), []byte(mainCf), 0o644)
 	os.WriteFile(filepath.Join(T, "conf", "master.cf"), []byte(masterCf), 0o644)
 	os.WriteFile(filepath.Join(T, "conf", "panoramix_header_checks"), []byte(e.contrib("panoramix_header_checks")), 0o644)
@@ -359,14 +361,16 @@ maximal_backoff_time = 2s
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		c, err := net.Dial("tcp", e.smtpIn)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			e.tb.Fatalf("Postfix does not listen on %s: %v", e.smtpIn, err)
+	for _, a := range []string{e.smtpIn, e.mxIn} {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			c, err := net.Dial("tcp", a)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				e.tb.Fatalf("Postfix does not listen on %s: %v", a, err)
+			}
 		}
 	}
 }
@@ -394,10 +398,16 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 `
 
-// submit sends one message into Postfix's public smtpd.
+// submit sends one message into Postfix's submission smtpd.
 func (e *env) submit(from string, to []string, msg string) {
 	e.tb.Helper()
-	c, err := smtp.Dial(e.smtpIn)
+	e.sendTo(e.smtpIn, from, to, msg)
+}
+
+// sendTo sends one message into the Postfix smtpd at addr.
+func (e *env) sendTo(addr, from string, to []string, msg string) {
+	e.tb.Helper()
+	c, err := smtp.Dial(addr)
 	if err != nil {
 		e.tb.Fatal(err)
 	}
@@ -463,10 +473,16 @@ print(json.dumps(out))
 // inbox reads bob's INBOX at beta with Python's imaplib over STARTTLS.
 func (e *env) inbox() []string {
 	e.tb.Helper()
+	return e.inboxOf("beta.localhost", "bob", "correct horse battery")
+}
+
+// inboxOf reads user's INBOX at the provider of domain.
+func (e *env) inboxOf(domain, user, password string) []string {
+	e.tb.Helper()
 	script := filepath.Join(e.dir, "read.py")
 	os.WriteFile(script, []byte(imapReadScript), 0o644)
-	host, p, _ := net.SplitHostPort(e.net.Provider("beta.localhost").IMAP)
-	out, err := exec.Command("python3", script, host, p, "bob", "correct horse battery").CombinedOutput()
+	host, p, _ := net.SplitHostPort(e.net.Provider(domain).IMAP)
+	out, err := exec.Command("python3", script, host, p, user, password).CombinedOutput()
 	if err != nil {
 		e.tb.Fatalf("imaplib: %v\n%s", err, out)
 	}

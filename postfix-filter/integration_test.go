@@ -19,7 +19,7 @@ func mail(subject, extra, body string) string {
 // both ways; with the filter's provider down Postfix defers and delivers once it is back, exactly
 // once; an oversize message bounces.
 func TestThroughPostfix(t *testing.T) {
-	e := startEnv(t, "debug", filterAll, 20)
+	e := startEnv(t, "info", filterAll, 20)
 
 	// 1. Mixable, participating domain: IMAP, header removed, not at the sink.
 	m1 := mail("mixed one", "X-PANORAMIX-Mixable: yes\r\n", "through the mixnet, token M1")
@@ -45,15 +45,32 @@ func TestThroughPostfix(t *testing.T) {
 	m7 := mail("garbage", "X-PANORAMIX-Mixable: yes\x01\xff maybe\r\n", "garbage marker, token G7")
 	e.submit("alice@alpha.localhost", []string{"bob@beta.localhost"}, m7)
 
+	// The copies that go the ordinary way lose only their X-PANORAMIX-Mixable field.
+	unmarked := func(m string) string {
+		i := strings.Index(m, "X-PANORAMIX-Mixable:")
+		if i < 0 {
+			return m
+		}
+		return m[:i] + m[i+strings.Index(m[i:], "\r\n")+2:]
+	}
 	for _, c := range []struct{ token, body string }{{"token P2", m2}, {"token L3", m3}, {"token B4", m4}, {"token G7", m7}} {
 		if n := e.sinkWith(c.token, 20*time.Second); n != 1 {
 			t.Fatalf("the sink holds %d copies of %q, want 1", n, c.token)
 		}
 		for _, m := range e.sinkMessages() {
-			if strings.Contains(m, c.token) && !strings.Contains(m, strings.ReplaceAll(c.body, "\r\n", "\n")) {
-				t.Errorf("%s changed on the way to the sink:\n%s", c.token, m)
+			if !strings.Contains(m, c.token) {
+				continue
+			}
+			if !strings.Contains(m, strings.ReplaceAll(unmarked(c.body), "\r\n", "\n")) {
+				t.Errorf("%s changed on the way to the sink (beyond losing its X-PANORAMIX-Mixable field):\n%s", c.token, m)
+			}
+			if strings.Contains(strings.ToLower(m), "x-panoramix-mixable") {
+				t.Errorf("%s kept its X-PANORAMIX-Mixable field on the way to the sink:\n%s", c.token, m)
 			}
 		}
+	}
+	if n := e.countLog(`msg="re-injected into Postfix"`); n != 4 {
+		t.Errorf("the filter's log shows %d re-injections at level info, want 4 (P2, L3, B4 to carol, G7)", n)
 	}
 	if n := e.inboxWith("token B4", 40*time.Second); n != 1 {
 		t.Fatalf("bob's INBOX holds %d copies of the message to both, want 1", n)
@@ -122,7 +139,7 @@ func TestThroughPostfix(t *testing.T) {
 	}
 }
 
-// Only messages with the header go to the filter (contrib/postfix/main.cf-filter-header): mixable
+// Only messages with the header go to the filter (contrib/postfix/master.cf-filter-header): mixable
 // mail reaches the IMAP mailbox, other mail the sink without passing through the filter.
 func TestHeaderChecksMode(t *testing.T) {
 	e := startEnv(t, "debug", filterHeader, 20)
@@ -154,5 +171,56 @@ func TestHeaderChecksMode(t *testing.T) {
 		if strings.Contains(m, "<nobody@beta.localhost>: ") && !strings.Contains(m, "X-Rcpt-Args: <alice@alpha.localhost>") {
 			t.Fatalf("the bounce did not go to the sender:\n%s", m)
 		}
+	}
+}
+
+// An internet sender who sets X-PANORAMIX-Mixable on mail to a local user must not divert it
+// into the mixnet (issue 19): contrib/postfix applies the filter to the submission service only,
+// so such mail arriving at the MX smtpd (port 25) goes the ordinary way, here the sink, while the
+// same mail from the submission service goes through the mixnet. Both ways of filtering.
+func TestMXNotDiverted(t *testing.T) {
+	for _, mode := range []string{filterAll, filterHeader} {
+		t.Run(mode, func(t *testing.T) {
+			e := startEnv(t, "info", mode, 20)
+			alpha := e.net.Provider("alpha.localhost")
+			if _, err := e.net.AddUser(alpha, "alice", 64<<20); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.net.SetPassword(alpha, "alice", "alice's password"); err != nil {
+				t.Fatal(err)
+			}
+			msg := func(token string) string {
+				return fmt.Sprintf("From: mallory@outside.test\r\nTo: alice@alpha.localhost\r\nDate: %s\r\nSubject: %s\r\nMessage-ID: <%d@outside.test>\r\nX-PANORAMIX-Mixable: yes\r\n\r\nfrom outside, token %s\r\n",
+					time.Now().Format(time.RFC1123Z), token, time.Now().UnixNano(), token)
+			}
+
+			e.sendTo(e.mxIn, "mallory@outside.test", []string{"alice@alpha.localhost"}, msg("X1"))
+			if n := e.sinkWith("token X1", 30*time.Second); n != 1 {
+				t.Fatalf("the sink holds %d copies of the outside sender's mail to a local user, want 1 (the filter queued %d messages for the mixnet)",
+					n, e.countLog("queued for the mixnet"))
+			}
+			if n := e.countLog("queued for the mixnet"); n != 0 {
+				t.Fatalf("the filter queued %d messages from the MX smtpd for the mixnet, want 0", n)
+			}
+
+			e.submit("mallory@outside.test", []string{"alice@alpha.localhost"}, msg("S2"))
+			n := 0
+			for deadline := time.Now().Add(40 * time.Second); n == 0 && time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+				for _, m := range e.inboxOf("alpha.localhost", "alice", "alice's password") {
+					if strings.Contains(m, "token S2") {
+						n++
+					}
+				}
+			}
+			if n != 1 {
+				t.Fatalf("alice's INBOX holds %d copies of the submitted mixable message, want 1", n)
+			}
+			if e.sinkWith("token S2", 0) != 0 {
+				t.Fatal("the submitted mixable message reached the ordinary next hop")
+			}
+			if e.countLog("queued for the mixnet") != 1 {
+				t.Fatalf("the filter queued %d messages for the mixnet, want 1", e.countLog("queued for the mixnet"))
+			}
+		})
 	}
 }
