@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -433,16 +434,35 @@ func TestAbuseIsContained(t *testing.T) {
 
 	// Wrong epoch: a packet built with keys of an epoch the node does not use yet fails its
 	// header MAC and goes nowhere.
-	later, err := pc.Get(context.Background(), doc.Epoch+2)
-	if err != nil {
-		t.Fatal(err)
+	// On a loaded machine a provider's upload can miss a document; take the first later
+	// document that lists both providers.
+	var later *pki.Document
+	var la, lb *pki.Node
+	deadline := time.Now().Add(20 * time.Second)
+	for e := doc.Epoch + 2; ; e++ {
+		d, err := pc.Get(context.Background(), e)
+		for errors.Is(err, pki.ErrNoDocument) && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			d, err = pc.Get(context.Background(), e)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var okA, okB bool
+		la, okA = d.Node(provA.Identity())
+		lb, okB = d.Node(tn.nodes["beta"].Identity())
+		if okA && okB {
+			later = d
+			break
+		}
+		if e >= doc.Epoch+5 {
+			t.Fatalf("no document from epoch %d to %d lists both providers", doc.Epoch+2, e)
+		}
 	}
-	la, _ := later.Node(provA.Identity())
-	lb, _ := later.Node(tn.nodes["beta"].Identity())
 	before := metricValue(t, provA, "mixd_unwrap_errors_total", map[string]string{"reason": "header_mac"})
 	wrong := &testClient{t: t, s: s, user: "bob", conn: bc, pkic: pc, keys: map[[sphinx.SURBIDSize]byte][]byte{}}
 	wrong.sendLoop(later, la, lb, []byte("from the future"))
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for metricValue(t, provA, "mixd_unwrap_errors_total", map[string]string{"reason": "header_mac"}) <= before {
 		if time.Now().After(deadline) {
 			t.Fatal("wrong-epoch packet not refused")
