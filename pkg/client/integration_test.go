@@ -368,6 +368,9 @@ func TestMailboxThroughRealBinaries(t *testing.T) {
 	if st.State != StateFailed || st.Reason != "fragment 0: unknown recipient" {
 		t.Fatalf("mail to nobody: %+v", st)
 	}
+	// The engine counts an ACK just after committing its status, so the last one may be
+	// counted a moment after Status shows the message finished.
+	waitFor(t, "the three ACKs counted", 10*time.Second, func() bool { return alice.LinkState().Acks >= 3 })
 	if ls := alice.LinkState(); ls.Acks < 3 || ls.BadReplies != 0 {
 		t.Fatalf("link state %+v", ls)
 	}
