@@ -816,7 +816,19 @@ func TestResubmitAfterLost250(t *testing.T) {
 			t.Fatalf("kill %d: resubmission: %v", i, err)
 		}
 	}
-	got := waitInbox(t, m.bob, kills, 90*time.Second, 5*time.Second)
+	var got []string
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if got = inbox(t, m.bob); len(got) >= kills {
+			break
+		}
+	}
+	time.Sleep(5 * time.Second) // a duplicate would show up by then
+	got = inbox(t, m.bob)
+	for _, mr := range statusOf(t, m.alice).Accounts[0].Messages {
+		if mr.State == "failed" {
+			t.Errorf("alice's mail %q failed: %s", mr.Subject, mr.Reason)
+		}
+	}
 	count := map[string]int{}
 	for _, msg := range got {
 		for i := range kills {
@@ -837,5 +849,90 @@ func TestResubmitAfterLost250(t *testing.T) {
 	t.Logf("%d kills in the window, %d mails in bob's INBOX, %d duplicated", kills, len(got), dups)
 	if msgs := statusOf(t, m.alice).Accounts[0].Messages; len(msgs) != kills {
 		t.Errorf("alice's status lists %d messages, want %d", len(msgs), kills)
+	}
+}
+
+// Provider beta is down for several epochs (SIGKILL, out of the consensus after about two):
+// a mail alice submitted just after the kill (250) waits in her queue instead of bouncing, a
+// mail submitted while beta is out of the consensus gets 451 4.4.4 (the domain was in the
+// mixnet recently: try again) instead of 550, and after beta's restart the mail program's retry
+// is accepted. Bob gets each mail exactly once and alice no bounce.
+func TestProviderOutage(t *testing.T) {
+	m := startMailnet(t, testParams(), 1, fastProxy, fastProxy)
+	ctx := t.Context()
+	submit := func(subject string) error {
+		c, err := smtp.Dial(m.alice.SMTP)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		data := "From: alice@alpha.localhost\r\nTo: bob@beta.localhost\r\nSubject: " + subject + "\r\nMessage-ID: <" + strings.ReplaceAll(subject, " ", "-") + "@here>\r\n\r\nwaits for beta\r\n"
+		return c.SendMail("alice@alpha.localhost", []string{"bob@beta.localhost"}, strings.NewReader(data))
+	}
+	pc, err := m.PKIClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listsBeta := func() bool {
+		doc, err := pc.Current(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := doc.Provider("beta.localhost")
+		return ok
+	}
+	beta := m.Provider("beta.localhost")
+	if err := m.Kill(beta); err != nil {
+		t.Fatal(err)
+	}
+	if err := submit("during outage"); err != nil {
+		t.Fatalf("submission while beta is still in the consensus: %v", err)
+	}
+	ep := m.Parameters().EpochLength
+	for deadline := time.Now().Add(6 * ep); listsBeta() && time.Now().Before(deadline); time.Sleep(ep / 10) {
+	}
+	if listsBeta() {
+		t.Fatal("beta is still in the consensus six epochs after its provider was killed")
+	}
+	t.Log("beta left the consensus")
+	err = submit("while away")
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 4, 4}) {
+		t.Errorf("submission while beta is out of the consensus: %v, want 451 4.4.4", err)
+	}
+	time.Sleep(3 * ep) // several epochs out of the consensus
+	if err := m.Restart(beta); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(6 * ep); !listsBeta() && time.Now().Before(deadline); time.Sleep(ep / 10) {
+	}
+	if !listsBeta() {
+		t.Fatal("beta is not back in the consensus six epochs after its restart")
+	}
+	if err := submit("while away"); err != nil {
+		t.Fatalf("retry after the outage: %v", err)
+	}
+	got := waitInbox(t, m.bob, 2, 90*time.Second, 5*time.Second)
+	for _, s := range []string{"during outage", "while away"} {
+		n := 0
+		for _, msg := range got {
+			if strings.Contains(msg, "Subject: "+s+"\r\n") {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("mail %q arrived %d times, want once", s, n)
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("bob's INBOX holds %d messages, want 2", len(got))
+	}
+	for _, mr := range statusOf(t, m.alice).Accounts[0].Messages {
+		if mr.Kind != "mail" || mr.State == "failed" {
+			t.Errorf("alice's status: %+v", mr)
+		}
+	}
+	if got := inbox(t, m.alice); len(got) != 0 {
+		t.Errorf("alice's INBOX holds %d messages, want no bounce", len(got))
 	}
 }

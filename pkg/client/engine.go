@@ -31,6 +31,9 @@ const (
 	DefaultPartialTimeout   = 7 * 24 * time.Hour
 	DefaultMaxReceiveSize   = 16 << 20
 	DefaultMaxInbox         = 64
+	// DefaultQueueLifetime is how long a message waits for its domain's provider to come back
+	// into the consensus, like Postfix's maximal_queue_lifetime.
+	DefaultQueueLifetime = 5 * 24 * time.Hour
 
 	// Built-in provider services the engine uses for cover traffic (docs/spec/services.md).
 	queueService = "queue"
@@ -60,6 +63,9 @@ var (
 	ErrTooLarge       = errors.New("client: message too large")
 	ErrRunning        = errors.New("client: engine is running")
 	ErrNotFinished    = errors.New("client: message not finished")
+	// ErrDomainAway: no provider serves the domain in the current consensus, but one did within
+	// the queue lifetime; the provider is probably down for a while. A temporary failure.
+	ErrDomainAway = errors.New("client: no provider serves the domain now, but one did recently")
 )
 
 // Config configures an Engine.
@@ -109,6 +115,10 @@ type Config struct {
 	// MaxInbox bounds the received messages kept until DeleteReceived, together with those in
 	// reassembly: fragments of further messages are dropped. DefaultMaxInbox when 0.
 	MaxInbox int
+	// QueueLifetime is how long a queued message waits while no provider serves its domain
+	// (counted from Send), and how long a domain counts as recently in the mixnet after the
+	// last consensus document that listed it; DefaultQueueLifetime when 0.
+	QueueLifetime time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -138,6 +148,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInbox == 0 {
 		c.MaxInbox = DefaultMaxInbox
+	}
+	if c.QueueLifetime == 0 {
+		c.QueueLifetime = DefaultQueueLifetime
 	}
 }
 
@@ -183,6 +196,8 @@ type Engine struct {
 	log     *slog.Logger
 	st      *store
 	running atomic.Bool
+	// notedEpoch is the epoch whose providers' domains noteDomains stored last.
+	notedEpoch atomic.Uint64
 
 	rngMu sync.Mutex
 	rng   *rand.Rand
@@ -287,8 +302,12 @@ func (e *Engine) SendOnce(ctx context.Context, dst Destination, data, key []byte
 	if err != nil {
 		return id, false, fmt.Errorf("client: consensus: %w", err)
 	}
+	e.noteDomains(doc)
 	p, ok := doc.Provider(dst.Domain)
 	if !ok {
+		if last, seen, err := e.DomainSeen(dst.Domain); err == nil && seen {
+			return id, false, fmt.Errorf("%w: %s (epoch %d; last listed %s)", ErrDomainAway, dst.Domain, doc.Epoch, last.UTC().Format(time.RFC3339))
+		}
 		return id, false, fmt.Errorf("%w: %s (epoch %d)", ErrUnknownDomain, dst.Domain, doc.Epoch)
 	}
 	if !slices.Contains(p.Services, dst.Service) {
@@ -320,6 +339,42 @@ func (e *Engine) SendOnce(ctx context.Context, dst Destination, data, key []byte
 	}
 	e.log.Debug("message queued", "id", id, "fragments", len(frags), "domain", dst.Domain, "service", dst.Service)
 	return id, false, nil
+}
+
+// noteDomains remembers, durably, that doc's providers serve their domains at doc's epoch, so
+// that a domain whose provider is away for a while still counts as in the mixnet (DomainSeen).
+// One write per epoch.
+func (e *Engine) noteDomains(doc *pki.Document) {
+	if e.notedEpoch.Load() == uint64(doc.Epoch) {
+		return
+	}
+	var domains []string
+	for _, n := range doc.Nodes {
+		if n.Role != pki.RoleProvider {
+			continue
+		}
+		for _, d := range n.Domains {
+			if _, ok := doc.Provider(d); ok {
+				domains = append(domains, d)
+			}
+		}
+	}
+	if err := e.st.noteDomains(domains, time.Now(), e.cfg.QueueLifetime); err != nil {
+		e.log.Error("remembering the consensus's domains", "err", err)
+		return
+	}
+	e.notedEpoch.Store(uint64(doc.Epoch))
+}
+
+// DomainSeen reports when a consensus document seen by this engine last listed a provider
+// serving domain, and whether that was within the queue lifetime (the domain is then recently
+// in the mixnet: its mail is a temporary failure, not a permanent one).
+func (e *Engine) DomainSeen(domain string) (last time.Time, recent bool, err error) {
+	last, ok, err := e.st.domainSeen(domain)
+	if err != nil || !ok {
+		return last, false, err
+	}
+	return last, time.Since(last) <= e.cfg.QueueLifetime, nil
 }
 
 // Status returns the delivery status of a message.
@@ -410,6 +465,7 @@ func (e *Engine) newView(ctx context.Context) (*view, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consensus: %w", err)
 	}
+	e.noteDomains(doc)
 	self, ok := doc.Provider(e.cfg.Domain)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s (epoch %d)", ErrUnknownDomain, e.cfg.Domain, doc.Epoch)
@@ -579,7 +635,13 @@ func (e *Engine) maintain(now time.Time, v *view, prune bool) {
 // realOrDrop builds the lambda_P stream's packet for the slot at: the next fragment due, else
 // a drop packet. real says which.
 func (e *Engine) realOrDrop(v *view, at time.Time) (pkt []byte, real bool, err error) {
-	d, expired, err := e.st.nextDue(at, e.cfg.RetryBudget)
+	// A message whose domain no provider serves in this epoch waits (within its queue
+	// lifetime) and does not hold up the messages behind it.
+	away := func(st *Status) bool {
+		_, ok := v.doc.Provider(st.Destination.Domain)
+		return !ok && at.Sub(st.Created) <= e.cfg.QueueLifetime
+	}
+	d, expired, err := e.st.nextDue(at, e.cfg.RetryBudget, away)
 	if err != nil {
 		e.log.Error("send queue", "err", err)
 	}
@@ -688,7 +750,8 @@ func (e *Engine) realPacket(v *view, d *due, now time.Time) ([]byte, error) {
 	}
 	p, ok := v.doc.Provider(dst.Domain)
 	if !ok {
-		return fail(fmt.Sprintf("no provider serves %s in epoch %d", dst.Domain, v.doc.Epoch))
+		// realOrDrop picks such a message only once its queue lifetime is over.
+		return fail(fmt.Sprintf("no provider serves %s in epoch %d, and the message waited for one for its queue lifetime of %v", dst.Domain, v.doc.Epoch, e.cfg.QueueLifetime))
 	}
 	if len(d.fragment) > FragmentHeaderSize+FragmentCapacity(v.doc.Parameters.Geometry) {
 		return fail("the network's packet geometry changed and the fragment no longer fits")

@@ -476,7 +476,7 @@ func TestRetransmissionAndBudget(t *testing.T) {
 			t.Fatalf("attempt %d: status %+v", attempt, st)
 		}
 		// Before the deadline nothing is due; after it, the fragment is.
-		if d, _, _ := e.st.nextDue(now.Add(500*time.Millisecond), 3); d != nil {
+		if d, _, _ := e.st.nextDue(now.Add(500*time.Millisecond), 3, nil); d != nil {
 			t.Fatal("fragment due again before its deadline")
 		}
 		now = now.Add(time.Second + 2*n.params.MaxDelay*9)
@@ -844,4 +844,49 @@ func TestSendOnceAcrossReopen(t *testing.T) {
 		t.Fatalf("after Forget: %s existed %v, %v", id3, existed, err)
 	}
 	e.Close()
+}
+
+// A consensus without the destination's provider (provider down for a while) makes its message
+// wait, not fail, and does not hold up the message behind it; the message fails only once it
+// is older than the queue lifetime. The domain counts as recently seen meanwhile.
+func TestProviderAwayWaits(t *testing.T) {
+	n := newLocalNet(t)
+	e := n.engine(t.TempDir(), func(c *Config) { c.QueueLifetime = time.Hour })
+	defer e.Close()
+	ctx := context.Background()
+	toBeta, err := e.Send(ctx, Destination{Domain: "beta.example", Recipient: "bob"}, []byte("waits"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toAlpha, err := e.Send(ctx, Destination{Domain: "alpha.example", Recipient: "carol"}, []byte("goes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := n.view(e)
+	doc := *v.doc
+	doc.Nodes = slices.DeleteFunc(slices.Clone(doc.Nodes), func(nd pki.Node) bool { return slices.Contains(nd.Domains, "beta.example") })
+	away := &view{doc: &doc, sph: v.sph, self: v.self}
+	now := time.Now()
+	sf := n.sendOne(e, away, now)
+	if sf.frag.ID != toAlpha {
+		t.Fatalf("sent a fragment of %s, want the alpha message %s first", sf.frag.ID, toAlpha)
+	}
+	if _, real, err := e.realOrDrop(away, now.Add(time.Second)); err != nil || real {
+		t.Fatalf("beta away: real packet %v, %v; want a drop", real, err)
+	}
+	if st, _ := e.Status(toBeta); st.State != StateQueued {
+		t.Fatalf("beta message while beta is away: %+v, want queued", st)
+	}
+	if last, recent, err := e.DomainSeen("beta.example"); err != nil || !recent || last.IsZero() {
+		t.Fatalf("DomainSeen(beta) = %v %v %v, want recent", last, recent, err)
+	}
+	if _, recent, _ := e.DomainSeen("never.example"); recent {
+		t.Fatal("a domain never listed counts as recent")
+	}
+	// Past the queue lifetime, the message fails.
+	e.realOrDrop(away, now.Add(time.Hour+time.Minute))
+	st, _ := e.Status(toBeta)
+	if st.State != StateFailed || !strings.Contains(st.Reason, "queue lifetime") {
+		t.Fatalf("beta message after the queue lifetime: %+v, want failed", st)
+	}
 }

@@ -27,6 +27,7 @@ var (
 	bucketInbox    = []byte("inbox")    // u64 arrival order -> Received (JSON)
 	bucketRxDone   = []byte("rxdone")   // message id -> completion time (JSON), for deduplication
 	bucketIdem     = []byte("idem")     // idempotency key (SendOnce) -> message id, until Forget
+	bucketDomains  = []byte("domains")  // provider domain -> last time a consensus listed it (RFC 3339)
 	keySeq         = []byte("seq")
 )
 
@@ -140,7 +141,7 @@ func openStore(dir string) (*store, error) {
 	// Concurrent Sends wait at most this long to share a commit; a lone Send pays it once.
 	db.MaxBatchDelay = time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketFragData, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox, bucketRxDone, bucketIdem} {
+		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketFragData, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox, bucketRxDone, bucketIdem, bucketDomains} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -247,6 +248,52 @@ func (s *store) addMessage(st *Status, frags [][]byte) (existing MessageID, exis
 	return existing, existed, err
 }
 
+// maxDomains bounds the remembered domains (a consensus lists far fewer providers).
+const maxDomains = 10000
+
+// noteDomains stores now as the last time each of domains was in the consensus and deletes
+// domains not seen for longer than lifetime.
+func (s *store) noteDomains(domains []string, now time.Time, lifetime time.Duration) error {
+	stamp := []byte(now.UTC().Format(time.RFC3339))
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDomains)
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if t, err := time.Parse(time.RFC3339, string(v)); err != nil || now.Sub(t) > lifetime {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		for _, d := range domains {
+			if b.Get([]byte(d)) == nil && b.Stats().KeyN >= maxDomains {
+				break
+			}
+			if err := b.Put([]byte(d), stamp); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// domainSeen returns the last time a consensus listed domain, if it is remembered.
+func (s *store) domainSeen(domain string) (last time.Time, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketDomains).Get([]byte(domain))
+		if v == nil {
+			return nil
+		}
+		t, err := time.Parse(time.RFC3339, string(v))
+		if err != nil {
+			return fmt.Errorf("client store: corrupt time of domain %q: %w", domain, err)
+		}
+		last, ok = t, true
+		return nil
+	})
+	return last, ok, err
+}
+
 // idempotent returns the id of the message queued under key, if any.
 func (s *store) idempotent(key []byte) (id MessageID, ok bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
@@ -301,14 +348,25 @@ type due struct {
 
 // nextDue returns the first fragment, in queue order, that has never been sent or whose last
 // transmission is past its deadline, or nil. Fragments past their deadline after budget
-// transmissions make their message fail; expired lists those messages for failMessage.
-func (s *store) nextDue(now time.Time, budget int) (d *due, expired map[MessageID]string, err error) {
+// transmissions make their message fail; expired lists those messages for failMessage. Messages
+// for which wait (if not nil) is true are passed over.
+func (s *store) nextDue(now time.Time, budget int, wait func(*Status) bool) (d *due, expired map[MessageID]string, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		msgs, frags, data := tx.Bucket(bucketMessages), tx.Bucket(bucketFrags), tx.Bucket(bucketFragData)
 		oc := tx.Bucket(bucketOrder).Cursor()
 		for _, idb := oc.First(); idb != nil; _, idb = oc.Next() {
 			var id MessageID
 			copy(id[:], idb)
+			if wait != nil {
+				var st Status
+				if _, err := getJSON(msgs, id[:], &st); err != nil {
+					return err
+				}
+				st.ID = id
+				if wait(&st) {
+					continue
+				}
+			}
 			fc := frags.Cursor()
 			for k, v := fc.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, v = fc.Next() {
 				var fr fragRecord

@@ -49,10 +49,15 @@ type Config struct {
 	StatusSocket string `mapstructure:"status_socket"`
 	// StatusRetention is how long delivered messages stay listed in the status.
 	StatusRetention time.Duration `mapstructure:"status_retention"`
-	SMTP            SMTP          `mapstructure:"smtp"`
-	Directory       Directory     `mapstructure:"directory"`
-	Smarthost       Smarthost     `mapstructure:"smarthost"`
-	Accounts        []Account     `mapstructure:"accounts"`
+	// QueueLifetime is how long mail waits while no provider serves its domain (a provider
+	// down for a while) before it bounces, and how long after the last consensus that listed
+	// a domain new mail for it is answered 451 rather than 550 (docs/spec/mailproxy.md
+	// section 2). Postfix's maximal_queue_lifetime is 5 days too.
+	QueueLifetime time.Duration `mapstructure:"queue_lifetime"`
+	SMTP          SMTP          `mapstructure:"smtp"`
+	Directory     Directory     `mapstructure:"directory"`
+	Smarthost     Smarthost     `mapstructure:"smarthost"`
+	Accounts      []Account     `mapstructure:"accounts"`
 }
 
 // SMTP configures the submission server for the user's mail program.
@@ -124,6 +129,9 @@ func (a Account) User() string { u, _, _ := strings.Cut(a.Address, "@"); return 
 // Domain is the account's provider domain.
 func (a Account) Domain() string { _, d, _ := strings.Cut(a.Address, "@"); return d }
 
+// MaxQueueLifetime bounds queue_lifetime: a mail program and its user wait no longer.
+const MaxQueueLifetime = 30 * 24 * time.Hour
+
 // Default returns the defaults.
 func Default() Config {
 	return Config{
@@ -131,6 +139,7 @@ func Default() Config {
 		DataDir:         "mailproxy-data",
 		LogLevel:        "info",
 		StatusRetention: 24 * time.Hour,
+		QueueLifetime:   5 * 24 * time.Hour,
 		SMTP:            SMTP{ListenAddress: "127.0.0.1:2525", MaxMessageSize: 25 << 20, MaxRecipients: 100},
 		Directory: Directory{
 			URLs:        []string{"http://127.0.0.1:7000"},
@@ -146,7 +155,7 @@ func Load(path string) (*Config, error) {
 	d := Default()
 	defaults := map[string]any{
 		"version": d.Version, "data_dir": d.DataDir, "log_level": d.LogLevel, "status_socket": d.StatusSocket,
-		"status_retention": d.StatusRetention, "smtp.listen_address": d.SMTP.ListenAddress,
+		"status_retention": d.StatusRetention, "queue_lifetime": d.QueueLifetime, "smtp.listen_address": d.SMTP.ListenAddress,
 		"smtp.max_message_size": d.SMTP.MaxMessageSize, "smtp.max_recipients": d.SMTP.MaxRecipients,
 		"directory.urls": d.Directory.URLs, "directory.threshold": d.Directory.Threshold,
 		"directory.authorities": d.Directory.Authorities, "directory.epoch_length": d.Directory.EpochLength,
@@ -185,6 +194,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StatusRetention < 0 {
 		return fmt.Errorf("status_retention = %v: want 0 or more", c.StatusRetention)
+	}
+	if c.QueueLifetime < time.Minute || c.QueueLifetime > MaxQueueLifetime {
+		return fmt.Errorf("queue_lifetime = %v: want 1m to %v", c.QueueLifetime, MaxQueueLifetime)
 	}
 	if err := boot.CheckLoopback(c.SMTP.ListenAddress, "the server has no authentication"); err != nil {
 		return fmt.Errorf("[smtp] listen_address: %w", err)

@@ -61,7 +61,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := Default()
-	if c.SMTP != d.SMTP || c.LogLevel != "info" || c.Directory.EpochLength != d.Directory.EpochLength || c.StatusRetention != 24*time.Hour {
+	if c.SMTP != d.SMTP || c.LogLevel != "info" || c.Directory.EpochLength != d.Directory.EpochLength || c.StatusRetention != 24*time.Hour || c.QueueLifetime != 5*24*time.Hour {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 	a := c.Accounts[0]
@@ -90,6 +90,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"smarthost", minimal() + "[smarthost]\naddress = \"nohost\"\n", "[smarthost] address"},
 		{"encrypt", minimal() + "encrypt = \"always\"\n", "accounts[0]: encrypt"},
 		{"log level", "log_level = \"loud\"\n" + minimal(), "log_level"},
+		{"queue lifetime too long", "queue_lifetime = \"1000h\"\n" + minimal(), "queue_lifetime"},
+		{"queue lifetime too short", "queue_lifetime = \"1s\"\n" + minimal(), "queue_lifetime"},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.text)

@@ -70,7 +70,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 		e, err := client.New(client.Config{
 			DataDir: AccountDir(cfg.DataDir, ac.Address), User: ac.User(), Domain: ac.Domain(), LinkKey: k, PKI: pc,
 			Logger: log.With("account", ac.Address), RetryBudget: ac.RetryBudget, AckSlack: ac.AckSlack,
-			RetrieveInterval: ac.RetrieveInterval,
+			RetrieveInterval: ac.RetrieveInterval, QueueLifetime: cfg.QueueLifetime,
 		})
 		if err != nil {
 			k.Wipe()

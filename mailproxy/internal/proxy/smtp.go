@@ -89,6 +89,13 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	r := rcpt{addr: addr, user: user, dom: dom}
 	if _, inNet := doc.Provider(dom); !inNet {
+		// A domain listed within the queue lifetime is in the mixnet, its provider away for a
+		// while: a temporary failure, and never a reason to relay its mail in the clear.
+		if last, recent, err := s.acct.engine.DomainSeen(dom); err != nil {
+			return smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Local store error: %v", err)
+		} else if recent {
+			return smtpErr(451, smtp.EnhancedCode{4, 4, 4}, "Recipient domain %s is in the mixnet but no provider serves it in epoch %d (last listed %s); try again later", dom, doc.Epoch, last.UTC().Format(time.RFC3339))
+		}
 		if s.p.cfg.Smarthost.Address == "" {
 			return smtpErr(550, smtp.EnhancedCode{5, 1, 2}, "Recipient domain %s is not in the mixnet (no provider serves it in epoch %d), and no smarthost is configured for ordinary mail", dom, doc.Epoch)
 		}
@@ -198,6 +205,8 @@ func (p *Proxy) queue(a *account, rcpts []rcpt, raw []byte) error {
 		switch {
 		case errors.Is(err, client.ErrTooLarge):
 			return smtpErr(552, smtp.EnhancedCode{5, 3, 4}, "Message too large for the mixnet: %v", err)
+		case errors.Is(err, client.ErrDomainAway):
+			return smtpErr(451, smtp.EnhancedCode{4, 4, 4}, "Recipient domain %s is in the mixnet but not served at the moment: %v; try again later", r.dom, err)
 		case errors.Is(err, client.ErrUnknownDomain) || errors.Is(err, client.ErrNoService):
 			return smtpErr(550, smtp.EnhancedCode{5, 1, 2}, "Recipient domain %s is not in the mixnet: %v", r.dom, err)
 		case err != nil:
