@@ -45,7 +45,7 @@ build: ## build every program into bin/ with the version stamped
 
 test: ## run every test (the README's test command); installs (as root) the Debian packages they need
 	@scripts/install-test-deps.sh
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -timeout 30m ./...
 
 bench: ## run benchmarks with allocations (narrow with PKG, BENCH, BENCHTIME)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(PKG)
