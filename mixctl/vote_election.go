@@ -17,6 +17,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/board"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/election"
+	"github.com/panoramix-mixnet/panoramix/pkg/vote/group"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/verificatum"
 )
 
@@ -598,6 +599,48 @@ signed. Progress goes to stderr.`,
 	return c
 }
 
+// decryptionInputs is what a trustee's decryption step needs: the election, its identity key,
+// its key share, and the final ciphertexts after every mixer, verified.
+type decryptionInputs struct {
+	sd       *election.SignedDefinition
+	k        *keys.IdentityPrivateKey
+	j        int
+	xj       *group.Scalar
+	final    [][]verificatum.Ciphertext
+	progress election.Progress
+}
+
+func (d *decryptionInputs) wipe() {
+	d.k.Wipe()
+	d.xj.Wipe()
+}
+
+// loadForDecryption loads the trustee's state and key share and verifies the board and every
+// mixer before any decryption step (decrypt and vmn-decrypt).
+func (t *trusteeFlags) loadForDecryption(progressOut io.Writer) (*decryptionInputs, error) {
+	sd, k, err := t.load(true)
+	if err != nil {
+		return nil, err
+	}
+	progress := electionProgress(progressOut)
+	_, final, err := election.VerifyMixing(t.record, progress)
+	if err != nil {
+		k.Wipe()
+		return nil, err
+	}
+	j, xj, err := election.LoadKeyShare(t.keySharePath(), sd)
+	if err != nil {
+		k.Wipe()
+		return nil, err
+	}
+	if j != t.index {
+		k.Wipe()
+		xj.Wipe()
+		return nil, fmt.Errorf("%s is the key share of trustee %d", t.keySharePath(), j)
+	}
+	return &decryptionInputs{sd: sd, k: k, j: j, xj: xj, final: final, progress: progress}, nil
+}
+
 func newVoteDecryptCmd() *cobra.Command {
 	f := &trusteeFlags{}
 	c := &cobra.Command{
@@ -605,24 +648,12 @@ func newVoteDecryptCmd() *cobra.Command {
 		Short: "Verify the board and every mixer, then publish this trustee's decryption shares",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sd, k, err := f.load(true)
+			d, err := f.loadForDecryption(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer k.Wipe()
-			progress := electionProgress(cmd.ErrOrStderr())
-			_, final, err := election.VerifyMixing(f.record, progress)
-			if err != nil {
-				return err
-			}
-			j, xj, err := election.LoadKeyShare(f.keySharePath(), sd)
-			if err != nil {
-				return err
-			}
-			defer xj.Wipe()
-			if j != f.index {
-				return fmt.Errorf("%s is the key share of trustee %d", f.keySharePath(), j)
-			}
+			defer d.wipe()
+			sd, k, j, xj, final, progress := d.sd, d.k, d.j, d.xj, d.final, d.progress
 			out := filepath.Join(f.record, election.DecryptDir, election.ShareName(j))
 			if _, err := os.Stat(out); err == nil {
 				return fmt.Errorf("%s exists; this trustee has decrypted already", out)
@@ -658,24 +689,12 @@ and says what it did or whom it waits for. The run that writes the last reply co
 every question's directory mix/qQQ (type "mixing"), checked as vmnv -mix checks it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sd, k, err := f.load(true)
+			d, err := f.loadForDecryption(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer k.Wipe()
-			progress := electionProgress(cmd.ErrOrStderr())
-			_, final, err := election.VerifyMixing(f.record, progress)
-			if err != nil {
-				return err
-			}
-			j, xj, err := election.LoadKeyShare(f.keySharePath(), sd)
-			if err != nil {
-				return err
-			}
-			defer xj.Wipe()
-			if j != f.index {
-				return fmt.Errorf("%s is the key share of trustee %d", f.keySharePath(), j)
-			}
+			defer d.wipe()
+			sd, j, xj, final, progress := d.sd, d.j, d.xj, d.final, d.progress
 			msg, err := election.VmnDecryptStep(rand.Reader, sd, j, xj, final, f.record, f.state)
 			if err != nil {
 				return err
