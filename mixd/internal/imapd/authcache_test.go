@@ -225,3 +225,70 @@ wait:
 		t.Errorf("%d simultaneous logins with one password cost %d hashes, want 1", logins, n)
 	}
 }
+
+// TestFlightSharesOnlySuccess: while one login's check of bob's right password is held, a login
+// with a wrong password must not get in on it, and a login repeating a wrong password that is
+// being checked must be checked in full itself (a hash and a failure of its own), not answered
+// from the first check: a shared answer would let repeated guesses skip the failure limits.
+func TestFlightSharesOnlySuccess(t *testing.T) {
+	var hashes, joined atomic.Int32
+	var held atomic.Pointer[gate] // the gate the checks wait at, one per phase
+	g, g2 := newGate(), newGate()
+	held.Store(g)
+	env := newEnv(t, func(c *Config) {
+		c.beforeHash = func(string) { hashes.Add(1); held.Load().wait() }
+		c.onJoin = func(string) { joined.Add(1) }
+	})
+	t.Cleanup(g.open)
+	t.Cleanup(g2.open)
+	env.addUser(t, "bob", "right", 0)
+	env.addUser(t, "carol", "hers", 0)
+	send := func(user, pass string) <-chan string {
+		out := make(chan string, 1)
+		go func() {
+			r, c, err := guess(env, "127.0.0.1", user, pass)
+			if err != nil {
+				out <- "error: " + err.Error()
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+			out <- r
+		}()
+		return out
+	}
+	waitFor := func(cond func() bool) { // the deadline only ends the wait
+		for end := time.Now().Add(30 * time.Second); !cond() && time.Now().Before(end); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	right := send("bob", "right")
+	waitFor(func() bool { return hashes.Load() == 1 })
+	wrong := send("bob", "wrong") // another password: queues for its own check, joins nothing
+	g.open()
+	if r := <-right; !strings.HasPrefix(r, "OK") {
+		t.Errorf("right password: %q", r)
+	}
+	if r := <-wrong; !strings.HasPrefix(r, "NO [AUTHENTICATIONFAILED]") {
+		t.Errorf("wrong password while the right one was checked: %q, want NO [AUTHENTICATIONFAILED]", r)
+	}
+	if n := hashes.Load(); n != 2 {
+		t.Errorf("%d hashes for a right and a wrong password, want 2", n)
+	}
+
+	// A wrong password twice at once: the second waits for the first check, then is checked itself.
+	held.Store(g2)
+	hashes.Store(0)
+	first := send("carol", "guess")
+	waitFor(func() bool { return hashes.Load() == 1 })
+	second := send("carol", "guess")
+	waitFor(func() bool { return joined.Load() == 1 })
+	g2.open()
+	for i, ch := range []<-chan string{first, second} {
+		if r := <-ch; !strings.HasPrefix(r, "NO [AUTHENTICATIONFAILED]") {
+			t.Errorf("repeated wrong password %d: %q, want NO [AUTHENTICATIONFAILED]", i+1, r)
+		}
+	}
+	if n, j := hashes.Load(), joined.Load(); j != 1 || n != 2 {
+		t.Errorf("a wrong password sent twice at once: %d joined the first check and %d hashes, want 1 and 2 (each checked in full)", j, n)
+	}
+}
