@@ -319,16 +319,8 @@ var (
 // names exist. Every failure wraps ErrAuthFailed; a stored hash that does not parse adds the
 // parse error so the operator can see it in the log.
 func (s *Store) Authenticate(name, password string) error {
-	var phc string
-	err := s.db.View(func(tx *bolt.Tx) error {
-		var u userRecord
-		if err := getUser(tx, name, &u); err != nil {
-			return err
-		}
-		phc = u.Password
-		return nil
-	})
-	if err != nil && !errors.Is(err, ErrNoSuchUser) {
+	phc, err := s.PasswordHash(name)
+	if err != nil {
 		return fmt.Errorf("mailstore: authenticate: %w", err)
 	}
 	if phc == "" {

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/dp"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
+	"github.com/panoramix-mixnet/panoramix/pkg/service/servicetest"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 	format "github.com/panoramix-mixnet/panoramix/pkg/survey"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey/store"
@@ -24,16 +23,6 @@ import (
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/deliver.json")
 
 const seedsFile = "testdata/deliver.json"
-
-// deliverSeed is one delivered payload: the Recipient command's id, the fragment, and the
-// answer expected (a name of expectNames, or "none" when the payload is too short to name a
-// message).
-type deliverSeed struct {
-	Name      string `json:"name"`
-	Recipient string `json:"recipient"`
-	Data      string `json:"data"` // hex
-	Expect    string `json:"expect"`
-}
 
 // seedSurvey is the fixed survey the seeds are made for (its id is in every submission), open
 // until 2096.
@@ -81,18 +70,6 @@ func runningService(tb testing.TB) (*Service, *store.Store) {
 	return svc, st
 }
 
-func loadSeeds(tb testing.TB) []deliverSeed {
-	b, err := os.ReadFile(seedsFile)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var seeds []deliverSeed
-	if err := json.Unmarshal(b, &seeds); err != nil {
-		tb.Fatalf("%s: %v", seedsFile, err)
-	}
-	return seeds
-}
-
 func writeSeeds(t *testing.T) {
 	sv := seedSurvey(t)
 	g := sphinx.DefaultGeometry()
@@ -110,30 +87,18 @@ func writeSeeds(t *testing.T) {
 		}
 		return b
 	}
-	seeds := []deliverSeed{
-		{"stored", "poll", hex.EncodeToString(frag(1, sub(1, 1, 30))), "stored"},
-		{"malformed fragment", "poll", hex.EncodeToString(append(frag(2, sub(2, 0, 20)), 0)), "malformed"},
-		{"malformed data", "poll", hex.EncodeToString(frag(3, []byte("not a submission"))), "malformed"},
-		{"out of bounds", "poll", hex.EncodeToString(frag(4, sub(4, 0, 100))), "malformed"},
-		{"no such option", "poll", hex.EncodeToString(frag(5, sub(5, 2, 20))), "malformed"},
-		{"unknown survey", "other", hex.EncodeToString(frag(6, sub(6, 0, 20))), "unknown_recipient"},
-		{"bad name", "Poll!", hex.EncodeToString(frag(7, sub(7, 0, 20))), "unknown_recipient"},
-		{"too large", "poll", hex.EncodeToString(frag(8, make([]byte, format.MaxSubmissionSize+1))), "too_large"},
-		{"too short to answer", "poll", "0102", "none"},
+	seeds := []servicetest.DeliverSeed{
+		{Name: "stored", Recipient: "poll", Data: hex.EncodeToString(frag(1, sub(1, 1, 30))), Expect: "stored"},
+		{Name: "malformed fragment", Recipient: "poll", Data: hex.EncodeToString(append(frag(2, sub(2, 0, 20)), 0)), Expect: "malformed"},
+		{Name: "malformed data", Recipient: "poll", Data: hex.EncodeToString(frag(3, []byte("not a submission"))), Expect: "malformed"},
+		{Name: "out of bounds", Recipient: "poll", Data: hex.EncodeToString(frag(4, sub(4, 0, 100))), Expect: "malformed"},
+		{Name: "no such option", Recipient: "poll", Data: hex.EncodeToString(frag(5, sub(5, 2, 20))), Expect: "malformed"},
+		{Name: "unknown survey", Recipient: "other", Data: hex.EncodeToString(frag(6, sub(6, 0, 20))), Expect: "unknown_recipient"},
+		{Name: "bad name", Recipient: "Poll!", Data: hex.EncodeToString(frag(7, sub(7, 0, 20))), Expect: "unknown_recipient"},
+		{Name: "too large", Recipient: "poll", Data: hex.EncodeToString(frag(8, make([]byte, format.MaxSubmissionSize+1))), Expect: "too_large"},
+		{Name: "too short to answer", Recipient: "poll", Data: "0102", Expect: "none"},
 	}
-	b, err := json.MarshalIndent(seeds, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(seedsFile, append(b, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// expectNames are the seeds' names for the answers.
-var expectNames = map[client.AckStatus]string{
-	client.AckStored: "stored", client.AckUnknownRecipient: "unknown_recipient", client.AckOverQuota: "over_quota",
-	client.AckMalformed: "malformed", client.AckTooLarge: "too_large", client.AckRefused: "refused",
+	servicetest.WriteSeeds(t, seedsFile, seeds)
 }
 
 // deliverOnce hands data to the service and returns its answer: "none", or the ACK's status.
@@ -144,27 +109,21 @@ func deliverOnce(tb testing.TB, svc *Service, recipient string, data []byte) (st
 	if err := svc.Deliver(context.Background(), &service.Request{Recipient: recipient, Data: data}, r); err != nil {
 		tb.Fatalf("Deliver failed: %v", err)
 	}
-	id, index, named := client.FragmentIDs(data)
-	switch {
-	case len(r.acks) > 1:
+	if len(r.acks) > 1 {
 		tb.Fatalf("%d answers to one fragment", len(r.acks))
-	case len(r.acks) == 0 && named:
-		tb.Fatal("no answer to a fragment that names its message")
-	case len(r.acks) == 0:
-		return "none", nil
-	case !named:
-		tb.Fatalf("answer %v to bytes that name no message", r.acks[0].Status)
-	case r.acks[0].ID != id || r.acks[0].Index != index:
-		tb.Fatalf("answer for message %s fragment %d, want %s fragment %d", r.acks[0].ID, r.acks[0].Index, id, index)
 	}
-	return expectNames[r.acks[0].Status], r.acks[0]
+	var a *client.Ack
+	if len(r.acks) == 1 {
+		a = r.acks[0]
+	}
+	return servicetest.CheckAnswer(tb, data, a), a
 }
 
 func TestDeliverSeeds(t *testing.T) {
 	if *updateSeeds {
 		writeSeeds(t)
 	}
-	seeds := loadSeeds(t)
+	seeds := servicetest.LoadSeeds(t, seedsFile)
 	if len(seeds) < 5 {
 		t.Fatalf("%s has %d seeds", seedsFile, len(seeds))
 	}
@@ -184,7 +143,7 @@ func TestDeliverSeeds(t *testing.T) {
 // gets at most one answer, for the fragment it names; a row is stored only for an answer
 // "stored", and then the store has that submission.
 func FuzzDeliver(f *testing.F) {
-	for _, s := range loadSeeds(f) {
+	for _, s := range servicetest.LoadSeeds(f, seedsFile) {
 		data, err := hex.DecodeString(s.Data)
 		if err != nil {
 			f.Fatal(err)

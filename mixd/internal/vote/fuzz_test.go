@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
+	"github.com/panoramix-mixnet/panoramix/pkg/service/servicetest"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/board"
 	"github.com/panoramix-mixnet/panoramix/pkg/vote/board/box"
@@ -28,21 +28,6 @@ import (
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/deliver.json")
 
 const seedsFile = "testdata/deliver.json"
-
-// deliverSeed is one delivered payload: the Recipient command's id, the fragment, and the
-// answer expected (a name of expectNames, or "none" when the payload is too short to name a
-// message).
-type deliverSeed struct {
-	Name      string `json:"name"`
-	Recipient string `json:"recipient"`
-	Data      string `json:"data"` // hex
-	Expect    string `json:"expect"`
-}
-
-var expectNames = map[client.AckStatus]string{
-	client.AckStored: "stored", client.AckUnknownRecipient: "unknown_recipient", client.AckOverQuota: "over_quota",
-	client.AckMalformed: "malformed", client.AckTooLarge: "too_large", client.AckRefused: "refused",
-}
 
 // seedKey is a fixed test key, so that the seeds' casts verify against seedParams.
 func seedKey(tb testing.TB, b byte) *keys.IdentityPrivateKey {
@@ -95,18 +80,6 @@ func seedBox(tb testing.TB) (*Service, *board.Params, string) {
 	return svc, p, filepath.Join(dir, p.ElectionID, box.BoardFile)
 }
 
-func loadSeeds(tb testing.TB) []deliverSeed {
-	b, err := os.ReadFile(seedsFile)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var seeds []deliverSeed
-	if err := json.Unmarshal(b, &seeds); err != nil {
-		tb.Fatalf("%s: %v", seedsFile, err)
-	}
-	return seeds
-}
-
 func writeSeeds(t *testing.T) {
 	p := seedParams(t, seedKey(t, 30).Public())
 	g := sphinx.DefaultGeometry()
@@ -127,28 +100,19 @@ func writeSeeds(t *testing.T) {
 	good := cast(seedKey(t, 10), 1)
 	forged := bytes.Clone(cast(seedKey(t, 11), 2))
 	forged[len(forged)-1] ^= 1
-	seeds := []deliverSeed{
-		{"stored", "mayor", frag(1, good), "stored"},
-		{"second voter", "mayor", frag(2, cast(seedKey(t, 12), 0)), "stored"},
-		{"not on the voter list", "mayor", frag(3, cast(seedKey(t, 13), 0)), "refused"},
-		{"altered cast", "mayor", frag(4, forged), "refused"},
-		{"not a cast", "mayor", frag(5, []byte("not a cast")), "malformed"},
-		{"unknown election", "council", frag(6, good), "unknown_recipient"},
-		{"bad election id", "Mayor!", frag(7, good), "unknown_recipient"},
-		{"too large", "mayor", frag(8, make([]byte, board.MaxCastSize+1)), "too_large"},
-		{"too short to answer", "mayor", "0102", "none"},
+	seeds := []servicetest.DeliverSeed{
+		{Name: "stored", Recipient: "mayor", Data: frag(1, good), Expect: "stored"},
+		{Name: "second voter", Recipient: "mayor", Data: frag(2, cast(seedKey(t, 12), 0)), Expect: "stored"},
+		{Name: "not on the voter list", Recipient: "mayor", Data: frag(3, cast(seedKey(t, 13), 0)), Expect: "refused"},
+		{Name: "altered cast", Recipient: "mayor", Data: frag(4, forged), Expect: "refused"},
+		{Name: "not a cast", Recipient: "mayor", Data: frag(5, []byte("not a cast")), Expect: "malformed"},
+		{Name: "unknown election", Recipient: "council", Data: frag(6, good), Expect: "unknown_recipient"},
+		{Name: "bad election id", Recipient: "Mayor!", Data: frag(7, good), Expect: "unknown_recipient"},
+		{Name: "too large", Recipient: "mayor", Data: frag(8, make([]byte, board.MaxCastSize+1)), Expect: "too_large"},
+		{Name: "too short to answer", Recipient: "mayor", Data: "0102", Expect: "none"},
 	}
-	seeds = append(seeds, deliverSeed{"malformed fragment", "mayor", seeds[0].Data + "00", "malformed"})
-	b, err := json.MarshalIndent(seeds, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(seedsFile), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(seedsFile, append(b, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	seeds = append(seeds, servicetest.DeliverSeed{Name: "malformed fragment", Recipient: "mayor", Data: seeds[0].Data + "00", Expect: "malformed"})
+	servicetest.WriteSeeds(t, seedsFile, seeds)
 }
 
 // deliverOnce hands data to the service and returns its answer: "none", or the ACK's status
@@ -161,30 +125,21 @@ func deliverOnce(tb testing.TB, svc *Service, recipient string, data []byte) (st
 	if err := svc.Deliver(ctx, &service.Request{Recipient: recipient, Data: data}, r); err != nil {
 		tb.Fatalf("Deliver failed: %v", err)
 	}
-	id, index, named := client.FragmentIDs(data)
-	if r.data == nil {
-		if named {
-			tb.Fatal("no answer to a fragment that names its message")
+	var a *client.Ack
+	if r.data != nil {
+		var err error
+		if a, err = client.ParseAck(r.data); err != nil {
+			tb.Fatalf("answer does not parse: %v", err)
 		}
-		return "none", nil
 	}
-	a, err := client.ParseAck(r.data)
-	switch {
-	case err != nil:
-		tb.Fatalf("answer does not parse: %v", err)
-	case !named:
-		tb.Fatalf("answer %v to bytes that name no message", a.Status)
-	case a.ID != id || a.Index != index:
-		tb.Fatalf("answer for message %s fragment %d, want %s fragment %d", a.ID, a.Index, id, index)
-	}
-	return expectNames[a.Status], a
+	return servicetest.CheckAnswer(tb, data, a), a
 }
 
 func TestDeliverSeeds(t *testing.T) {
 	if *updateSeeds {
 		writeSeeds(t)
 	}
-	seeds := loadSeeds(t)
+	seeds := servicetest.LoadSeeds(t, seedsFile)
 	if len(seeds) < 5 {
 		t.Fatalf("%s has %d seeds", seedsFile, len(seeds))
 	}
@@ -207,7 +162,7 @@ func TestDeliverSeeds(t *testing.T) {
 // at most one answer, for the fragment it names; the board changes only for an answer
 // "stored", whose receipt then verifies for the cast the fragment carries.
 func FuzzDeliver(f *testing.F) {
-	for _, s := range loadSeeds(f) {
+	for _, s := range servicetest.LoadSeeds(f, seedsFile) {
 		data, err := hex.DecodeString(s.Data)
 		if err != nil {
 			f.Fatal(err)

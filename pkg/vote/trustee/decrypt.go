@@ -135,22 +135,6 @@ func (s *DecryptionShare) Verify(electionID []byte, yj *group.Element, list []ve
 	return nil
 }
 
-// lagrangeAtZero returns the coefficient of trustee j for interpolation at 0 over the set S.
-func lagrangeAtZero(j int, set []int) *group.Scalar {
-	q := group.Order()
-	num, den := big.NewInt(1), big.NewInt(1)
-	for _, k := range set {
-		if k == j {
-			continue
-		}
-		num.Mul(num, big.NewInt(int64(k)))
-		den.Mul(den, big.NewInt(int64(k-j)))
-	}
-	den.Mod(den, q)
-	num.Mul(num, den.ModInverse(den, q))
-	return group.ScalarFromBig(num)
-}
-
 // Combine verifies the shares against the trustees' verification keys and, with at least T
 // valid shares from distinct trustees, returns the plaintexts m_i = v_i / prod d_{j,i}^lambda_j.
 // rejected holds one error per refused share (each wrapping ErrWrongShare or naming the
@@ -182,10 +166,8 @@ func Combine(p Params, q Qualified, electionID []byte, list []verificatum.Cipher
 	for i, s := range valid {
 		set[i] = s.Trustee
 	}
-	lambdas := make([]*group.Scalar, len(valid))
-	for i, s := range valid {
-		lambdas[i] = lagrangeAtZero(s.Trustee, set)
-	}
+	// Interpolation at 0 over the trustees that gave the valid shares, in valid's order.
+	lambdas := verificatum.Lagrange(set)
 	out := make([]*group.Element, len(list))
 	group.Parallel(len(list), func(lo, hi int) {
 		t := new(group.Element)
