@@ -22,9 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/imapd"
+	"github.com/panoramix-mixnet/panoramix/internal/imapd"
 	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailbox"
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 	"github.com/panoramix-mixnet/panoramix/pkg/passwd"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
 )

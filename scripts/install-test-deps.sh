@@ -4,7 +4,7 @@
 # questions; as another user it installs nothing and, when something is missing, stops at once
 # with the one command to run. --list prints the packages.
 #
-#   isync          mbsync: the IMAP server against a real client (mixd/internal/imapd)
+#   isync          mbsync: the IMAP server against a real client (internal/imapd)
 #   python3        imaplib/ssl: reading mail, verifying certificates (many tests)
 #   dovecot-imapd  Dovecot's /usr/sbin/dovecot and /usr/lib/dovecot/imap (the LMTP back end tests)
 #   dovecot-lmtpd  Dovecot's /usr/lib/dovecot/lmtp (the same tests deliver through it)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/internal/boot"
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/imapd"
+	"github.com/panoramix-mixnet/panoramix/internal/imapd"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 )
 
 // Permanent delivery failures. A backend wraps one of them when retrying cannot help; the

@@ -18,7 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"

@@ -38,7 +38,7 @@ func imaptestDir() string {
 // toolKit is the imaptest tool kit beside the repository (../shared/tools/imaptest).
 func toolKit(t *testing.T) string {
 	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "..", "shared", "tools", "imaptest"))
+	dir, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "tools", "imaptest"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 )
 
 // These tests drive the server with Python's imaplib, a client written independently of

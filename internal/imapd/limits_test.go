@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 )
 
 // rawConn is a line-level IMAP client for sending what real clients never would.

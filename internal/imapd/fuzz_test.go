@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 )
 
 // maxFuzzSession bounds one fuzzed session's bytes: above imapserver's 50 KiB command limit, so

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 )
 
 // TestMbsyncBothWays syncs the server with a local Maildir using mbsync (isync), changes both

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 )
 
 // Two sessions of one user (one on implicit TLS with AUTHENTICATE PLAIN, one with STARTTLS and

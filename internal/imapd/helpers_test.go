@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 	"github.com/panoramix-mixnet/panoramix/pkg/passwd"
 )
 
