@@ -32,6 +32,13 @@ const (
 	CmdNoOp Command = 6
 	// CmdDisconnect announces that the sender is closing the link on purpose.
 	CmdDisconnect Command = 7
+	// CmdRetrieveMail asks the provider for the next item of the client's mail queue (mail the
+	// provider holds for the client, sealed to its key: spec section 7.1). Seq is chosen by the
+	// client and echoed in the answer, in the mail queue's own numbering.
+	CmdRetrieveMail Command = 8
+	// CmdMail answers a retrieve-mail with one chunk of sealed mail (Body, up to PacketSize
+	// bytes) and QueueHint, the number of mail items still waiting.
+	CmdMail Command = 9
 )
 
 // String names the command for logs.
@@ -51,6 +58,10 @@ func (c Command) String() string {
 		return "no-op"
 	case CmdDisconnect:
 		return "disconnect"
+	case CmdRetrieveMail:
+		return "retrieve-mail"
+	case CmdMail:
+		return "mail"
 	}
 	return fmt.Sprintf("command(%d)", uint8(c))
 }
@@ -79,14 +90,15 @@ func FrameSize(g sphinx.Geometry) int { return HeaderSize + g.PacketSize() }
 // that rule so that nothing but the command and its own fields ever reaches the wire.
 type Frame struct {
 	Cmd Command
-	// Seq is the retrieve sequence number, echoed in the answer (Retrieve, Message, Ack, Empty).
+	// Seq is the retrieve sequence number, echoed in the answer (Retrieve, Message, Ack, Empty,
+	// RetrieveMail, Mail).
 	Seq uint32
 	// QueueHint is, in answers to a retrieve, how many more items wait in the queue.
 	QueueHint uint32
 	// SURBID names the SURB an ACK or reply came back through (Ack only).
 	SURBID [sphinx.SURBIDSize]byte
 	// Body is a Sphinx packet of exactly PacketSize bytes (SendPacket), up to PacketSize bytes
-	// (Message, Ack), or empty (all others).
+	// (Message, Ack, Mail), or empty (all others).
 	Body []byte
 }
 
@@ -101,9 +113,9 @@ func ruleFor(c Command) (fieldRule, bool) {
 	switch c {
 	case CmdSendPacket:
 		return fieldRule{minBody: -1}, true
-	case CmdRetrieve:
+	case CmdRetrieve, CmdRetrieveMail:
 		return fieldRule{seq: true}, true
-	case CmdMessage:
+	case CmdMessage, CmdMail:
 		return fieldRule{seq: true, hint: true, maxBody: true}, true
 	case CmdAck:
 		return fieldRule{seq: true, hint: true, surb: true, maxBody: true}, true

@@ -39,6 +39,8 @@ func validFrames(g sphinx.Geometry) map[string]*Frame {
 		"empty":           {Cmd: CmdEmpty, Seq: 10},
 		"no-op":           {Cmd: CmdNoOp},
 		"disconnect":      {Cmd: CmdDisconnect},
+		"retrieve-mail":   {Cmd: CmdRetrieveMail, Seq: 11},
+		"mail":            {Cmd: CmdMail, Seq: 11, QueueHint: 63, Body: fill(p, 0x3c)},
 		"message-trail-0": {Cmd: CmdMessage, Seq: 2, Body: []byte{1, 0, 0}}, // trailing zero bytes are body, not padding
 	}
 }
@@ -113,7 +115,7 @@ func TestDecodeFrameRefuses(t *testing.T) {
 		"one byte short":      enc(&Frame{Cmd: CmdNoOp})[:FrameSize(g)-1],
 		"one byte long":       append(enc(&Frame{Cmd: CmdNoOp}), 0),
 		"all zero":            make([]byte, FrameSize(g)),
-		"unknown command 8":   mod(&Frame{Cmd: CmdNoOp}, func(b []byte) []byte { b[0] = 8; return b }),
+		"unknown command 10":  mod(&Frame{Cmd: CmdNoOp}, func(b []byte) []byte { b[0] = 10; return b }),
 		"unknown command 255": mod(&Frame{Cmd: CmdNoOp}, func(b []byte) []byte { b[0] = 255; return b }),
 		"reserved byte 1":     mod(&Frame{Cmd: CmdNoOp}, func(b []byte) []byte { b[1] = 1; return b }),
 		"reserved byte 3":     mod(&Frame{Cmd: CmdNoOp}, func(b []byte) []byte { b[3] = 0x80; return b }),

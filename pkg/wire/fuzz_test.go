@@ -55,7 +55,7 @@ func seedFrames(t testing.TB) map[string][]byte {
 	out["bad-short.bin"] = noop[:len(noop)-1]
 	out["bad-long.bin"] = append(bytes.Clone(noop), 0)
 	out["bad-zero.bin"] = make([]byte, len(noop))
-	out["bad-command.bin"] = edit(noop, func(b []byte) { b[0] = 8 })
+	out["bad-command.bin"] = edit(noop, func(b []byte) { b[0] = 10 })
 	out["bad-reserved.bin"] = edit(noop, func(b []byte) { b[2] = 1 })
 	out["bad-body-length.bin"] = edit(msg, func(b []byte) { b[offBodyLen] = 1 })
 	out["bad-padding.bin"] = edit(msg, func(b []byte) { b[len(b)-1] = 1 })
