@@ -12,9 +12,10 @@
 #   postfix        postfix-filter behind a real Postfix
 #   postgresql     the survey store on PostgreSQL
 #   make           the test command itself
+#   tcpdump        the privacy measurement's wire capture on loopback (internal/privacy/capture)
 set -euo pipefail
 
-packages=(make isync python3 dovecot-imapd dovecot-lmtpd swaks postfix postgresql)
+packages=(make isync python3 dovecot-imapd dovecot-lmtpd swaks postfix postgresql tcpdump)
 
 if [ "${1:-}" = --list ]; then
 	echo "${packages[@]}"
