@@ -512,6 +512,7 @@ type Summary struct {
 	N                 int
 	Mean, Median, P10 float64
 	Min, Max          float64
+	SD                float64 // sample standard deviation of the entropies
 	MeanSupport       float64
 	AttackSuccess     float64 // fraction whose best guess is the true sender
 	MeanSenderProb    float64 // mean probability given to the true sender
@@ -535,6 +536,12 @@ func Summarize(ds []Delivered) Summary {
 	}
 	n := float64(len(ds))
 	s.Mean /= n
+	if len(ds) > 1 {
+		for _, b := range bits {
+			s.SD += (b - s.Mean) * (b - s.Mean)
+		}
+		s.SD = math.Sqrt(s.SD / (n - 1))
+	}
 	s.MeanSupport /= n
 	s.MeanSenderProb /= n
 	s.AttackSuccess /= n

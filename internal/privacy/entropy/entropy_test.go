@@ -272,7 +272,7 @@ func TestSummarize(t *testing.T) {
 		{Bits: 4, Sender: "c", Guess: "d", SenderProb: 0.0625, Support: 16},
 	}
 	s := Summarize(ds)
-	if s.N != 4 || s.Mean != 2.5 || s.Median != 2 || s.P10 != 1 || s.Min != 1 || s.Max != 4 || s.AttackSuccess != 0.5 || s.MeanSupport != 7.5 {
+	if s.N != 4 || s.Mean != 2.5 || s.Median != 2 || s.P10 != 1 || s.Min != 1 || s.Max != 4 || s.AttackSuccess != 0.5 || s.MeanSupport != 7.5 || !near(s.SD, math.Sqrt(5.0/3)) {
 		t.Fatalf("got %+v", s)
 	}
 	if s := Summarize(nil); s.N != 0 || s.Mean != 0 {
