@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
 	"sync"
@@ -29,6 +30,9 @@ var (
 	ErrUserExists = errors.New("user exists")
 	// ErrQueueFull is returned when a user's queue holds its limit.
 	ErrQueueFull = errors.New("queue full")
+	// ErrOverQuota is returned when a mail does not fit the user's quota beside the mail its
+	// client has not fetched yet.
+	ErrOverQuota = errors.New("over quota")
 )
 
 var (
@@ -38,6 +42,16 @@ var (
 	// bucketMessages counts each user's items of kind ItemMessage (user -> u64). It is
 	// derived: OpenStore recounts it from the queues.
 	bucketMessages = []byte("messages")
+	// bucketMailQueues holds each user's mail queue (docs/spec/services.md section 6): one
+	// sub-bucket per user, u64 item number -> one chunk of sealed mail as it goes on the wire.
+	bucketMailQueues = []byte("mailq")
+	// bucketMailBytes sums the chunk bytes in each user's mail queue (user -> u64), for the
+	// quota. It is derived: OpenStore recounts it from the mail queues.
+	bucketMailBytes = []byte("mailbytes")
+	// bucketMailIDs holds, per user, the ids of the mails queued for the user's client within
+	// the expiry, so that a delivery repeated after a crash is queued once: 'i' || id -> empty,
+	// and 't' || i64 time queued (ns) || id -> empty, the same set in the order it expires.
+	bucketMailIDs = []byte("mailids")
 )
 
 // MaxMessageItems bounds the items of kind ItemMessage in one user's queue, apart from the
@@ -51,9 +65,14 @@ const MaxMessageItems = 64
 type User struct {
 	Name    string             `json:"name"`
 	LinkKey keys.LinkPublicKey `json:"link_key"`
-	// QuotaBytes bounds the user's stored mail (enforced by the mailbox service).
+	// QuotaBytes bounds the user's stored mail (enforced by the mailbox service, and by
+	// EnqueueMail for the mail queue); 0 means no bound.
 	QuotaBytes int64     `json:"quota_bytes"`
 	Created    time.Time `json:"created"`
+	// ReadsViaLink: the user's client reads its mail through its link (services.md section
+	// 6.1), so the mailbox service puts the user's mail in the mail queue instead of its
+	// backend. Set by the client's first retrieve-mail; cleared only by the operator.
+	ReadsViaLink bool `json:"reads_via_link"`
 }
 
 // Validate checks the user's fields.
@@ -86,19 +105,54 @@ type Item struct {
 	Body   []byte
 }
 
-// Store is the provider's bbolt database of users and queues.
+// Store is the provider's bbolt database of users and their two queues: the queue of ACKs, loop
+// returns and messages (Enqueue, Fetch) and the mail queue (EnqueueMail, FetchMail).
 //
 // Items a client has acknowledged (those below the number of its retrieve) are not deleted by
 // the retrieve itself, which would cost a write and an fsync per retrieve on the store's one
-// writer: Fetch notes them, and the next write that fsyncs anyway (an Enqueue), or a prune at
-// most every pruneInterval, deletes them. Losing these notes in a crash loses nothing: the
-// client never asks for an item below its number again, and its next retrieve notes them again.
+// writer: Fetch and FetchMail note them, and the next write that fsyncs anyway (an Enqueue or
+// EnqueueMail), or a prune at most every pruneInterval, deletes them. Losing these notes in a
+// crash loses nothing: the client never asks for an item below its number again, and its next
+// retrieve notes them again.
 type Store struct {
-	db *bolt.DB
+	db  *bolt.DB
+	now func() time.Time // a field so that tests can move the clock
 
 	mu        sync.Mutex
-	stale     map[string]uint64 // user -> items below this number are the client's
+	stale     map[staleKey]uint64 // items below this number are the client's
 	lastPrune time.Time
+}
+
+// queue is one kind of per-user queue: one sub-bucket per user of items numbered by bbolt's
+// sequence, and one derived per-user counter, the sum of weight over the user's items, kept in
+// step by every enqueue and deletion and recounted by OpenStore.
+type queue struct {
+	name    string
+	bucket  []byte
+	counter []byte
+	weight  func(v []byte) uint64
+}
+
+var (
+	// replyQueue counts its messages, which are bounded apart from its replies (services.md
+	// section 4.2).
+	replyQueue = &queue{name: "queue", bucket: bucketQueues, counter: bucketMessages, weight: func(v []byte) uint64 {
+		if len(v) > 0 && v[0] == ItemMessage {
+			return 1
+		}
+		return 0
+	}}
+	// mailQueue counts its bytes, which count against the user's quota (services.md 6.3).
+	mailQueue = &queue{name: "mail queue", bucket: bucketMailQueues, counter: bucketMailBytes, weight: func(v []byte) uint64 {
+		return uint64(len(v))
+	}}
+	queues = []*queue{replyQueue, mailQueue}
+)
+
+// staleKey names one user's queue of one kind.
+type staleKey struct {
+	q    *queue
+	user string
 }
 
 // pruneInterval is how often retrieves alone may cost a write to delete acknowledged items.
@@ -111,18 +165,38 @@ func OpenStore(path string) (*Store, error) {
 		return nil, fmt.Errorf("provider store %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketUsers, bucketLinks, bucketQueues} {
+		for _, b := range [][]byte{bucketUsers, bucketLinks, bucketQueues, bucketMailQueues, bucketMailIDs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return recountMessages(tx)
+		// Users made before the mail queue existed get theirs.
+		err := tx.Bucket(bucketUsers).ForEach(func(name, _ []byte) error { return createUserBuckets(tx, name) })
+		if err != nil {
+			return err
+		}
+		for _, q := range queues {
+			if err := recount(tx, q); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("provider store %s: %w", path, err)
 	}
-	return &Store{db: db, lastPrune: time.Now()}, nil
+	return &Store{db: db, now: time.Now, lastPrune: time.Now()}, nil
+}
+
+// createUserBuckets makes the per-user buckets of a user: both queues and the mail ids.
+func createUserBuckets(tx *bolt.Tx, name []byte) error {
+	for _, b := range [][]byte{bucketQueues, bucketMailQueues, bucketMailIDs} {
+		if _, err := tx.Bucket(b).CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -155,12 +229,11 @@ func (s *Store) AddUser(u User) error {
 		if err := links.Put(u.LinkKey[:], []byte(u.Name)); err != nil {
 			return err
 		}
-		_, err := tx.Bucket(bucketQueues).CreateBucketIfNotExists([]byte(u.Name))
-		return err
+		return createUserBuckets(tx, []byte(u.Name))
 	})
 }
 
-// RemoveUser deletes a user and its queue.
+// RemoveUser deletes a user, its queues and its mail ids.
 func (s *Store) RemoveUser(name string) error {
 	s.forgetStale(name)
 	return s.db.Update(func(tx *bolt.Tx) error {
@@ -174,10 +247,17 @@ func (s *Store) RemoveUser(name string) error {
 		if err := tx.Bucket(bucketUsers).Delete([]byte(name)); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketQueues).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
-			return err
+		for _, b := range [][]byte{bucketQueues, bucketMailQueues, bucketMailIDs} {
+			if err := tx.Bucket(b).DeleteBucket([]byte(name)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
+				return err
+			}
 		}
-		return tx.Bucket(bucketMessages).Delete([]byte(name))
+		for _, q := range queues {
+			if err := tx.Bucket(q.counter).Delete([]byte(name)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
@@ -202,6 +282,30 @@ func (s *Store) User(name string) (*User, error) {
 		return err
 	})
 	return u, err
+}
+
+// SetReadsViaLink sets or clears the user's ReadsViaLink, durably. Setting it to the value it
+// has costs no write.
+func (s *Store) SetReadsViaLink(name string, v bool) error {
+	u, err := s.User(name)
+	if err != nil {
+		return err
+	}
+	if u.ReadsViaLink == v {
+		return nil
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		u, err := getUser(tx, name)
+		if err != nil {
+			return err
+		}
+		u.ReadsViaLink = v
+		data, err := json.Marshal(u)
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketUsers).Put([]byte(name), data)
+	})
 }
 
 // UserByLinkKey finds the user a client link authenticates as.
@@ -255,37 +359,136 @@ func decodeItem(seq uint64, b []byte) (*Item, error) {
 // Enqueue appends an item to a user's queue; it returns once the item is committed to disk.
 // Items the user's client has acknowledged are deleted in the same transaction first.
 func (s *Store) Enqueue(user string, it *Item, limit int) error {
-	stale := s.takeStale()
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		deleted, err := prune(tx, stale)
-		if err != nil {
-			return err
-		}
+	return s.update(func(tx *bolt.Tx, deleted map[staleKey]int) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
 		if q == nil {
 			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
 		}
 		// Messages and replies are bounded apart, so that messages anyone can send never keep
 		// out the replies to the user's own packets.
-		messages := getMessages(tx, user)
+		messages := getCount(tx, replyQueue, user)
 		if it.Kind == ItemMessage {
 			if bound := min(limit, MaxMessageItems); messages >= uint64(bound) {
 				return fmt.Errorf("%w: %s holds %d queue messages", ErrQueueFull, user, bound)
 			}
-			messages++
-		} else if q.Stats().KeyN-deleted[user]-int(messages) >= limit {
+		} else if q.Stats().KeyN-deleted[staleKey{replyQueue, user}]-int(messages) >= limit {
 			return fmt.Errorf("%w: %s holds %d replies", ErrQueueFull, user, limit)
 		}
-		if err := putMessages(tx, user, messages); err != nil {
-			return err
+		return appendItems(tx, replyQueue, user, [][]byte{encodeItem(it)})
+	})
+}
+
+// MailItem is one item of a user's mail queue: a chunk of sealed mail (services.md 6.2).
+type MailItem struct {
+	Seq   uint64
+	Chunk []byte
+}
+
+// EnqueueMail puts the chunks of the mail id, in order, in the user's mail queue, in one
+// transaction that returns once committed (services.md section 6.3). An id queued for the user
+// within keep before is not queued again and EnqueueMail returns nil: a delivery repeated
+// after a crash is queued once. The user's QuotaBytes, when above 0, bounds the chunk bytes
+// waiting in the mail queue, these included; a mail that does not fit is refused with an error
+// wrapping ErrOverQuota. Ids older than keep are forgotten in the same transaction.
+func (s *Store) EnqueueMail(user string, id [16]byte, chunks [][]byte, keep time.Duration) error {
+	if len(chunks) == 0 {
+		return errors.New("mail queue: a mail of no chunks")
+	}
+	if keep <= 0 {
+		return fmt.Errorf("mail queue: ids kept for %v: a repeated delivery would be queued twice", keep)
+	}
+	var size uint64
+	for _, c := range chunks {
+		if len(c) == 0 {
+			return errors.New("mail queue: an empty chunk")
 		}
-		seq, err := q.NextSequence()
+		size += uint64(len(c))
+	}
+	now := s.now()
+	return s.update(func(tx *bolt.Tx, _ map[staleKey]int) error {
+		u, err := getUser(tx, user)
 		if err != nil {
 			return err
 		}
-		var k [8]byte
-		binary.BigEndian.PutUint64(k[:], seq)
-		return q.Put(k[:], encodeItem(it))
+		ids := tx.Bucket(bucketMailIDs).Bucket([]byte(user))
+		if ids == nil {
+			return fmt.Errorf("%w: %s has no mail ids", ErrUnknownUser, user)
+		}
+		if err := forgetMailIDs(ids, now.Add(-keep)); err != nil {
+			return fmt.Errorf("mail ids of %s: %w", user, err)
+		}
+		if ids.Get(mailIDKey(id)) != nil {
+			return nil
+		}
+		if used := getCount(tx, mailQueue, user); u.QuotaBytes > 0 && used+size > uint64(u.QuotaBytes) {
+			return fmt.Errorf("%w: %s has %d bytes of mail waiting for the client and a quota of %d, %d more do not fit", ErrOverQuota, user, used, u.QuotaBytes, size)
+		}
+		if err := appendItems(tx, mailQueue, user, chunks); err != nil {
+			return err
+		}
+		if err := ids.Put(mailIDKey(id), nil); err != nil {
+			return err
+		}
+		return ids.Put(mailAgeKey(now, id), nil)
+	})
+}
+
+// Mail id keys (bucketMailIDs).
+const (
+	mailIDPrefix  = 'i'
+	mailAgePrefix = 't'
+	mailAgeKeyLen = 1 + 8 + 16
+)
+
+func mailIDKey(id [16]byte) []byte { return append([]byte{mailIDPrefix}, id[:]...) }
+
+func mailAgeKey(t time.Time, id [16]byte) []byte {
+	k := binary.BigEndian.AppendUint64([]byte{mailAgePrefix}, uint64(t.UnixNano()))
+	return append(k, id[:]...)
+}
+
+// parseMailAgeKey decodes a 't' key of bucketMailIDs.
+func parseMailAgeKey(k []byte) (time.Time, [16]byte, error) {
+	var id [16]byte
+	if len(k) != mailAgeKeyLen || k[0] != mailAgePrefix {
+		return time.Time{}, id, fmt.Errorf("corrupt mail id record %x", k)
+	}
+	copy(id[:], k[9:])
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k[1:9]))), id, nil
+}
+
+// forgetMailIDs deletes the ids queued before cutoff: the 't' keys sort after every 'i' key
+// and in time order, so this reads only what it deletes and the first key it keeps.
+func forgetMailIDs(ids *bolt.Bucket, cutoff time.Time) error {
+	c := ids.Cursor()
+	for k, _ := c.Seek([]byte{mailAgePrefix}); k != nil; k, _ = c.Seek([]byte{mailAgePrefix}) {
+		at, id, err := parseMailAgeKey(k)
+		if err != nil {
+			return err
+		}
+		if !at.Before(cutoff) {
+			return nil
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+		if err := ids.Delete(mailIDKey(id)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// update runs f in a write transaction that first deletes the acknowledged items (see Store);
+// f learns how many it deleted per queue.
+func (s *Store) update(f func(tx *bolt.Tx, deleted map[staleKey]int) error) error {
+	stale := s.takeStale()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		deleted, err := prune(tx, stale)
+		if err != nil {
+			return err
+		}
+		return f(tx, deleted)
 	})
 	if err != nil {
 		s.restoreStale(stale) // the deletions did not happen: keep them for the next write
@@ -293,55 +496,98 @@ func (s *Store) Enqueue(user string, it *Item, limit int) error {
 	return err
 }
 
+// appendItems appends values to user's queue q and adds them to its counter.
+func appendItems(tx *bolt.Tx, q *queue, user string, values [][]byte) error {
+	b := tx.Bucket(q.bucket).Bucket([]byte(user))
+	if b == nil {
+		return fmt.Errorf("%w: %s", ErrUnknownUser, user)
+	}
+	n := getCount(tx, q, user)
+	for _, v := range values {
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), v); err != nil {
+			return err
+		}
+		n += q.weight(v)
+	}
+	return putCount(tx, q, user, n)
+}
+
 // Fetch returns the first item of the user's queue at or after from, if any, and how many
 // items remain after it. The items below from are the client's: they are deleted later (see
 // Store), and never returned again.
 func (s *Store) Fetch(user string, from uint64) (*Item, int, error) {
-	var it *Item
+	seq, v, remaining, err := s.fetch(replyQueue, user, from)
+	if err != nil || v == nil {
+		return nil, remaining, err
+	}
+	it, err := decodeItem(seq, v)
+	if err != nil {
+		return nil, 0, err
+	}
+	return it, remaining, nil
+}
+
+// FetchMail is Fetch for the user's mail queue.
+func (s *Store) FetchMail(user string, from uint64) (*MailItem, int, error) {
+	seq, v, remaining, err := s.fetch(mailQueue, user, from)
+	if err != nil || v == nil {
+		return nil, remaining, err
+	}
+	return &MailItem{Seq: seq, Chunk: v}, remaining, nil
+}
+
+// fetch returns the number and a copy of the first item of user's queue q at or after from
+// (nil when there is none), and how many items follow it.
+func (s *Store) fetch(q *queue, user string, from uint64) (uint64, []byte, int, error) {
+	var seq uint64
+	var v []byte
 	var remaining int
 	stale := false
 	err := s.db.View(func(tx *bolt.Tx) error {
-		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
-		if q == nil {
+		b := tx.Bucket(q.bucket).Bucket([]byte(user))
+		if b == nil {
 			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
 		}
-		c := q.Cursor()
-		k, v := c.First()
+		c := b.Cursor()
+		k, val := c.First()
 		if k != nil && binary.BigEndian.Uint64(k) < from {
 			stale = true
-			var fk [8]byte
-			binary.BigEndian.PutUint64(fk[:], from)
-			k, v = c.Seek(fk[:])
+			k, val = c.Seek(binary.BigEndian.AppendUint64(nil, from))
 		}
 		if k == nil {
 			return nil
 		}
-		var err error
-		if it, err = decodeItem(binary.BigEndian.Uint64(k), v); err != nil {
-			return err
+		if len(k) != 8 {
+			return fmt.Errorf("%s of %s: corrupt item number %x", q.name, user, k)
 		}
+		seq, v = binary.BigEndian.Uint64(k), bytes.Clone(val)
 		for k, _ = c.Next(); k != nil; k, _ = c.Next() {
 			remaining++
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return 0, nil, 0, err
 	}
 	if stale {
-		s.noteStale(user, from)
+		s.noteStale(staleKey{q, user}, from)
 	}
-	return it, remaining, nil
+	return seq, v, remaining, nil
 }
 
-// noteStale records that user's items below from are acknowledged, and prunes every noted
-// item when the last prune is pruneInterval old. A failed prune is kept for the next write.
-func (s *Store) noteStale(user string, from uint64) {
+// noteStale records that the items of a user's queue below from are acknowledged, and prunes
+// every noted item when the last prune is pruneInterval old. A failed prune is kept for the
+// next write.
+func (s *Store) noteStale(k staleKey, from uint64) {
 	s.mu.Lock()
 	if s.stale == nil {
-		s.stale = map[string]uint64{}
+		s.stale = map[staleKey]uint64{}
 	}
-	s.stale[user] = max(s.stale[user], from)
+	s.stale[k] = max(s.stale[k], from)
 	due := time.Since(s.lastPrune) >= pruneInterval
 	s.mu.Unlock()
 	if due {
@@ -351,21 +597,16 @@ func (s *Store) noteStale(user string, from uint64) {
 
 // Prune deletes every item a client has acknowledged, now (one write).
 func (s *Store) Prune() error {
-	stale := s.takeStale()
-	if len(stale) == 0 {
+	s.mu.Lock()
+	none := len(s.stale) == 0
+	s.mu.Unlock()
+	if none {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		_, err := prune(tx, stale)
-		return err
-	})
-	if err != nil {
-		s.restoreStale(stale)
-	}
-	return err
+	return s.update(func(*bolt.Tx, map[staleKey]int) error { return nil })
 }
 
-func (s *Store) takeStale() map[string]uint64 {
+func (s *Store) takeStale() map[staleKey]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.stale
@@ -374,106 +615,126 @@ func (s *Store) takeStale() map[string]uint64 {
 	return m
 }
 
-func (s *Store) restoreStale(m map[string]uint64) {
+func (s *Store) restoreStale(m map[staleKey]uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for u, from := range m {
+	for k, from := range m {
 		if s.stale == nil {
-			s.stale = map[string]uint64{}
+			s.stale = map[staleKey]uint64{}
 		}
-		s.stale[u] = max(s.stale[u], from)
+		s.stale[k] = max(s.stale[k], from)
 	}
 }
 
 func (s *Store) forgetStale(user string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.stale, user)
+	for _, q := range queues {
+		delete(s.stale, staleKey{q, user})
+	}
 }
 
-// prune deletes, for each user of stale, the items below its number, and returns how many it
-// deleted per user (bbolt's bucket statistics do not see deletions before the commit).
-func prune(tx *bolt.Tx, stale map[string]uint64) (map[string]int, error) {
-	deleted := map[string]int{}
-	for user, from := range stale {
-		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
-		if q == nil {
+// prune deletes, for each queue of stale, the items below its number, and returns how many it
+// deleted per queue (bbolt's bucket statistics do not see deletions before the commit).
+func prune(tx *bolt.Tx, stale map[staleKey]uint64) (map[staleKey]int, error) {
+	deleted := map[staleKey]int{}
+	for sk, from := range stale {
+		b := tx.Bucket(sk.q.bucket).Bucket([]byte(sk.user))
+		if b == nil {
 			continue // removed since
 		}
-		c := q.Cursor()
-		messages := getMessages(tx, user)
+		c := b.Cursor()
+		n := getCount(tx, sk.q, sk.user)
 		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) < from; k, v = c.First() {
-			if len(v) > 0 && v[0] == ItemMessage {
-				messages -= min(messages, 1)
-			}
+			n -= min(n, sk.q.weight(v))
 			if err := c.Delete(); err != nil {
 				return nil, err
 			}
-			deleted[user]++
+			deleted[sk]++
 		}
-		if err := putMessages(tx, user, messages); err != nil {
+		if err := putCount(tx, sk.q, sk.user, n); err != nil {
 			return nil, err
 		}
 	}
 	return deleted, nil
 }
 
-func getMessages(tx *bolt.Tx, user string) uint64 {
-	v := tx.Bucket(bucketMessages).Get([]byte(user))
+func getCount(tx *bolt.Tx, q *queue, user string) uint64 {
+	v := tx.Bucket(q.counter).Get([]byte(user))
 	if len(v) != 8 {
 		return 0
 	}
 	return binary.BigEndian.Uint64(v)
 }
 
-func putMessages(tx *bolt.Tx, user string, n uint64) error {
-	b := tx.Bucket(bucketMessages)
+func putCount(tx *bolt.Tx, q *queue, user string, n uint64) error {
+	b := tx.Bucket(q.counter)
 	if n == 0 {
 		return b.Delete([]byte(user))
 	}
 	return b.Put([]byte(user), binary.BigEndian.AppendUint64(nil, n))
 }
 
-// recountMessages rebuilds bucketMessages from the queues, so that the count can never drift
-// from what is stored (and a database from before the count gets one).
-func recountMessages(tx *bolt.Tx) error {
-	if tx.Bucket(bucketMessages) != nil {
-		if err := tx.DeleteBucket(bucketMessages); err != nil {
+// recount rebuilds q's counter from its items, so that the count can never drift from what is
+// stored (and a database from before the counter gets one).
+func recount(tx *bolt.Tx, q *queue) error {
+	if tx.Bucket(q.counter) != nil {
+		if err := tx.DeleteBucket(q.counter); err != nil {
 			return err
 		}
 	}
-	mb, err := tx.CreateBucket(bucketMessages)
+	cb, err := tx.CreateBucket(q.counter)
 	if err != nil {
 		return err
 	}
-	return tx.Bucket(bucketQueues).ForEachBucket(func(user []byte) error {
+	return tx.Bucket(q.bucket).ForEachBucket(func(user []byte) error {
 		var n uint64
-		err := tx.Bucket(bucketQueues).Bucket(user).ForEach(func(_, v []byte) error {
-			if len(v) > 0 && v[0] == ItemMessage {
-				n++
-			}
+		err := tx.Bucket(q.bucket).Bucket(user).ForEach(func(_, v []byte) error {
+			n += q.weight(v)
 			return nil
 		})
 		if err != nil || n == 0 {
 			return err
 		}
-		return mb.Put(bytes.Clone(user), binary.BigEndian.AppendUint64(nil, n))
+		return cb.Put(bytes.Clone(user), binary.BigEndian.AppendUint64(nil, n))
 	})
 }
 
 // QueueLen is the number of items waiting for a user (acknowledged items are pruned first).
-func (s *Store) QueueLen(user string) (int, error) {
+func (s *Store) QueueLen(user string) (int, error) { return s.queueLen(replyQueue, user) }
+
+// MailQueueLen is QueueLen for the user's mail queue.
+func (s *Store) MailQueueLen(user string) (int, error) { return s.queueLen(mailQueue, user) }
+
+func (s *Store) queueLen(q *queue, user string) (int, error) {
 	if err := s.Prune(); err != nil {
 		return 0, err
 	}
 	var n int
 	err := s.db.View(func(tx *bolt.Tx) error {
-		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
-		if q == nil {
+		b := tx.Bucket(q.bucket).Bucket([]byte(user))
+		if b == nil {
 			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
 		}
-		n = q.Stats().KeyN
+		n = b.Stats().KeyN
 		return nil
 	})
 	return n, err
+}
+
+// MailBytes is the chunk bytes in the user's mail queue that its client has not acknowledged
+// (what EnqueueMail checks against the quota); acknowledged items are pruned first.
+func (s *Store) MailBytes(user string) (int64, error) {
+	if err := s.Prune(); err != nil {
+		return 0, err
+	}
+	var n uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketUsers).Get([]byte(user)) == nil {
+			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
+		}
+		n = getCount(tx, mailQueue, user)
+		return nil
+	})
+	return int64(min(n, math.MaxInt64)), err
 }
