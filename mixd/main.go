@@ -106,6 +106,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if vs != nil {
 			opts.Services = append(opts.Services, vs)
 		}
+		plugins, err := openPlugins(cfg, reg, log)
+		if err != nil {
+			log.Error("cannot start", "err", err)
+			return 1
+		}
+		opts.Services = append(opts.Services, plugins...)
 	}
 	n, err := node.New(cfg, opts)
 	if err != nil {

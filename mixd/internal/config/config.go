@@ -58,6 +58,8 @@ type Config struct {
 	Vote          Vote      `mapstructure:"vote"`
 	// Autoconfig serves Thunderbird's autoconfiguration (autoconfig.go).
 	Autoconfig Autoconfig `mapstructure:"autoconfig"`
+	// Plugins are the [[plugin]] sections: services run as child processes (plugin.go).
+	Plugins []Plugin `mapstructure:"plugin"`
 }
 
 // Vote configures a provider's ballot box, the vote service (docs/spec/vote.md §11.8).
@@ -220,6 +222,9 @@ func Load(path string) (*Config, error) {
 	if err := boot.ResolvePaths(path, paths...); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
+	if err := c.resolvePlugins(path); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -286,6 +291,9 @@ func (c *Config) Validate() error {
 		return errors.New("[provider] domains is set but role is \"mix\"")
 	}
 	if err := c.validateAutoconfig(); err != nil {
+		return err
+	}
+	if err := c.validatePlugins(role == pki.RoleProvider); err != nil {
 		return err
 	}
 	if c.Vote.Enabled && role != pki.RoleProvider {

@@ -1,0 +1,9 @@
+package plugin
+
+import "syscall"
+
+// sysProcAttr puts the plugin in a process group of its own, so that a kill reaches whatever it
+// started, and kills it when mixd dies without a shutdown.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
