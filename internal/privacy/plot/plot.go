@@ -48,6 +48,7 @@ const (
 	marginRight  = 20
 	marginTop    = 40
 	marginBottom = 55
+	legendWidth  = 180
 )
 
 // SVG renders the chart.
@@ -155,10 +156,11 @@ func (c *Chart) SVG() ([]byte, error) {
 				text(&b, px(x)+5, py(s.Y[j])-5, "start", `font-size="10"`, s.Labels[j])
 			}
 		}
-		// Legend, top left inside the plot.
-		ly := float64(marginTop + 14 + 16*i)
-		fmt.Fprintf(&b, `<line x1="%d" y1="%s" x2="%d" y2="%s" stroke="%s" stroke-width="2"/>`+"\n", marginLeft+8, f(ly-4), marginLeft+28, f(ly-4), col)
-		text(&b, marginLeft+34, ly, "start", "", s.Name)
+		// Legend, bottom right inside the plot: entropy curves start high above the y axis's 0.
+		ly := marginTop + ph - 10 - float64(16*(len(c.Series)-1-i))
+		lx := marginLeft + pw - legendWidth
+		fmt.Fprintf(&b, `<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="2"/>`+"\n", f(lx), f(ly-4), f(lx+20), f(ly-4), col)
+		text(&b, lx+26, ly, "start", "", s.Name)
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes(), nil
