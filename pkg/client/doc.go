@@ -22,6 +22,10 @@
 //     a service without acknowledgements), failed with a reason.
 //   - receiving: fragments that arrive in the user's queue (service "queue") are reassembled,
 //     deduplicated by (message id, index), into Received messages.
+//   - mail through the link: with Config.ReadMail, the mail the provider holds for the user
+//     comes in sealed chunks through retrieve-mail exchanges on the same fixed schedule, is
+//     stored chunk by chunk, opened with the link key and handed to ReadMail exactly once
+//     (docs/spec/client.md section 7.1).
 //
 // docs/spec/client.md describes the engine's behaviour and docs/spec/fragment.md the fragment
 // and ack formats; comments cite their sections.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+	"github.com/panoramix-mixnet/panoramix/pkg/sealmail"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 	"github.com/panoramix-mixnet/panoramix/pkg/wire"
@@ -34,6 +35,9 @@ const (
 	// DefaultQueueLifetime is how long a message waits for its domain's provider to come back
 	// into the consensus, like Postfix's maximal_queue_lifetime.
 	DefaultQueueLifetime = 5 * 24 * time.Hour
+	// DefaultMaxMailSize is the longest mail fetched through the link: the mailbox service's
+	// own limit (mixd's mailbox.DefaultMaxMessageSize).
+	DefaultMaxMailSize = 32 << 20
 
 	// Built-in provider services the engine uses for cover traffic (docs/spec/services.md).
 	queueService = "queue"
@@ -119,6 +123,17 @@ type Config struct {
 	// (counted from Send), and how long a domain counts as recently in the mixnet after the
 	// last consensus document that listed it; DefaultQueueLifetime when 0.
 	QueueLifetime time.Duration
+	// ReadMail, when set, makes the engine fetch the mail its provider holds for the user
+	// through the link (retrieve-mail exchanges, docs/spec/client.md section 7.1) and hand each
+	// complete, opened mail to it. The mail's chunks are deleted from the engine's store only
+	// when ReadMail returns nil, so ReadMail must have stored msg durably by then; a failing
+	// ReadMail is called again later with the same mail. The same id may come again after a
+	// crash: ReadMail must store a mail once per id. nil: the engine never sends
+	// retrieve-mail, and the provider keeps delivering the user's mail to its IMAP store.
+	ReadMail func(ctx context.Context, id sealmail.ID, msg []byte) error
+	// MaxMailSize bounds a mail fetched through the link (before sealing);
+	// DefaultMaxMailSize when 0.
+	MaxMailSize int
 }
 
 func (c *Config) setDefaults() {
@@ -152,6 +167,9 @@ func (c *Config) setDefaults() {
 	if c.QueueLifetime == 0 {
 		c.QueueLifetime = DefaultQueueLifetime
 	}
+	if c.MaxMailSize == 0 {
+		c.MaxMailSize = DefaultMaxMailSize
+	}
 }
 
 // LinkState describes the link to the provider and counts the engine's traffic.
@@ -180,6 +198,15 @@ type LinkState struct {
 	Messages uint64
 	// Retrieves counts retrieve exchanges; Links counts links established.
 	Retrieves, Links uint64
+	// MailRetrieves counts the retrieve exchanges that asked the mail queue (they are among
+	// Retrieves); MailChunks the chunks of mail stored; LastMailChunk is when the last one
+	// arrived.
+	MailRetrieves, MailChunks uint64
+	LastMailChunk             time.Time
+	// MailReceived counts mails handed to ReadMail and taken; MailBad chunks and mails that
+	// were dropped because they were malformed, broke the order of their mail, or did not open
+	// with the user's key (only a broken or hostile provider sends those).
+	MailReceived, MailBad uint64
 }
 
 type loopRecord struct {
@@ -205,6 +232,9 @@ type Engine struct {
 	mu    sync.Mutex
 	link  LinkState
 	loops map[[sphinx.SURBIDSize]byte]*loopRecord
+
+	// mailReady wakes the mail loop when a mail is complete.
+	mailReady chan struct{}
 }
 
 // newRand returns a ChaCha8 generator seeded from the system's random source: it picks routes,
@@ -230,7 +260,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("client: no provider domain")
 	case cfg.RetryBudget < 1:
 		return nil, fmt.Errorf("client: retry budget %d: want at least 1", cfg.RetryBudget)
-	case cfg.AckSlack < 0 || cfg.RetrieveInterval < 0 || cfg.MaxPartial < 0 || cfg.PartialTimeout < 0 || cfg.MaxReceiveSize < 0 || cfg.MaxInbox < 0:
+	case cfg.AckSlack < 0 || cfg.RetrieveInterval < 0 || cfg.MaxPartial < 0 || cfg.PartialTimeout < 0 || cfg.MaxReceiveSize < 0 || cfg.MaxInbox < 0 || cfg.MaxMailSize < 0:
 		return nil, errors.New("client: negative duration or limit in config")
 	}
 	if err := (sphinx.Recipient{Service: queueService, ID: cfg.User}).Validate(); err != nil {
@@ -240,7 +270,8 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger, st: st, rng: newRand(), loops: map[[sphinx.SURBIDSize]byte]*loopRecord{}}, nil
+	return &Engine{cfg: cfg, log: cfg.Logger, st: st, rng: newRand(), loops: map[[sphinx.SURBIDSize]byte]*loopRecord{},
+		mailReady: make(chan struct{}, 1)}, nil
 }
 
 // Close closes the store. Run must have returned (cancel its context and wait).
@@ -421,6 +452,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer e.running.Store(false)
+	if e.cfg.ReadMail != nil {
+		mctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); e.mailLoop(mctx) }()
+		defer func() { cancel(); <-done }()
+	}
 	backoff := minBackoff
 	for {
 		start := time.Now()
@@ -592,6 +629,7 @@ func (e *Engine) sendLoop(ctx context.Context, conn *wire.Conn, v *view) error {
 		if err := conn.WriteFrame(&wire.Frame{Cmd: wire.CmdSendPacket, Body: pkt}); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
+		traceSend(e.cfg.User, pkt, kind, real)
 		e.count(func(l *LinkState) {
 			switch {
 			case kind == streamLoop:
@@ -844,13 +882,19 @@ func (e *Engine) dropPacket(v *view) ([]byte, error) {
 	return v.sph.NewPacket(crand.Reader, fwd, sphinx.Recipient{Service: dropService, ID: coverRecipient}, env)
 }
 
-// retrieveLoop runs a retrieve exchange every RetrieveInterval, at a fixed rate whether or not
-// anything waits (docs/spec/client.md section 6).
+// retrieveLoop runs one retrieve exchange every RetrieveInterval, at the same times whether
+// or not anything waits and whichever queue it asks (docs/spec/client.md section 6): the
+// policy only chooses between retrieve and retrieve-mail, inside the fixed-size frame.
 func (e *Engine) retrieveLoop(ctx context.Context, conn *wire.Conn, sph *sphinx.Sphinx) error {
 	seq, err := e.st.seq()
 	if err != nil {
 		return err
 	}
+	mailSeq, err := e.st.mailSeq()
+	if err != nil {
+		return err
+	}
+	pol := retrievePolicy{mail: e.cfg.ReadMail != nil}
 	tick := time.NewTicker(e.cfg.RetrieveInterval)
 	defer tick.Stop()
 	for {
@@ -859,15 +903,33 @@ func (e *Engine) retrieveLoop(ctx context.Context, conn *wire.Conn, sph *sphinx.
 			return nil
 		case <-tick.C:
 		}
-		f, err := retrieve(conn, seq, retrieveTimeout)
-		if err != nil {
-			return fmt.Errorf("retrieve: %w", err)
+		cmd := pol.next(e.mailRoom)
+		s := seq
+		if cmd == wire.CmdRetrieveMail {
+			s = mailSeq
 		}
-		e.count(func(l *LinkState) { l.Retrieves++ })
+		f, err := retrieve(conn, cmd, s, retrieveTimeout)
+		if err != nil {
+			return fmt.Errorf("%v: %w", cmd, err)
+		}
+		pol.answered(cmd, f)
+		e.count(func(l *LinkState) {
+			l.Retrieves++
+			if cmd == wire.CmdRetrieveMail {
+				l.MailRetrieves++
+			}
+		})
 		if f.Cmd == wire.CmdEmpty {
 			continue
 		}
 		next := f.Seq + 1
+		if cmd == wire.CmdRetrieveMail {
+			if err := e.handleMail(sph, f, next); err != nil {
+				return err // the store failed: the chunk is fetched again
+			}
+			mailSeq = next
+			continue
+		}
 		if err := e.handleItem(sph, f, next); err != nil {
 			// The store failed: do not move past the item, so it is fetched again.
 			return err
@@ -876,13 +938,52 @@ func (e *Engine) retrieveLoop(ctx context.Context, conn *wire.Conn, sph *sphinx.
 	}
 }
 
-// retrieve runs one retrieve exchange (docs/spec/client.md section 6). The provider (mixd)
-// answers an item with the item's own sequence number, at or after the one asked for, which
-// the client sends plus one next time so that the provider deletes the item; an empty answer
-// echoes the number asked for. (wire.Conn.Retrieve requires every answer to echo the number
-// asked for, which mixd does not do for items; see docs/spec/client.md section 6.)
-func retrieve(conn *wire.Conn, seq uint32, timeout time.Duration) (*wire.Frame, error) {
-	if err := conn.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieve, Seq: seq}); err != nil {
+// maxWaitingMail bounds the complete mails the engine holds while ReadMail fails: beyond it,
+// the engine stops asking the mail queue (its exchanges ask the reply queue instead, at the same
+// times), so the mail waits at the provider instead of filling the user's disk twice.
+const maxWaitingMail = 8
+
+// mailRoom reports whether the engine may fetch more mail now.
+func (e *Engine) mailRoom() bool {
+	n, err := e.st.countReady(maxWaitingMail)
+	return err == nil && n < maxWaitingMail
+}
+
+// retrievePolicy chooses which queue each retrieve exchange asks (docs/spec/client.md section
+// 6). The reply queue (ACKs, loop echoes) comes first while it has something: its last answer
+// held an item or a queue hint above 0. Otherwise, with mail on, the mail queue gets two
+// exchanges of every three and the reply queue one, so that a reply waits at most two
+// intervals more than it would without mail.
+type retrievePolicy struct {
+	mail      bool // ReadMail is set
+	replyBusy bool // the reply queue's last answer held an item or a hint > 0
+	turn      int
+}
+
+func (p *retrievePolicy) next(room func() bool) wire.Command {
+	if !p.mail || p.replyBusy {
+		return wire.CmdRetrieve
+	}
+	p.turn = (p.turn + 1) % 3
+	if p.turn == 0 || !room() {
+		return wire.CmdRetrieve
+	}
+	return wire.CmdRetrieveMail
+}
+
+func (p *retrievePolicy) answered(cmd wire.Command, f *wire.Frame) {
+	if cmd == wire.CmdRetrieve {
+		p.replyBusy = f.Cmd != wire.CmdEmpty || f.QueueHint > 0
+	}
+}
+
+// retrieve runs one exchange of wire.md section 7 (cmd CmdRetrieve) or 7.1 (CmdRetrieveMail).
+// The provider (mixd) answers an item with the item's own sequence number, at or after the one
+// asked for, which the client sends plus one next time so that the provider deletes the item; an
+// empty answer echoes the number asked for. (wire.Conn.Retrieve requires every answer to echo
+// the number asked for, which mixd does not do for items; see docs/spec/client.md section 6.)
+func retrieve(conn *wire.Conn, cmd wire.Command, seq uint32, timeout time.Duration) (*wire.Frame, error) {
+	if err := conn.WriteFrame(&wire.Frame{Cmd: cmd, Seq: seq}); err != nil {
 		return nil, err
 	}
 	if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
@@ -893,20 +994,24 @@ func retrieve(conn *wire.Conn, seq uint32, timeout time.Duration) (*wire.Frame, 
 		if err != nil {
 			return nil, err
 		}
-		switch f.Cmd {
-		case wire.CmdNoOp:
+		item := f.Cmd == wire.CmdMessage || f.Cmd == wire.CmdAck
+		if cmd == wire.CmdRetrieveMail {
+			item = f.Cmd == wire.CmdMail
+		}
+		switch {
+		case f.Cmd == wire.CmdNoOp:
 			continue
-		case wire.CmdDisconnect:
+		case f.Cmd == wire.CmdDisconnect:
 			return nil, wire.ErrDisconnected
-		case wire.CmdEmpty:
+		case f.Cmd == wire.CmdEmpty:
 			return f, nil
-		case wire.CmdMessage, wire.CmdAck:
+		case item:
 			if f.Seq < seq {
-				return nil, fmt.Errorf("answer to retrieve %d is item %d, which was to be deleted", seq, f.Seq)
+				return nil, fmt.Errorf("answer to %v %d is item %d, which was to be deleted", cmd, seq, f.Seq)
 			}
 			return f, nil
 		default:
-			return nil, fmt.Errorf("%v frame where an answer to retrieve %d was due", f.Cmd, seq)
+			return nil, fmt.Errorf("%v frame where an answer to %v %d was due", f.Cmd, cmd, seq)
 		}
 	}
 }

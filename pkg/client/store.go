@@ -141,7 +141,7 @@ func openStore(dir string) (*store, error) {
 	// Concurrent Sends wait at most this long to share a commit; a lone Send pays it once.
 	db.MaxBatchDelay = time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketFragData, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox, bucketRxDone, bucketIdem, bucketDomains} {
+		for _, b := range [][]byte{bucketMeta, bucketMessages, bucketOrder, bucketFrags, bucketFragData, bucketSURBs, bucketRx, bucketRxMeta, bucketInbox, bucketRxDone, bucketIdem, bucketDomains, bucketMailChunks, bucketMailReady} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
