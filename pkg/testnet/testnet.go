@@ -41,6 +41,11 @@ func Build(ctx context.Context, repo, binDir string, programs ...string) error {
 		programs = Programs
 	}
 	args := []string{"build", "-o", binDir + string(filepath.Separator)}
+	// PANORAMIX_BUILD_TAGS builds test-only variants, such as the privacy measurement's
+	// tracer (-tags privacytrace, internal/privacy/trace).
+	if tags := os.Getenv("PANORAMIX_BUILD_TAGS"); tags != "" {
+		args = append(args, "-tags", tags)
+	}
 	for _, p := range programs {
 		args = append(args, "./"+p)
 	}

@@ -555,6 +555,7 @@ func (n *Node) unwrapLoop(ctx context.Context) {
 // schedules it.
 func (n *Node) process(in inbound) {
 	now := time.Now()
+	tid := traceIn(in.pkt)
 	for _, ek := range n.ekeys.candidates(now) {
 		var u *sphinx.Unwrapped
 		var err error
@@ -588,6 +589,7 @@ func (n *Node) process(in inbound) {
 			n.m.replayHits.Inc()
 			return
 		}
+		n.traceReceive(now, tid, in.user != "", u)
 		if !n.sched.Push(now.Add(delay), &job{u: u, filter: ek.filter, seq: seq}) {
 			n.m.dropped.WithLabelValues("queue_full").Inc()
 		}
@@ -663,6 +665,7 @@ func (n *Node) dispatchLoop(ctx context.Context, deliver chan<- *sphinx.Unwrappe
 			case failed[j.filter]:
 				n.m.dropped.WithLabelValues("replay_filter_sync").Inc()
 			case j.u.NextHop != nil:
+				n.traceEmit(j.u)
 				n.forward(ctx, keys.IdentityPublicKey(*j.u.NextHop), j.u.Packet)
 			default:
 				select {
@@ -751,6 +754,7 @@ func (n *Node) stopPeers() {
 
 // deliver handles a final hop (docs/spec/services.md section 2).
 func (n *Node) deliver(ctx context.Context, u *sphinx.Unwrapped) {
+	n.traceDeliver(u)
 	r := u.Recipient
 	if n.role == pki.RoleMix {
 		if r.Service == service.LoopName && r.ID == mixLoopID {
@@ -837,6 +841,7 @@ func (r *replier) Reply(ctx context.Context, data []byte) error {
 		return err
 	}
 	r.used = true
+	r.n.traceOut(traceReply, pkt)
 	r.n.forward(ctx, keys.IdentityPublicKey(first), pkt)
 	return nil
 }
@@ -899,6 +904,7 @@ func (n *Node) sendLoop(ctx context.Context, doc *pki.Document) error {
 		return err
 	}
 	n.m.loopsSent.Inc()
+	n.traceOut(traceMade, pkt)
 	n.forward(ctx, keys.IdentityPublicKey(route[0].ID), pkt)
 	return nil
 }
