@@ -96,6 +96,9 @@ type Options struct {
 	// directory's listen and admin ports, then PortsPerNode per node): addresses a person
 	// configures once. 0 takes free ports. A directory that holds a StateFile keeps its ports.
 	BasePort int
+	// ProviderConfig maps a provider's domain to TOML appended to its mixd configuration (for
+	// example [[plugin]] sections).
+	ProviderConfig map[string]string
 	// Extra are nodes started besides the network's own, for tests of a hostile node the
 	// directory approved; WaitConsensus does not wait for them, and Provider never returns one.
 	Extra []ExtraNode
@@ -456,6 +459,9 @@ func (n *Net) mixdConfig(nd *Node) string {
 		}
 		if dsn, ok := n.opts.SurveyPostgres[nd.Domain]; ok {
 			fmt.Fprintf(&b, "\n[survey]\ndatabase = \"postgres\"\ndsn = %q\n", dsn)
+		}
+		if extra, ok := n.opts.ProviderConfig[nd.Domain]; ok {
+			b.WriteString("\n" + extra + "\n")
 		}
 	}
 	return b.String()
