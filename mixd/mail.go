@@ -21,10 +21,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
 	"github.com/panoramix-mixnet/panoramix/internal/imapd"
-	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailbox"
 	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/config"
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/mailbox"
+	"github.com/panoramix-mixnet/panoramix/mixd/internal/provider"
 	"github.com/panoramix-mixnet/panoramix/pkg/passwd"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
 )
@@ -32,9 +33,13 @@ import (
 // mail is a provider's mail side: the mailbox service, and with the embedded back end the
 // mailbox store and the IMAP server that serves it.
 type mail struct {
-	store   *mailstore.Store // nil with the LMTP back end
-	imap    *imapd.Server    // nil when no IMAP listener is configured
-	service *mailbox.Service
+	// provider is the provider's user database, opened here to be shared by the node (which
+	// answers retrieve-mail from it) and the mailbox service (which holds the mail of users who
+	// read through the link in it).
+	provider *provider.Store
+	store    *mailstore.Store // nil with the LMTP back end
+	imap     *imapd.Server    // nil when no IMAP listener is configured
+	service  *mailbox.Service
 }
 
 // accounts adapts the mailbox store to node.Accounts.
@@ -53,11 +58,20 @@ func (a accounts) SetPassword(name, password string) error {
 // openMail builds the provider's mail side from the configuration.
 func openMail(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (*mail, error) {
 	m := &mail{}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	ps, err := provider.OpenStore(filepath.Join(cfg.DataDir, "provider.db"))
+	if err != nil {
+		return nil, err
+	}
+	m.provider = ps
 	var backend mailbox.Backend
 	switch cfg.Mailbox.Backend {
 	case "embedded":
 		s, err := mailstore.Open(filepath.Join(cfg.DataDir, "mail.db"))
 		if err != nil {
+			m.close()
 			return nil, err
 		}
 		m.store = s
@@ -82,9 +96,19 @@ func openMail(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) (
 	case "lmtp":
 		b, err := mailbox.NewLMTPBackend(mailbox.LMTPConfig{Network: cfg.Mailbox.LMTPNetwork, Addr: cfg.Mailbox.LMTPAddress, Domain: cfg.Provider.Domains[0], Timeout: time.Minute})
 		if err != nil {
+			m.close()
 			return nil, fmt.Errorf("[mailbox]: %w", err)
 		}
 		backend = b
+	}
+	// Whatever the backend, the mail of a user whose client reads through its link is held
+	// for the client instead (docs/spec/services.md section 6).
+	backend, err = mailbox.NewLinkBackend(mailbox.LinkConfig{
+		Store: ps, ChunkSize: cfg.Geometry().PacketSize(), Expiry: cfg.Mailbox.Expiry, Next: backend,
+	})
+	if err != nil {
+		m.close()
+		return nil, err
 	}
 	svc, err := mailbox.New(mailbox.Config{
 		Path: filepath.Join(cfg.DataDir, "mailbox.db"), Geometry: cfg.Geometry(), Backend: backend,
@@ -117,6 +141,9 @@ func (m *mail) close() {
 	}
 	if m.store != nil {
 		m.store.Close()
+	}
+	if m.provider != nil {
+		m.provider.Close()
 	}
 }
 

@@ -88,6 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		defer m.close()
 		opts.Services = m.services()
+		opts.Store = m.provider
 		if m.store != nil {
 			opts.Accounts = accounts{m.store}
 		}

@@ -22,6 +22,14 @@ type UserRequest struct {
 	QuotaBytes int64  `json:"quota_bytes"`
 }
 
+// UserPatch is the body of PATCH /admin/v1/users/{name}: the fields to change, absent ones
+// unchanged.
+type UserPatch struct {
+	// ReadsViaLink may only be cleared (false): the user's mail goes to IMAP or LMTP again.
+	// Only the user's client sets it, by its first retrieve-mail (docs/spec/services.md 6.1).
+	ReadsViaLink *bool `json:"reads_via_link"`
+}
+
 // PasswordRequest is the body of PUT /admin/v1/users/{name}/password.
 type PasswordRequest struct {
 	Password string `json:"password"`
@@ -37,7 +45,8 @@ type Status struct {
 }
 
 // adminHandler serves the provider's admin API (loopback only, see config):
-// GET /admin/v1/status, GET/POST /admin/v1/users, DELETE /admin/v1/users/{name}. Every request
+// GET /admin/v1/status, GET/POST /admin/v1/users, GET/PATCH/DELETE /admin/v1/users/{name},
+// PUT /admin/v1/users/{name}/password. Every request
 // passes adminauth.Require first: a web page in the operator's browser reaches loopback too.
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -95,6 +104,43 @@ func (n *Node) adminHandler() http.Handler {
 		created, _ := n.store.User(u.Name)
 		writeJSON(w, http.StatusCreated, created)
 	})
+	mux.HandleFunc("GET /admin/v1/users/{name}", func(w http.ResponseWriter, r *http.Request) {
+		u, err := n.store.User(r.PathValue("name"))
+		if err != nil {
+			httpError(w, userErrorCode(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, u)
+	})
+	mux.HandleFunc("PATCH /admin/v1/users/{name}", func(w http.ResponseWriter, r *http.Request) {
+		var req UserPatch
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxAdminBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			httpError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+			return
+		}
+		switch {
+		case req.ReadsViaLink == nil:
+			httpError(w, http.StatusBadRequest, errors.New("request body: nothing to change (the field is reads_via_link)"))
+			return
+		case *req.ReadsViaLink:
+			httpError(w, http.StatusBadRequest, errors.New("reads_via_link: only false is allowed; the user's client sets it by reading its mail through the link"))
+			return
+		}
+		name := r.PathValue("name")
+		if err := n.clearViaLink(name); err != nil {
+			httpError(w, userErrorCode(err), err)
+			return
+		}
+		u, err := n.store.User(name)
+		if err != nil {
+			httpError(w, userErrorCode(err), err)
+			return
+		}
+		n.log.Info("user's mail goes to the mailbox backend again (reads_via_link cleared by the operator)", "user", name)
+		writeJSON(w, http.StatusOK, u)
+	})
 	mux.HandleFunc("PUT /admin/v1/users/{name}/password", func(w http.ResponseWriter, r *http.Request) {
 		if n.accounts == nil {
 			httpError(w, http.StatusNotFound, errors.New("this provider has no built-in mailboxes ([mailbox] backend is not \"embedded\"): passwords live in its own mail server"))
@@ -130,16 +176,21 @@ func (n *Node) adminHandler() http.Handler {
 			}
 		}
 		if err := n.store.RemoveUser(r.PathValue("name")); err != nil {
-			code := http.StatusInternalServerError
-			if errors.Is(err, provider.ErrUnknownUser) {
-				code = http.StatusNotFound
-			}
-			httpError(w, code, err)
+			httpError(w, userErrorCode(err), err)
 			return
 		}
+		n.forgetViaLink(r.PathValue("name"))
 		w.WriteHeader(http.StatusNoContent)
 	})
 	return adminauth.Require(n.adminToken, mux)
+}
+
+// userErrorCode is the status of a store error about one user.
+func userErrorCode(err error) int {
+	if errors.Is(err, provider.ErrUnknownUser) {
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

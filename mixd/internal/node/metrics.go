@@ -15,6 +15,7 @@ type metrics struct {
 	replayHits    prometheus.Counter
 	loopsSent     prometheus.Counter
 	loopsReceived prometheus.Counter
+	mailServed    prometheus.Counter // provider only
 }
 
 func newMetrics(reg *prometheus.Registry, queueDepth func() int) metrics {
@@ -35,4 +36,12 @@ func newMetrics(reg *prometheus.Registry, queueDepth func() int) metrics {
 	}
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mixd_queue_depth", Help: "Packets held for their delay."}, func() float64 { return float64(queueDepth()) }))
 	return m
+}
+
+// registerProvider adds the metrics of reading mail through the link (docs/spec/services.md
+// section 6).
+func (m *metrics) registerProvider(reg *prometheus.Registry, usersViaLink func() int) {
+	m.mailServed = prometheus.NewCounter(prometheus.CounterOpts{Name: "mixd_mail_items_served_total", Help: "Chunks of sealed mail sent to clients in answer to retrieve-mail."})
+	reg.MustRegister(m.mailServed)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mixd_users_reading_via_link", Help: "Users whose client reads their mail through its link (their mail is held for it, not delivered to IMAP or LMTP)."}, func() float64 { return float64(usersViaLink()) }))
 }

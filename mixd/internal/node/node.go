@@ -46,6 +46,10 @@ type Options struct {
 	// Accounts, on a provider with an embedded mailbox store, keeps mail accounts in step with
 	// the provider's users (created, removed, password set through the admin API).
 	Accounts Accounts
+	// Store is the provider's user database when the caller opened it, to share it with the
+	// mailbox service (which holds mail for users who read it through the link); New opens
+	// data_dir/provider.db when nil. The node closes only a store it opened.
+	Store *provider.Store
 }
 
 // Accounts are the mail accounts beside the provider's users.
@@ -74,8 +78,14 @@ type Node struct {
 
 	// Provider only.
 	store    *provider.Store
-	services map[string]service.Service
-	accounts Accounts
+	ownStore bool // opened by New, closed by Run
+	// viaLink caches the users known to be marked as reading mail through the link, so that
+	// a retrieve-mail costs no write once its user is marked. Marking and clearing hold
+	// viaLinkMu for writing, so that the cache never says marked when the store does not.
+	viaLinkMu sync.RWMutex
+	viaLink   map[string]bool
+	services  map[string]service.Service
+	accounts  Accounts
 	// adminToken guards the admin API (nil when the node serves none).
 	adminToken *adminauth.Token
 
@@ -185,9 +195,14 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	n.m = newMetrics(n.reg, n.sched.Len)
 	n.accounts = opts.Accounts
 	if role == pki.RoleProvider {
-		if n.store, err = provider.OpenStore(filepath.Join(cfg.DataDir, "provider.db")); err != nil {
-			return nil, err
+		n.store, n.viaLink = opts.Store, map[string]bool{}
+		if n.store == nil {
+			if n.store, err = provider.OpenStore(filepath.Join(cfg.DataDir, "provider.db")); err != nil {
+				return nil, err
+			}
+			n.ownStore = true
 		}
+		n.m.registerProvider(n.reg, n.usersViaLink)
 		if cfg.AdminAddress != "" {
 			if n.adminToken, err = adminauth.LoadOrCreate(cfg.AdminTokenPath()); err != nil {
 				return nil, fmt.Errorf("admin_token_file: %w", err)
@@ -344,7 +359,7 @@ func (n *Node) close() {
 	if err := n.ekeys.close(); err != nil {
 		n.log.Error("closing replay filters", "err", err)
 	}
-	if n.store != nil {
+	if n.ownStore {
 		n.store.Close()
 	}
 	n.identity.Wipe()
@@ -511,6 +526,18 @@ func (n *Node) handle(ctx context.Context, c *wire.Conn) {
 				n.log.Warn("retrieve failed", "user", user, "err", err)
 				return
 			}
+		case wire.CmdRetrieveMail:
+			if user == "" {
+				return // only clients retrieve
+			}
+			if err := n.markViaLink(user); err != nil {
+				n.log.Warn("cannot mark the user as reading mail through the link", "user", user, "err", err)
+				return
+			}
+			if err := n.answerRetrieveMail(c, user, f.Seq); err != nil {
+				n.log.Warn("retrieve-mail failed", "user", user, "err", err)
+				return
+			}
 		case wire.CmdNoOp:
 		case wire.CmdDisconnect:
 			return
@@ -538,6 +565,74 @@ func (n *Node) answerRetrieve(c *wire.Conn, user string, seq uint32) error {
 		f.Cmd = wire.CmdMessage
 	}
 	return c.WriteFrame(f)
+}
+
+// markViaLink marks user, durably, as one whose client reads its mail through the link
+// (docs/spec/services.md section 6.1) before the first retrieve-mail is answered: from then on
+// the mailbox service holds the user's mail for the client.
+func (n *Node) markViaLink(user string) error {
+	n.viaLinkMu.RLock()
+	marked := n.viaLink[user]
+	n.viaLinkMu.RUnlock()
+	if marked {
+		return nil
+	}
+	n.viaLinkMu.Lock()
+	defer n.viaLinkMu.Unlock()
+	if err := n.store.SetReadsViaLink(user, true); err != nil {
+		return err
+	}
+	n.viaLink[user] = true
+	return nil
+}
+
+// clearViaLink clears the mark (the operator's way back to IMAP delivery) and forgets it, so
+// that a client that still sends retrieve-mail marks the user again.
+func (n *Node) clearViaLink(user string) error {
+	n.viaLinkMu.Lock()
+	defer n.viaLinkMu.Unlock()
+	delete(n.viaLink, user)
+	return n.store.SetReadsViaLink(user, false)
+}
+
+// forgetViaLink drops a removed user from the cache.
+func (n *Node) forgetViaLink(user string) {
+	n.viaLinkMu.Lock()
+	defer n.viaLinkMu.Unlock()
+	delete(n.viaLink, user)
+}
+
+// usersViaLink counts the users marked as reading mail through the link (for the metric).
+func (n *Node) usersViaLink() int {
+	users, err := n.store.Users()
+	if err != nil {
+		return 0
+	}
+	count := 0
+	for _, u := range users {
+		if u.ReadsViaLink {
+			count++
+		}
+	}
+	return count
+}
+
+// answerRetrieveMail answers a retrieve-mail exactly as answerRetrieve answers a retrieve, from
+// the user's mail queue (docs/spec/wire.md section 7.1).
+func (n *Node) answerRetrieveMail(c *wire.Conn, user string, seq uint32) error {
+	it, remaining, err := n.store.FetchMail(user, uint64(seq))
+	if err != nil {
+		return err
+	}
+	if it == nil {
+		return c.WriteFrame(&wire.Frame{Cmd: wire.CmdEmpty, Seq: seq})
+	}
+	hint := uint32(min(remaining, math.MaxUint32))
+	if err := c.WriteFrame(&wire.Frame{Cmd: wire.CmdMail, Seq: uint32(it.Seq), QueueHint: hint, Body: it.Chunk}); err != nil {
+		return err
+	}
+	n.m.mailServed.Inc()
+	return nil
 }
 
 func (n *Node) unwrapLoop(ctx context.Context) {
