@@ -147,8 +147,14 @@ func (tn *testNet) config(name, role string, dataDir string) *config.Config {
 }
 
 func (tn *testNet) start(name, role, dataDir string) *Node {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", name)
-	n, err := New(tn.config(name, role, dataDir), Options{Logger: log, Transport: tn.mem})
+	return tn.startWith(name, role, dataDir, Options{})
+}
+
+// startWith starts a node with opts, whose logger and transport it sets.
+func (tn *testNet) startWith(name, role, dataDir string, opts Options) *Node {
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("node", name)
+	opts.Transport = tn.mem
+	n, err := New(tn.config(name, role, dataDir), opts)
 	if err != nil {
 		tn.t.Fatal(err)
 	}
@@ -209,6 +215,11 @@ func hop(t testing.TB, n *pki.Node, e pki.Epoch) sphinx.Hop {
 // sendLoop sends one packet A -> L1 -> L2 -> L3 -> B to B's loop service with a SURB back
 // B -> L1' -> L2' -> L3' -> A to the user's queue.
 func (c *testClient) sendLoop(doc *pki.Document, a, b *pki.Node, data []byte) [sphinx.SURBIDSize]byte {
+	return c.sendTo(doc, a, b, sphinx.Recipient{Service: "loop", ID: "echo"}, data)
+}
+
+// sendTo sends data to rcpt at B as sendLoop does.
+func (c *testClient) sendTo(doc *pki.Document, a, b *pki.Node, rcpt sphinx.Recipient, data []byte) [sphinx.SURBIDSize]byte {
 	t := c.t
 	e := doc.Epoch
 	mix := func(l uint8, i int) *pki.Node { ms := doc.Layer(l); return &ms[i%len(ms)] }
@@ -225,7 +236,7 @@ func (c *testClient) sendLoop(doc *pki.Document, a, b *pki.Node, data []byte) [s
 		t.Fatal(err)
 	}
 	fwd := []sphinx.Hop{hop(t, a, e), hop(t, mix(1, 0), e), hop(t, mix(2, 0), e), hop(t, mix(3, 0), e), hop(t, b, e)}
-	pkt, err := c.s.NewPacket(rand.Reader, fwd, sphinx.Recipient{Service: "loop", ID: "echo"}, env)
+	pkt, err := c.s.NewPacket(rand.Reader, fwd, rcpt, env)
 	if err != nil {
 		t.Fatal(err)
 	}
