@@ -471,3 +471,18 @@ func TestManyPlugins(t *testing.T) {
 		t.Fatal("an empty command accepted")
 	}
 }
+
+// TestPythonLibrary runs the unit tests of the plugin side (contrib/plugins/
+// test_panoramix_plugin.py): its decoders on crafted and random input, kvdrop's handler.
+func TestPythonLibrary(t *testing.T) {
+	cmd := exec.Command(python3(t), "-m", "unittest", "-v", "test_panoramix_plugin")
+	cmd.Dir = filepath.Dir(kvdrop(t))
+	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "\nOK") {
+		t.Fatalf("no OK from unittest:\n%s", out)
+	}
+}
