@@ -7,6 +7,7 @@
 //	mailproxy [run] --config FILE      run the proxy until SIGINT or SIGTERM
 //	mailproxy init --config FILE       create missing link keys, print the provider's command
 //	mailproxy status --config FILE     ask the running proxy for queue, deliveries, link, epoch
+//	mailproxy imap-password --config FILE  print the local IMAP server's address, users, password
 package main
 
 import (
@@ -34,19 +35,27 @@ const name = "mailproxy"
 const usage = `Usage: mailproxy [run] --config FILE
        mailproxy init --config FILE [--account ADDRESS]
        mailproxy status --config FILE [--json]
+       mailproxy imap-password --config FILE
        mailproxy --version | --help
 
 mailproxy is the PANORAMIX client for mail programs: point the SMTP server of
 your mail program (Thunderbird, mutt, swaks) at its [smtp] listen_address
 (127.0.0.1:2525 in configs/mailproxy.toml) and it sends every mail through the
-mixnet; read mail with IMAP at your provider.
+mixnet. It fetches your mail through the same link into a local mailbox and
+serves it over IMAP on [imap] listen_address (127.0.0.1:1143; no encryption,
+normal password, user name the local part of your address, password from
+'mailproxy init' or 'mailproxy imap-password'), unless [mailbox]
+read_via_link = false, when you read mail with IMAP at your provider.
 
   run      run the proxy (the default command); SIGINT or SIGTERM stop it cleanly
   init     create each account's link key if missing (link_key_file) and print
-           the command the provider's operator runs to register it
+           the command the provider's operator runs to register it; create the
+           local IMAP password if missing and print it
   status   print the running proxy's queue, each message's delivery state and
            progress, the link to the provider and the current epoch (read from
-           its status socket, [status_socket])
+           its status socket, [status_socket]), and each local mailbox
+  imap-password
+           print the local IMAP server's address, user names and password again
 
   --config FILE   the TOML configuration (see configs/mailproxy.toml)
   --version       print the version and exit
@@ -59,7 +68,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
-	if len(args) > 0 && (args[0] == "run" || args[0] == "init" || args[0] == "status") {
+	if len(args) > 0 && (args[0] == "run" || args[0] == "init" || args[0] == "status" || args[0] == "imap-password") {
 		cmd, args = args[0], args[1:]
 	}
 	cli := boot.NewCLI(name, cmd, usage)
@@ -84,7 +93,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "init":
-		err = initKeys(cfg, *acct, stdout)
+		if err = initKeys(cfg, *acct, stdout); err == nil {
+			err = imapPassword(cfg, true, stdout)
+		}
+	case "imap-password":
+		err = imapPassword(cfg, false, stdout)
 	case "status":
 		err = status(cfg, *asJSON, stdout)
 	default:
@@ -154,6 +167,40 @@ func initKeys(cfg *config.Config, only string, w io.Writer) error {
 	return nil
 }
 
+// imapPassword prints what a mail program needs for the local mailbox: the IMAP address, the
+// user name of each account and the password (created first by init).
+func imapPassword(cfg *config.Config, create bool, w io.Writer) error {
+	if !cfg.Mailbox.ReadViaLink {
+		if !create {
+			return errors.New("[mailbox] read_via_link = false: there is no local mailbox; read mail with IMAP at your provider")
+		}
+		return nil
+	}
+	var pw string
+	var err error
+	state := "existing"
+	if create {
+		var created bool
+		if pw, created, err = proxy.EnsurePassword(cfg.PasswordFile()); created {
+			state = "created"
+		}
+	} else {
+		pw, err = proxy.ReadPassword(cfg.PasswordFile())
+		if errors.Is(err, os.ErrNotExist) {
+			err = fmt.Errorf("%w (run 'mailproxy init' to create it)", err)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "local mailbox: IMAP on %s, no encryption, normal password (%s, %s)\n", cfg.IMAP.ListenAddress, cfg.PasswordFile(), state)
+	for _, a := range cfg.Accounts {
+		fmt.Fprintf(w, "  account %s: user %s\n", a.Address, proxy.LocalUser(a))
+	}
+	fmt.Fprintf(w, "  password %s\n", pw)
+	return nil
+}
+
 func status(cfg *config.Config, asJSON bool, w io.Writer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -186,6 +233,20 @@ func status(cfg *config.Config, asJSON bool, w io.Writer) error {
 		}
 		fmt.Fprintf(w, "  packets: %d real, %d drop, %d loop (%d back, %d lost); %d acks\n",
 			l.RealPackets, l.SendDrops+l.Drops, l.Loops, l.LoopsReturned, l.LoopsLost, l.Acks)
+		if mb := a.Mailbox; mb != nil {
+			last := "no mail fetched since the start"
+			if !mb.LastChunk.IsZero() {
+				last = "last chunk " + mb.LastChunk.Format(time.RFC3339)
+			}
+			fmt.Fprintf(w, "  local mailbox (IMAP %s, user %s): %d messages, %d unseen; %s; %d mails, %d chunks fetched, %d bad\n",
+				mb.IMAP, mb.User, mb.Messages, mb.Unseen, last, mb.Received, mb.Chunks, mb.Bad)
+			if mb.Fetching {
+				fmt.Fprintf(w, "  fetching a mail: %d of %d chunks\n", mb.ChunksHave, mb.ChunksCount)
+			}
+			if mb.Waiting > 0 {
+				fmt.Fprintf(w, "  %d fetched mails wait for the local mailbox (see the log)\n", mb.Waiting)
+			}
+		}
 		if len(a.Messages) == 0 {
 			continue
 		}
@@ -204,6 +265,8 @@ func status(cfg *config.Config, asJSON bool, w io.Writer) error {
 			if m.Reason != "" {
 				fmt.Fprintf(w, "  %s failed: %s", m.ID[:12], m.Reason)
 				switch {
+				case m.BounceLocal:
+					fmt.Fprint(w, " (bounce put in your local INBOX)")
 				case m.Bounce != "":
 					fmt.Fprintf(w, " (bounce %s sent to you)", m.Bounce[:12])
 				case m.BounceError != "":

@@ -76,3 +76,50 @@ link_key_file = "alice.key"
 		t.Errorf("init of an unknown account: %d", code)
 	}
 }
+
+// init creates the local IMAP password once (0600) and prints it with the user names;
+// imap-password prints it again; without the local mailbox there is none.
+func TestIMAPPassword(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "mailproxy.toml")
+	text := `version = 1
+data_dir = "data"
+[directory]
+urls = ["http://127.0.0.1:7000"]
+authorities = ["d3953d7183c8c86f5a16814285a67688c6dd8937e2671fde387a918763555645"]
+[[accounts]]
+address = "alice@alpha.example"
+link_key_file = "alice.key"
+`
+	os.WriteFile(cfg, []byte(text), 0o600)
+	var out1, out2, stderr bytes.Buffer
+	if code := run([]string{"init", "--config", cfg}, &out1, &stderr); code != 0 {
+		t.Fatalf("init: %d %s", code, stderr.String())
+	}
+	file := filepath.Join(dir, "data", "imap-password")
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("password file: %v %v", fi, err)
+	}
+	raw, _ := os.ReadFile(file)
+	pw := strings.TrimSpace(string(raw))
+	if len(pw) != 24 {
+		t.Fatalf("password %q: want 24 characters", pw)
+	}
+	for _, want := range []string{"IMAP on 127.0.0.1:1143", "account alice@alpha.example: user alice\n", "password " + pw + "\n", ", created)"} {
+		if !strings.Contains(out1.String(), want) {
+			t.Errorf("init printed %q, want %q in it", out1.String(), want)
+		}
+	}
+	if code := run([]string{"imap-password", "--config", cfg}, &out2, &stderr); code != 0 {
+		t.Fatalf("imap-password: %d %s", code, stderr.String())
+	}
+	if !strings.Contains(out2.String(), "password "+pw+"\n") || !strings.Contains(out2.String(), ", existing)") {
+		t.Errorf("imap-password printed %q", out2.String())
+	}
+	os.WriteFile(cfg, []byte(text+"[mailbox]\nread_via_link = false\n"), 0o600)
+	stderr.Reset()
+	if code := run([]string{"imap-password", "--config", cfg}, &out2, &stderr); code != 1 || !strings.Contains(stderr.String(), "read_via_link = false") {
+		t.Errorf("imap-password without a local mailbox: %d %q", code, stderr.String())
+	}
+}

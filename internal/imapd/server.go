@@ -45,7 +45,8 @@ type Config struct {
 	TLSAddr string
 	// Addr is the address for clear-text IMAP with STARTTLS (usually :143); "" disables it.
 	Addr string
-	// TLS is the server's TLS configuration, with its certificate. Required.
+	// TLS is the server's TLS configuration, with its certificate. Required, except with
+	// InsecureAuth and no TLSAddr (then STARTTLS is not offered).
 	TLS *tls.Config
 	// InsecureAuth allows LOGIN and AUTHENTICATE without TLS. Only for tests on loopback.
 	InsecureAuth bool
@@ -128,7 +129,10 @@ func New(cfg Config, store *mailstore.Store) (*Server, error) {
 	if store == nil {
 		return nil, errors.New("imapd: no mail store")
 	}
-	if cfg.TLS == nil || (len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil) {
+	// Without a certificate the server offers no STARTTLS: only for a clear-text listener with
+	// InsecureAuth (mailproxy's local mailbox, whose caller keeps it on loopback).
+	noTLS := cfg.TLS == nil && cfg.TLSAddr == "" && cfg.InsecureAuth
+	if !noTLS && (cfg.TLS == nil || (len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil)) {
 		return nil, errors.New("imapd: a TLS certificate is required (config TLS)")
 	}
 	if cfg.Addr == "" && cfg.TLSAddr == "" {

@@ -27,6 +27,11 @@ type MailproxyOptions struct {
 	MaxMessageSize int
 	// Keyring is the account's OpenPGP keyring file (armored public keys).
 	Keyring string
+	// LocalMailbox makes the mailproxy fetch the user's mail through its link into its local
+	// mailbox, served over IMAP on Mailproxy.IMAP ([mailbox] read_via_link = true). Without it
+	// the user's mail stays in the provider's IMAP store (read_via_link = false), where the
+	// tests that read it from the provider look.
+	LocalMailbox bool
 }
 
 // Mailproxy is one user's running mailproxy (the real binary, from Options.BinDir).
@@ -36,6 +41,10 @@ type Mailproxy struct {
 	Address  string
 	SMTP     string
 	Password string
+	// IMAP is the local mailbox's IMAP address and IMAPPassword its password (LocalMailbox
+	// only; the login is User()).
+	IMAP         string
+	IMAPPassword string
 	Provider *Node
 	Config   string
 	DataDir  string
@@ -46,6 +55,10 @@ type Mailproxy struct {
 func (m *Mailproxy) User() string { u, _, _ := strings.Cut(m.Address, "@"); return u }
 
 var linkKeyLine = regexp.MustCompile(`mixctl user add (\S+) --link-key ([0-9a-f]{64})`)
+
+var imapLine = regexp.MustCompile(`\[imap\]\nlisten_address = "([^"]+)"`)
+
+var imapPasswordLine = regexp.MustCompile(`(?m)^  password (\S+)$`)
 
 // StartMailproxy creates the user address (user@domain of a provider of this network) the way
 // a real user does: it writes a mailproxy config, runs `mailproxy init` for the link key,
@@ -88,6 +101,24 @@ func (n *Net) StartMailproxy(ctx context.Context, address, password string, o Ma
 	if o.MaxMessageSize > 0 {
 		fmt.Fprintf(&b, "max_message_size = %d\n", o.MaxMessageSize)
 	}
+	if o.LocalMailbox {
+		// A resumed network keeps the address its user configured.
+		if old, err := os.ReadFile(m.Config); err == nil {
+			if sub := imapLine.FindSubmatch(old); sub != nil {
+				m.IMAP = string(sub[1])
+			}
+		}
+		if m.IMAP == "" {
+			ports, err := freeport.Addrs(1)
+			if err != nil {
+				return nil, err
+			}
+			m.IMAP = ports[0]
+		}
+		fmt.Fprintf(&b, "\n[mailbox]\nread_via_link = true\n\n[imap]\nlisten_address = %q\n", m.IMAP)
+	} else {
+		b.WriteString("\n[mailbox]\nread_via_link = false\n")
+	}
 	fmt.Fprintf(&b, "\n[directory]\nurls = [%q]\nauthorities = [%q]\nthreshold = 1\nepoch_length = %q\n", n.DirURL, n.Authority.String(), n.params.EpochLength.String())
 	fmt.Fprintf(&b, "\n[[accounts]]\naddress = %q\nlink_key_file = %q\nretry_budget = %d\nack_slack = %q\nretrieve_interval = %q\n",
 		address, filepath.Join(m.DataDir, user+".link.key"), o.RetryBudget, o.AckSlack.String(), o.RetrieveInterval.String())
@@ -107,6 +138,13 @@ func (n *Net) StartMailproxy(ctx context.Context, address, password string, o Ma
 	sub := linkKeyLine.FindStringSubmatch(string(out))
 	if sub == nil || sub[1] != user {
 		return nil, fmt.Errorf("testnet: mailproxy init printed no registration line for %s:\n%s", user, out)
+	}
+	if o.LocalMailbox {
+		pw := imapPasswordLine.FindStringSubmatch(string(out))
+		if pw == nil {
+			return nil, fmt.Errorf("testnet: mailproxy init printed no local IMAP password:\n%s", out)
+		}
+		m.IMAPPassword = pw[1]
 	}
 	link, err := keys.ParseLinkPublicKey(sub[2])
 	if err != nil {

@@ -57,8 +57,32 @@ type Config struct {
 	SMTP          SMTP          `mapstructure:"smtp"`
 	Directory     Directory     `mapstructure:"directory"`
 	Smarthost     Smarthost     `mapstructure:"smarthost"`
+	Mailbox       Mailbox       `mapstructure:"mailbox"`
+	IMAP          IMAP          `mapstructure:"imap"`
 	Accounts      []Account     `mapstructure:"accounts"`
 }
+
+// Mailbox says where the user reads mail (docs/spec/mailproxy.md section 9).
+type Mailbox struct {
+	// ReadViaLink: mailproxy fetches each account's mail through its link to the provider, on
+	// the link's fixed schedule, into a local mailbox (DataDir/mail.db) that it serves over
+	// IMAP on [imap] listen_address. false: the mail stays at the provider's IMAP server, where
+	// an observer of that connection sees every arrival.
+	ReadViaLink bool `mapstructure:"read_via_link"`
+}
+
+// IMAP configures the local IMAP server of the local mailbox.
+type IMAP struct {
+	// ListenAddress must be a loopback address: the server speaks IMAP without TLS (so that a
+	// mail program needs no certificate), with the password of DataDir/imap-password.
+	ListenAddress string `mapstructure:"listen_address"`
+}
+
+// PasswordFile is where the local IMAP server's password is kept ('mailproxy init' writes it).
+func (c *Config) PasswordFile() string { return filepath.Join(c.DataDir, "imap-password") }
+
+// MailStore is the local mailbox's store.
+func (c *Config) MailStore() string { return filepath.Join(c.DataDir, "mail.db") }
 
 // SMTP configures the submission server for the user's mail program.
 type SMTP struct {
@@ -141,6 +165,8 @@ func Default() Config {
 		StatusRetention: 24 * time.Hour,
 		QueueLifetime:   5 * 24 * time.Hour,
 		SMTP:            SMTP{ListenAddress: "127.0.0.1:2525", MaxMessageSize: 25 << 20, MaxRecipients: 100},
+		Mailbox:         Mailbox{ReadViaLink: true},
+		IMAP:            IMAP{ListenAddress: "127.0.0.1:1143"},
 		Directory: Directory{
 			URLs:        []string{"http://127.0.0.1:7000"},
 			Threshold:   1,
@@ -159,7 +185,8 @@ func Load(path string) (*Config, error) {
 		"smtp.max_message_size": d.SMTP.MaxMessageSize, "smtp.max_recipients": d.SMTP.MaxRecipients,
 		"directory.urls": d.Directory.URLs, "directory.threshold": d.Directory.Threshold,
 		"directory.authorities": d.Directory.Authorities, "directory.epoch_length": d.Directory.EpochLength,
-		"smarthost.address": d.Smarthost.Address,
+		"smarthost.address": d.Smarthost.Address, "mailbox.read_via_link": d.Mailbox.ReadViaLink,
+		"imap.listen_address": d.IMAP.ListenAddress,
 	}
 	var c Config
 	if err := boot.LoadTOML(path, EnvPrefix, defaults, &c); err != nil {
@@ -221,7 +248,12 @@ func (c *Config) Validate() error {
 	if len(c.Accounts) > MaxAccounts {
 		return fmt.Errorf("[[accounts]]: %d accounts, at most %d", len(c.Accounts), MaxAccounts)
 	}
-	seen := map[string]bool{}
+	if c.Mailbox.ReadViaLink {
+		if err := boot.CheckLoopback(c.IMAP.ListenAddress, "the local mailbox is served without TLS"); err != nil {
+			return fmt.Errorf("[imap] listen_address: %w", err)
+		}
+	}
+	seen, users := map[string]bool{}, map[string]string{}
 	for i, a := range c.Accounts {
 		if err := a.validate(); err != nil {
 			return fmt.Errorf("accounts[%d]: %w", i, err)
@@ -230,6 +262,13 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("accounts[%d] address = %q: listed twice", i, a.Address)
 		}
 		seen[a.Address] = true
+		if c.Mailbox.ReadViaLink {
+			// The local IMAP login is the local part, as at the provider.
+			if other, ok := users[a.User()]; ok {
+				return fmt.Errorf("accounts[%d] address = %q: same user name as %q, and both would be the local IMAP user %q (set [mailbox] read_via_link = false, or use one of them)", i, a.Address, other, a.User())
+			}
+			users[a.User()] = a.Address
+		}
 	}
 	return nil
 }

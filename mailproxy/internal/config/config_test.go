@@ -24,7 +24,7 @@ func TestExamplesLoad(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		if len(c.Accounts) == 0 || c.SMTP.ListenAddress != "127.0.0.1:2525" {
+		if len(c.Accounts) == 0 || c.SMTP.ListenAddress != "127.0.0.1:2525" || !c.Mailbox.ReadViaLink || c.IMAP.ListenAddress != "127.0.0.1:1143" {
 			t.Errorf("%s: accounts %d, smtp %q", f, len(c.Accounts), c.SMTP.ListenAddress)
 		}
 		if !filepath.IsAbs(c.Accounts[0].LinkKeyFile) || !filepath.IsAbs(c.DataDir) || c.StatusSocket != filepath.Join(c.DataDir, "status.sock") {
@@ -64,6 +64,12 @@ func TestDefaults(t *testing.T) {
 	if c.SMTP != d.SMTP || c.LogLevel != "info" || c.Directory.EpochLength != d.Directory.EpochLength || c.StatusRetention != 24*time.Hour || c.QueueLifetime != 5*24*time.Hour {
 		t.Errorf("defaults not applied: %+v", c)
 	}
+	if !c.Mailbox.ReadViaLink || c.IMAP.ListenAddress != "127.0.0.1:1143" {
+		t.Errorf("local mailbox defaults not applied: %+v %+v", c.Mailbox, c.IMAP)
+	}
+	if c.PasswordFile() != filepath.Join(c.DataDir, "imap-password") || c.MailStore() != filepath.Join(c.DataDir, "mail.db") {
+		t.Errorf("local mailbox files %q %q", c.PasswordFile(), c.MailStore())
+	}
 	a := c.Accounts[0]
 	if a.User() != "alice" || a.Domain() != "alpha.example" {
 		t.Errorf("account %q: user %q domain %q", a.Address, a.User(), a.Domain())
@@ -92,6 +98,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"log level", "log_level = \"loud\"\n" + minimal(), "log_level"},
 		{"queue lifetime too long", "queue_lifetime = \"1000h\"\n" + minimal(), "queue_lifetime"},
 		{"queue lifetime too short", "queue_lifetime = \"1s\"\n" + minimal(), "queue_lifetime"},
+		{"imap not loopback", minimal() + "[imap]\nlisten_address = \"192.0.2.1:1143\"\n", "[imap] listen_address"},
+		{"imap no port", minimal() + "[imap]\nlisten_address = \"127.0.0.1\"\n", "[imap] listen_address"},
+		{"unknown mailbox key", minimal() + "[mailbox]\nread_via_imap = true\n", "read_via_imap"},
+		{"two local users of one name", minimal() + "[[accounts]]\naddress = \"alice@beta.example\"\nlink_key_file = \"b\"\n", "local IMAP user \"alice\""},
 	}
 	for _, tt := range tests {
 		_, err := load(t, tt.text)
@@ -124,5 +134,19 @@ func TestEnvOverride(t *testing.T) {
 	}
 	if c.SMTP.ListenAddress != "127.0.0.1:2600" || c.LogLevel != "debug" {
 		t.Errorf("env not applied: %q %q", c.SMTP.ListenAddress, c.LogLevel)
+	}
+}
+
+// Reading at the provider, the IMAP address is not used (not checked), and two accounts may
+// share a user name at different providers.
+func TestReadAtProvider(t *testing.T) {
+	text := minimal() + "[[accounts]]\naddress = \"alice@beta.example\"\nlink_key_file = \"b\"\n" +
+		"[mailbox]\nread_via_link = false\n[imap]\nlisten_address = \"192.0.2.1:1143\"\n"
+	c, err := load(t, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mailbox.ReadViaLink {
+		t.Fatal("read_via_link = false not applied")
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/message"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 )
 
-// monitor watches every engine's messages: it logs each outcome once, queues a bounce for a
-// failed mail into the sender's own mailbox (through the mixnet, like any mail), and forgets
+// monitor watches every engine's messages: it logs each outcome once, puts a bounce for a
+// failed mail into the sender's own mailbox (the local INBOX with read_via_link, else through
+// the mixnet to the provider's mailbox, like any mail), and forgets
 // finished messages after the status retention.
 func (p *Proxy) monitor(ctx context.Context) error {
 	t := time.NewTicker(monitorInterval)
@@ -85,6 +87,19 @@ func (p *Proxy) report(ctx context.Context, a *account, st client.Status, rec *r
 			To: a.cfg.Address, ReportingDomain: a.cfg.Domain(), Arrival: rec.Accepted, Subject: rec.Subject, Headers: rec.Headers,
 			Failure: message.Failure{Recipient: rec.Recipient, Status: message.StatusFor(st.Reason), Reason: st.Reason},
 		}, p.now())
+		if p.mail != nil {
+			// The user reads the local mailbox: the bounce goes straight there, once per
+			// failed mail (keyed by its id), without a trip through the mixnet.
+			uid, _, err := p.mail.DeliverOnce(LocalUser(a.cfg), mailstore.Inbox, []byte("bounce:"+id), dsn)
+			if err != nil {
+				rec.Reported = false // try again at the next check
+				p.log.Error("bounce not stored in the local INBOX; trying again", "account", a.cfg.Address, "failed_mail", id, "err", err)
+				return
+			}
+			rec.BounceLocal = true
+			p.log.Info("bounce stored in the local INBOX", "account", a.cfg.Address, "failed_mail", id, "uid", uid)
+			return
+		}
 		sctx, cancel := context.WithTimeout(ctx, consensusTimeout)
 		bid, err := a.engine.Send(sctx, client.Destination{Domain: a.cfg.Domain(), Recipient: a.cfg.User()}, dsn)
 		cancel()

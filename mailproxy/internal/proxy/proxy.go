@@ -13,6 +13,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/panoramix-mixnet/panoramix/internal/imapd"
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/config"
 	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/message"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
@@ -39,6 +41,9 @@ type Proxy struct {
 	accounts map[string]*account
 	order    []string
 	recs     *records
+	// mail is the local mailbox ([mailbox] read_via_link), nil when mail is read at the
+	// provider.
+	mail *mailstore.Store
 
 	// sendMu serializes the dedup check and the queueing of one mail, so that two
 	// concurrent submissions of the same mail do not both pass the check.
@@ -61,17 +66,27 @@ func New(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 	if p.recs, err = openRecords(cfg.DataDir); err != nil {
 		return nil, err
 	}
+	if cfg.Mailbox.ReadViaLink {
+		if p.mail, err = openMailbox(cfg, log); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
 	for _, ac := range cfg.Accounts {
 		k, err := keys.LoadLinkKey(ac.LinkKeyFile)
 		if err != nil {
 			p.Close()
 			return nil, fmt.Errorf("account %s: link key: %w (create it with 'mailproxy init')", ac.Address, err)
 		}
-		e, err := client.New(client.Config{
+		ecfg := client.Config{
 			DataDir: AccountDir(cfg.DataDir, ac.Address), User: ac.User(), Domain: ac.Domain(), LinkKey: k, PKI: pc,
 			Logger: log.With("account", ac.Address), RetryBudget: ac.RetryBudget, AckSlack: ac.AckSlack,
 			RetrieveInterval: ac.RetrieveInterval, QueueLifetime: cfg.QueueLifetime,
-		})
+		}
+		if p.mail != nil {
+			ecfg.ReadMail = readMail(p.mail, LocalUser(ac), log.With("account", ac.Address))
+		}
+		e, err := client.New(ecfg)
 		if err != nil {
 			k.Wipe()
 			p.Close()
@@ -104,6 +119,9 @@ func (p *Proxy) Close() error {
 	if p.recs != nil {
 		errs = append(errs, p.recs.close())
 	}
+	if p.mail != nil {
+		errs = append(errs, p.mail.Close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -119,11 +137,24 @@ func (p *Proxy) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	return p.Serve(ctx, ln, sln)
+	var imap *imapd.Server
+	if p.mail != nil {
+		if imap, err = newIMAP(p.cfg, p.mail, p.log); err != nil {
+			ln.Close()
+			sln.Close()
+			return err
+		}
+	}
+	return p.serve(ctx, ln, sln, imap)
 }
 
-// Serve is Run on listeners the caller made.
+// Serve is Run on listeners the caller made, without the local IMAP server (the local
+// mailbox still fills).
 func (p *Proxy) Serve(ctx context.Context, ln, statusLn net.Listener) error {
+	return p.serve(ctx, ln, statusLn, nil)
+}
+
+func (p *Proxy) serve(ctx context.Context, ln, statusLn net.Listener, imap *imapd.Server) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -143,6 +174,9 @@ func (p *Proxy) Serve(ctx context.Context, ln, statusLn net.Listener) error {
 		goRun("engine "+addr, p.accounts[addr].engine.Run)
 	}
 	goRun("monitor", p.monitor)
+	if imap != nil {
+		goRun("imap", imap.Run)
+	}
 
 	srv := smtp.NewServer(&backend{p: p})
 	srv.Domain = "localhost"
@@ -158,6 +192,9 @@ func (p *Proxy) Serve(ctx context.Context, ln, statusLn net.Listener) error {
 		<-ctx.Done()
 		srv.Close()
 	}()
+	if imap != nil {
+		p.log.Info("local mailbox served over IMAP", "imap", imap.Addr().String(), "password_file", p.cfg.PasswordFile())
+	}
 	p.log.Info("mailproxy ready", "smtp", ln.Addr().String(), "status", statusLn.Addr().String(), "accounts", p.order)
 	serr := srv.Serve(ln)
 	cancel()

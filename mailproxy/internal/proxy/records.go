@@ -44,6 +44,9 @@ type record struct {
 	// none could be queued.
 	Bounce      string `json:"bounce,omitempty"`
 	BounceError string `json:"bounce_error,omitempty"`
+	// BounceLocal: the bounce went straight into the local INBOX (read_via_link), not through
+	// the mixnet.
+	BounceLocal bool `json:"bounce_local,omitempty"`
 	// Sent is how the mail left (MessageReport.Sent).
 	Sent string `json:"sent,omitempty"`
 	// Of is, for a bounce, the id of the failed mail.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 )
@@ -34,6 +35,30 @@ type AccountReport struct {
 	// Queued counts messages not finished yet (queued or sending).
 	Queued   int             `json:"queued"`
 	Messages []MessageReport `json:"messages"`
+	// Mailbox is the account's local mailbox; nil when mail is read at the provider.
+	Mailbox *MailboxReport `json:"mailbox,omitempty"`
+}
+
+// MailboxReport is an account's local mailbox and the mail on its way into it through the link.
+type MailboxReport struct {
+	// User is the local IMAP user name; IMAP the server's address.
+	User string `json:"user"`
+	IMAP string `json:"imap"`
+	// Messages and Unseen count the local INBOX.
+	Messages uint32 `json:"messages"`
+	Unseen   uint32 `json:"unseen"`
+	// Fetching is set while a mail's chunks arrive: ChunksHave of ChunksCount are stored.
+	Fetching    bool   `json:"fetching"`
+	ChunksHave  uint32 `json:"chunks_have,omitempty"`
+	ChunksCount uint32 `json:"chunks_count,omitempty"`
+	// Waiting counts complete mails not yet in the INBOX (the store refused them for now).
+	Waiting int `json:"waiting"`
+	// LastChunk is when the last chunk of mail arrived through the link (zero: none since the
+	// start); Received and Bad count mails stored and chunks or mails dropped since the start.
+	LastChunk time.Time `json:"last_chunk"`
+	Chunks    uint64    `json:"chunks"`
+	Received  uint64    `json:"received"`
+	Bad       uint64    `json:"bad"`
 }
 
 // LinkReport is the link to the provider and the engine's traffic counters
@@ -82,9 +107,10 @@ type MessageReport struct {
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
 	// Bounce is the id of the bounce queued for a failed mail; BounceError says why none
-	// could be queued.
+	// could be queued; BounceLocal says the bounce went straight into the local INBOX.
 	Bounce      string `json:"bounce,omitempty"`
 	BounceError string `json:"bounce_error,omitempty"`
+	BounceLocal bool   `json:"bounce_local,omitempty"`
 }
 
 // Report collects the current status.
@@ -114,12 +140,20 @@ func (p *Proxy) Report(ctx context.Context) (*Report, error) {
 				Transmissions: st.Transmissions, Reason: st.Reason, Created: st.Created, Updated: st.Updated}
 			if rec, err := p.recs.get(addr, id); err == nil && rec != nil {
 				mr.Kind, mr.To, mr.Subject, mr.Bounce, mr.BounceError = rec.Kind, rec.Recipient, rec.Subject, rec.Bounce, rec.BounceError
+				mr.BounceLocal = rec.BounceLocal
 				mr.Sent = rec.Sent
 			}
 			if !st.State.Finished() {
 				ar.Queued++
 			}
 			ar.Messages = append(ar.Messages, mr)
+		}
+		if p.mail != nil {
+			mb, err := p.mailboxReport(a)
+			if err != nil {
+				return nil, fmt.Errorf("account %s: local mailbox: %w", addr, err)
+			}
+			ar.Mailbox = mb
 		}
 		r.Accounts = append(r.Accounts, ar)
 	}
@@ -191,4 +225,20 @@ func FetchReport(ctx context.Context, path string) (*Report, error) {
 		return nil, fmt.Errorf("status: %w", err)
 	}
 	return &r, nil
+}
+
+func (p *Proxy) mailboxReport(a *account) (*MailboxReport, error) {
+	user := LocalUser(a.cfg)
+	info, err := p.mail.Status(user, mailstore.Inbox)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := a.engine.MailState()
+	if err != nil {
+		return nil, err
+	}
+	l := a.engine.LinkState()
+	return &MailboxReport{User: user, IMAP: p.cfg.IMAP.ListenAddress, Messages: info.Messages, Unseen: info.Unseen,
+		Fetching: ms.Partial, ChunksHave: ms.Have, ChunksCount: ms.Count, Waiting: ms.Waiting,
+		LastChunk: l.LastMailChunk, Chunks: l.MailChunks, Received: l.MailReceived, Bad: l.MailBad}, nil
 }
