@@ -45,10 +45,10 @@ type Mailproxy struct {
 	// only; the login is User()).
 	IMAP         string
 	IMAPPassword string
-	Provider *Node
-	Config   string
-	DataDir  string
-	proc     *proc
+	Provider     *Node
+	Config       string
+	DataDir      string
+	proc         *proc
 }
 
 // User is the local part of the address (the IMAP login).
