@@ -117,7 +117,7 @@ var (
 // dist is a sparse distribution over sender indices.
 type dist struct {
 	idx []int32
-	p   []float64
+	p   []float32 // float32 halves the memory of 10,000-user runs; sums are float64
 }
 
 type packet struct {
@@ -263,7 +263,7 @@ func (t *Tracker) Send(e Send) error {
 	if err != nil {
 		return err
 	}
-	return t.add(e.Packet, &packet{d: dist{idx: []int32{s}, p: []float64{1}}, node: -1, truth: s})
+	return t.add(e.Packet, &packet{d: dist{idx: []int32{s}, p: []float32{1}}, node: -1, truth: s})
 }
 
 // Receive puts a packet on a link into a node's pool.
@@ -373,51 +373,66 @@ func (t *Tracker) remove(n *node, id PacketID, p *packet) {
 // average returns the adversary's distribution for an output of n: over the packets from
 // nodes, and from clients too when both, plus the node itself with weight made.
 func (t *Tracker) average(n *node, both bool, made float64) dist {
-	kinds := []int{fromNode}
-	if both {
-		kinds = append(kinds, fromClient)
-	}
+	var pools []*pool
 	total := made
-	for _, k := range kinds {
-		total += float64(n.pools[k].k)
+	for k := range n.pools {
+		if pl := &n.pools[k]; pl.k > 0 && (k == fromNode || both) {
+			pools = append(pools, pl)
+			total += float64(pl.k)
+		}
 	}
 	if total == 0 {
 		// Nothing inside and no weight of its own: the only possible origin is the node.
-		return dist{idx: []int32{n.self}, p: []float64{1}}
+		return dist{idx: []int32{n.self}, p: []float32{1}}
 	}
-	t.touched = t.touched[:0]
-	for _, k := range kinds {
-		pl := &n.pools[k]
-		for _, i := range pl.support {
-			if !t.dirty[i] {
-				t.dirty[i] = true
-				t.touched = append(t.touched, i)
+	// One pool (a mix; a provider's delivery) is read in place; two are summed in scratch.
+	var idx []int32
+	var sum []float64
+	if len(pools) == 1 {
+		idx, sum = pools[0].support, pools[0].sum
+	} else {
+		t.touched = t.touched[:0]
+		for _, pl := range pools {
+			for _, i := range pl.support {
+				if !t.dirty[i] {
+					t.dirty[i] = true
+					t.touched = append(t.touched, i)
+				}
+				t.scratch[i] += pl.sum[i]
 			}
-			t.scratch[i] += pl.sum[i]
 		}
+		idx, sum = t.touched, t.scratch
 	}
-	if made > 0 {
-		i := n.self
-		if !t.dirty[i] {
-			t.dirty[i] = true
-			t.touched = append(t.touched, i)
+	d := dist{idx: make([]int32, 0, len(idx)+1), p: make([]float32, 0, len(idx)+1)}
+	kept, selfSeen := 0.0, false
+	for _, i := range idx {
+		v := sum[i]
+		if i == n.self {
+			v += made
+			selfSeen = true
 		}
-		t.scratch[i] += made
-	}
-	d := dist{idx: make([]int32, 0, len(t.touched)), p: make([]float64, 0, len(t.touched))}
-	kept := 0.0
-	for _, i := range t.touched {
-		v := t.scratch[i] / total
-		t.scratch[i], t.dirty[i] = 0, false
+		v /= total
 		if v < t.cfg.Prune {
 			continue // also drops the tiny negatives left by subtracting sums
 		}
 		d.idx = append(d.idx, i)
-		d.p = append(d.p, v)
-		kept += v
+		d.p = append(d.p, float32(v))
+		kept += float64(float32(v))
+	}
+	if made > 0 && !selfSeen {
+		if v := made / total; v >= t.cfg.Prune {
+			d.idx = append(d.idx, n.self)
+			d.p = append(d.p, float32(v))
+			kept += float64(float32(v))
+		}
+	}
+	if len(pools) > 1 {
+		for _, i := range t.touched {
+			t.scratch[i], t.dirty[i] = 0, false
+		}
 	}
 	for j := range d.p {
-		d.p[j] /= kept
+		d.p[j] = float32(float64(d.p[j]) / kept)
 	}
 	return d
 }
@@ -427,7 +442,7 @@ func (t *Tracker) measure(d dist, truth int32) Delivered {
 	users := 0.0
 	for j, i := range d.idx {
 		if t.isUser[i] {
-			users += d.p[j]
+			users += float64(d.p[j])
 		}
 	}
 	res := Delivered{Sender: t.names[truth]}
@@ -439,7 +454,7 @@ func (t *Tracker) measure(d dist, truth int32) Delivered {
 		if !t.isUser[i] {
 			continue
 		}
-		q := d.p[j] / users
+		q := float64(d.p[j]) / users
 		res.Bits -= q * math.Log2(q)
 		res.Support++
 		if i == truth {
@@ -466,7 +481,7 @@ func (t *Tracker) grow(pl *pool) {
 
 func (pl *pool) put(d dist) {
 	for j, i := range d.idx {
-		pl.sum[i] += d.p[j]
+		pl.sum[i] += float64(d.p[j])
 		if pl.cnt[i] == 0 {
 			pl.pos[i] = int32(len(pl.support))
 			pl.support = append(pl.support, i)
@@ -480,7 +495,7 @@ func (pl *pool) take(d dist) {
 	for j, i := range d.idx {
 		pl.cnt[i]--
 		if pl.cnt[i] > 0 {
-			pl.sum[i] -= d.p[j]
+			pl.sum[i] -= float64(d.p[j])
 			continue
 		}
 		// The last packet with this sender left: the sum is exactly 0, not a rounding residue.
@@ -502,7 +517,7 @@ func (t *Tracker) Distribution(id PacketID) (map[string]float64, bool) {
 	}
 	m := make(map[string]float64, len(p.d.idx))
 	for j, i := range p.d.idx {
-		m[t.names[i]] = p.d.p[j]
+		m[t.names[i]] = float64(p.d.p[j])
 	}
 	return m, true
 }

@@ -18,7 +18,8 @@ func apply(t *testing.T, tr *Tracker, evs ...Event) {
 	}
 }
 
-func near(a, b float64) bool { return math.Abs(a-b) < 1e-12 }
+// near allows for the float32 storage of probabilities.
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
 
 // h is the Shannon entropy in bits of the probabilities ps.
 func h(ps ...float64) float64 {
