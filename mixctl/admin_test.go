@@ -143,6 +143,13 @@ func TestAdminAPIRefusesWebPages(t *testing.T) {
 	if u := users(); !strings.Contains(u, `"alice"`) {
 		t.Errorf("alice not created by mixctl: %s", u)
 	}
+	// Issue 20: the operator sends alice's mail to IMAP again; the list shows the setting.
+	if code, out, errOut := mixctl("user", "set", "alice", "--reads-via-link=false", "--admin", p.Admin, "--admin-token", provToken); code != 0 || !strings.Contains(out, "reads via link no") {
+		t.Errorf("mixctl user set --reads-via-link=false: %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut := mixctl("user", "list", "--admin", p.Admin, "--admin-token", provToken); code != 0 || !strings.Contains(out, "READS VIA LINK") {
+		t.Errorf("mixctl user list: %d %q %q", code, out, errOut)
+	}
 	// Rebinding cannot set alice's password either.
 	if code, body := adminRequest(t, http.MethodPut, p.Admin, rebound, "/admin/v1/users/alice/password", pt, "application/json", `{"password":"attacker-chosen"}`); code != http.StatusForbidden {
 		t.Errorf("DNS-rebound password change (valid token): %d %s, want 403", code, body)

@@ -31,6 +31,9 @@ type providerUser struct {
 	LinkKey    string    `json:"link_key"`
 	QuotaBytes int64     `json:"quota_bytes"`
 	Created    time.Time `json:"created"`
+	// ReadsViaLink: the user's client reads mail through its link; the provider holds the
+	// user's mail for it instead of delivering it to IMAP or LMTP.
+	ReadsViaLink bool `json:"reads_via_link"`
 }
 
 func newUserCmd() *cobra.Command {
@@ -46,12 +49,13 @@ token the provider wrote to its admin_token_file (default data_dir/admin.token).
   mixctl user passwd NAME [--password-file FILE]
   mixctl user remove NAME
   mixctl user list [--json]
+  mixctl user set NAME --reads-via-link=false
 
 NAME is the local part of the user's mail address (alice for alice@alpha.example).
 The link key is what 'mailproxy init' prints for the user's account.`,
 	}
 	admin.flags(user, defaultProviderAdmin, defaultProviderToken)
-	user.AddCommand(newUserAddCmd(admin), newUserPasswdCmd(admin), newUserRemoveCmd(admin), newUserListCmd(admin))
+	user.AddCommand(newUserAddCmd(admin), newUserPasswdCmd(admin), newUserRemoveCmd(admin), newUserListCmd(admin), newUserSetCmd(admin))
 	return user
 }
 
@@ -160,13 +164,58 @@ func newUserListCmd(admin *adminAPI) *cobra.Command {
 				return enc.Encode(users)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tQUOTA\tCREATED\tLINK KEY")
+			fmt.Fprintln(tw, "NAME\tQUOTA\tCREATED\tREADS VIA LINK\tLINK KEY")
 			for _, u := range users {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", u.Name, u.QuotaBytes, u.Created.Format(time.RFC3339), u.LinkKey)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", u.Name, u.QuotaBytes, u.Created.Format(time.RFC3339), yesNo(u.ReadsViaLink), u.LinkKey)
 			}
 			return tw.Flush()
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func newUserSetCmd(admin *adminAPI) *cobra.Command {
+	var readsViaLink bool
+	c := &cobra.Command{
+		Use:   "set NAME --reads-via-link=false",
+		Short: "Change a user: send its mail to IMAP again",
+		Long: `Changes a user's settings on the provider.
+
+--reads-via-link=false: the user's mail goes to the provider's mailbox backend
+(the built-in IMAP store or LMTP) again instead of being held for the user's
+mailproxy, which reads it through its link (docs/spec/services.md section 6).
+Use it when the user stopped running mailproxy. Mail already held stays held
+until a client fetches it. Only the user's mailproxy sets it, by reading its
+mail through the link: a mailproxy that still runs sets it again.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("reads-via-link") {
+				return errors.New("nothing to change: give --reads-via-link=false")
+			}
+			if readsViaLink {
+				return errors.New("--reads-via-link can only be set to false: the user's mailproxy sets it by reading mail through its link")
+			}
+			b, err := admin.do(cmd.Context(), http.MethodPatch, "/admin/v1/users/"+args[0],
+				map[string]any{"reads_via_link": false}, http.StatusOK)
+			if err != nil {
+				return err
+			}
+			var u providerUser
+			if err := json.Unmarshal(b, &u); err != nil {
+				return fmt.Errorf("provider answer: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s: reads via link %s (mail goes to the mailbox backend)\n", u.Name, yesNo(u.ReadsViaLink))
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&readsViaLink, "reads-via-link", false, "false: deliver the user's mail to IMAP or LMTP again")
 	return c
 }
