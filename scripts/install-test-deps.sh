@@ -13,9 +13,10 @@
 #   postgresql     the survey store on PostgreSQL
 #   make           the test command itself
 #   tcpdump        the privacy measurement's wire capture on loopback (internal/privacy/capture)
+#   nodejs         node: the agent API's Node example client (mailproxy/internal/agent TestExamples)
 set -euo pipefail
 
-packages=(make isync python3 dovecot-imapd dovecot-lmtpd swaks postfix postgresql tcpdump)
+packages=(make isync python3 dovecot-imapd dovecot-lmtpd swaks postfix postgresql tcpdump nodejs)
 
 if [ "${1:-}" = --list ]; then
 	echo "${packages[@]}"
