@@ -67,10 +67,7 @@ func (n *Node) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /admin/v1/users", func(w http.ResponseWriter, r *http.Request) {
 		var req UserRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxAdminBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			httpError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		if !decodeBody(w, r, &req) {
 			return
 		}
 		k, err := keys.ParseLinkPublicKey(strings.TrimSpace(req.LinkKey))
@@ -114,10 +111,7 @@ func (n *Node) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("PATCH /admin/v1/users/{name}", func(w http.ResponseWriter, r *http.Request) {
 		var req UserPatch
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxAdminBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			httpError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		if !decodeBody(w, r, &req) {
 			return
 		}
 		switch {
@@ -147,10 +141,7 @@ func (n *Node) adminHandler() http.Handler {
 			return
 		}
 		var req PasswordRequest
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxAdminBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			httpError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		if !decodeBody(w, r, &req) {
 			return
 		}
 		// The same minimum as mixctl's: the daemon, not the client, is where it holds.
@@ -183,6 +174,18 @@ func (n *Node) adminHandler() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 	return adminauth.Require(n.adminToken, mux)
+}
+
+// decodeBody reads the request's JSON body into v, at most MaxAdminBody bytes and no unknown
+// field; on failure it answers 400 and returns false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxAdminBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("request body: %w", err))
+		return false
+	}
+	return true
 }
 
 // userErrorCode is the status of a store error about one user.
