@@ -62,7 +62,7 @@ func plan(quick bool) reportPlan {
 		big:      big,
 		delays:   []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second},
 		rates:    map[Rate][]float64{LambdaP: {0.5, 1, 2, 4, 8}, LambdaL: {0, 0.25, 0.5, 1, 2}, LambdaD: {0, 0.25, 0.5, 1, 2}, LambdaM: {0, 0.5, 2, 8}},
-		users:    []int{10, 50, 200, 500, 2000, 5000},
+		users:    []int{10, 50, 200, 500, 2000, 5000, 10000},
 		bigUsers: 500, bigWarmup: 10 * time.Second, bigWindow: 5 * time.Second,
 		mixes:       []int{1, 2, 3, 5, 10},
 		tradeDelays: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second},
@@ -242,6 +242,14 @@ func writeReport(o ReportOptions, pl reportPlan) (string, error) {
 
 	fmt.Fprintf(&md, "\n### Defaults: what each buys and costs\n\n")
 	defaults(&md, at3, d3, rateSets, uPts)
+	fmt.Fprintf(&md, "\n### Limits of these figures\n\n")
+	fmt.Fprintf(&md, "- The entropy is that of the pool model (internal/privacy/entropy): a global passive adversary without corrupt nodes or clients, who uses the timing of every link but no route constraints beyond a provider's two kinds of input. Corrupt mixes, active attacks (dropping or delaying packets) and long-term intersection of a user's online times are not in these figures.\n")
+	fmt.Fprintf(&md, "- Each real message is one fragment; a long mail's fragments leave one per lambda_P slot and an adversary could link them by their common destination over time.\n")
+	if len(uPts) > 0 {
+		last := uPts[len(uPts)-1].Result
+		fmt.Fprintf(&md, "- Cost: every packet's distribution spans up to all users, so a simulated second costs time and memory in proportion to the square of the users online: the %d-user run (%v simulated) took %v of wall time here. 100,000 users would need a hundred times the time and memory of 10,000 and are not simulated.\n",
+			last.Params.Users, last.Params.Duration, last.Elapsed.Round(time.Second))
+	}
 	fmt.Fprintf(&md, "\nRun time of this report: %v on %d CPUs (GOMAXPROCS %d)%s.\n", time.Since(start).Round(time.Second), runtime.NumCPU(), runtime.GOMAXPROCS(0), map[bool]string{true: ", quick mode", false: ""}[o.Quick])
 	return md.String(), nil
 }
