@@ -171,6 +171,13 @@ timeout = "2s"
 			t.Errorf("kvdrop: %v violations of kind %s", v, kind)
 		}
 	}
+	var counts []string
+	for _, kind := range []string{"garbage", "hang", "answered_twice", "oversize", "unknown_request"} {
+		counts = append(counts, fmt.Sprintf("%s %v", kind, metric(t, beta, fmt.Sprintf(`mixd_plugin_violations_total{kind=%q,plugin="hostile"}`, kind))))
+	}
+	t.Logf("PUT acknowledged after %d transmissions; hostile plugin: %v restarts, violations: %s; kvdrop: %v restarts",
+		st.Transmissions, metric(t, beta, `mixd_plugin_restarts_total{plugin="hostile"}`), strings.Join(counts, ", "),
+		metric(t, beta, `mixd_plugin_restarts_total{plugin="kvdrop"}`))
 	if !beta.Running() {
 		t.Fatal("beta's mixd stopped")
 	}
