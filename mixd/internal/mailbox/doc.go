@@ -4,7 +4,9 @@
 // its SURB (pkg/client fragment and ack formats), reassembles a message once all its fragments
 // are there and delivers it into the recipient's mailbox through a Backend: the embedded mail
 // store (NewStoreBackend) or an LMTP hand-off to an existing server such as Dovecot
-// (NewLMTPBackend).
+// (NewLMTPBackend). In front of either, NewLinkBackend holds the mail of users whose client reads
+// it through its link: sealed to the user's link key, in chunks in the user's mail queue in the
+// provider's store (docs/spec/services.md section 6), exactly once and within the user's quota.
 //
 // Promises, in order:
 //   - A fragment is acknowledged as stored only after the bbolt transaction that holds it has

@@ -313,3 +313,33 @@ func TestCorruptMailIDRecord(t *testing.T) {
 		t.Fatalf("%d items after a refused enqueue, want 2", len(got))
 	}
 }
+
+// FuzzParseMailAgeKey: a stored mail id key parses without panicking, or is refused as
+// corrupt; one that parses re-encodes to the same bytes.
+func FuzzParseMailAgeKey(f *testing.F) {
+	for _, s := range loadSeeds(f, "mailids.txt") {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		at, id, err := parseMailAgeKey(b)
+		if err != nil {
+			return
+		}
+		if got := mailAgeKey(at, id); !bytes.Equal(got, b) {
+			t.Fatalf("re-encoded %x, want %x", got, b)
+		}
+	})
+}
+
+func TestMailIDSeedsNotEmpty(t *testing.T) {
+	valid := 0
+	seeds := loadSeeds(t, "mailids.txt")
+	for _, s := range seeds {
+		if _, _, err := parseMailAgeKey(s); err == nil {
+			valid++
+		}
+	}
+	if valid == 0 || valid == len(seeds) {
+		t.Fatalf("%d seeds, %d valid: want both valid and invalid ones", len(seeds), valid)
+	}
+}

@@ -267,9 +267,12 @@ func FuzzDecodeItem(f *testing.F) {
 }
 
 // loadItemSeeds reads testdata/items.txt: one stored item per line in hex, # comments.
-func loadItemSeeds(t testing.TB) [][]byte {
+func loadItemSeeds(t testing.TB) [][]byte { return loadSeeds(t, "items.txt") }
+
+// loadSeeds reads a seed file of testdata: one value per line in hex, # comments.
+func loadSeeds(t testing.TB, name string) [][]byte {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("testdata", "items.txt"))
+	data, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +284,7 @@ func loadItemSeeds(t testing.TB) [][]byte {
 		}
 		b, err := hex.DecodeString(line)
 		if err != nil {
-			t.Fatalf("testdata/items.txt:%d: %v", n+1, err)
+			t.Fatalf("testdata/%s:%d: %v", name, n+1, err)
 		}
 		seeds = append(seeds, b)
 	}
