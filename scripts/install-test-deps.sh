@@ -14,9 +14,11 @@
 #   make           the test command itself
 #   tcpdump        the privacy measurement's wire capture on loopback (internal/privacy/capture)
 #   nodejs         node: the agent API's Node example client (mailproxy/internal/agent TestExamples)
+#   iproute2       ip netns, veth and bridge: the namespace network (internal/netlab)
+#   iptables       its packet loss and partitions (statistic match, DROP) in each namespace
 set -euo pipefail
 
-packages=(make isync python3 dovecot-imapd dovecot-lmtpd swaks postfix postgresql tcpdump nodejs)
+packages=(make isync python3 dovecot-imapd dovecot-lmtpd swaks postfix postgresql tcpdump iproute2 iptables nodejs)
 
 if [ "${1:-}" = --list ]; then
 	echo "${packages[@]}"
