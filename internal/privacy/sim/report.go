@@ -44,8 +44,8 @@ type reportPlan struct {
 	delays               []time.Duration
 	rates                map[Rate][]float64
 	users                []int
-	bigUsers             int
-	bigWarmup, bigWindow time.Duration
+	usersMessages int
+	usersWarmup   time.Duration
 	mixes                []int
 	tradeDelays          []time.Duration
 	covers               []float64
@@ -63,7 +63,7 @@ func plan(quick bool) reportPlan {
 		delays:   []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second},
 		rates:    map[Rate][]float64{LambdaP: {0.5, 1, 2, 4, 8}, LambdaL: {0, 0.25, 0.5, 1, 2}, LambdaD: {0, 0.25, 0.5, 1, 2}, LambdaM: {0, 0.5, 2, 8}},
 		users:    []int{10, 50, 200, 500, 2000, 5000, 10000},
-		bigUsers: 500, bigWarmup: 10 * time.Second, bigWindow: 5 * time.Second,
+		usersMessages: 300, usersWarmup: 10 * time.Second,
 		mixes:       []int{1, 2, 3, 5, 10},
 		tradeDelays: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second},
 		covers:      []float64{0, 0.5, 1, 2},
@@ -182,11 +182,12 @@ func writeReport(o ReportOptions, pl reportPlan) (string, error) {
 	logf("rates done (%v)", time.Since(start).Round(time.Second))
 
 	// Users.
-	uPts, err := SweepUsers(base3, pl.users, pl.bigUsers, pl.bigWarmup, pl.bigWindow, o.Seed, w)
+	uPts, err := SweepUsers(base3, pl.users, pl.usersMessages, pl.usersWarmup, o.Seed, w)
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(&md, "\n### Users online\n\n%d mixes per layer. Above %d users the runs measure %v after %v of warm-up (the cost of a simulated second grows with the square of the users). ", base3.MixesPerLayer, pl.bigUsers, pl.bigWindow, pl.bigWarmup)
+	fmt.Fprintf(&md, "\n### Users online\n\n%d mixes per layer. Each run measures a window of about %d real messages (from %v for %d users to %v for %d) after %v of warm-up: the cost of a simulated second grows with the square of the users. ",
+		base3.MixesPerLayer, pl.usersMessages, UsersWindow(base3, pl.users[0], pl.usersMessages), pl.users[0], UsersWindow(base3, pl.users[len(pl.users)-1], pl.usersMessages), pl.users[len(pl.users)-1], pl.usersWarmup)
 	fmt.Fprintf(&md, "Every user's cover traffic hides every other user: the entropy follows log2(users) from a little below.\n")
 	ideal := make([]float64, len(uPts))
 	for i, p := range uPts {

@@ -17,7 +17,7 @@ func TestReport(t *testing.T) {
 	pl.delays = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond}
 	pl.rates = map[Rate][]float64{LambdaP: {1, 2}, LambdaL: {0.5, 1}, LambdaD: {0.5, 1}, LambdaM: {0, 0.5}}
 	pl.users = []int{4, 8, 16}
-	pl.bigUsers, pl.bigWarmup, pl.bigWindow = 8, 5*time.Second, 10*time.Second
+	pl.usersMessages, pl.usersWarmup = 20, 5*time.Second
 	pl.mixes = []int{1, 2}
 	pl.tradeDelays = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}
 	pl.covers = []float64{0, 1}

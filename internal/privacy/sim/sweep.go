@@ -89,20 +89,28 @@ func SweepRate(base Params, r Rate, values []float64, seed uint64, workers int) 
 	return Sweep(base, values, set, seed, workers)
 }
 
-// SweepUsers sweeps the number of users online. Above bigUsers users the run is shortened to
-// window measured after warmup: the cost of a simulated second grows with the square of the
-// users (each output's distribution spans them all).
-func SweepUsers(base Params, users []int, bigUsers int, warmup, window time.Duration, seed uint64, workers int) ([]Point, error) {
+// SweepUsers sweeps the number of users online. Each run measures a window long enough for
+// about messages real messages (messages / (RealRate * users) seconds, at least 5 s and at most
+// base's window) after warmup: the cost of a simulated second grows with the square of the users
+// (each output's distribution spans them all), so large networks get short windows.
+func SweepUsers(base Params, users []int, messages int, warmup time.Duration, seed uint64, workers int) ([]Point, error) {
 	xs := make([]float64, len(users))
 	for i, u := range users {
 		xs[i] = float64(u)
 	}
 	return Sweep(base, xs, func(p *Params, u float64) {
 		p.Users = int(u)
-		if p.Users > bigUsers {
-			p.Warmup, p.Duration = warmup, warmup+window
-		}
+		p.Warmup, p.Duration = warmup, warmup+UsersWindow(base, p.Users, messages)
 	}, seed, workers)
+}
+
+// UsersWindow is the measured window SweepUsers gives users.
+func UsersWindow(base Params, users, messages int) time.Duration {
+	w := base.Duration - base.Warmup
+	if base.RealRate > 0 {
+		w = min(w, time.Duration(float64(messages)/(base.RealRate*float64(users))*float64(time.Second)))
+	}
+	return max(w, 5*time.Second).Round(time.Second)
 }
 
 // SweepMixes sweeps the number of mixes per layer.
