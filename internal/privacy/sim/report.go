@@ -40,16 +40,16 @@ func Report(dir string, quick bool) (string, error) {
 
 // reportPlan is the sweeps' shape: the full one, or the quick one.
 type reportPlan struct {
-	base, big            Params // 50 users on the testnet's shape; 500 users
-	delays               []time.Duration
-	rates                map[Rate][]float64
-	users                []int
+	base, big     Params // 50 users on the testnet's shape; 500 users
+	delays        []time.Duration
+	rates         map[Rate][]float64
+	users         []int
 	usersMessages int
 	usersWarmup   time.Duration
-	mixes                []int
-	tradeDelays          []time.Duration
-	covers               []float64
-	bigMixes             int
+	mixes         []int
+	tradeDelays   []time.Duration
+	covers        []float64
+	bigMixes      int
 }
 
 func plan(quick bool) reportPlan {
@@ -58,11 +58,11 @@ func plan(quick bool) reportPlan {
 	big.Users, big.MixesPerLayer = 500, 3
 	big.Warmup, big.Duration = 10*time.Second, 70*time.Second
 	p := reportPlan{
-		base:     base,
-		big:      big,
-		delays:   []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second},
-		rates:    map[Rate][]float64{LambdaP: {0.5, 1, 2, 4, 8}, LambdaL: {0, 0.25, 0.5, 1, 2}, LambdaD: {0, 0.25, 0.5, 1, 2}, LambdaM: {0, 0.5, 2, 8}},
-		users:    []int{10, 50, 200, 500, 2000, 5000, 10000},
+		base:          base,
+		big:           big,
+		delays:        []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second},
+		rates:         map[Rate][]float64{LambdaP: {0.5, 1, 2, 4, 8}, LambdaL: {0, 0.25, 0.5, 1, 2}, LambdaD: {0, 0.25, 0.5, 1, 2}, LambdaM: {0, 0.5, 2, 8}},
+		users:         []int{10, 50, 200, 500, 2000, 5000, 10000},
 		usersMessages: 300, usersWarmup: 10 * time.Second,
 		mixes:       []int{1, 2, 3, 5, 10},
 		tradeDelays: []time.Duration{20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second},
