@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +40,16 @@ func testPlugin(mode, name string) {
 	send := func(f *Frame) {
 		out.Write(f.Marshal())
 		out.Flush()
+	}
+	if mode == "hangonce" {
+		// Hang in the first run, echo in the next (the marker says which run this is).
+		marker := os.Getenv("PANORAMIX_PLUGIN_TEST_MARKER")
+		if _, err := os.Stat(marker); err == nil {
+			mode = "echo"
+		} else {
+			os.WriteFile(marker, nil, 0o600)
+			mode = "hang"
+		}
 	}
 	switch mode {
 	case "nohello":
@@ -484,5 +495,50 @@ func TestPythonLibrary(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "\nOK") {
 		t.Fatalf("no OK from unittest:\n%s", out)
+	}
+}
+
+// TestKilledMidRequest: the plugin process is killed (SIGKILL, by pid) with requests in flight.
+// They are abandoned without an ACK, mixd starts the plugin again, and the same requests sent
+// again (the senders' retransmissions) are answered.
+func TestKilledMidRequest(t *testing.T) {
+	argv, env := self(t, "hangonce", "victim")
+	env = append(env, "PANORAMIX_PLUGIN_TEST_MARKER="+filepath.Join(t.TempDir(), "ran"))
+	s := start(t, prometheus.NewRegistry(), "victim", argv, env, time.Minute)
+	s.waitUp(t)
+	ids := []client.MessageID{newID(), newID(), newID()}
+	var rs []*replies
+	for _, id := range ids {
+		r, err := s.deliver(t, "r", id, "in flight")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, r)
+	}
+	s.mu.Lock()
+	pid := s.cur.cmd.Process.Pid
+	s.mu.Unlock()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s.waitCounter(t, "abandoned", s.v.requests, 3, resultAbandoned)
+	s.waitCounter(t, "restarts", s.v.restarts, 1)
+	for _, r := range rs {
+		if a := r.ack(t, 0); a != nil {
+			t.Fatalf("a request of the killed plugin was acknowledged: %+v", a)
+		}
+	}
+	s.waitUp(t)
+	for _, id := range ids {
+		r, err := s.deliver(t, "r", id, "in flight")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := r.ack(t, 10*time.Second); a == nil || a.ID != id || string(a.Answer) != "in flight" {
+			t.Fatalf("retransmission after the restart: %+v", a)
+		}
+	}
+	if v := s.counter(s.v.violations, violationHang); v != 0 {
+		t.Fatalf("%v hang violations: the kill, not the timeout, ended the first run", v)
 	}
 }
