@@ -48,7 +48,6 @@ const (
 	marginRight  = 20
 	marginTop    = 40
 	marginBottom = 55
-	legendWidth  = 180
 )
 
 // SVG renders the chart.
@@ -129,6 +128,12 @@ func (c *Chart) SVG() ([]byte, error) {
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%s" height="%s" fill="none" stroke="black"/>`+"\n", marginLeft, marginTop, f(pw), f(ph))
 	text(&b, marginLeft+pw/2, float64(h)-12, "middle", "", c.XLabel)
 	fmt.Fprintf(&b, `<text x="16" y="%s" text-anchor="middle" transform="rotate(-90 16 %s)">%s</text>`+"\n", f(marginTop+ph/2), f(marginTop+ph/2), esc(c.YLabel))
+	// The legend is as wide as its longest name, at about 7 pixels a character.
+	longest := 0
+	for _, s := range c.Series {
+		longest = max(longest, len([]rune(s.Name)))
+	}
+	legend := float64(40 + 7*longest)
 	// Series.
 	for i, s := range c.Series {
 		col := palette[i%len(palette)]
@@ -158,7 +163,7 @@ func (c *Chart) SVG() ([]byte, error) {
 		}
 		// Legend, bottom right inside the plot: entropy curves start high above the y axis's 0.
 		ly := marginTop + ph - 10 - float64(16*(len(c.Series)-1-i))
-		lx := marginLeft + pw - legendWidth
+		lx := marginLeft + pw - legend
 		fmt.Fprintf(&b, `<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="2"/>`+"\n", f(lx), f(ly-4), f(lx+20), f(ly-4), col)
 		text(&b, lx+26, ly, "start", "", s.Name)
 	}
