@@ -31,10 +31,10 @@ const passwordBytes = 15
 // maxPasswordFile bounds what is read from the password file.
 const maxPasswordFile = 1024
 
-// LocalUser is the local IMAP user name of an account: the local part of its address, the
-// name the account has at its provider, so that a mail program moved from the provider's IMAP
-// to the local one keeps its user name. (Thunderbird fills in the full address by default,
-// which the user replaces once; the mail store's user names are local parts without '@'.)
+// LocalUser is the local IMAP user name of an account: the local part of its address. It is
+// what Thunderbird fills in (its guess and the providers' autoconfiguration both use
+// %EMAILLOCALPART%) and the account's name at its provider, so a mail program moved from the
+// provider's IMAP to the local one keeps its user name; the mail store's names have no '@'.
 func LocalUser(a config.Account) string { return a.User() }
 
 // EnsurePassword returns the local IMAP password from path, creating the file (0600) with a
