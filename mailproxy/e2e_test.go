@@ -524,6 +524,20 @@ func newIMAPWatcher(tb testing.TB, mp *testnet.Mailproxy) *imapWatcher {
 	return &imapWatcher{c: c}
 }
 
+// newLocalIMAPWatcher watches the local mailbox of a mailproxy that reads through the link
+// (plain IMAP on loopback).
+func newLocalIMAPWatcher(tb testing.TB, mp *testnet.Mailproxy) *imapWatcher {
+	c, err := imapclient.DialInsecure(mp.IMAP, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := c.Login(mp.User(), mp.IMAPPassword).Wait(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Logout().Wait(); c.Close() })
+	return &imapWatcher{c: c}
+}
+
 func (w *imapWatcher) count() (int, error) {
 	d, err := w.c.Status("INBOX", &imap.StatusOptions{NumMessages: true}).Wait()
 	if err != nil {

@@ -162,11 +162,10 @@ keeps the ports it had.`,
 	return c
 }
 
-// bobReadScript lists bob's INBOX over IMAP with STARTTLS, verifying the provider's certificate
-// against the network's CA.
-const bobReadScript = `import imaplib, ssl, email
-ctx = ssl.create_default_context(cafile="%s")
-m = imaplib.IMAP4("%s", %s); m.starttls(ssl_context=ctx); m.login("bob", "%s"); m.select("INBOX")
+// bobReadScript lists bob's local INBOX over his mailproxy's loopback IMAP (no TLS: the
+// connection does not leave the machine).
+const bobReadScript = `import imaplib, email
+m = imaplib.IMAP4("%s", %s); m.login("bob", "%s"); m.select("INBOX")
 for n in m.search(None, "ALL")[1][0].split():
     msg = email.message_from_bytes(m.fetch(n, "(RFC822)")[1][0][1])
     print(msg["Date"], "|", msg["From"], "|", msg["Subject"]); print((msg.get_payload(decode=True) or b"(multipart)").decode(errors="replace"))`
@@ -228,42 +227,47 @@ func startUsers(ctx context.Context, n *testnet.Net, dir, bin string, out io.Wri
 	}
 	users := map[string]*testnet.Mailproxy{}
 	for _, addr := range addrs {
-		m, err := n.StartMailproxy(ctx, addr, pw[addr], testnet.MailproxyOptions{})
+		// Each user reads mail through the link, from its mailproxy's local mailbox (issue 20).
+		m, err := n.StartMailproxy(ctx, addr, pw[addr], testnet.MailproxyOptions{LocalMailbox: true})
 		if err != nil {
 			return err
 		}
 		users[addr] = m
 	}
 	alice, bob := users["alice@alpha.localhost"], users["bob@beta.localhost"]
-	aHost, aPort, _ := net.SplitHostPort(alice.Provider.IMAP)
-	bHost, bPort, _ := net.SplitHostPort(bob.Provider.IMAP)
+	aHost, aPort, _ := net.SplitHostPort(alice.IMAP)
+	bHost, bPort, _ := net.SplitHostPort(bob.IMAP)
 	aSMTPHost, aSMTPPort, _ := net.SplitHostPort(alice.SMTP)
 	bSMTPHost, bSMTPPort, _ := net.SplitHostPort(bob.SMTP)
 	fmt.Fprintf(out, `
-users (each runs a mailproxy; logs next to their configs in the working directory):
-  alice@alpha.localhost  mailproxy SMTP %s  IMAP %s (STARTTLS) login alice  password %s
-  bob@beta.localhost     mailproxy SMTP %s  IMAP %s (STARTTLS) login bob    password %s
+users (each runs a mailproxy that fetches its mail through its link into a local mailbox;
+logs next to their configs in the working directory):
+  alice@alpha.localhost  mailproxy SMTP %s  local IMAP %s (no TLS) login alice  password %s
+  bob@beta.localhost     mailproxy SMTP %s  local IMAP %s (no TLS) login bob    password %s
+(the providers' own IMAP, %s and %s with STARTTLS and passwords %s and %s, is for
+reading at the provider: [mailbox] read_via_link = false)
 
 Send a mail from alice to bob with swaks:
   swaks --server %s --from alice@alpha.localhost --to bob@beta.localhost --header "Subject: hello" --body "Hello Bob, through the mixnet."
 
-Read it as bob (Python's imaplib):
+Read it as bob, from his local mailbox (Python's imaplib):
   python3 -c '%s'
 
-Follow delivery from alice's side:
+Follow delivery from alice's side, and bob's local mailbox from his:
+  %s status --config %s
   %s status --config %s
 
-Thunderbird (contrib/thunderbird/README.md), account "alice@alpha.localhost":
-  incoming: IMAP, server %s, port %s, STARTTLS, normal password, user name alice, password %s
-            (after the trust command above, the certificate verifies: no exception to accept)
+Thunderbird (contrib/thunderbird/README.md), account "alice@alpha.localhost", two localhost servers:
+  incoming: IMAP, server %s, port %s, connection security None, normal password, user name alice, password %s
   outgoing: SMTP, server %s, port %s, connection security None, authentication No authentication
 and the same for "bob@beta.localhost": IMAP %s port %s user bob password %s; SMTP %s port %s.
-The providers serve these settings as Thunderbird autoconfiguration: %s and %s
+The providers serve autoconfiguration for reading at the provider: %s and %s
 (Thunderbird's wizard asks port 80 of autoconfig.DOMAIN: contrib/thunderbird/README.md says how to point it here).
-`, alice.SMTP, alice.Provider.IMAP, alice.Password, bob.SMTP, bob.Provider.IMAP, bob.Password,
-		alice.SMTP, fmt.Sprintf(bobReadScript, n.CA.CertFile, bHost, bPort, bob.Password),
-		filepath.Join(bin, "mailproxy"), alice.Config,
-		aHost, aPort, alice.Password, aSMTPHost, aSMTPPort, bHost, bPort, bob.Password, bSMTPHost, bSMTPPort,
+`, alice.SMTP, alice.IMAP, alice.IMAPPassword, bob.SMTP, bob.IMAP, bob.IMAPPassword,
+		alice.Provider.IMAP, bob.Provider.IMAP, alice.Password, bob.Password,
+		alice.SMTP, fmt.Sprintf(bobReadScript, bHost, bPort, bob.IMAPPassword),
+		filepath.Join(bin, "mailproxy"), alice.Config, filepath.Join(bin, "mailproxy"), bob.Config,
+		aHost, aPort, alice.IMAPPassword, aSMTPHost, aSMTPPort, bHost, bPort, bob.IMAPPassword, bSMTPHost, bSMTPPort,
 		alice.Provider.AutoconfigURL(), bob.Provider.AutoconfigURL())
 	return nil
 }

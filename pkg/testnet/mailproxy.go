@@ -2,9 +2,11 @@ package testnet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,7 +165,46 @@ func (n *Net) StartMailproxy(ctx context.Context, address, password string, o Ma
 	n.mu.Lock()
 	n.mailproxies = append(n.mailproxies, m)
 	n.mu.Unlock()
+	if o.LocalMailbox {
+		// The first retrieve-mail marks the user at the provider (docs/spec/services.md
+		// section 6.1); mail that arrives before it goes to the provider's IMAP store.
+		if err := m.waitMailRetrieve(ctx, 30*time.Second); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// waitMailRetrieve waits until the mailproxy's status shows a retrieve-mail exchange.
+func (m *Mailproxy) waitMailRetrieve(ctx context.Context, timeout time.Duration) error {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", filepath.Join(m.DataDir, "status.sock"))
+	}}}
+	defer hc.CloseIdleConnections()
+	var last error
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
+		var r struct {
+			Accounts []struct {
+				Link struct{ MailRetrieves uint64 }
+			}
+		}
+		resp, err := hc.Get("http://mailproxy/v1/status")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+		}
+		if err == nil && len(r.Accounts) > 0 && r.Accounts[0].Link.MailRetrieves > 0 {
+			return nil
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("testnet: %s sent no retrieve-mail within %v (last status error: %v); see %s", m.proc.name, timeout, last, m.proc.log)
 }
 
 // Start starts the mailproxy (again, after Kill or Stop) and waits until its SMTP port answers.

@@ -75,13 +75,16 @@ type LinkReport struct {
 	LoopsReturned, LoopsLost                   uint64
 	Acks, BadReplies, UnknownReplies, Messages uint64
 	Retrieves, Links                           uint64
+	// MailRetrieves counts the retrieves that asked the mail queue (reading through the link).
+	MailRetrieves uint64
 }
 
 func linkReport(l client.LinkState) LinkReport {
 	r := LinkReport{Connected: l.Connected, Addr: l.Addr, Since: l.Since, Epoch: uint64(l.Epoch), LastError: l.LastError,
 		RealPackets: l.RealPackets, SendDrops: l.SendDrops, Drops: l.Drops, Loops: l.Loops,
 		LoopsReturned: l.LoopsReturned, LoopsLost: l.LoopsLost, Acks: l.Acks, BadReplies: l.BadReplies,
-		UnknownReplies: l.UnknownReplies, Messages: l.Messages, Retrieves: l.Retrieves, Links: l.Links}
+		UnknownReplies: l.UnknownReplies, Messages: l.Messages, Retrieves: l.Retrieves, Links: l.Links,
+		MailRetrieves: l.MailRetrieves}
 	if l.Provider != (keys.IdentityPublicKey{}) {
 		r.Provider = l.Provider.String()
 	}
