@@ -24,7 +24,7 @@ BENCHTIME ?= 1s
 FUZZTIME ?= 10s
 
 .DEFAULT_GOAL := help
-.PHONY: help build test bench vectors fuzz lint vulncheck run run-reset clean
+.PHONY: help build test bench privacy vectors fuzz lint vulncheck run run-reset clean
 
 help: ## list the targets
 	@echo 'Targets (make TARGET):'
@@ -49,6 +49,9 @@ test: ## run every test (the README's test command); installs (as root) the Debi
 
 bench: ## run benchmarks with allocations (narrow with PKG, BENCH, BENCHTIME)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(PKG)
+
+privacy: ## measure privacy on a 50-user local network (about 25 min; needs tcpdump, root) into docs/PRIVACY.md
+	$(GO) run -tags privacytrace ./internal/privacy/cmd/privacy -out docs/PRIVACY.md -figures docs/privacy $(PRIVACY_ARGS)
 
 vectors: ## regenerate the Sphinx test vectors in pkg/sphinx/testdata (only on purpose)
 	$(GO) run ./pkg/sphinx/internal/genvectors -out pkg/sphinx/testdata

@@ -1,0 +1,364 @@
+// Command privacy measures the privacy of a local network as an outside observer and an
+// adversary with the ground truth see it (issue 14), and writes docs/PRIVACY.md: `make privacy`.
+//
+// It builds mixd and directory with the tracer (-tags privacytrace), starts a pkg/testnet
+// network at the default consensus parameters, runs -users pkg/client engines in this process
+// (built with the tag too, by `go run -tags privacytrace`), each writing one-fragment mails to
+// random other users at exponential gaps of mean -gap, captures every link with tcpdump, and
+// runs the attacks of internal/privacy/attack on the capture and the trace.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/panoramix-mixnet/panoramix/internal/privacy/attack"
+	"github.com/panoramix-mixnet/panoramix/internal/privacy/capture"
+	"github.com/panoramix-mixnet/panoramix/internal/privacy/entropy"
+	"github.com/panoramix-mixnet/panoramix/internal/privacy/measure"
+	"github.com/panoramix-mixnet/panoramix/internal/privacy/sim"
+	"github.com/panoramix-mixnet/panoramix/internal/privacy/trace"
+	"github.com/panoramix-mixnet/panoramix/pkg/testnet"
+	"github.com/panoramix-mixnet/panoramix/pkg/wire"
+)
+
+func main() {
+	users := flag.Int("users", 50, "client engines")
+	duration := flag.Duration("duration", 12*time.Minute, "how long users write mail")
+	warmup := flag.Duration("warmup", time.Minute, "deliveries before this much of the mail time are not measured")
+	drain := flag.Duration("drain", 30*time.Second, "run on after the last mail")
+	gap := flag.Duration("gap", 100*time.Second, "mean gap between a user's mails (exponential)")
+	out := flag.String("out", "docs/PRIVACY.md", "the report to write (empty: print only)")
+	figures := flag.String("figures", "docs/privacy", "directory of the simulator's figures")
+	simQuick := flag.Bool("sim-quick", false, "the simulator's quick sweeps")
+	keep := flag.String("keep", "", "keep the run's directory (network, capture, traces) here")
+	corruptMix := flag.String("corrupt-mix", "mix1", "the node whose mapping the adversary gets in the corrupt-mix row")
+	corruptProvider := flag.String("corrupt-provider", "provider-beta", "likewise for the corrupt-provider row")
+	contacts := flag.Int("contacts", 3, "the disclosure attack's target (u001) writes to this many contacts")
+	targetGap := flag.Duration("target-gap", 15*time.Second, "mean gap between the target's mails")
+	reanalyze := flag.String("reanalyze", "", "analyze the run kept (-keep) in this directory again instead of running one")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, config{users: *users, duration: *duration, warmup: *warmup, drain: *drain, gap: *gap,
+		out: *out, figures: *figures, simQuick: *simQuick, keep: *keep, corrupt: []string{*corruptMix, *corruptProvider}, contacts: *contacts, targetGap: *targetGap, reanalyze: *reanalyze}); err != nil {
+		log.Fatal(err)
+	}
+}
+
+type config struct {
+	users                   int
+	duration, warmup, drain time.Duration
+	gap                     time.Duration
+	out, figures, keep      string
+	simQuick                bool
+	corrupt                 []string
+	contacts                int
+	targetGap               time.Duration
+	reanalyze               string
+}
+
+func run(ctx context.Context, c config) error {
+	started := time.Now()
+	var res *measure.Result
+	var err error
+	if c.reanalyze != "" {
+		r, err := measure.Load(filepath.Join(c.reanalyze, "result.json"))
+		if err != nil {
+			return err
+		}
+		res = r
+	} else {
+		dir := c.keep
+		if dir == "" {
+			d, err := os.MkdirTemp("", "panoramix-privacy-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(d) // after the analysis, which reads the traces
+			dir = d
+		} else if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if res, err = measureRun(ctx, c, dir); err != nil {
+			return err
+		}
+	}
+	a, err := analyze(res, c)
+	if err != nil {
+		return err
+	}
+	a.started = started
+	if c.reanalyze != "" {
+		a.started = res.Start
+	}
+	log.Printf("simulating the same parameters")
+	sp := sim.FromPKI(res.Params, c.users, 2, 1)
+	sp.RealRate = 1 / c.gap.Seconds()
+	a.sim, err = sim.Run(sp, 1)
+	if err != nil {
+		return err
+	}
+	section := ""
+	if c.out != "" {
+		log.Printf("simulator sweeps and figures into %s", c.figures)
+		section, err = sim.WriteReport(sim.ReportOptions{Dir: c.figures, Links: filepath.Base(c.figures) + "/", Quick: c.simQuick, Log: os.Stderr})
+		if err != nil {
+			return err
+		}
+	}
+	a.elapsed = time.Since(started)
+	doc := a.markdown(c, section)
+	if c.out == "" {
+		fmt.Print(doc)
+		return nil
+	}
+	return os.WriteFile(c.out, []byte(doc), 0o644)
+}
+
+// measureRun runs the network and saves the run's Result beside its capture and traces.
+func measureRun(ctx context.Context, c config, dir string) (*measure.Result, error) {
+	if err := checkTraced(); err != nil {
+		return nil, err
+	}
+	repo, err := testnet.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(dir, "bin")
+	os.Setenv("PANORAMIX_BUILD_TAGS", "privacytrace")
+	log.Printf("building directory and mixd with -tags privacytrace")
+	if err := testnet.Build(ctx, repo, bin); err != nil {
+		return nil, err
+	}
+	res, err := measure.Run(ctx, measure.Options{Dir: dir, BinDir: bin, Users: c.users, RealGap: c.gap,
+		Duration: c.duration, Drain: c.drain, Contacts: c.contacts, TargetGap: c.targetGap, Log: log.Printf})
+	if err != nil {
+		return nil, err
+	}
+	log.Printf("run done in %v: %d connections captured, %d packets dropped by the kernel, %d trace files",
+		res.Elapsed.Round(time.Second), len(res.Conns), res.Dropped, len(res.TraceFiles))
+	if err := res.Save(filepath.Join(dir, "result.json")); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// checkTraced refuses to run without the tracer: without it there is no ground truth.
+func checkTraced() error {
+	dir, err := os.MkdirTemp("", "panoramix-privacy-check-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	os.Setenv(trace.EnvFile, filepath.Join(dir, "t"))
+	defer os.Unsetenv(trace.EnvFile)
+	if !traced() {
+		return fmt.Errorf("privacy: built without the tracer; run it as `go run -tags privacytrace ./internal/privacy/cmd/privacy` (make privacy)")
+	}
+	return nil
+}
+
+type analysis struct {
+	res             *measure.Result
+	honest          attack.EntropyResult
+	corrupt         []attack.EntropyResult
+	timing          attack.TimingResult
+	classify        attack.ClassifyResult
+	sda             attack.DisclosureResult
+	sim             sim.Result
+	frameSizes      map[int]int
+	unparsed        int
+	reals, messages int
+	records         int
+	whole, parsed   int
+	started         time.Time
+	elapsed         time.Duration
+}
+
+func analyze(res *measure.Result, c config) (*analysis, error) {
+	a := &analysis{res: res, frameSizes: map[int]int{}}
+	var tr attack.Trace
+	for _, f := range res.TraceFiles {
+		fh, err := os.Open(f)
+		if err != nil {
+			return nil, err
+		}
+		err = tr.ReadTrace(fh)
+		fh.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	t0 := res.Start.Add(-time.Minute) // before any record of interest
+	from := res.MailStart.Add(c.warmup).Sub(t0)
+	made := map[string]float64{}
+	w := res.Params.LambdaM * res.Params.MeanDelay.Seconds()
+	for id, name := range res.Nodes {
+		if strings.HasPrefix(name, "mix") {
+			made[id] = w
+		}
+	}
+	ids := map[string]string{}
+	for id, name := range res.Nodes {
+		ids[name] = id
+	}
+	for _, corrupt := range append([]string{""}, c.corrupt...) {
+		evs, err := tr.Events(t0, ids[corrupt])
+		if err != nil {
+			return nil, err
+		}
+		er := attack.Entropy(evs, entropy.Config{Made: made}, from)
+		er.Corrupt = corrupt
+		if corrupt == "" {
+			a.honest = er
+			// The timing attack is scored on the same deliveries.
+			var ds []attack.Delivery
+			for _, d := range er.Delivered {
+				ds = append(ds, attack.Delivery{At: t0.Add(d.At), Sender: d.Sender})
+			}
+			a.timing = attack.TimingCorrelation(res.UpFrames(), ds, attack.DelayModel{Hops: 5, Mean: res.Params.MeanDelay})
+		} else {
+			a.corrupt = append(a.corrupt, er)
+		}
+		log.Printf("entropy (corrupt %q): %d messages, mean %.2f bits, %d events skipped %v", corrupt, er.Messages, er.Summary.Mean, er.Skipped, er.Errors)
+	}
+	reals := map[string][]time.Time{}
+	for _, r := range tr.Records {
+		if r.Ev == trace.EvSend && r.Kind == trace.KindReal {
+			reals[r.User] = append(reals[r.User], time.Unix(0, r.At))
+			a.reals++
+		}
+		if attack.IsReal(r) {
+			a.messages++
+		}
+	}
+	a.records = len(tr.Records)
+	if res.Target != "" {
+		var users []string
+		for u := range res.Users {
+			users = append(users, u)
+		}
+		sort.Strings(users)
+		var ds []attack.Delivered
+		for _, r := range tr.Records {
+			if attack.IsReal(r) {
+				ds = append(ds, attack.Delivered{At: time.Unix(0, r.At), To: r.Recipient})
+			}
+		}
+		a.sda = attack.Disclosure(res.Target, res.Contacts, users, reals[res.Target], ds, 5*time.Second, res.MailStart, res.MailEnd)
+	}
+	links := res.UserLinks(reals, res.MailStart, res.MailEnd)
+	for _, l := range links {
+		w, p := attack.Uniformity(l.Frames, wire.FrameSize(res.Params.Geometry))
+		a.whole += w
+		a.parsed += p
+		for _, f := range l.Frames {
+			if !f.FromClient || f.Handshake {
+				continue
+			}
+			if f.Parsed {
+				a.frameSizes[f.Size]++
+			} else {
+				a.unparsed++
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(14, 1))
+	ws := attack.Balance(attack.Windows(links, 5*time.Second), rng)
+	a.classify = attack.Classify(ws, 20, rng)
+	return a, nil
+}
+
+func (a *analysis) markdown(c config, simSection string) string {
+	var b strings.Builder
+	p := a.res.Params
+	f := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	f("# Privacy measured (issue 14)\n\n")
+	f("Generated by `make privacy` (`go run -tags privacytrace ./internal/privacy/cmd/privacy`) on %s; do not edit by hand.\n\n", a.started.UTC().Format("2006-01-02 15:04 MST"))
+	f("## The run\n\n")
+	f("| | |\n|---|---|\n")
+	f("| machine | %s/%s, %d CPUs (shared with other work), %s |\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
+	f("| run time | %v in all (network %v, the rest analysis and the simulator's sweeps) |\n", a.elapsed.Round(time.Second), a.res.Elapsed.Round(time.Second))
+	f("| network | pkg/testnet: 1 directory, 3 layers of 1 mix, 2 providers (alpha, beta) |\n")
+	f("| parameters | pki.DefaultParameters: lambda_P %g, lambda_L %g, lambda_D %g, lambda_M %g /s, mean delay %v, max delay %v, %s; epoch shortened to %v (pkg/testnet's, so the network starts in seconds) |\n",
+		p.LambdaP, p.LambdaL, p.LambdaD, p.LambdaM, p.MeanDelay, p.MaxDelay, p.Geometry, p.EpochLength)
+	f("| users | %d pkg/client engines in one process, default settings (retrieve every 250 ms), each from its own loopback address 127.0.1.x |\n", len(a.res.Users))
+	f("| mail | one fragment (1000 bytes) to the queue service of a user drawn uniformly among the others, at exponential gaps of mean %v per user (a person writes less often: compressed so that %v give enough messages), for %v, then %v to drain |\n", c.gap, c.duration, c.duration, c.drain)
+	f("| measured | deliveries from %v after the first mail on (warm-up) |\n", c.warmup)
+	f("| capture | tcpdump on lo (internal/privacy/capture), %d connections, %d packets dropped by the kernel |\n", len(a.res.Conns), a.res.Dropped)
+	f("| ground truth | tracer (-tags privacytrace): %d real packets written by clients, %d real deliveries |\n\n", a.reals, a.messages)
+
+	f("## Attacks on the capture\n\n")
+	f("Rates with their Wilson 95%% intervals.\n\n")
+	f("| attack | trials | success | chance | success / chance | acceptance |\n|---|---|---|---|---|---|\n")
+	t := a.timing
+	f("| (a) timing correlation: the true sender ranked first among %d users | %d | %.3f [%.3f, %.3f] | %.3f | %.2f (mean rank %.1f, chance %.1f) | at most 1.5x chance: %s |\n",
+		t.Users, t.First.Trials, t.First.Value(), t.First.Lo, t.First.Hi, t.Chance, t.Ratio, t.MeanRank, float64(t.Users+1)/2, verdict(t.Ratio <= 1.5))
+	cl := a.classify
+	f("| (b) cover classifier: 5 s client-link windows with and without a real send (balanced, %d-fold cross-validated logistic regression on %s) | %d | %.3f [%.3f, %.3f] | 0.5 (placebo labels, %d runs: mean %.3f, 95%% band [%.3f, %.3f]) | %.2f | at most 0.55: %s |\n",
+		attack.Folds, strings.Join(attack.FeatureNames, ", "), cl.Windows, cl.Accuracy.Value(), cl.Accuracy.Lo, cl.Accuracy.Hi, cl.PlaceboRuns, cl.PlaceboMean, cl.PlaceboLo, cl.PlaceboHi, cl.Accuracy.Value()/0.5, verdict(cl.Accuracy.Value() <= 0.55))
+	s := a.sda
+	if s.Target != "" {
+		f("| (d) statistical disclosure on %s (%d contacts) over %d rounds of %v: its contacts are the top %d of the recipients' ranking | %d contacts | %.3f [%.3f, %.3f] | %.3f (a random set of %d) | %.2f | reported |\n",
+			s.Target, s.Contacts, s.Rounds, s.Round, s.Contacts, s.Found.Trials, s.Found.Value(), s.Found.Lo, s.Found.Hi, s.Chance, s.Contacts, s.Found.Value()/max(s.Chance, 1e-9))
+	}
+	f("\n")
+	f("Attack (a): for each real delivery (its time as the recipient's provider or a corrupt recipient learns it), every user is scored by the sum, over the frames its client sent in the %v before, of the Erlang(5, mean delay) density at their distance (five hops each hold a packet an exponential time): the likelihood that one of them was the message. Ties count 1/k.\n\n", attack.DelayModel{Hops: 5, Mean: p.MeanDelay}.Window())
+	f("Attack (b): features from the capture only (frames in each direction, gaps between the client's frames, their sizes); labels from the tracer's record of the client's real packets. The placebo runs shuffle the labels and give the accuracy of a classifier that can learn nothing.\n\n")
+	f("Attack (d): %s\n\n", s.Method)
+
+	f("## Frames on client links\n\n")
+	f("Sizes of the client-to-provider frames (bytes the wire layer wrote, from the TLS record headers), handshakes left out; %d bursts were not fully parsed (crypto/tls's small first records, several to a segment, beyond the capture's snap length).\n\n", a.unparsed)
+	f("Of the %d fully parsed bursts, %d (%.2f%%) are whole frames (a multiple of the frame size %d: two frames written back to back make one burst); the others are frames the sender's scheduler cut into two bursts more than %v apart under load (the two parts add up to %d).\n\n",
+		a.parsed, a.whole, 100*float64(a.whole)/float64(max(a.parsed, 1)), wire.FrameSize(p.Geometry), capture.BurstGap, wire.FrameSize(p.Geometry))
+	f("| size | frames |\n|---|---|\n")
+	var sizes []int
+	for sz := range a.frameSizes {
+		sizes = append(sizes, sz)
+	}
+	sort.Ints(sizes)
+	for _, sz := range sizes {
+		f("| %d | %d |\n", sz, a.frameSizes[sz])
+	}
+	f("\n## Sender entropy (Loopix), from the tracer\n\n")
+	f("The adversary of internal/privacy/entropy: a global passive observer with the pool model, plus the mapping of inputs to outputs of the corrupt node given. Maximum log2(%d) = %.2f bits.\n\n", len(a.res.Users), math.Log2(float64(len(a.res.Users))))
+	f("| adversary | messages | mean bits | median | 10th percentile | min | best guess right | skipped events |\n|---|---|---|---|---|---|---|---|\n")
+	for _, e := range append([]attack.EntropyResult{a.honest}, a.corrupt...) {
+		name := "global passive observer"
+		if e.Corrupt != "" {
+			name = "and corrupt " + e.Corrupt
+		}
+		sm := e.Summary
+		f("| %s | %d | %.2f | %.2f | %.2f | %.2f | %.3f [%.3f, %.3f] (chance %.3f) | %d |\n", name, e.Messages, sm.Mean, sm.Median, sm.P10, sm.Min, e.Guess.Value(), e.Guess.Lo, e.Guess.Hi, 1/float64(len(a.res.Users)), e.Skipped)
+	}
+	sr := a.sim
+	f("| simulator's prediction (sim.Run, same parameters, %d users, real rate 1/%v, seed 1) | %d | %.2f | %.2f | %.2f | | %.3f | |\n\n", sr.Params.Users, c.gap, sr.Messages, sr.MeanEntropy, sr.MedianEntropy, sr.P10Entropy, sr.Entropy.AttackSuccess)
+	f("Skipped events are records the tracker could not place (a packet in flight when tracing began or lost at a full queue); they are few against the %d records of the run.\n\n", a.records)
+	f("## The regression guard in CI\n\n")
+	f("%s\n\n", guardDoc)
+	if simSection != "" {
+		f("%s\n", simSection)
+	} else {
+		f("The simulator's sweeps were not run (no -out).\n")
+	}
+	return b.String()
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}

@@ -1,0 +1,5 @@
+//go:build !privacytrace
+
+package main
+
+func traced() bool { return false }
