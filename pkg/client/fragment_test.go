@@ -184,7 +184,7 @@ func readSeeds(t testing.TB, dir string) map[string][]byte {
 }
 
 func TestSeedsNotEmpty(t *testing.T) {
-	for _, dir := range []string{"fragment", "ack"} {
+	for _, dir := range []string{"fragment", "ack", "mailchunk"} {
 		s := readSeeds(t, dir)
 		var ok, bad int
 		for name := range s {
