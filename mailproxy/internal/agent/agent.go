@@ -38,11 +38,15 @@ const (
 	// engine's own retrieve interval (250 ms) is the rate at which anything can change.
 	DefaultPollInterval = 250 * time.Millisecond
 
-	// idempotencyPrefix keeps the agent's idempotency keys apart from mailproxy's own (the
-	// engine's key space is shared by every user of the engine).
+	// idempotencyPrefix starts the idempotency key of every message the agent queues: it keeps
+	// the agent's keys apart from mailproxy's own (the engine's key space is shared), and it
+	// tells mailproxy which messages are the agent's (Owns). A client's key follows keyPrefix;
+	// a send without one gets randomPrefix and 16 random bytes in hex.
 	idempotencyPrefix = "agent/v1:"
+	keyPrefix         = idempotencyPrefix + "k:"
+	randomPrefix      = idempotencyPrefix + "r:"
 	// MaxIdempotencyKey is the longest idempotency_key a client may send.
-	MaxIdempotencyKey = client.MaxIdempotencyKey - len(idempotencyPrefix)
+	MaxIdempotencyKey = client.MaxIdempotencyKey - len(keyPrefix)
 	// maxJSONOverhead is what a send body may hold besides the base64 of its data: field
 	// names, domain, service, recipient (at most 64 bytes each in the engine) and the key.
 	maxJSONOverhead = 8 << 10
@@ -148,6 +152,12 @@ func setDefault[T int | time.Duration](v *T, d T) {
 // Handler is the whole API: the checks of adminauth, then the in-flight bound, then the
 // endpoints of docs/spec/agent.md section 3.
 func (a *Agent) Handler() http.Handler { return a.handler }
+
+// Owns reports whether the agent queued the message: its status is for the agent's clients, and
+// mailproxy must not treat it as mail (no bounce when it fails).
+func Owns(st client.Status) bool {
+	return strings.HasPrefix(string(st.IdempotencyKey), idempotencyPrefix)
+}
 
 // Listen opens a TCP listener on addr, which must be a loopback address: the API is for
 // programs of the user on this machine.

@@ -24,7 +24,7 @@ func TestThroughRealNetwork(t *testing.T) {
 	alpha, beta := n.Node("provider-alpha"), n.Node("provider-beta")
 	alice := startEngine(t, n, alpha, "alice", pc)
 	bob := startEngine(t, n, beta, "bob", pc)
-	s := startAgent(t, pc, Config{PollInterval: 50 * time.Millisecond},
+	s := startAgent(t, pc, Config{PollInterval: 50 * time.Millisecond, MaxReceivedBytes: 4000},
 		Account{Address: "alice@alpha.localhost", Engine: alice}, Account{Address: "bob@beta.localhost", Engine: bob})
 
 	r := s.call(t, "GET", "/agent/v1/services", nil)
@@ -65,42 +65,70 @@ func TestThroughRealNetwork(t *testing.T) {
 	if r.code != 200 || !again.Existed || again.ID != sent.ID {
 		t.Fatalf("resend with the key: %d %s", r.code, r.body)
 	}
-	if l, _ := alice.List(); len(l) != 1 {
-		t.Fatalf("alice's engine holds %d messages after a resend", len(l))
+
+	// A second payload, so that bob's answers hit their size bound (MaxReceivedBytes below).
+	second := randomBytes(3000)
+	body2 := sendBody("beta.localhost", "queue", "bob", second)
+	body2["account"] = "alice@alpha.localhost"
+	r = s.call(t, "POST", "/agent/v1/send", body2)
+	var sent2 sendResponse
+	r.decode(t, &sent2)
+	if r.code != 201 {
+		t.Fatalf("second send: %d %s", r.code, r.body)
+	}
+	l, _ := alice.List()
+	if len(l) != 2 {
+		t.Fatalf("alice's engine holds %d messages after a resend and a second send, want 2", len(l))
+	}
+	for _, st := range l {
+		if !Owns(st) {
+			t.Fatalf("a message the agent queued (key %q) is not Owns", st.IdempotencyKey)
+		}
 	}
 
-	// bob receives it (long-poll), at least once: it stays until acknowledged.
+	// bob receives both (long-poll), one per answer under the size bound, each at least once:
+	// it stays until acknowledged.
+	want := map[string][]byte{sent.ID: payload, sent2.ID: second}
 	var got receivedResponse
 	deadline := time.Now().Add(90 * time.Second)
-	for len(got.Messages) == 0 {
+	for !(len(got.Messages) == 1 && got.More) {
 		if time.Now().After(deadline) {
-			t.Fatal("bob received nothing")
+			t.Fatalf("bob did not receive both messages: %+v", got)
 		}
 		r = s.call(t, "GET", "/agent/v1/received?account=bob@beta.localhost&wait=10s", nil)
 		if r.code != 200 {
 			t.Fatalf("received: %d %s", r.code, r.body)
 		}
 		r.decode(t, &got)
+		if len(got.Messages) == 1 && !got.More {
+			time.Sleep(100 * time.Millisecond) // the other one is on its way
+		}
 	}
-	m := got.Messages[0]
-	if len(got.Messages) != 1 || m.ID != sent.ID || !bytes.Equal(m.Data, payload) {
-		t.Fatalf("bob received %d messages, first %s of %d bytes", len(got.Messages), m.ID, len(m.Data))
+	for round := range 2 {
+		m := got.Messages[0]
+		if !bytes.Equal(m.Data, want[m.ID]) {
+			t.Fatalf("bob received %s of %d bytes, not what alice sent", m.ID, len(m.Data))
+		}
+		delete(want, m.ID)
+		r = s.call(t, "GET", "/agent/v1/received?account=bob@beta.localhost", nil)
+		var still receivedResponse
+		r.decode(t, &still)
+		if len(still.Messages) != 1 || still.Messages[0].Seq != m.Seq || still.More != (round == 0) {
+			t.Fatalf("unacknowledged message not given again: %s", r.body)
+		}
+		ack := fmt.Sprintf("/agent/v1/received/%d/ack?account=bob@beta.localhost", m.Seq)
+		if r := s.call(t, "POST", ack, nil); r.code != 204 {
+			t.Fatalf("ack: %d %s", r.code, r.body)
+		}
+		if r := s.call(t, "POST", ack, nil); r.code != 404 || r.errorCode() != codeNotFound {
+			t.Fatalf("second ack: %d %s", r.code, r.body)
+		}
+		r = s.call(t, "GET", "/agent/v1/received?account=bob@beta.localhost", nil)
+		got = receivedResponse{}
+		r.decode(t, &got)
 	}
-	r = s.call(t, "GET", "/agent/v1/received?account=bob@beta.localhost", nil)
-	var still receivedResponse
-	r.decode(t, &still)
-	if len(still.Messages) != 1 || still.Messages[0].Seq != m.Seq {
-		t.Fatalf("unacknowledged message not given again: %s", r.body)
-	}
-	ack := fmt.Sprintf("/agent/v1/received/%d/ack?account=bob@beta.localhost", m.Seq)
-	if r := s.call(t, "POST", ack, nil); r.code != 204 {
-		t.Fatalf("ack: %d %s", r.code, r.body)
-	}
-	if r := s.call(t, "POST", ack, nil); r.code != 404 || r.errorCode() != codeNotFound {
-		t.Fatalf("second ack: %d %s", r.code, r.body)
-	}
-	if r := s.call(t, "GET", "/agent/v1/received?account=bob@beta.localhost", nil); r.code != 200 || !contains(r.body, `"messages":[]`) {
-		t.Fatalf("received after the ack: %d %s", r.code, r.body)
+	if len(got.Messages) != 0 || got.More || len(want) != 0 {
+		t.Fatalf("after both acks: %+v, not received: %d", got, len(want))
 	}
 	if st := s.waitFinished(t, sent.ID, "alice@alpha.localhost", 30*time.Second); st.State != "sent" {
 		t.Fatalf("alice's status of the queue message: %+v", st)
@@ -202,8 +230,8 @@ func TestFloodWhileMailDelivered(t *testing.T) {
 	stop()
 	wg.Wait()
 	t.Logf("flood answers (status code): %v; mail %s after %v, %d transmissions", counts, st.State, st.Updated.Sub(st.Created).Round(time.Millisecond), st.Transmissions)
-	if st.State != client.StateDelivered {
-		t.Fatalf("mail under the flood: %+v", st)
+	if st.State != client.StateDelivered || Owns(st) {
+		t.Fatalf("mail under the flood (the agent's: %v): %+v", Owns(st), st)
 	}
 	if transportErrors.Load() != 0 {
 		t.Fatalf("%d requests of the flood got no HTTP answer", transportErrors.Load())

@@ -3,7 +3,9 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -257,9 +259,11 @@ func (a *Agent) send(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, codeNoConsensus, fmt.Sprintf("no consensus document for the current epoch: %v", err))
 		return
 	}
-	var key []byte
-	if req.IdempotencyKey != "" {
-		key = []byte(idempotencyPrefix + req.IdempotencyKey)
+	key := []byte(keyPrefix + req.IdempotencyKey)
+	if req.IdempotencyKey == "" {
+		var r [16]byte
+		rand.Read(r[:])
+		key = []byte(randomPrefix + hex.EncodeToString(r[:]))
 	}
 	dst := client.Destination{Domain: req.Domain, Service: req.Service, Recipient: req.Recipient}
 	// The engine commits (fsync) before it returns; only then does the client get an id.

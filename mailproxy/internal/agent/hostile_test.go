@@ -86,8 +86,14 @@ func TestRefusals(t *testing.T) {
 	if l, err := e.List(); err != nil || len(l) != 0 {
 		t.Fatalf("engine holds %d messages (%v) after refusals", len(l), err)
 	}
+	// A header section over maxHeaderBytes is refused by net/http before any handler (which
+	// closes the connection, so reading the answer's body may fail).
+	r, err := s.do("GET", "/agent/v1/status", nil, s.token, func(r *http.Request) { r.Header.Set("X-Pad", strings.Repeat("p", 2*maxHeaderBytes)) })
+	if r.code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("oversize header: %d %v", r.code, err)
+	}
 	// A request without a port in Host is refused too (adminauth counts it as port 80).
-	r, err := s.do("GET", "/agent/v1/status", nil, s.token, func(r *http.Request) { r.Host = "127.0.0.1" })
+	r, err = s.do("GET", "/agent/v1/status", nil, s.token, func(r *http.Request) { r.Host = "127.0.0.1" })
 	if err != nil || r.code != 403 {
 		t.Fatalf("Host without port: %d %v", r.code, err)
 	}
