@@ -463,35 +463,15 @@ func (l *Lab) startNodes(ctx context.Context) error {
 		if err := os.MkdirAll(d.DataDir, 0o700); err != nil {
 			return err
 		}
-		set := []setting{
-			{Key: "data_dir", Value: q(d.DataDir)},
-			// The daemon listens on its machine's loopback; the relay owns the public address.
-			{Key: "listen_address", Value: q(net.JoinHostPort("127.0.0.1", LinkPort))},
-			{Key: "addresses", Value: qs(net.JoinHostPort(h.Addr, LinkPort))},
-			{Key: "log_level", Value: q(o.LogLevel)},
-			{Key: "sphinx.hops", Value: fmt.Sprint(p.Geometry.Hops)},
-			{Key: "sphinx.payload_size", Value: fmt.Sprint(p.Geometry.PayloadSize)},
-			{Key: "directory.urls", Value: qs(l.dirURL())},
-			{Key: "directory.authorities", Value: qs(l.Authority.String())},
-			{Key: "directory.epoch_length", Value: q(p.EpochLength.String())},
-		}
-		example := "mixd-mix.toml"
+		example, cert, key := "mixd-mix.toml", "", ""
 		if role == "provider" {
 			example = "mixd-provider.toml"
-			cert, key := filepath.Join(d.DataDir, "imap.crt"), filepath.Join(d.DataDir, "imap.key")
+			cert, key = filepath.Join(d.DataDir, "imap.crt"), filepath.Join(d.DataDir, "imap.key")
 			if err := l.CA.Issue(cert, key, []string{"imap." + h.Domain, h.Domain}, []string{net.JoinHostPort(h.Addr, IMAPPort)}); err != nil {
 				return err
 			}
-			set = append(set,
-				setting{Key: "admin_token_file", Value: q(filepath.Join(d.DataDir, "admin.token"))},
-				setting{Key: "provider.domains", Value: qs(h.Domain)},
-				setting{Key: "imap.listen_address", Value: q(net.JoinHostPort("127.0.0.1", IMAPPort))},
-				setting{Key: "imap.tls_listen_address", Value: q("")},
-				setting{Key: "imap.cert_file", Value: q(cert)},
-				setting{Key: "imap.key_file", Value: q(key)},
-				setting{Key: "autoconfig.imap_host", Value: q(h.Addr)},
-			)
 		}
+		set := mixdSettings(d.DataDir, h.Addr, h.Domain, l.dirURL(), l.Authority.String(), cert, key, p, o.LogLevel)
 		if err := writeConfig(o.Repo, example, d.Config, set, ""); err != nil {
 			return err
 		}
@@ -514,23 +494,7 @@ func (l *Lab) startNodes(ctx context.Context) error {
 	}
 	// [[approved_providers]] blocks go after the top-level keys, which TOML requires before
 	// the first table: the example's [parameters] follows, so they are inserted before it.
-	set := []setting{
-		{Key: "identity_key_file", Value: q(filepath.Join(dd.DataDir, "authority.key"))},
-		{Key: "data_dir", Value: q(dd.DataDir)},
-		{Key: "listen_address", Value: q(net.JoinHostPort("127.0.0.1", DirectoryPort))},
-		{Key: "admin_token_file", Value: q(filepath.Join(dd.DataDir, "admin.token"))},
-		{Key: "log_level", Value: q(o.LogLevel)},
-		{Key: "approved", Value: qs(mixes...)},
-		{Key: "parameters.epoch_length", Value: q(p.EpochLength.String())},
-		{Key: "parameters.hops", Value: fmt.Sprint(p.Geometry.Hops)},
-		{Key: "parameters.payload_size", Value: fmt.Sprint(p.Geometry.PayloadSize)},
-		{Key: "parameters.lambda_p", Value: fmt.Sprint(p.LambdaP)},
-		{Key: "parameters.lambda_l", Value: fmt.Sprint(p.LambdaL)},
-		{Key: "parameters.lambda_d", Value: fmt.Sprint(p.LambdaD)},
-		{Key: "parameters.lambda_m", Value: fmt.Sprint(p.LambdaM)},
-		{Key: "parameters.mean_delay", Value: q(p.MeanDelay.String())},
-		{Key: "parameters.max_delay", Value: q(p.MaxDelay.String())},
-	}
+	set := directorySettings(dd.DataDir, mixes, p, o.LogLevel)
 	if err := writeConfig(o.Repo, "directory.toml", dd.Config, set, ""); err != nil {
 		return err
 	}
@@ -634,22 +598,7 @@ func (l *Lab) startUsers(ctx context.Context) error {
 		if err := os.MkdirAll(d.DataDir, 0o700); err != nil {
 			return err
 		}
-		set := []setting{
-			{Key: "data_dir", Value: q(d.DataDir)},
-			{Key: "log_level", Value: q(o.LogLevel)},
-			{Key: "smtp.listen_address", Value: q(net.JoinHostPort("127.0.0.1", SMTPPort))},
-			{Key: "directory.urls", Value: qs(l.dirURL())},
-			{Key: "directory.authorities", Value: qs(l.Authority.String())},
-			{Key: "directory.epoch_length", Value: q(l.params.EpochLength.String())},
-			{Key: "accounts.address", Value: q(addr)},
-			{Key: "accounts.link_key_file", Value: q(filepath.Join(d.DataDir, name+".link.key"))},
-			{Key: "accounts.retry_budget", Value: fmt.Sprint(o.RetryBudget)},
-			{Key: "accounts.ack_slack", Value: q(o.AckSlack.String())},
-			{Key: "accounts.retrieve_interval", Value: q(o.RetrieveInterval.String())},
-			// Bob reads his mail at the provider over IMAP here, not through the link (issue
-			// 20's local mailbox), so that the tests read the provider's store.
-			{Key: "mailbox.read_via_link", Value: "false", Add: true},
-		}
+		set := mailproxySettings(d.DataDir, addr, l.dirURL(), l.Authority.String(), l.params, o)
 		if err := writeConfig(o.Repo, "mailproxy.toml", d.Config, set, ""); err != nil {
 			return err
 		}
@@ -736,4 +685,80 @@ func (l *Lab) Describe(w io.Writer) {
 	l.mu.Lock()
 	fmt.Fprintf(w, "\nloss per packet entering a namespace: %.2f%%\n", 100*l.loss)
 	l.mu.Unlock()
+}
+
+// mixdSettings are what an operator changes in configs/mixd-mix.toml (domain "") or
+// configs/mixd-provider.toml for the machine at addr (docs/operators/mix.md and the provider
+// pages), and what the lab changes besides: the daemon listens on its machine's loopback and the
+// relay owns the public address (listen_address), and the consensus parameters are the lab's.
+func mixdSettings(dataDir, addr, domain, dirURL, authority, cert, key string, p pki.Parameters, logLevel string) []setting {
+	set := []setting{
+		{Key: "data_dir", Value: q(dataDir)},
+		{Key: "listen_address", Value: q(net.JoinHostPort("127.0.0.1", LinkPort))},
+		{Key: "addresses", Value: qs(net.JoinHostPort(addr, LinkPort))},
+		{Key: "log_level", Value: q(logLevel)},
+		{Key: "sphinx.hops", Value: fmt.Sprint(p.Geometry.Hops)},
+		{Key: "sphinx.payload_size", Value: fmt.Sprint(p.Geometry.PayloadSize)},
+		{Key: "directory.urls", Value: qs(dirURL)},
+		{Key: "directory.authorities", Value: qs(authority)},
+		{Key: "directory.epoch_length", Value: q(p.EpochLength.String())},
+	}
+	if domain == "" {
+		return set
+	}
+	return append(set,
+		setting{Key: "admin_token_file", Value: q(filepath.Join(dataDir, "admin.token"))},
+		setting{Key: "provider.domains", Value: qs(domain)},
+		setting{Key: "imap.listen_address", Value: q(net.JoinHostPort("127.0.0.1", IMAPPort))},
+		// STARTTLS on 143 only: one relay per port, and the tests read mail there.
+		setting{Key: "imap.tls_listen_address", Value: q("")},
+		setting{Key: "imap.cert_file", Value: q(cert)},
+		setting{Key: "imap.key_file", Value: q(key)},
+		setting{Key: "autoconfig.imap_host", Value: q(addr)},
+	)
+}
+
+// directorySettings are what docs/operators/directory.md changes in configs/directory.toml,
+// with the mixes approved in the file (providers go in [[approved_providers]] blocks) and the
+// lab's consensus parameters.
+func directorySettings(dataDir string, mixes []string, p pki.Parameters, logLevel string) []setting {
+	return []setting{
+		{Key: "identity_key_file", Value: q(filepath.Join(dataDir, "authority.key"))},
+		{Key: "data_dir", Value: q(dataDir)},
+		{Key: "listen_address", Value: q(net.JoinHostPort("127.0.0.1", DirectoryPort))},
+		{Key: "admin_token_file", Value: q(filepath.Join(dataDir, "admin.token"))},
+		{Key: "log_level", Value: q(logLevel)},
+		{Key: "approved", Value: qs(mixes...)},
+		{Key: "parameters.epoch_length", Value: q(p.EpochLength.String())},
+		{Key: "parameters.hops", Value: fmt.Sprint(p.Geometry.Hops)},
+		{Key: "parameters.payload_size", Value: fmt.Sprint(p.Geometry.PayloadSize)},
+		{Key: "parameters.lambda_p", Value: fmt.Sprint(p.LambdaP)},
+		{Key: "parameters.lambda_l", Value: fmt.Sprint(p.LambdaL)},
+		{Key: "parameters.lambda_d", Value: fmt.Sprint(p.LambdaD)},
+		{Key: "parameters.lambda_m", Value: fmt.Sprint(p.LambdaM)},
+		{Key: "parameters.mean_delay", Value: q(p.MeanDelay.String())},
+		{Key: "parameters.max_delay", Value: q(p.MaxDelay.String())},
+	}
+}
+
+// mailproxySettings are what a user changes in configs/mailproxy.toml: the account, the
+// network's directory, and (here) the engine's timing.
+func mailproxySettings(dataDir, addr, dirURL, authority string, p pki.Parameters, o Options) []setting {
+	name, _, _ := strings.Cut(addr, "@")
+	return []setting{
+		{Key: "data_dir", Value: q(dataDir)},
+		{Key: "log_level", Value: q(o.LogLevel)},
+		{Key: "smtp.listen_address", Value: q(net.JoinHostPort("127.0.0.1", SMTPPort))},
+		{Key: "directory.urls", Value: qs(dirURL)},
+		{Key: "directory.authorities", Value: qs(authority)},
+		{Key: "directory.epoch_length", Value: q(p.EpochLength.String())},
+		{Key: "accounts.address", Value: q(addr)},
+		{Key: "accounts.link_key_file", Value: q(filepath.Join(dataDir, name+".link.key"))},
+		{Key: "accounts.retry_budget", Value: fmt.Sprint(o.RetryBudget)},
+		{Key: "accounts.ack_slack", Value: q(o.AckSlack.String())},
+		{Key: "accounts.retrieve_interval", Value: q(o.RetrieveInterval.String())},
+		// The mail stays at the provider, whose IMAP server the tests read (issue 20's reading
+		// through the link is tested by mailproxy's own tests).
+		{Key: "mailbox.read_via_link", Value: "false", Add: true},
+	}
 }
