@@ -358,7 +358,10 @@ func (r *Result) UserLinks(reals map[string][]time.Time, from, to time.Time) []a
 }
 
 // UpFrames returns, per user, the times of the frames its client sent (handshakes left out).
-func (r *Result) UpFrames() map[string][]time.Time {
+// With answered > 0 it leaves out the frames the provider answered within that time: the
+// retrieve requests, which the provider answers at once while a packet gets no answer, so an
+// observer can tell most of them from packets and drop them from its count.
+func (r *Result) UpFrames(answered time.Duration) map[string][]time.Time {
 	byAddr := map[netip.Addr]string{}
 	for u, a := range r.Users {
 		byAddr[a] = u
@@ -372,10 +375,14 @@ func (r *Result) UpFrames() map[string][]time.Time {
 		if !ok {
 			continue
 		}
-		for _, f := range c.Frames {
-			if f.FromClient && !f.Handshake {
-				out[u] = append(out[u], f.At)
+		for i, f := range c.Frames {
+			if !f.FromClient || f.Handshake {
+				continue
 			}
+			if answered > 0 && i+1 < len(c.Frames) && !c.Frames[i+1].FromClient && c.Frames[i+1].At.Sub(f.At) <= answered {
+				continue
+			}
+			out[u] = append(out[u], f.At)
 		}
 	}
 	for u := range out {
