@@ -24,7 +24,7 @@ type Plugin struct {
 	Env []string `mapstructure:"env"`
 	// MaxInFlight bounds the requests handed to the plugin and not answered (default 64).
 	MaxInFlight int `mapstructure:"max_in_flight"`
-	// Timeout bounds the wait for one answer and for the HELLO (default 10 s).
+	// Timeout bounds the wait for one answer (default 10 s), and for the HELLO if longer.
 	Timeout time.Duration `mapstructure:"timeout"`
 }
 

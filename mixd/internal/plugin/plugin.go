@@ -54,7 +54,8 @@ type Config struct {
 	Dir string
 	// MaxInFlight bounds the requests written and not answered (0: DefaultMaxInFlight).
 	MaxInFlight int
-	// Timeout bounds the wait for an answer and for the HELLO (0: DefaultTimeout).
+	// Timeout bounds the wait for an answer (0: DefaultTimeout) and, if longer than
+	// DefaultTimeout, for the HELLO.
 	Timeout time.Duration
 	// Geometry fixes the fragment capacity and must carry an ACK with a full answer.
 	Geometry sphinx.Geometry
@@ -319,7 +320,10 @@ func (p *Plugin) runOnce(ctx context.Context) error {
 	go func() { defer wg.Done(); p.logStderr(errR) }()
 
 	ready := pr.ready
-	hello := time.NewTimer(p.cfg.Timeout)
+	// The HELLO gets at least DefaultTimeout whatever the request timeout: an interpreter's
+	// start on a loaded machine is slower than a plugin's answer needs to be.
+	helloWait := max(p.cfg.Timeout, DefaultTimeout)
+	hello := time.NewTimer(helloWait)
 	defer hello.Stop()
 	var why error
 	for why == nil {
@@ -329,7 +333,7 @@ func (p *Plugin) runOnce(ctx context.Context) error {
 			ready = nil // a nil channel: wait for the rest only
 		case <-hello.C:
 			if ready != nil {
-				p.kill(pr, violationHelloTimeout, fmt.Errorf("no HELLO within %v", p.cfg.Timeout))
+				p.kill(pr, violationHelloTimeout, fmt.Errorf("no HELLO within %v", helloWait))
 			}
 		case err := <-exited:
 			why = fmt.Errorf("exited: %w", errOrExit(err))

@@ -175,7 +175,7 @@ func startSelf(t testing.TB, reg *prometheus.Registry, mode, name string, timeou
 // waitUp waits until the plugin said HELLO.
 func (s started) waitUp(t testing.TB) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		s.mu.Lock()
 		up := s.cur != nil
 		s.mu.Unlock()
@@ -197,7 +197,7 @@ func (s started) counter(c *prometheus.CounterVec, labels ...string) float64 {
 // waitCounter waits until a counter of the plugin reaches want.
 func (s started) waitCounter(t testing.TB, what string, c *prometheus.CounterVec, want float64, labels ...string) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if s.counter(c, labels...) >= want {
 			return
 		}
@@ -335,7 +335,7 @@ func TestHostile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a := gr.ack(t, 10*time.Second); a == nil || a.ID != id || string(a.Answer) != "still here" {
+			if a := gr.ack(t, 30*time.Second); a == nil || a.ID != id || string(a.Answer) != "still here" {
 				t.Fatalf("the other plugin's ack: %+v", a)
 			}
 			if v := good.counter(good.v.violations, c.kind); v != 0 {
