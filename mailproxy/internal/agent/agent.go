@@ -34,9 +34,14 @@ const (
 	// DefaultMaxReceivedBytes bounds the data of one GET received answer (at least one message
 	// is always given, whatever its size: the engine's MaxReceiveSize bounds that).
 	DefaultMaxReceivedBytes = 16 << 20
-	// DefaultPollInterval is how often a long-poll looks at the engine's store again; the
-	// engine's own retrieve interval (250 ms) is the rate at which anything can change.
-	DefaultPollInterval = 250 * time.Millisecond
+	// DefaultPollInterval is how often a status long-poll reads the message's status again
+	// (the engine has no notification): it adds up to this much to a reply's latency, for one
+	// small read transaction per waiter each time (about 15 µs).
+	DefaultPollInterval = 20 * time.Millisecond
+	// DefaultReceivePollInterval is how often a received long-poll reads the inbox again: a
+	// read of every waiting message's data, so less often; the engine's retrieve interval
+	// (250 ms) is about the rate at which messages arrive.
+	DefaultReceivePollInterval = 250 * time.Millisecond
 
 	// idempotencyPrefix starts the idempotency key of every message the agent queues: it keeps
 	// the agent's keys apart from mailproxy's own (the engine's key space is shared), and it
@@ -91,7 +96,9 @@ type Config struct {
 	MaxWait          time.Duration
 	MaxConns         int
 	MaxReceivedBytes int
-	PollInterval     time.Duration
+	// PollInterval and ReceivePollInterval are the long-polls' intervals (status, received).
+	PollInterval        time.Duration
+	ReceivePollInterval time.Duration
 }
 
 // Agent serves the agent API for a set of accounts.
@@ -114,7 +121,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("agent: no consensus client")
 	case cfg.Token == nil:
 		return nil, errors.New("agent: no token")
-	case cfg.MaxPayload < 0 || cfg.MaxInFlight < 0 || cfg.MaxWaiters < 0 || cfg.MaxWait < 0 || cfg.MaxConns < 0 || cfg.MaxReceivedBytes < 0 || cfg.PollInterval < 0:
+	case cfg.MaxPayload < 0 || cfg.MaxInFlight < 0 || cfg.MaxWaiters < 0 || cfg.MaxWait < 0 || cfg.MaxConns < 0 || cfg.MaxReceivedBytes < 0 || cfg.PollInterval < 0 || cfg.ReceivePollInterval < 0:
 		return nil, errors.New("agent: negative limit in config")
 	}
 	setDefault(&cfg.MaxPayload, DefaultMaxPayload)
@@ -124,6 +131,7 @@ func New(cfg Config) (*Agent, error) {
 	setDefault(&cfg.MaxConns, DefaultMaxConns)
 	setDefault(&cfg.MaxReceivedBytes, DefaultMaxReceivedBytes)
 	setDefault(&cfg.PollInterval, DefaultPollInterval)
+	setDefault(&cfg.ReceivePollInterval, DefaultReceivePollInterval)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

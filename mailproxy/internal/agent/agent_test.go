@@ -24,7 +24,7 @@ func TestThroughRealNetwork(t *testing.T) {
 	alpha, beta := n.Node("provider-alpha"), n.Node("provider-beta")
 	alice := startEngine(t, n, alpha, "alice", pc)
 	bob := startEngine(t, n, beta, "bob", pc)
-	s := startAgent(t, pc, Config{PollInterval: 50 * time.Millisecond, MaxReceivedBytes: 4000},
+	s := startAgent(t, pc, Config{ReceivePollInterval: 50 * time.Millisecond, MaxReceivedBytes: 4000},
 		Account{Address: "alice@alpha.localhost", Engine: alice}, Account{Address: "bob@beta.localhost", Engine: bob})
 
 	r := s.call(t, "GET", "/agent/v1/services", nil)
@@ -172,7 +172,7 @@ func TestFloodWhileMailDelivered(t *testing.T) {
 	if _, err := n.AddUser(beta, "bob", 1<<24); err != nil {
 		t.Fatal(err)
 	}
-	s := startAgent(t, pc, Config{MaxInFlight: 8, MaxWaiters: 4, MaxPayload: 4096, PollInterval: 50 * time.Millisecond},
+	s := startAgent(t, pc, Config{MaxInFlight: 8, MaxWaiters: 4, MaxPayload: 4096, ReceivePollInterval: 50 * time.Millisecond},
 		Account{Address: "alice@alpha.localhost", Engine: alice})
 
 	ctx, stop := context.WithCancel(context.Background())

@@ -359,9 +359,9 @@ func parseWait(q map[string][]string, maxWait time.Duration) (waitParams, error)
 	return p, nil
 }
 
-// waitFor polls cond every PollInterval until it holds, wait has passed, or the request ends.
+// waitFor polls cond every interval until it holds, wait has passed, or the request ends.
 // A long-poll holds a waiter slot; without one it gets 503 (reported by the false result).
-func (a *Agent) waitFor(w http.ResponseWriter, r *http.Request, wait time.Duration, cond func() (bool, error)) (ok bool, err error) {
+func (a *Agent) waitFor(w http.ResponseWriter, r *http.Request, wait, interval time.Duration, cond func() (bool, error)) (ok bool, err error) {
 	done, err := cond()
 	if err != nil || done || wait == 0 {
 		return true, err
@@ -376,7 +376,7 @@ func (a *Agent) waitFor(w http.ResponseWriter, r *http.Request, wait time.Durati
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	t := time.NewTicker(a.cfg.PollInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -408,7 +408,7 @@ func (a *Agent) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var st client.Status
-	ok, err := a.waitFor(w, r, p.wait, func() (bool, error) {
+	ok, err := a.waitFor(w, r, p.wait, a.cfg.PollInterval, func() (bool, error) {
 		var err error
 		st, err = e.Status(id)
 		if err != nil {
@@ -461,7 +461,7 @@ func (a *Agent) received(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var msgs []client.Received
-	ok, err := a.waitFor(w, r, p.wait, func() (bool, error) {
+	ok, err := a.waitFor(w, r, p.wait, a.cfg.ReceivePollInterval, func() (bool, error) {
 		var err error
 		msgs, err = e.Received()
 		return len(msgs) > 0, err

@@ -46,7 +46,7 @@ func TestExamples(t *testing.T) {
 	plugin := fmt.Sprintf("[[plugin]]\nname = \"kvdrop\"\ncommand = [%q, %q]\ntimeout = \"5s\"\n", python, filepath.Join(repo, "contrib/plugins/kvdrop.py"))
 	n, pc := realNet(t, plugin)
 	alice := startEngine(t, n, n.Node("provider-alpha"), "alice", pc)
-	s := startAgent(t, pc, Config{PollInterval: 50 * time.Millisecond}, Account{Address: "alice@alpha.localhost", Engine: alice})
+	s := startAgent(t, pc, Config{ReceivePollInterval: 50 * time.Millisecond}, Account{Address: "alice@alpha.localhost", Engine: alice})
 	env := append(os.Environ(), "PANORAMIX_AGENT_URL="+s.url, "PANORAMIX_AGENT_TOKEN_FILE="+s.tokenFile)
 	run := func(wantCode int, argv ...string) string {
 		t.Helper()

@@ -105,7 +105,7 @@ func TestRefusals(t *testing.T) {
 func TestFloodBounded(t *testing.T) {
 	e, pc := deadEngine(t)
 	const inFlight, waiters = 6, 3
-	s := startAgent(t, pc, Config{MaxInFlight: inFlight, MaxWaiters: waiters, PollInterval: 20 * time.Millisecond},
+	s := startAgent(t, pc, Config{MaxInFlight: inFlight, MaxWaiters: waiters, ReceivePollInterval: 20 * time.Millisecond},
 		Account{Address: "alice@alpha.localhost", Engine: e})
 
 	// Long-polls on an empty inbox hold the waiter slots.
