@@ -32,9 +32,14 @@ func newTestnetCmd() *cobra.Command {
 and two providers (alpha.localhost, beta.localhost), all on loopback ports, with
 two users (alice@alpha.localhost, bob@beta.localhost) who each run a mailproxy.
 
-  mixctl testnet up [--dir DIR] [--base-port N] [--fresh] [--epoch 10s]`,
+  mixctl testnet up [--dir DIR] [--base-port N] [--fresh] [--epoch 10s]
+  mixctl testnet up --netns [--delay-min 20ms --delay-max 80ms --jitter 5ms --loss 0.01]
+  mixctl testnet down      (stops every --netns network, deletes leftover namespaces)
+
+With --netns (root) each daemon runs in a network namespace of its own on a bridge,
+from the configurations docs/operators describes (internal/netlab).`,
 	}
-	t.AddCommand(newTestnetUpCmd())
+	t.AddCommand(newTestnetUpCmd(), newTestnetDownCmd())
 	return t
 }
 
@@ -45,6 +50,7 @@ func newTestnetUpCmd() *cobra.Command {
 	var noUsers, fresh bool
 	var basePort int
 	var autoconfigAddr string
+	var ns netnsFlags
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Start the local network and keep it running until Ctrl-C",
@@ -64,6 +70,9 @@ such a directory first. --base-port puts the network on fixed consecutive ports
 keeps the ports it had.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ns.on {
+				return runNetns(cmd, dir, bin, epoch, &ns)
+			}
 			out := cmd.OutOrStdout()
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -159,6 +168,7 @@ keeps the ports it had.`,
 	c.Flags().DurationVar(&epoch, "epoch", 10*time.Second, "epoch length")
 	c.Flags().IntVar(&mixes, "mixes-per-layer", 1, "mixes in each of the three layers")
 	c.Flags().BoolVar(&noUsers, "no-users", false, "do not create alice and bob with their mailproxies")
+	ns.register(c)
 	return c
 }
 

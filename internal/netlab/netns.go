@@ -150,3 +150,27 @@ func listenNS(ns, addr string) (net.Listener, error) {
 	})
 	return l, err
 }
+
+// Owners lists the running processes that own labs (from their namespaces' names), other than
+// this one, with their namespaces.
+func Owners() (map[int][]string, error) {
+	ents, err := os.ReadDir(netnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := map[int][]string{}
+	for _, e := range ents {
+		m := ownedName.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(m[1])
+		if pid != os.Getpid() && syscall.Kill(pid, 0) == nil {
+			out[pid] = append(out[pid], e.Name())
+		}
+	}
+	return out, nil
+}
