@@ -128,4 +128,3 @@ func newTestnetDownCmd() *cobra.Command {
 		},
 	}
 }
-
