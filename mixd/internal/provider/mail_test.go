@@ -2,12 +2,17 @@ package provider
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/panoramix-mixnet/panoramix/pkg/keys"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 )
 
 const testKeep = 24 * time.Hour
@@ -341,5 +346,39 @@ func TestMailIDSeedsNotEmpty(t *testing.T) {
 	}
 	if valid == 0 || valid == len(seeds) {
 		t.Fatalf("%d seeds, %d valid: want both valid and invalid ones", len(seeds), valid)
+	}
+}
+
+// BenchmarkFetchMail measures what a retrieve-mail costs the provider: one read transaction
+// that finds the first chunk at or after the client's number and how many follow it, in a mail
+// queue holding queued chunks of the default geometry's size (2,000 is about one mail of 32
+// MiB, the mailbox service's limit).
+func BenchmarkFetchMail(b *testing.B) {
+	for _, queued := range []int{1, 2000} {
+		b.Run(fmt.Sprintf("queued=%d", queued), func(b *testing.B) {
+			s, err := OpenStore(filepath.Join(b.TempDir(), "provider.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			k, _ := keys.GenerateLinkKey(rand.Reader)
+			if err := s.AddUser(User{Name: "bob", LinkKey: k.Public()}); err != nil {
+				b.Fatal(err)
+			}
+			chunks := make([][]byte, queued)
+			for i := range chunks {
+				chunks[i] = make([]byte, sphinx.DefaultGeometry().PacketSize())
+			}
+			if err := s.EnqueueMail("bob", [16]byte{1}, chunks, testKeep); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				it, rem, err := s.FetchMail("bob", 1)
+				if err != nil || it == nil || rem != queued-1 {
+					b.Fatalf("fetch: %v %d %v", it, rem, err)
+				}
+			}
+		})
 	}
 }

@@ -565,9 +565,14 @@ func (s *Store) fetch(q *queue, user string, from uint64) (uint64, []byte, int, 
 			return fmt.Errorf("%s of %s: corrupt item number %x", q.name, user, k)
 		}
 		seq, v = binary.BigEndian.Uint64(k), bytes.Clone(val)
-		for k, _ = c.Next(); k != nil; k, _ = c.Next() {
-			remaining++
+		// Items are only appended (numbered by the bucket's sequence, one by one, in the
+		// transaction that puts them) and deleted from the front, so the numbers in a queue
+		// have no gaps: what follows is the last number minus this one, without reading it.
+		last, _ := c.Last()
+		if len(last) != 8 {
+			return fmt.Errorf("%s of %s: corrupt item number %x", q.name, user, last)
 		}
+		remaining = int(min(binary.BigEndian.Uint64(last)-seq, math.MaxInt32))
 		return nil
 	})
 	if err != nil {
