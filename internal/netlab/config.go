@@ -19,6 +19,9 @@ type setting struct {
 	// new section at the end); any other missing key is an error, since the example changed
 	// under us.
 	Add bool
+	// Drop removes every table named Key ([Key] or [[Key]], up to the next header) instead:
+	// an example section the operator deletes when not using it.
+	Drop bool
 }
 
 var (
@@ -34,10 +37,26 @@ func editTOML(src string, set []setting, extra string) (string, error) {
 	lines := strings.Split(src, "\n")
 	found := map[string]int{}
 	want := map[string]string{}
+	drop := map[string]bool{}
 	for _, s := range set {
-		want[s.Key] = s.Value
+		if s.Drop {
+			drop[s.Key] = true
+		} else {
+			want[s.Key] = s.Value
+		}
 	}
+	var kept []string
 	section := ""
+	for _, line := range lines {
+		if m := tomlHeader.FindStringSubmatch(line); m != nil {
+			section = m[1]
+		}
+		if !drop[section] {
+			kept = append(kept, line)
+		}
+	}
+	lines = kept
+	section = ""
 	for i, line := range lines {
 		if m := tomlHeader.FindStringSubmatch(line); m != nil {
 			section = m[1]
@@ -60,6 +79,7 @@ func editTOML(src string, set []setting, extra string) (string, error) {
 	}
 	for _, s := range set {
 		switch n := found[s.Key]; {
+		case s.Drop:
 		case n == 0 && s.Add:
 			lines = addKey(lines, s.Key, s.Value)
 		case n == 0:

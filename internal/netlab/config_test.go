@@ -10,13 +10,14 @@ import (
 )
 
 func TestEditTOML(t *testing.T) {
-	src := "# comment\nversion = 1\ndata_dir = \"/var/lib/x\" # where\n\n[directory]\nurls = [\"http://a\"]\n\n[[accounts]]\naddress = \"a@b\"\n"
+	src := "# comment\nversion = 1\ndata_dir = \"/var/lib/x\" # where\n\n[directory]\nurls = [\"http://a\"]\n\n[[plugin]]\nname = \"x\"\n\n[[accounts]]\naddress = \"a@b\"\n\n[[plugin]]\nname = \"y\"\n"
 	out, err := editTOML(src, []setting{
 		{Key: "data_dir", Value: q("/tmp/y")},
 		{Key: "directory.urls", Value: qs("http://10.0.0.1:7000", "http://b")},
 		{Key: "accounts.address", Value: q("bob@beta.example")},
 		{Key: "mailbox.read_via_link", Value: "false", Add: true},
 		{Key: "directory.threshold", Value: "1", Add: true},
+		{Key: "plugin", Drop: true},
 	}, "[extra]\nx = 1\n")
 	if err != nil {
 		t.Fatal(err)

@@ -715,6 +715,8 @@ func mixdSettings(dataDir, addr, domain, dirURL, authority, cert, key string, p 
 		setting{Key: "imap.cert_file", Value: q(cert)},
 		setting{Key: "imap.key_file", Value: q(key)},
 		setting{Key: "autoconfig.imap_host", Value: q(addr)},
+		// The example's plugin is not installed here: docs/operators says to delete the section.
+		setting{Key: "plugin", Drop: true},
 	)
 }
 
