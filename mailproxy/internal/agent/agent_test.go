@@ -253,4 +253,14 @@ func TestFloodWhileMailDelivered(t *testing.T) {
 	if l, _ := alice.List(); len(l) != 1 {
 		t.Fatalf("alice's engine holds %d messages, want only the mail", len(l))
 	}
+	// The mail is mailproxy's: the agent shows its status but does not forget it.
+	if r := s.call(t, "GET", "/agent/v1/status/"+id.String(), nil); r.code != 200 {
+		t.Fatalf("status of the mail: %d %s", r.code, r.body)
+	}
+	if r := s.call(t, "DELETE", "/agent/v1/status/"+id.String(), nil); r.code != 403 || r.errorCode() != codeNotAgent {
+		t.Fatalf("forget of the mail: %d %s", r.code, r.body)
+	}
+	if _, err := alice.Status(id); err != nil {
+		t.Fatalf("the mail's status after the agent's refusal: %v", err)
+	}
 }

@@ -37,6 +37,7 @@ const (
 	codeDomainAway    = "domain_away"
 	codeNoConsensus   = "no_consensus"
 	codeNotFinished   = "not_finished"
+	codeNotAgent      = "not_agent"
 	codeBusy          = "busy"
 	codeInternal      = "internal"
 )
@@ -436,6 +437,17 @@ func (a *Agent) forget(w http.ResponseWriter, r *http.Request) {
 	_, e, err := a.account(r.URL.Query().Get("account"))
 	if err != nil {
 		writeError(w, http.StatusNotFound, codeNotFound, err.Error())
+		return
+	}
+	// Only the agent's own messages: mailproxy keeps a mail's status until it has reported
+	// the outcome (a bounce for a failure), and forgetting it first would lose the bounce.
+	st, err := e.Status(id)
+	if err != nil {
+		a.engineError(w, err)
+		return
+	}
+	if !Owns(st) {
+		writeError(w, http.StatusForbidden, codeNotAgent, fmt.Sprintf("message %s was not sent through the agent: mailproxy forgets it itself", id))
 		return
 	}
 	if err := e.Forget(id); err != nil {
