@@ -210,8 +210,24 @@ func (p *Plugin) await(ctx context.Context, pr *proc, id uint64, c *call, f *cli
 	defer p.v.inFlight.WithLabelValues(p.cfg.Name).Dec()
 	t := time.NewTimer(p.cfg.Timeout)
 	defer t.Stop()
+	var a *Answer
+	timeout := false
 	select {
-	case a := <-c.done:
+	case a = <-c.done:
+	case <-t.C:
+		timeout = true
+	case <-pr.dead:
+	case <-ctx.Done():
+	}
+	if a == nil {
+		// An answer read just before the plugin died or the deadline passed still counts:
+		// the plugin answered, so the request is durable.
+		select {
+		case a = <-c.done:
+		default:
+		}
+	}
+	if a != nil {
 		p.v.requests.WithLabelValues(p.cfg.Name, resultAnswered).Inc()
 		p.v.answer.WithLabelValues(p.cfg.Name).Observe(time.Since(c.start).Seconds())
 		if ctx.Err() != nil {
@@ -221,12 +237,11 @@ func (p *Plugin) await(ctx context.Context, pr *proc, id uint64, c *call, f *cli
 			p.log.Warn("ack not sent", "err", err)
 		}
 		return
-	case <-t.C:
+	}
+	if timeout {
 		p.v.requests.WithLabelValues(p.cfg.Name, resultTimeout).Inc()
 		p.kill(pr, violationHang, fmt.Errorf("request %d not answered within %v", id, p.cfg.Timeout))
-	case <-pr.dead:
-		p.v.requests.WithLabelValues(p.cfg.Name, resultAbandoned).Inc()
-	case <-ctx.Done():
+	} else {
 		p.v.requests.WithLabelValues(p.cfg.Name, resultAbandoned).Inc()
 	}
 	p.mu.Lock()
@@ -350,9 +365,18 @@ func (p *Plugin) runOnce(ctx context.Context) error {
 		why = errOrExit(werr)
 	}
 	inW.Close()
-	wg.Wait()
+	// The readers end at EOF, once every holder of the pipes' write ends is gone; something the
+	// plugin started outside its process group may hold them, so they are closed after a grace.
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(shutdownGrace):
+		p.log.Warn("plugin output still open after its exit; closing it")
+	}
 	outR.Close()
 	errR.Close()
+	<-drained
 	return why
 }
 

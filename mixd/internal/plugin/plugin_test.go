@@ -51,6 +51,24 @@ func testPlugin(mode, name string) {
 			mode = "hang"
 		}
 	}
+	if mode == "linger" {
+		// The escaped process: it holds the plugin's output until the test's directory goes.
+		for {
+			if _, err := os.Stat(os.Getenv("PANORAMIX_PLUGIN_TEST_MARKER")); err != nil {
+				os.Exit(0)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if mode == "escape" {
+		// Leave a process outside the plugin's group holding its output, then die.
+		exe, _ := os.Executable()
+		c := exec.Command(exe)
+		c.Env = append(os.Environ(), modeEnv+"=linger")
+		c.Stdout, c.SysProcAttr = os.Stdout, &syscall.SysProcAttr{Setsid: true}
+		c.Start()
+		os.Exit(1)
+	}
 	switch mode {
 	case "nohello":
 		time.Sleep(time.Hour)
@@ -541,4 +559,13 @@ func TestKilledMidRequest(t *testing.T) {
 	if v := s.counter(s.v.violations, violationHang); v != 0 {
 		t.Fatalf("%v hang violations: the kill, not the timeout, ended the first run", v)
 	}
+}
+
+// TestEscapedChild: a plugin leaves a process outside its group holding its standard output
+// and exits. The output never ends, yet mixd closes it after the grace time and starts the
+// plugin again.
+func TestEscapedChild(t *testing.T) {
+	argv, env := self(t, "escape", "escape")
+	s := start(t, prometheus.NewRegistry(), "escape", argv, append(env, "PANORAMIX_PLUGIN_TEST_MARKER="+t.TempDir()), time.Second)
+	s.waitCounter(t, "restarts", s.v.restarts, 2)
 }
