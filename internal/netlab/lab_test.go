@@ -42,12 +42,15 @@ func TestMain(m *testing.M) {
 		}
 		binDir = dir
 		code := m.Run()
-		if shared.lab != nil {
-			if err := shared.lab.Stop(); err != nil {
+		for _, s := range []*labOnce{&shared, &wanBench} {
+			if s.lab == nil {
+				continue
+			}
+			if err := s.lab.Stop(); err != nil {
 				fmt.Fprintln(os.Stderr, "netlab:", err)
 				code = 1
 			} else {
-				os.RemoveAll(shared.dir)
+				os.RemoveAll(s.dir)
 			}
 		}
 		return code
@@ -87,32 +90,39 @@ func (f logWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// The tests share one lab (its start takes a few epochs); each leaves it as it found it: every
+// labOnce is a lab started on first use and stopped by TestMain: the tests (and the long
+// benchmarks) share one, since a start takes a few epochs; each leaves it as it found it: every
 // daemon running, no partition, 1% loss.
-var shared struct {
+type labOnce struct {
 	once sync.Once
 	lab  *Lab
 	dir  string
 	err  error
 }
 
-func sharedLab(tb testing.TB) *Lab {
+var shared labOnce
+
+func (s *labOnce) get(tb testing.TB, opts func(dir string) Options) *Lab {
 	needRoot(tb)
-	shared.once.Do(func() {
-		if shared.dir, shared.err = os.MkdirTemp("", "netlab-"); shared.err != nil {
+	s.once.Do(func() {
+		if s.dir, s.err = os.MkdirTemp("", "netlab-"); s.err != nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		shared.lab, shared.err = Start(ctx, wideArea(shared.dir, func(s string) { fmt.Fprintln(os.Stderr, s) }))
-		if shared.err == nil {
-			shared.lab.Describe(os.Stderr)
+		s.lab, s.err = Start(ctx, opts(s.dir))
+		if s.err == nil {
+			s.lab.Describe(os.Stderr)
 		}
 	})
-	if shared.err != nil {
-		tb.Fatal(shared.err)
+	if s.err != nil {
+		tb.Fatal(s.err)
 	}
-	return shared.lab
+	return s.lab
+}
+
+func sharedLab(tb testing.TB) *Lab {
+	return shared.get(tb, func(dir string) Options { return wideArea(dir, func(s string) { fmt.Fprintln(os.Stderr, s) }) })
 }
 
 // flow sends mails from alice to bob, each resubmitted with the same bytes (same Message-ID)
@@ -171,8 +181,9 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // await waits up to timeout until bob's INBOX holds every accepted mail of the flow, then checks
 // that each is there exactly once and intact, and that no mail of any flow is there twice.
-func (f *flow) await(tb testing.TB, timeout time.Duration) {
+func (f *flow) await(tb testing.TB, timeout time.Duration) (after time.Duration) {
 	tb.Helper()
+	start := time.Now()
 	f.mu.Lock()
 	want := len(f.order)
 	f.mu.Unlock()
@@ -186,6 +197,7 @@ func (f *flow) await(tb testing.TB, timeout time.Duration) {
 	for {
 		msgs, err = readAll(f.lab, bob)
 		if err == nil && f.missing(msgs) == 0 {
+			after = time.Since(start)
 			break
 		}
 		if time.Now().After(deadline) {
@@ -210,7 +222,8 @@ func (f *flow) await(tb testing.TB, timeout time.Duration) {
 			tb.Errorf("%s is in bob's INBOX %d times", id, n)
 		}
 	}
-	tb.Logf("%d accepted mails of flow %s each in bob's INBOX once, intact (%d messages there in all)", want, f.tag, len(msgs))
+	tb.Logf("%d accepted mails of flow %s each in bob's INBOX once, intact (%d messages there in all); the last %v after the flow ended", want, f.tag, len(msgs), after.Round(time.Second))
+	return after
 }
 
 func (f *flow) missing(msgs []Message) int {
@@ -290,17 +303,16 @@ func (l *Lab) userOn(h *Host) *User {
 
 // crashTest runs a flow for d while daemons are killed at random, then checks every accepted
 // mail once.
-func crashTest(tb testing.TB, l *Lab, d time.Duration) {
+func crashTest(tb testing.TB, l *Lab, d time.Duration) (accepted, kills int, after time.Duration) {
 	f := newFlow(l, "crash")
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	var kills int
 	var wg sync.WaitGroup
 	wg.Go(func() { kills = crashes(tb, ctx, l) })
 	retries := f.send(ctx, 500*time.Millisecond)
 	wg.Wait()
 	tb.Logf("%d mails accepted in %v with %d daemons killed; %d submissions failed and were retried", len(f.order), d, kills, retries)
-	f.await(tb, 4*time.Minute)
+	return len(f.order), kills, f.await(tb, 4*time.Minute)
 }
 
 // Random SIGKILLs of every kind of daemon (directory, mixes, providers, mailproxies) while mail
@@ -308,7 +320,7 @@ func crashTest(tb testing.TB, l *Lab, d time.Duration) {
 func TestCrash(t *testing.T) { crashTest(t, sharedLab(t), 30*time.Second) }
 
 // partitionTest cuts h off for d while mail flows, then heals it.
-func partitionTest(tb testing.TB, l *Lab, name string, d time.Duration) {
+func partitionTest(tb testing.TB, l *Lab, name string, d time.Duration) (accepted int, after time.Duration) {
 	h := l.Host(name)
 	f := newFlow(l, "cut-"+name)
 	ctx, cancel := context.WithTimeout(context.Background(), d+10*time.Second)
@@ -325,7 +337,7 @@ func partitionTest(tb testing.TB, l *Lab, name string, d time.Duration) {
 		tb.Fatal(err)
 	}
 	wg.Wait()
-	f.await(tb, 4*time.Minute)
+	return len(f.order), f.await(tb, 4*time.Minute)
 }
 
 // One provider (the receiving one), then one mix layer (its only mix), cut off while mail
@@ -337,7 +349,7 @@ func TestPartition(t *testing.T) {
 }
 
 // lossTest raises the loss to p for d while mail flows.
-func lossTest(tb testing.TB, l *Lab, p float64, d time.Duration) {
+func lossTest(tb testing.TB, l *Lab, p float64, d time.Duration) (accepted int, after time.Duration) {
 	f := newFlow(l, "loss")
 	if err := l.SetLoss(p); err != nil {
 		tb.Fatal(err)
@@ -348,7 +360,7 @@ func lossTest(tb testing.TB, l *Lab, p float64, d time.Duration) {
 	if err := l.SetLoss(l.opts.Loss); err != nil {
 		tb.Fatal(err)
 	}
-	f.await(tb, 4*time.Minute)
+	return len(f.order), f.await(tb, 4*time.Minute)
 }
 
 // 5% of packets lost entering every namespace while mail flows.
