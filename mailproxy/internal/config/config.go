@@ -59,7 +59,18 @@ type Config struct {
 	Smarthost     Smarthost     `mapstructure:"smarthost"`
 	Mailbox       Mailbox       `mapstructure:"mailbox"`
 	IMAP          IMAP          `mapstructure:"imap"`
+	Agent         Agent         `mapstructure:"agent"`
 	Accounts      []Account     `mapstructure:"accounts"`
+}
+
+// Agent configures the local agent API (docs/spec/agent.md): programs of the user's own send
+// and receive through the accounts' engines over HTTP/JSON on a loopback address.
+type Agent struct {
+	// ListenAddress must be a loopback address; empty (the default) serves no agent API.
+	ListenAddress string `mapstructure:"listen_address"`
+	// TokenFile holds the bearer token clients present (made, 0600, at the first start);
+	// default DataDir/agent.token.
+	TokenFile string `mapstructure:"token_file"`
 }
 
 // Mailbox says where the user reads mail (docs/spec/mailproxy.md section 9).
@@ -186,13 +197,14 @@ func Load(path string) (*Config, error) {
 		"directory.urls": d.Directory.URLs, "directory.threshold": d.Directory.Threshold,
 		"directory.authorities": d.Directory.Authorities, "directory.epoch_length": d.Directory.EpochLength,
 		"smarthost.address": d.Smarthost.Address, "mailbox.read_via_link": d.Mailbox.ReadViaLink,
-		"imap.listen_address": d.IMAP.ListenAddress,
+		"imap.listen_address": d.IMAP.ListenAddress, "agent.listen_address": d.Agent.ListenAddress,
+		"agent.token_file": d.Agent.TokenFile,
 	}
 	var c Config
 	if err := boot.LoadTOML(path, EnvPrefix, defaults, &c); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	paths := []*string{&c.DataDir, &c.StatusSocket}
+	paths := []*string{&c.DataDir, &c.StatusSocket, &c.Agent.TokenFile}
 	for i := range c.Accounts {
 		paths = append(paths, &c.Accounts[i].LinkKeyFile, &c.Accounts[i].Keyring)
 	}
@@ -201,6 +213,9 @@ func Load(path string) (*Config, error) {
 	}
 	if c.StatusSocket == "" && c.DataDir != "" {
 		c.StatusSocket = filepath.Join(c.DataDir, "status.sock")
+	}
+	if c.Agent.TokenFile == "" && c.DataDir != "" {
+		c.Agent.TokenFile = filepath.Join(c.DataDir, "agent.token")
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
@@ -247,6 +262,11 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Accounts) > MaxAccounts {
 		return fmt.Errorf("[[accounts]]: %d accounts, at most %d", len(c.Accounts), MaxAccounts)
+	}
+	if c.Agent.ListenAddress != "" {
+		if err := boot.CheckLoopback(c.Agent.ListenAddress, "only the user's own programs may use the agent API"); err != nil {
+			return fmt.Errorf("[agent] listen_address: %w", err)
+		}
 	}
 	if c.Mailbox.ReadViaLink {
 		if err := boot.CheckLoopback(c.IMAP.ListenAddress, "the local mailbox is served without TLS"); err != nil {

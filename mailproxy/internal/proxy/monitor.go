@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/agent"
 	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/message"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
 )
@@ -40,6 +41,17 @@ func (p *Proxy) check(ctx context.Context, a *account) {
 			continue
 		}
 		id := st.ID.String()
+		if agent.Owns(st) {
+			// A request of a program using the agent API: the program reads its outcome there
+			// (a failed request is its answer, not a mail to bounce); forget it after the
+			// retention like a mail's status.
+			if p.cfg.StatusRetention > 0 && p.now().Sub(st.Updated) > p.cfg.StatusRetention {
+				if err := a.engine.Forget(st.ID); err != nil {
+					p.log.Error("forgetting an agent request", "id", id, "err", err)
+				}
+			}
+			continue
+		}
 		rec, err := p.recs.get(a.cfg.Address, id)
 		if err != nil {
 			p.log.Error("reading a record", "id", id, "err", err)

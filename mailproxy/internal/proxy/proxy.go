@@ -13,8 +13,10 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/internal/imapd"
 	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/agent"
 	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/config"
 	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/message"
 	"github.com/panoramix-mixnet/panoramix/pkg/client"
@@ -44,6 +46,8 @@ type Proxy struct {
 	// mail is the local mailbox ([mailbox] read_via_link), nil when mail is read at the
 	// provider.
 	mail *mailstore.Store
+	// agent is the local agent API ([agent] listen_address), nil when off.
+	agent *agent.Agent
 
 	// sendMu serializes the dedup check and the queueing of one mail, so that two
 	// concurrent submissions of the same mail do not both pass the check.
@@ -82,6 +86,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 			DataDir: AccountDir(cfg.DataDir, ac.Address), User: ac.User(), Domain: ac.Domain(), LinkKey: k, PKI: pc,
 			Logger: log.With("account", ac.Address), RetryBudget: ac.RetryBudget, AckSlack: ac.AckSlack,
 			RetrieveInterval: ac.RetrieveInterval, QueueLifetime: cfg.QueueLifetime,
+			// The agent API hands what arrives in the user's queue to the user's programs;
+			// without it nothing consumes queue items, which are discarded.
+			Receive: cfg.Agent.ListenAddress != "",
 		}
 		if p.mail != nil {
 			ecfg.ReadMail = readMail(p.mail, LocalUser(ac), log.With("account", ac.Address))
@@ -102,6 +109,21 @@ func New(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 			log.Info("keyring loaded", "account", ac.Address, "addresses", a.keyring.Len())
 		}
 		p.order = append(p.order, ac.Address)
+	}
+	if cfg.Agent.ListenAddress != "" {
+		tok, err := adminauth.LoadOrCreate(cfg.Agent.TokenFile)
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("[agent] token_file: %w", err)
+		}
+		var acs []agent.Account
+		for _, addr := range p.order {
+			acs = append(acs, agent.Account{Address: addr, Engine: p.accounts[addr].engine})
+		}
+		if p.agent, err = agent.New(agent.Config{Accounts: acs, PKI: pc, Token: tok, Logger: log.With("component", "agent")}); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("[agent]: %w", err)
+		}
 	}
 	return p, nil
 }
@@ -145,20 +167,29 @@ func (p *Proxy) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	return p.serve(ctx, ln, sln, imap)
+	var aln net.Listener
+	if p.agent != nil {
+		if aln, err = agent.Listen(p.cfg.Agent.ListenAddress); err != nil {
+			ln.Close()
+			sln.Close()
+			return fmt.Errorf("[agent] listen_address: %w", err)
+		}
+	}
+	return p.serve(ctx, ln, sln, imap, aln)
 }
 
 // Serve is Run on listeners the caller made, without the local IMAP server (the local
 // mailbox still fills).
 func (p *Proxy) Serve(ctx context.Context, ln, statusLn net.Listener) error {
-	return p.serve(ctx, ln, statusLn, nil)
+	return p.serve(ctx, ln, statusLn, nil, nil)
 }
 
-func (p *Proxy) serve(ctx context.Context, ln, statusLn net.Listener, imap *imapd.Server) error {
+// serve runs everything on the listeners given; imap and agentLn may be nil.
+func (p *Proxy) serve(ctx context.Context, ln, statusLn net.Listener, imap *imapd.Server, agentLn net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4+len(p.accounts))
+	errc := make(chan error, 5+len(p.accounts))
 	goRun := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -176,6 +207,10 @@ func (p *Proxy) serve(ctx context.Context, ln, statusLn net.Listener, imap *imap
 	goRun("monitor", p.monitor)
 	if imap != nil {
 		goRun("imap", imap.Run)
+	}
+	if agentLn != nil {
+		goRun("agent", func(ctx context.Context) error { return p.agent.Serve(ctx, agentLn) })
+		p.log.Info("agent API served", "address", agentLn.Addr().String(), "token_file", p.cfg.Agent.TokenFile)
 	}
 
 	srv := smtp.NewServer(&backend{p: p})
