@@ -16,7 +16,7 @@ import (
 func openPlugins(cfg *config.Config, reg prometheus.Registerer, log *slog.Logger) ([]service.Service, error) {
 	var out []service.Service
 	for _, pc := range cfg.Plugins {
-		p, err := plugin.New(plugin.Config{Name: pc.Name, Command: pc.Command, Env: pc.Env, Dir: cfg.PluginDir(pc.Name),
+		p, err := plugin.New(plugin.Config{Name: pc.Name, Command: pc.Command, Socket: pc.Socket, Env: pc.Env, Dir: cfg.PluginDir(pc.Name),
 			MaxInFlight: pc.MaxInFlight, Timeout: pc.Timeout, Geometry: cfg.Geometry(), Logger: log.With("component", "plugin"), Registerer: reg})
 		if err != nil {
 			return nil, fmt.Errorf("[[plugin]] %s: %w", pc.Name, err)

@@ -19,6 +19,10 @@ type Plugin struct {
 	// Command is the argv mixd starts (no shell); a relative program path with a "/" is
 	// relative to the configuration file.
 	Command []string `mapstructure:"command"`
+	// Socket, instead of command, is the Unix socket path of a plugin that runs on its own
+	// (another user, a container): mixd connects to it and reconnects with backoff; relative
+	// to the configuration file.
+	Socket string `mapstructure:"socket"`
 	// Env are KEY=VALUE entries of the plugin's environment (besides PATH and
 	// PANORAMIX_PLUGIN_DIR).
 	Env []string `mapstructure:"env"`
@@ -31,6 +35,9 @@ type Plugin struct {
 // maxPluginTimeout bounds timeout: a sender's ACK deadline is about half a minute beyond its
 // round trip (client.md section 4), so a longer wait would only hold in-flight slots.
 const maxPluginTimeout = 5 * time.Minute
+
+// maxSocketPath is what a Unix socket address holds on Linux (sun_path less its NUL).
+const maxSocketPath = 107
 
 // reservedServices are the names of the built-in services, which no plugin may take.
 var reservedServices = []string{service.LoopName, "queue", "drop", "mailbox", "vote", "survey"}
@@ -49,6 +56,9 @@ func (c *Config) resolvePlugins(path string) error {
 		}
 		if p.Timeout == 0 {
 			p.Timeout = plugin.DefaultTimeout
+		}
+		if err := boot.ResolvePaths(path, &p.Socket); err != nil {
+			return err
 		}
 		if len(p.Command) > 0 && strings.Contains(p.Command[0], "/") {
 			if err := boot.ResolvePaths(path, &p.Command[0]); err != nil {
@@ -78,8 +88,11 @@ func (c *Config) validatePlugins(provider bool) error {
 			return fmt.Errorf("%s: name = %q is taken by another [[plugin]]", key, p.Name)
 		}
 		seen[p.Name] = true
-		if len(p.Command) == 0 || p.Command[0] == "" {
-			return fmt.Errorf("%s (%s): command is empty: want the program and its arguments", key, p.Name)
+		if (len(p.Command) == 0 || p.Command[0] == "") == (p.Socket == "") {
+			return fmt.Errorf("%s (%s): want either command (the program and its arguments) or socket (a Unix socket path), not both or neither", key, p.Name)
+		}
+		if len(p.Socket) > maxSocketPath {
+			return fmt.Errorf("%s (%s): socket path of %d bytes, at most %d", key, p.Name, len(p.Socket), maxSocketPath)
 		}
 		for _, e := range p.Env {
 			if k, _, ok := strings.Cut(e, "="); !ok || k == "" {

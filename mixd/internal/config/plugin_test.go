@@ -43,6 +43,9 @@ func TestPluginDefaultsAndPaths(t *testing.T) {
 	if !filepath.IsAbs(p.Command[0]) || p.Command[1] != "--x" || p.MaxInFlight != 64 || p.Timeout != 10*time.Second {
 		t.Fatalf("defaults not applied: %+v", p)
 	}
+	if c, err := load(t, providerBase+"[[plugin]]\nname = \"kv\"\nsocket = \"run/kv.sock\"\n"); err != nil || !filepath.IsAbs(c.Plugins[0].Socket) {
+		t.Fatalf("socket plugin: %v", err)
+	}
 	if c.Plugins[1].Command[0] != "python3" {
 		t.Fatalf("a program name without / was changed: %q", c.Plugins[1].Command[0])
 	}
@@ -54,7 +57,9 @@ func TestPluginRefusals(t *testing.T) {
 		{providerBase + "[[plugin]]\nname = \"Kv\"\ncommand = [\"x\"]\n", "name"},
 		{providerBase + "[[plugin]]\nname = \"mailbox\"\ncommand = [\"x\"]\n", "built-in"},
 		{providerBase + "[[plugin]]\nname = \"kv\"\ncommand = [\"x\"]\n[[plugin]]\nname = \"kv\"\ncommand = [\"y\"]\n", "taken"},
-		{providerBase + "[[plugin]]\nname = \"kv\"\ncommand = []\n", "command is empty"},
+		{providerBase + "[[plugin]]\nname = \"kv\"\ncommand = []\n", "either command"},
+		{providerBase + "[[plugin]]\nname = \"kv\"\ncommand = [\"x\"]\nsocket = \"/run/kv.sock\"\n", "not both"},
+		{providerBase + "[[plugin]]\nname = \"kv\"\nsocket = \"/" + strings.Repeat("s", 107) + "\"\n", "socket path"},
 		{providerBase + "[[plugin]]\nname = \"kv\"\ncommand = [\"x\"]\nenv = [\"NOEQUALS\"]\n", "KEY=VALUE"},
 		{providerBase + "[[plugin]]\nname = \"kv\"\ncommand = [\"x\"]\nmax_in_flight = 70000\n", "max_in_flight"},
 		{providerBase + "[[plugin]]\nname = \"kv\"\ncommand = [\"x\"]\ntimeout = \"1h\"\n", "timeout"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"sync"
@@ -45,8 +46,10 @@ const DirEnv = "PANORAMIX_PLUGIN_DIR"
 type Config struct {
 	// Name is the service name; the plugin's HELLO must declare the same.
 	Name string
-	// Command is the argv started (no shell).
+	// Command is the argv started (no shell); or, when Socket is set instead, nothing is started
+	// and mixd connects to the plugin at that Unix socket path.
 	Command []string
+	Socket  string
 	// Env are KEY=VALUE entries added to the plugin's environment (PATH and DirEnv).
 	Env []string
 	// Dir is the plugin's working directory, created with mode 0700 (normally
@@ -82,7 +85,8 @@ type Plugin struct {
 // proc is one run of the plugin process.
 type proc struct {
 	cmd     *exec.Cmd
-	stdin   *os.File
+	stdin   io.WriteCloser   // the process's standard input, or the socket connection
+	conn    net.Conn         // set for a plugin reached over a Unix socket (cmd is nil then)
 	out     chan []byte      // encoded REQUEST frames for the writer; len <= limit
 	pending map[uint64]*call // Plugin.mu
 	limit   int              // Plugin.mu
@@ -105,8 +109,8 @@ func New(cfg Config) (*Plugin, error) {
 	if !service.NamePattern.MatchString(cfg.Name) {
 		return nil, fmt.Errorf("plugin: name %q does not match %s", cfg.Name, service.NamePattern)
 	}
-	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
-		return nil, fmt.Errorf("plugin %s: empty command", cfg.Name)
+	if (len(cfg.Command) == 0 || cfg.Command[0] == "") == (cfg.Socket == "") {
+		return nil, fmt.Errorf("plugin %s: want a command or a socket, not both or neither", cfg.Name)
 	}
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("plugin %s: no directory", cfg.Name)
@@ -287,6 +291,9 @@ func (p *Plugin) Run(ctx context.Context) error {
 
 // runOnce starts the process, serves it until it ends, and returns why it ended.
 func (p *Plugin) runOnce(ctx context.Context) error {
+	if p.cfg.Socket != "" {
+		return p.runSocket(ctx)
+	}
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return err
@@ -380,6 +387,52 @@ func (p *Plugin) runOnce(ctx context.Context) error {
 	return why
 }
 
+// runSocket connects to a plugin listening on a Unix socket and serves it until the
+// connection ends (the plugin closed it, or mixd did for a violation or at shutdown).
+func (p *Plugin) runSocket(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+	conn, err := (&net.Dialer{}).DialContext(dctx, "unix", p.cfg.Socket)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	pr := &proc{stdin: conn, conn: conn, out: make(chan []byte, p.cfg.MaxInFlight), pending: map[uint64]*call{},
+		ready: make(chan struct{}), dead: make(chan struct{})}
+	p.mu.Lock()
+	pr.firstID = p.nextID
+	p.mu.Unlock()
+	ended := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.writeLoop(pr) }()
+	go func() { defer close(ended); p.readLoop(pr, conn) }()
+	ready := pr.ready
+	helloWait := max(p.cfg.Timeout, DefaultTimeout)
+	hello := time.NewTimer(helloWait)
+	defer hello.Stop()
+	var why error
+	for why == nil {
+		select {
+		case <-ready:
+			p.log.Info("plugin connected", "socket", p.cfg.Socket)
+			ready = nil
+		case <-hello.C:
+			if ready != nil {
+				p.kill(pr, violationHelloTimeout, fmt.Errorf("no HELLO within %v", helloWait))
+			}
+		case <-ended:
+			why = errors.New("connection ended")
+		case <-ctx.Done():
+			why = ctx.Err()
+		}
+	}
+	p.markDead(pr)
+	conn.Close()
+	<-ended
+	wg.Wait()
+	return why
+}
+
 func errOrExit(err error) error {
 	if err == nil {
 		return errors.New("exit status 0")
@@ -435,6 +488,11 @@ func (p *Plugin) kill(pr *proc, kind string, err error) {
 
 func (p *Plugin) killGroup(pr *proc) {
 	// The negative pid is the process group (Setpgid): whatever the plugin started dies too.
+	if pr.cmd == nil {
+		// A socket plugin is not ours to kill: the connection is closed, and a new one made.
+		pr.conn.Close()
+		return
+	}
 	if err := syscall.Kill(-pr.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 		pr.cmd.Process.Kill()
 	}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,8 +37,10 @@ func TestMain(m *testing.M) {
 }
 
 // testPlugin speaks the protocol on stdin/stdout, misbehaving as mode says.
-func testPlugin(mode, name string) {
-	in, out := bufio.NewReader(os.Stdin), bufio.NewWriter(os.Stdout)
+func testPlugin(mode, name string) { testPluginOn(mode, name, os.Stdin, os.Stdout) }
+
+func testPluginOn(mode, name string, r io.Reader, w io.Writer) {
+	in, out := bufio.NewReader(r), bufio.NewWriter(w)
 	send := func(f *Frame) {
 		out.Write(f.Marshal())
 		out.Flush()
@@ -497,7 +501,7 @@ func TestManyPlugins(t *testing.T) {
 		t.Fatal("a name outside NamePattern accepted")
 	}
 	if _, err := New(Config{Name: "ok", Dir: t.TempDir(), Geometry: sphinx.DefaultGeometry()}); err == nil {
-		t.Fatal("an empty command accepted")
+		t.Fatal("neither a command nor a socket accepted")
 	}
 }
 
@@ -568,4 +572,65 @@ func TestEscapedChild(t *testing.T) {
 	argv, env := self(t, "escape", "escape")
 	s := start(t, prometheus.NewRegistry(), "escape", argv, append(env, "PANORAMIX_PLUGIN_TEST_MARKER="+t.TempDir()), time.Second)
 	s.waitCounter(t, "restarts", s.v.restarts, 2)
+}
+
+// TestSocket: a plugin that listens on a Unix socket instead of being started. Its first
+// connection sends garbage: mixd closes it and connects again, and the second answers.
+func TestSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "plugin.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for i := 0; ; i++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mode := "echo"
+			if i == 0 {
+				mode = "garbage"
+			}
+			go func() { defer c.Close(); testPluginOn(mode, "sock", c, c) }()
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	p, err := New(Config{Name: "sock", Socket: path, Dir: filepath.Join(t.TempDir(), "sock"), Timeout: 5 * time.Second,
+		Geometry: sphinx.DefaultGeometry(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	s := started{p, reg}
+	s.waitUp(t)
+	r, err := s.deliver(t, "r", newID(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.waitCounter(t, "violations", s.v.violations, 1, violationGarbage)
+	if a := r.ack(t, 100*time.Millisecond); a != nil {
+		t.Fatalf("garbage acknowledged: %+v", a)
+	}
+	s.waitCounter(t, "restarts", s.v.restarts, 1)
+	s.waitUp(t)
+	id := newID()
+	if r, err = s.deliver(t, "r", id, "over the socket"); err != nil {
+		t.Fatal(err)
+	}
+	if a := r.ack(t, 10*time.Second); a == nil || a.ID != id || string(a.Answer) != "over the socket" {
+		t.Fatalf("ack %+v", a)
+	}
+	if _, err := New(Config{Name: "both", Command: []string{"x"}, Socket: path, Dir: t.TempDir(), Geometry: sphinx.DefaultGeometry()}); err == nil {
+		t.Fatal("a command and a socket accepted together")
+	}
 }
