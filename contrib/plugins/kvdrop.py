@@ -14,6 +14,9 @@ request is answered from the stored answer (panoramix_plugin.serve).
 
 Environment: KVDROP_MAX_KEYS (default 100000) bounds the keys of all drops; over it a PUT of a
 new key gets status 2 (over quota).
+Started by mixd ([[plugin]] command), it talks on stdin/stdout. To run it on its own (as another
+user, for [[plugin]] socket), set PANORAMIX_PLUGIN_SOCKET to the socket path to listen on and
+PANORAMIX_PLUGIN_DIR to where its database goes.
 """
 
 import os

@@ -143,11 +143,39 @@ def _crash_once():
     os.kill(os.getpid(), 9)
 
 
+SOCKET_ENV = "PANORAMIX_PLUGIN_SOCKET"
+
+
 def serve(name, handle, schema="", max_in_flight=16):
     """Says HELLO as service name and answers requests with handle(db, req) -> (status, answer)
-    until mixd closes standard input."""
+    until mixd closes standard input. With PANORAMIX_PLUGIN_SOCKET set to a path, listens on
+    that Unix socket instead (docs/spec/plugin.md section 5.1) and serves mixd's connections,
+    one at a time, until killed."""
     db = open_db(name, schema)
-    rd, wr = sys.stdin.buffer, sys.stdout.buffer
+    path = os.environ.get(SOCKET_ENV)
+    if not path:
+        _serve_stream(name, handle, db, max_in_flight, sys.stdin.buffer, sys.stdout.buffer)
+        return
+    import socket
+    if os.path.exists(path):
+        os.unlink(path)
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o077)  # only this user (and root) may connect
+    try:
+        srv.bind(path)
+    finally:
+        os.umask(old)
+    srv.listen(1)
+    while True:
+        conn, _ = srv.accept()
+        with conn, conn.makefile("rb") as rd, conn.makefile("wb") as wr:
+            try:
+                _serve_stream(name, handle, db, max_in_flight, rd, wr)
+            except (ProtocolError, OSError) as e:
+                print("%s: connection ended: %r" % (name, e), file=sys.stderr, flush=True)
+
+
+def _serve_stream(name, handle, db, max_in_flight, rd, wr):
     hello = bytes([len(name)]) + name.encode() + struct.pack(">H", max_in_flight)
     write_frame(wr, HELLO, 0, hello)
     while True:
@@ -160,7 +188,10 @@ def serve(name, handle, schema="", max_in_flight=16):
         req = parse_request(request_id, body)
         try:
             status, answer = handle_once(db, req, handle)
-        except Exception as e:  # a bug in the handler refuses this request, not the next
+        except Exception as e:
+            # Unanswered, not refused: the failure may pass (a locked database), and a refusal
+            # would fail the sender's message for good. mixd's timeout restarts the plugin and
+            # the sender retransmits.
             print("%s: request %d: %r" % (name, request_id, e), file=sys.stderr, flush=True)
             continue
         _crash_once()

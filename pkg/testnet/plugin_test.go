@@ -51,13 +51,13 @@ func TestPluginsThroughMixnet(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "kvdrop-crashed")
 	plugins := fmt.Sprintf(`[[plugin]]
 name = "kvdrop"
-command = [%q, %q]
+command = [%q, "-B", %q]
 env = ["PANORAMIX_PLUGIN_CRASH_ONCE=%s"]
 timeout = "5s"
 
 [[plugin]]
 name = "hostile"
-command = [%q, %q]
+command = [%q, "-B", %q]
 max_in_flight = 4
 timeout = "2s"
 `, python, filepath.Join(repo, "contrib/plugins/kvdrop.py"), marker, python, filepath.Join(repo, "contrib/plugins/testdata/hostile.py"))

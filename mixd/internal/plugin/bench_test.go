@@ -34,7 +34,7 @@ func BenchmarkDeliver(b *testing.B) {
 			return s.Plugin
 		}, echo},
 		{"kvdrop-put", func(b *testing.B) service.Service {
-			s := start(b, prometheus.NewRegistry(), "kvdrop", []string{python3(b), kvdrop(b)}, nil, 30*time.Second)
+			s := start(b, prometheus.NewRegistry(), "kvdrop", []string{python3(b), "-B", kvdrop(b)}, nil, 30*time.Second)
 			s.waitUp(b)
 			return s.Plugin
 		}, func(i int) string { return fmt.Sprintf("PUT key%d\nvalue %d", i%1000, i) }},

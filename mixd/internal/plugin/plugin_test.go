@@ -414,7 +414,7 @@ func kvdrop(t testing.TB) string {
 // TestKVDrop runs contrib/plugins/kvdrop.py: PUT and GET, a retransmission answered from the
 // stored answer without doing the work again, and a refusal.
 func TestKVDrop(t *testing.T) {
-	s := start(t, prometheus.NewRegistry(), "kvdrop", []string{python3(t), kvdrop(t)}, nil, 10*time.Second)
+	s := start(t, prometheus.NewRegistry(), "kvdrop", []string{python3(t), "-B", kvdrop(t)}, nil, 10*time.Second)
 	s.waitUp(t)
 	ask := func(id client.MessageID, data string) *client.Ack {
 		t.Helper()
@@ -461,7 +461,7 @@ func TestKVDrop(t *testing.T) {
 // retransmission is answered from the stored answer, and the value is there once.
 func TestKVDropCrashAfterCommit(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "crashed")
-	s := start(t, prometheus.NewRegistry(), "kvdrop", []string{python3(t), kvdrop(t)}, []string{"PANORAMIX_PLUGIN_CRASH_ONCE=" + marker}, 10*time.Second)
+	s := start(t, prometheus.NewRegistry(), "kvdrop", []string{python3(t), "-B", kvdrop(t)}, []string{"PANORAMIX_PLUGIN_CRASH_ONCE=" + marker}, 10*time.Second)
 	s.waitUp(t)
 	id := newID()
 	r, err := s.deliver(t, "d", id, "PUT k\nv1")
@@ -632,5 +632,45 @@ func TestSocket(t *testing.T) {
 	}
 	if _, err := New(Config{Name: "both", Command: []string{"x"}, Socket: path, Dir: t.TempDir(), Geometry: sphinx.DefaultGeometry()}); err == nil {
 		t.Fatal("a command and a socket accepted together")
+	}
+}
+
+// TestKVDropOnSocket: kvdrop.py started on its own with PANORAMIX_PLUGIN_SOCKET listens on a
+// Unix socket; mixd connects to it, and a PUT and a GET go through.
+func TestKVDropOnSocket(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "kvdrop.sock")
+	cmd := exec.Command(python3(t), "-B", kvdrop(t))
+	cmd.Env = append(os.Environ(), "PANORAMIX_PLUGIN_SOCKET="+sock, "PANORAMIX_PLUGIN_DIR="+dir, "PYTHONDONTWRITEBYTECODE=1")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	reg := prometheus.NewRegistry()
+	p, err := New(Config{Name: "kvdrop", Socket: sock, Dir: filepath.Join(dir, "mixd"), Timeout: 10 * time.Second,
+		Geometry: sphinx.DefaultGeometry(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	s := started{p, reg}
+	s.waitUp(t) // the first connections may fail while python starts: mixd retries
+	for _, c := range []struct{ data, want string }{{"PUT k\nover a socket", "stored"}, {"GET k", "over a socket"}} {
+		r, err := s.deliver(t, "d", newID(), c.data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := r.ack(t, 20*time.Second); a == nil || a.Status != client.AckStored || string(a.Answer) != c.want {
+			t.Fatalf("%q: %+v", c.data, a)
+		}
 	}
 }
