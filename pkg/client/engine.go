@@ -38,6 +38,10 @@ const (
 	// DefaultMaxMailSize is the longest mail fetched through the link: the mailbox service's
 	// own limit (mixd's mailbox.DefaultMaxMessageSize).
 	DefaultMaxMailSize = 32 << 20
+	// MaxRetryWait caps the slack of a transmission past the retry budget (RetryFor,
+	// docs/spec/client.md section 4): a provider back from an outage gets its mail within
+	// about an hour, and a fragment is sent about 24 times a day while it is away.
+	MaxRetryWait = time.Hour
 
 	// Built-in provider services the engine uses for cover traffic (docs/spec/services.md).
 	queueService = "queue"
@@ -94,6 +98,13 @@ type Config struct {
 	// RetryBudget is how many times a fragment is transmitted before its message fails;
 	// DefaultRetryBudget when 0.
 	RetryBudget int
+	// RetryFor, when positive, keeps retransmitting a fragment past RetryBudget, with
+	// exponential backoff (retrySlack), until its message is older than RetryFor (counted from
+	// Send); only then does the message fail. 0: the message fails after RetryBudget
+	// transmissions, for callers that need to learn of a failure quickly (votes, surveys). A
+	// mail program sets its queue lifetime, so that mail to a provider down for a while but
+	// still in the consensus is delayed, not bounced (docs/spec/client.md section 4).
+	RetryFor time.Duration
 	// AckSlack is added to a fragment's expected round trip (the delays of its route and of
 	// its SURB's route, plus one retrieve interval) before it is retransmitted;
 	// DefaultAckSlack when 0.
@@ -260,7 +271,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("client: no provider domain")
 	case cfg.RetryBudget < 1:
 		return nil, fmt.Errorf("client: retry budget %d: want at least 1", cfg.RetryBudget)
-	case cfg.AckSlack < 0 || cfg.RetrieveInterval < 0 || cfg.MaxPartial < 0 || cfg.PartialTimeout < 0 || cfg.MaxReceiveSize < 0 || cfg.MaxInbox < 0 || cfg.MaxMailSize < 0:
+	case cfg.AckSlack < 0 || cfg.RetryFor < 0 || cfg.RetrieveInterval < 0 || cfg.MaxPartial < 0 || cfg.PartialTimeout < 0 || cfg.MaxReceiveSize < 0 || cfg.MaxInbox < 0 || cfg.MaxMailSize < 0:
 		return nil, errors.New("client: negative duration or limit in config")
 	}
 	if err := (sphinx.Recipient{Service: queueService, ID: cfg.User}).Validate(); err != nil {
@@ -679,7 +690,7 @@ func (e *Engine) realOrDrop(v *view, at time.Time) (pkt []byte, real bool, err e
 		_, ok := v.doc.Provider(st.Destination.Domain)
 		return !ok && at.Sub(st.Created) <= e.cfg.QueueLifetime
 	}
-	d, expired, err := e.st.nextDue(at, e.cfg.RetryBudget, away)
+	d, expired, err := e.st.nextDue(at, e.cfg.RetryBudget, e.cfg.RetryFor, away)
 	if err != nil {
 		e.log.Error("send queue", "err", err)
 	}
@@ -802,7 +813,7 @@ func (e *Engine) realPacket(v *view, d *due, now time.Time) ([]byte, error) {
 	var surb []byte
 	var sr *surbRecord
 	var id [sphinx.SURBIDSize]byte
-	deadline := now.Add(fwdDelay + e.cfg.RetrieveInterval + e.cfg.AckSlack)
+	deadline := now.Add(fwdDelay + e.cfg.RetrieveInterval + e.retrySlack(d.attempts+1))
 	if d.msg.NeedsAck {
 		var rk []byte
 		var backDelay time.Duration
@@ -827,6 +838,21 @@ func (e *Engine) realPacket(v *view, d *due, now time.Time) ([]byte, error) {
 	}
 	e.log.Debug("fragment sent", "id", d.msg.ID, "index", d.index, "attempt", d.attempts+1)
 	return pkt, nil
+}
+
+// retrySlack is the slack of a fragment's n-th transmission (docs/spec/client.md section 4):
+// AckSlack within the retry budget; past it (only with RetryFor, otherwise the message has
+// failed), doubling from 2*AckSlack with each transmission up to MaxRetryWait, never below
+// AckSlack. It depends only on n, which the store keeps, so the backoff survives a restart.
+func (e *Engine) retrySlack(n int) time.Duration {
+	slack := e.cfg.AckSlack
+	if e.cfg.RetryFor <= 0 || n < e.cfg.RetryBudget || slack >= MaxRetryWait {
+		return slack
+	}
+	for i := e.cfg.RetryBudget; i <= n && slack < MaxRetryWait; i++ {
+		slack *= 2
+	}
+	return max(e.cfg.AckSlack, min(slack, MaxRetryWait))
 }
 
 // loopPacket builds a loop: to a provider's loop service, which echoes a random nonce through

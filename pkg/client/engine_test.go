@@ -476,7 +476,7 @@ func TestRetransmissionAndBudget(t *testing.T) {
 			t.Fatalf("attempt %d: status %+v", attempt, st)
 		}
 		// Before the deadline nothing is due; after it, the fragment is.
-		if d, _, _ := e.st.nextDue(now.Add(500*time.Millisecond), 3, nil); d != nil {
+		if d, _, _ := e.st.nextDue(now.Add(500*time.Millisecond), 3, 0, nil); d != nil {
 			t.Fatal("fragment due again before its deadline")
 		}
 		now = now.Add(time.Second + 2*n.params.MaxDelay*9)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -98,7 +99,8 @@ type fragRecord struct {
 	Attempts int       `json:"attempts"`
 	Deadline time.Time `json:"deadline"` // when an unacknowledged transmission counts as lost
 	// SURBs are the ids of the SURB records of the fragment's transmissions, so that finishing
-	// the message deletes them without scanning every SURB record (at most RetryBudget).
+	// the message deletes them without scanning every SURB record (those made within about
+	// three epochs: markSent drops the ids of pruned records).
 	SURBs [][]byte `json:"surbs,omitempty"`
 }
 
@@ -348,22 +350,34 @@ type due struct {
 
 // nextDue returns the first fragment, in queue order, that has never been sent or whose last
 // transmission is past its deadline, or nil. Fragments past their deadline after budget
-// transmissions make their message fail; expired lists those messages for failMessage. Messages
-// for which wait (if not nil) is true are passed over.
-func (s *store) nextDue(now time.Time, budget int, wait func(*Status) bool) (d *due, expired map[MessageID]string, err error) {
+// transmissions make their message fail, unless retryFor is positive and the message is not
+// older than retryFor; expired lists those messages for failMessage. Messages for which wait
+// (if not nil) is true are passed over.
+func (s *store) nextDue(now time.Time, budget int, retryFor time.Duration, wait func(*Status) bool) (d *due, expired map[MessageID]string, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		msgs, frags, data := tx.Bucket(bucketMessages), tx.Bucket(bucketFrags), tx.Bucket(bucketFragData)
 		oc := tx.Bucket(bucketOrder).Cursor()
 		for _, idb := oc.First(); idb != nil; _, idb = oc.Next() {
 			var id MessageID
 			copy(id[:], idb)
+			// The message's record, read only when a decision needs it.
+			var st *Status
+			status := func() (*Status, error) {
+				if st == nil {
+					st = &Status{}
+					if _, err := getJSON(msgs, id[:], st); err != nil {
+						return nil, err
+					}
+					st.ID = id
+				}
+				return st, nil
+			}
 			if wait != nil {
-				var st Status
-				if _, err := getJSON(msgs, id[:], &st); err != nil {
+				st, err := status()
+				if err != nil {
 					return err
 				}
-				st.ID = id
-				if wait(&st) {
+				if wait(st) {
 					continue
 				}
 			}
@@ -377,23 +391,33 @@ func (s *store) nextDue(now time.Time, budget int, wait func(*Status) bool) (d *
 					continue
 				}
 				index := binary.BigEndian.Uint16(k[MessageIDSize:])
-				if fr.Attempts >= budget {
-					if expired == nil {
-						expired = map[MessageID]string{}
-					}
-					expired[id] = fmt.Sprintf("fragment %d not acknowledged after %d transmissions", index, fr.Attempts)
-					break
-				}
-				var st Status
-				if _, err := getJSON(msgs, id[:], &st); err != nil {
+				st, err := status()
+				if err != nil {
 					return err
 				}
-				st.ID = id
+				if fr.Attempts >= budget {
+					age := now.Sub(st.Created)
+					var reason string
+					switch {
+					case retryFor <= 0:
+						reason = fmt.Sprintf("fragment %d not acknowledged after %d transmissions", index, fr.Attempts)
+					case age > retryFor:
+						reason = fmt.Sprintf("fragment %d not acknowledged after %d transmissions in %v (retried for %v)",
+							index, fr.Attempts, age.Round(time.Second), retryFor)
+					}
+					if reason != "" {
+						if expired == nil {
+							expired = map[MessageID]string{}
+						}
+						expired[id] = reason
+						break
+					}
+				}
 				b := data.Get(k)
 				if b == nil {
 					return fmt.Errorf("client store: fragment %x has no data", k)
 				}
-				d = &due{msg: &st, index: index, fragment: bytes.Clone(b), attempts: fr.Attempts}
+				d = &due{msg: st, index: index, fragment: bytes.Clone(b), attempts: fr.Attempts}
 				return nil
 			}
 		}
@@ -505,6 +529,11 @@ func (s *store) markSent(id MessageID, index uint16, surbID *[16]byte, sr *surbR
 			if err := putJSON(tx.Bucket(bucketSURBs), surbID[:], sr); err != nil {
 				return err
 			}
+			// Past the retry budget (RetryFor) a fragment may be sent for days: the list keeps
+			// only the SURBs whose keys are still stored (store.prune deletes the others), so
+			// it stays as long as the transmissions of about three epochs.
+			sb := tx.Bucket(bucketSURBs)
+			fr.SURBs = slices.DeleteFunc(fr.SURBs, func(id []byte) bool { return sb.Get(id) == nil })
 			fr.SURBs = append(fr.SURBs, bytes.Clone(surbID[:]))
 		}
 		if st.Acknowledged == st.Fragments && !st.NeedsAck {
