@@ -34,6 +34,9 @@ type MailproxyOptions struct {
 	// the user's mail stays in the provider's IMAP store (read_via_link = false), where the
 	// tests that read it from the provider look.
 	LocalMailbox bool
+	// Agent serves the local agent API ([agent] listen_address) on Mailproxy.Agent, with the
+	// token in Mailproxy.AgentToken.
+	Agent bool
 }
 
 // Mailproxy is one user's running mailproxy (the real binary, from Options.BinDir).
@@ -47,10 +50,13 @@ type Mailproxy struct {
 	// only; the login is User()).
 	IMAP         string
 	IMAPPassword string
-	Provider     *Node
-	Config       string
-	DataDir      string
-	proc         *proc
+	// Agent is the agent API's base URL (http://host:port) and AgentToken its token file
+	// (Agent option only).
+	Agent, AgentToken string
+	Provider          *Node
+	Config            string
+	DataDir           string
+	proc              *proc
 }
 
 // User is the local part of the address (the IMAP login).
@@ -120,6 +126,14 @@ func (n *Net) StartMailproxy(ctx context.Context, address, password string, o Ma
 		fmt.Fprintf(&b, "\n[mailbox]\nread_via_link = true\n\n[imap]\nlisten_address = %q\n", m.IMAP)
 	} else {
 		b.WriteString("\n[mailbox]\nread_via_link = false\n")
+	}
+	if o.Agent {
+		ports, err := freeport.Addrs(1)
+		if err != nil {
+			return nil, err
+		}
+		m.Agent, m.AgentToken = "http://"+ports[0], filepath.Join(m.DataDir, "agent.token")
+		fmt.Fprintf(&b, "\n[agent]\nlisten_address = %q\n", ports[0])
 	}
 	fmt.Fprintf(&b, "\n[directory]\nurls = [%q]\nauthorities = [%q]\nthreshold = 1\nepoch_length = %q\n", n.DirURL, n.Authority.String(), n.params.EpochLength.String())
 	fmt.Fprintf(&b, "\n[[accounts]]\naddress = %q\nlink_key_file = %q\nretry_budget = %d\nack_slack = %q\nretrieve_interval = %q\n",

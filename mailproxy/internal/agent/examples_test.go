@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/pkg/testnet"
 )
 
@@ -44,10 +47,22 @@ func TestExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	plugin := fmt.Sprintf("[[plugin]]\nname = \"kvdrop\"\ncommand = [%q, %q]\ntimeout = \"5s\"\n", python, filepath.Join(repo, "contrib/plugins/kvdrop.py"))
-	n, pc := realNet(t, plugin)
-	alice := startEngine(t, n, n.Node("provider-alpha"), "alice", pc)
-	s := startAgent(t, pc, Config{ReceivePollInterval: 50 * time.Millisecond}, Account{Address: "alice@alpha.localhost", Engine: alice})
-	env := append(os.Environ(), "PANORAMIX_AGENT_URL="+s.url, "PANORAMIX_AGENT_TOKEN_FILE="+s.tokenFile)
+	n, _ := realNet(t, plugin)
+	// The agent API of the real mailproxy binary, as a user runs it ([agent] listen_address).
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	mp, err := n.StartMailproxy(sctx, "alice@alpha.localhost", "alice password", testnet.MailproxyOptions{Agent: true})
+	scancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the agent API listening", func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(mp.Agent, "http://"))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	env := append(os.Environ(), "PANORAMIX_AGENT_URL="+mp.Agent, "PANORAMIX_AGENT_TOKEN_FILE="+mp.AgentToken)
 	run := func(wantCode int, argv ...string) string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -116,7 +131,22 @@ func TestExamples(t *testing.T) {
 		t.Fatalf("node echo: %q (%v)", out, err)
 	}
 	// Acknowledged: nothing waits any more.
-	if r, _ := alice.Received(); len(r) != 0 {
-		t.Fatalf("%d received messages left after the acknowledgement", len(r))
+	token, err := adminauth.Load(mp.AgentToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", mp.Agent+"/agent/v1/received", nil)
+	adminauth.SetHeaders(req, token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var left receivedResponse
+	if err := json.NewDecoder(resp.Body).Decode(&left); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("received: status %d, %v", resp.StatusCode, err)
+	}
+	if len(left.Messages) != 0 {
+		t.Fatalf("%d received messages left after the acknowledgement", len(left.Messages))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,8 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		if err := testnet.Build(context.Background(), repo, dir); err != nil {
+		// mailproxy too: TestExamples runs the agent API of the real binary.
+		if err := testnet.Build(context.Background(), repo, dir, append(slices.Clone(testnet.Programs), "mailproxy")...); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
