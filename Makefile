@@ -50,8 +50,8 @@ test: ## run every test (the README's test command); installs (as root) the Debi
 bench: ## run benchmarks with allocations (narrow with PKG, BENCH, BENCHTIME)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(PKG)
 
-privacy: ## measure privacy on a 50-user local network (about 25 min; needs tcpdump, root) into docs/PRIVACY.md
-	$(GO) run -tags privacytrace ./internal/privacy/cmd/privacy -out docs/PRIVACY.md -figures docs/privacy $(PRIVACY_ARGS)
+privacy: ## measure privacy on a 50-user local network (about 20 min; needs tcpdump, root) into docs/PRIVACY.md
+	$(GO) run -tags privacytrace ./internal/privacy/cmd/privacy -out docs/PRIVACY.md -figures docs/privacy/quick -sim-quick $(PRIVACY_ARGS)
 
 vectors: ## regenerate the Sphinx test vectors in pkg/sphinx/testdata (only on purpose)
 	$(GO) run ./pkg/sphinx/internal/genvectors -out pkg/sphinx/testdata

@@ -1,10 +1,12 @@
 package attack
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -196,15 +198,58 @@ func TestDisclosure(t *testing.T) {
 }
 
 func TestUniformity(t *testing.T) {
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	fs := []capture.Frame{
-		{FromClient: true, Parsed: true, Size: 100},
-		{FromClient: true, Parsed: true, Size: 200}, // two frames in one burst: whole
-		{FromClient: true, Parsed: true, Size: 60},  // a part: not whole
-		{FromClient: true, Parsed: false, Size: 0},  // not counted
-		{FromClient: false, Parsed: true, Size: 7},  // other direction: not counted
-		{FromClient: true, Parsed: true, Handshake: true, Size: 5},
+		{At: at(0), FromClient: true, Parsed: true, Size: 100},
+		{At: at(100), FromClient: true, Parsed: true, Size: 200}, // two frames in one burst: whole
+		{At: at(200), FromClient: true, Parsed: true, Size: 60},  // a frame cut in two bursts
+		{At: at(205), FromClient: true, Parsed: true, Size: 40},
+		{At: at(300), FromClient: true, Parsed: false, Size: 0}, // not counted
+		{At: at(400), FromClient: false, Parsed: true, Size: 7}, // other direction: not counted
+		{At: at(500), FromClient: true, Parsed: true, Handshake: true, Size: 5},
+		{At: at(600), FromClient: true, Parsed: true, Size: 130}, // a frame of another size
 	}
-	if w, p := Uniformity(fs, 100); w != 2 || p != 3 {
-		t.Fatalf("whole %d of %d", w, p)
+	if w, p := Uniformity(fs, 100, 0); w != 2 || p != 5 {
+		t.Errorf("bursts: whole %d of %d, want 2 of 5", w, p)
+	}
+	// Joined within 50 ms, the cut frame is whole again; the frame of another size is not.
+	if w, p := Uniformity(fs, 100, 50*time.Millisecond); w != 3 || p != 4 {
+		t.Errorf("joined: whole %d of %d, want 3 of 4", w, p)
+	}
+}
+
+// TestRepliesPaired: a provider answers two loops after both were delivered (its loop service
+// answers concurrently): each reply is placed once, so the echoes reach the next hop.
+func TestRepliesPaired(t *testing.T) {
+	ns := func(ms int) int64 { return t0.Add(time.Duration(ms) * time.Millisecond).UnixNano() }
+	lines := ""
+	for _, r := range []trace.Record{
+		{At: ns(0), Ev: trace.EvSend, User: "alice", Kind: trace.KindLoop, Out: 1},
+		{At: ns(1), Ev: trace.EvSend, User: "bob", Kind: trace.KindLoop, Out: 2},
+		{At: ns(2), Ev: trace.EvReceive, Node: "prov", In: 1},
+		{At: ns(3), Ev: trace.EvReceive, Node: "prov", In: 2},
+		{At: ns(10), Ev: trace.EvDeliver, Node: "prov", In: 1, Service: "loop", Recipient: "cover"},
+		{At: ns(11), Ev: trace.EvDeliver, Node: "prov", In: 2, Service: "loop", Recipient: "cover"},
+		{At: ns(12), Ev: trace.EvReply, Node: "prov", Out: 21},
+		{At: ns(13), Ev: trace.EvReply, Node: "prov", Out: 22},
+		{At: ns(20), Ev: trace.EvReceive, Node: "mix", In: 21},
+		{At: ns(21), Ev: trace.EvReceive, Node: "mix", In: 22},
+	} {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines += string(b) + "\n"
+	}
+	var tr Trace
+	if err := tr.ReadTrace(strings.NewReader(lines)); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := tr.Events(t0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := Entropy(evs, entropy.Config{}, 0); r.Skipped != 0 {
+		t.Fatalf("%d events skipped: %v", r.Skipped, r.Errors)
 	}
 }

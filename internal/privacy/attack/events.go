@@ -26,15 +26,23 @@ func (t *Trace) ReadTrace(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	// A reply belongs to the delivery just before it in the same file.
-	var last = -1
+	// A reply answers a delivery of the same node before it in the file: the oldest one not
+	// yet answered that a service answers (not a drop, not the queue, not a SURB's reply).
+	// Services may answer concurrently, so two deliveries can come before their two replies;
+	// which of them a reply is paired with does not change the entropy (a reply carries the
+	// node's pool, whichever packet it answers), only that each reply is placed once.
+	pending := map[string][]int{}
 	for i := start; i < len(t.Records); i++ {
-		switch t.Records[i].Ev {
+		r := t.Records[i]
+		switch r.Ev {
 		case trace.EvDeliver:
-			last = i
+			if !r.SURB && r.Service != "drop" && r.Service != "queue" {
+				pending[r.Node] = append(pending[r.Node], i)
+			}
 		case trace.EvReply:
-			if last >= 0 && t.Records[last].Node == t.Records[i].Node {
-				t.Records[i].In = t.Records[last].In // marks the delivery it answers
+			if q := pending[r.Node]; len(q) > 0 {
+				t.Records[i].In = t.Records[q[0]].In // marks the delivery it answers
+				pending[r.Node] = q[1:]
 			}
 		}
 	}

@@ -44,8 +44,10 @@ type TimingResult struct {
 	First Rate
 	// Chance is 1/Users; Ratio is First over Chance.
 	Chance, Ratio float64
-	// MeanRank is the true sender's mean rank (1 = first; chance (Users+1)/2).
-	MeanRank float64
+	// MeanRank is the true sender's mean rank (1 = first; chance (Users+1)/2), and
+	// MeanRankSE its standard error: a mean rank several standard errors below chance is a
+	// signal even when First cannot resolve it.
+	MeanRank, MeanRankSE float64
 }
 
 // TimingCorrelation scores, for each delivery, every user by the sum over the frames the user's
@@ -62,7 +64,7 @@ func TimingCorrelation(sends map[string][]time.Time, deliveries []Delivery, m De
 	if len(users) == 0 {
 		return res
 	}
-	var succ, rankSum float64
+	var succ, rankSum, rankSq float64
 	n := 0
 	w := m.Window()
 	for _, d := range deliveries {
@@ -92,14 +94,18 @@ func TimingCorrelation(sends map[string][]time.Time, deliveries []Delivery, m De
 		if higher == 0 {
 			succ += 1 / float64(ties)
 		}
-		rankSum += float64(higher) + float64(ties+1)/2
+		rank := float64(higher) + float64(ties+1)/2
+		rankSum += rank
+		rankSq += rank * rank
 		n++
 	}
 	res.First = wilson(succ, n)
 	res.Chance = 1 / float64(len(users))
 	res.Ratio = res.First.Value() / res.Chance
-	if n > 0 {
+	if n > 1 {
 		res.MeanRank = rankSum / float64(n)
+		v := (rankSq - float64(n)*res.MeanRank*res.MeanRank) / float64(n-1)
+		res.MeanRankSE = math.Sqrt(max(v, 0) / float64(n))
 	}
 	return res
 }
