@@ -29,6 +29,9 @@ type Chart struct {
 	Series                []Series
 	// LogX puts the x axis on a logarithmic scale (all x must be positive).
 	LogX bool
+	// FitY spans the y axis over the data only; by default it starts at 0 (or below), so that
+	// small differences do not look large.
+	FitY bool
 	// Width and Height in pixels; 0 means 640 by 400.
 	Width, Height int
 }
@@ -100,7 +103,10 @@ func (c *Chart) SVG() ([]byte, error) {
 	} else {
 		xt, xmin, xmax = ticks(xmin, xmax)
 	}
-	yt, ymin, ymax := ticks(math.Min(ymin, 0), ymax)
+	if !c.FitY {
+		ymin = math.Min(ymin, 0)
+	}
+	yt, ymin, ymax := ticks(ymin, ymax)
 
 	pw, ph := float64(w-marginLeft-marginRight), float64(h-marginTop-marginBottom)
 	px := func(x float64) float64 { return marginLeft + (x-xmin)/(xmax-xmin)*pw }

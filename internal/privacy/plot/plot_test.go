@@ -56,7 +56,7 @@ func TestLineChart(t *testing.T) {
 
 func TestLogPoints(t *testing.T) {
 	golden(t, "points.svg", &Chart{
-		Title: "Trade-off", XLabel: "users", YLabel: "bits", LogX: true, Width: 500, Height: 300,
+		Title: "Trade-off", XLabel: "users", YLabel: "bits", LogX: true, FitY: true, Width: 500, Height: 300,
 		Series: []Series{{Name: "runs", X: []float64{50, 500, 10000}, Y: []float64{5.5, 8.8, 13.1}, Labels: []string{"3 pkt/s", "", "3 pkt/s"}, NoLine: true}},
 	})
 }

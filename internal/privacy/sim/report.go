@@ -174,7 +174,7 @@ func writeReport(o ReportOptions, pl reportPlan) (string, error) {
 	}
 	fmt.Fprintf(&md, "\n### Rates lambda_P, lambda_L, lambda_D, lambda_M\n\nOne rate varied at a time, the others at their defaults, %d users, %d mixes per layer. ", base3.Users, base3.MixesPerLayer)
 	fmt.Fprintf(&md, "What they buy: more packets in every pool at the same moment, so more to mix with (lambda_M adds packets that only mixes send). What they cost: bandwidth (each client packet crosses five links, a loop nine) and, for lambda_P, nothing in latency but the wait for a slot (1/lambda_P).\n")
-	chart("entropy-rates.svg", &plot.Chart{Title: "Sender entropy against each rate", XLabel: "rate (per second)", YLabel: "mean sender entropy (bits)", Series: series(rateNames, rateSets, entropyOf)})
+	chart("entropy-rates.svg", &plot.Chart{Title: "Sender entropy against each rate", XLabel: "rate (per second)", YLabel: "mean sender entropy (bits)", FitY: true, Series: series(rateNames, rateSets, entropyOf)})
 	chart("attack-rates.svg", &plot.Chart{Title: "Best-guess attack success against each rate", XLabel: "rate (per second)", YLabel: "attack success", Series: series(rateNames, rateSets, attackOf)})
 	for i, pts := range rateSets {
 		sweepTable(&md, rateNames[i]+" varied", rateNames[i], pts)
@@ -219,7 +219,7 @@ func writeReport(o ReportOptions, pl reportPlan) (string, error) {
 	}
 	fmt.Fprintf(&md, "\n### Mixes per layer\n\nWhat more mixes buy: capacity, and fewer users trusting any one mix. What they cost in anonymity: the same traffic split over more pools, fewer packets in each; here the mean entropy moves by at most %.3f bits (%d users) and %.3f bits (%d users) across the sweep, as the five pools of a route still spread each message over all users.\n",
 		spread(m50), pl.base.Users, spread(mBig), pl.big.Users)
-	chart("entropy-mixes.svg", &plot.Chart{Title: "Sender entropy against mixes per layer", XLabel: "mixes per layer", YLabel: "mean sender entropy (bits)", Series: series(mixNames, [][]Point{m50, mBig}, entropyOf)})
+	chart("entropy-mixes.svg", &plot.Chart{Title: "Sender entropy against mixes per layer", XLabel: "mixes per layer", YLabel: "mean sender entropy (bits)", FitY: true, Series: series(mixNames, [][]Point{m50, mBig}, entropyOf)})
 	sweepTable(&md, mixNames[0], "mixes per layer", m50)
 	sweepTable(&md, mixNames[1], "mixes per layer", mBig)
 	logf("mixes done (%v)", time.Since(start).Round(time.Second))
@@ -235,11 +235,15 @@ func writeReport(o ReportOptions, pl reportPlan) (string, error) {
 		for _, p := range pts {
 			s.X = append(s.X, p.Result.LatencyP50.Seconds())
 			s.Y = append(s.Y, p.Result.MeanEntropy)
-			s.Labels = append(s.Labels, fmt.Sprintf("%gms", p.X))
+			if i == len(tr)-1 {
+				// One curve's points are labelled: the curves share their delays, and labels on
+				// all of them would cover each other.
+				s.Labels = append(s.Labels, fmt.Sprintf("%gms", p.X))
+			}
 		}
 		ts = append(ts, s)
 	}
-	fmt.Fprintf(&md, "\n### Latency, anonymity, bandwidth\n\n%d users, %d mixes per layer. Each curve is one bandwidth (lambda_L and lambda_D scaled by the factor, lambda_P kept), each point a mean delay per hop (its label). Moving up a curve costs latency; moving to a higher curve costs bandwidth.\n", base3.Users, base3.MixesPerLayer)
+	fmt.Fprintf(&md, "\n### Latency, anonymity, bandwidth\n\n%d users, %d mixes per layer. Each curve is one bandwidth (lambda_L and lambda_D scaled by the factor, lambda_P kept), each point a mean delay per hop (labelled on the top curve; the same delays on every curve, in the same order). Moving up a curve costs latency; moving to a higher curve costs bandwidth.\n", base3.Users, base3.MixesPerLayer)
 	chart("tradeoff.svg", &plot.Chart{Title: "Latency, anonymity and bandwidth", XLabel: "latency p50 (s)", YLabel: "mean sender entropy (bits)", Series: ts})
 	for i, pts := range tr {
 		sweepTable(&md, ts[i].Name, "mean delay (ms)", pts)
