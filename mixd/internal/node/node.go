@@ -61,14 +61,15 @@ type Accounts interface {
 
 // Node is one running mixd.
 type Node struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	role      pki.Role
-	transport wire.Transport
-	geometry  sphinx.Geometry
-	sph       *sphinx.Sphinx
-	clock     pki.Clock
-	grace     time.Duration
+	cfg        *config.Config
+	log        *slog.Logger
+	serviceLog *logLimiter // "service failed" lines
+	role       pki.Role
+	transport  wire.Transport
+	geometry   sphinx.Geometry
+	sph        *sphinx.Sphinx
+	clock      pki.Clock
+	grace      time.Duration
 
 	identity *keys.IdentityPrivateKey
 	link     *keys.LinkPrivateKey
@@ -178,7 +179,8 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg: cfg, log: log, role: role, transport: tr, geometry: g, sph: sph, clock: clock, grace: grace,
+		serviceLog: newLogLimiter(time.Second),
+		cfg:        cfg, log: log, role: role, transport: tr, geometry: g, sph: sph, clock: clock, grace: grace,
 		identity: identity, link: link, ekeys: ek, pkic: pkic, follow: newFollower(pkic, g.Hash(), log),
 		services: map[string]service.Service{},
 		in:       make(chan inbound, 4096),
@@ -885,7 +887,11 @@ func (n *Node) deliver(ctx context.Context, u *sphinx.Unwrapped) {
 		rp := &replier{n: n, surb: surb}
 		if err := svc.Deliver(ctx, &service.Request{Recipient: r.ID, Data: data}, rp); err != nil {
 			n.m.serviceErrors.WithLabelValues(r.Service).Inc()
-			n.log.Warn("service failed", "service", r.Service, "err", err)
+			// Anyone can send packets that a service refuses: at most a line a second per
+			// service, the metric counts them all.
+			if ok, held := n.serviceLog.allow(r.Service, time.Now()); ok {
+				n.log.Warn("service failed", "service", r.Service, "err", err, "similar_lines_held_back", held)
+			}
 			return
 		}
 		n.m.delivered.WithLabelValues(r.Service).Inc()
