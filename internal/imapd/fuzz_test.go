@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 )
 
 // maxFuzzSession bounds one fuzzed session's bytes: above imapserver's 50 KiB command limit, so

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/internal/mailstore"
+	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 	"github.com/panoramix-mixnet/panoramix/pkg/passwd"
 )
 
