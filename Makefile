@@ -50,7 +50,7 @@ test: ## run every test (the README's test command); installs (as root) the Debi
 bench: ## run benchmarks with allocations (narrow with PKG, BENCH, BENCHTIME)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem $(PKG)
 
-privacy: ## measure privacy on a 50-user local network (about 20 min; needs tcpdump, root) into docs/PRIVACY.md
+privacy: ## measure privacy on a 50-user local network (about 15 min; needs tcpdump, root) into docs/PRIVACY.md
 	$(GO) run -tags privacytrace ./internal/privacy/cmd/privacy -out docs/PRIVACY.md -figures docs/privacy/quick -sim-quick $(PRIVACY_ARGS)
 
 vectors: ## regenerate the Sphinx test vectors in pkg/sphinx/testdata (only on purpose)

@@ -4,7 +4,7 @@ package main
 // report; the test's comments say the same.
 const guardDoc = "`TestPrivacyGuard` (internal/privacy/measure; part of `make test`, so `.ci/run` runs it, " +
 	"with tcpdump installed by scripts/install-test-deps.sh) starts a pkg/testnet network with 8 client " +
-	"engines at the default parameters, captures every link while the users write mail for two minutes " +
+	"engines at the default parameters, captures every link while the users write mail for 110 s " +
 	"(about three minutes with start and build), and fails if\n\n" +
 	"1. frames stop being uniform: fewer than 80%% of the fully parsed client-to-provider bursts are whole " +
 	"frames (a multiple of the frame size), or, after joining bursts that follow within 200 ms (which puts " +
