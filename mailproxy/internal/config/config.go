@@ -127,8 +127,9 @@ type Account struct {
 	// LinkKeyFile is the account's link private key (made by `mailproxy init`); relative to
 	// the config file's directory.
 	LinkKeyFile string `mapstructure:"link_key_file"`
-	// RetryBudget is transmissions per fragment before the mail bounces; 0 is the engine's
-	// default.
+	// RetryBudget is transmissions per fragment at the normal pace; 0 is the engine's default.
+	// Past them the engine resends with backoff until queue_lifetime, then the mail bounces
+	// (docs/spec/client.md section 4, RetryFor).
 	RetryBudget int `mapstructure:"retry_budget"`
 	// AckSlack is added to a fragment's expected round trip before it is resent; 0 is the
 	// engine's default.

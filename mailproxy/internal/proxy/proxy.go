@@ -86,6 +86,9 @@ func New(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 			DataDir: AccountDir(cfg.DataDir, ac.Address), User: ac.User(), Domain: ac.Domain(), LinkKey: k, PKI: pc,
 			Logger: log.With("account", ac.Address), RetryBudget: ac.RetryBudget, AckSlack: ac.AckSlack,
 			RetrieveInterval: ac.RetrieveInterval, QueueLifetime: cfg.QueueLifetime,
+			// Mail to a provider down but still in the consensus waits, as for one out of it,
+			// instead of bouncing once the retry budget is spent (client.md section 4).
+			RetryFor: cfg.QueueLifetime,
 			// The agent API hands what arrives in the user's queue to the user's programs;
 			// without it nothing consumes queue items, which are discarded.
 			Receive: cfg.Agent.ListenAddress != "",
