@@ -143,7 +143,7 @@ func newFlow(l *Lab, tag string) *flow {
 
 // send submits mails one after another, every gap, until ctx ends, and returns how many
 // submissions failed (and were retried).
-func (f *flow) send(ctx context.Context, gap time.Duration) (retries int) {
+func (f *flow) send(ctx context.Context, gap time.Duration) (retries int, lastErr error) {
 	alice := f.lab.User("alice@alpha.example")
 	for i := 0; ctx.Err() == nil; i++ {
 		id := fmt.Sprintf("<%s-%d@alpha.example>", f.tag, i)
@@ -165,11 +165,12 @@ func (f *flow) send(ctx context.Context, gap time.Duration) (retries int) {
 				break
 			}
 			retries++
+			lastErr = err
 			sleep(ctx, time.Second)
 		}
 		sleep(ctx, gap)
 	}
-	return retries
+	return retries, lastErr
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -268,6 +269,14 @@ func TestMailAcrossNamespaces(t *testing.T) {
 // ends; it returns how many it killed.
 func crashes(tb testing.TB, ctx context.Context, l *Lab) int {
 	kills := 0
+	byHost := map[string]int{}
+	defer func() {
+		var parts []string
+		for _, h := range l.Hosts {
+			parts = append(parts, fmt.Sprintf("%s %d", h.Name, byHost[h.Name]))
+		}
+		tb.Logf("SIGKILLs by daemon: %s", strings.Join(parts, ", "))
+	}()
 	for ctx.Err() == nil {
 		sleep(ctx, time.Duration(2000+mrand.IntN(3000))*time.Millisecond)
 		h := l.Hosts[mrand.IntN(len(l.Hosts))]
@@ -276,7 +285,7 @@ func crashes(tb testing.TB, ctx context.Context, l *Lab) int {
 			return kills
 		}
 		kills++
-		tb.Logf("killed %s (SIGKILL)", h.Name)
+		byHost[h.Name]++
 		time.Sleep(time.Duration(500+mrand.IntN(2500)) * time.Millisecond)
 		if err := l.Restart(h); err != nil {
 			tb.Error(err)
@@ -309,9 +318,9 @@ func crashTest(tb testing.TB, l *Lab, d time.Duration) (accepted, kills int, aft
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { kills = crashes(tb, ctx, l) })
-	retries := f.send(ctx, 500*time.Millisecond)
+	retries, lastErr := f.send(ctx, 500*time.Millisecond)
 	wg.Wait()
-	tb.Logf("%d mails accepted in %v with %d daemons killed; %d submissions failed and were retried", len(f.order), d, kills, retries)
+	tb.Logf("%d mails accepted in %v with %d daemons killed; %d submissions failed and were retried (the last: %v)", len(f.order), d, kills, retries, lastErr)
 	return len(f.order), kills, f.await(tb, 4*time.Minute)
 }
 
@@ -326,7 +335,9 @@ func partitionTest(tb testing.TB, l *Lab, name string, d time.Duration) (accepte
 	ctx, cancel := context.WithTimeout(context.Background(), d+10*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Go(func() { f.send(ctx, 500*time.Millisecond) })
+	var retries int
+	var lastErr error
+	wg.Go(func() { retries, lastErr = f.send(ctx, 500*time.Millisecond) })
 	sleep(ctx, 5*time.Second)
 	if err := l.Partition(h, true); err != nil {
 		tb.Fatal(err)
@@ -337,6 +348,7 @@ func partitionTest(tb testing.TB, l *Lab, name string, d time.Duration) (accepte
 		tb.Fatal(err)
 	}
 	wg.Wait()
+	tb.Logf("%d mails accepted in %v around the cut; %d submissions failed and were retried (the last: %v)", len(f.order), d+10*time.Second, retries, lastErr)
 	return len(f.order), f.await(tb, 4*time.Minute)
 }
 
@@ -356,7 +368,8 @@ func lossTest(tb testing.TB, l *Lab, p float64, d time.Duration) (accepted int, 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	f.send(ctx, 500*time.Millisecond)
+	retries, lastErr := f.send(ctx, 500*time.Millisecond)
+	tb.Logf("%d mails accepted in %v at %.0f%% loss; %d submissions failed and were retried (the last: %v)", len(f.order), d, 100*p, retries, lastErr)
 	if err := l.SetLoss(l.opts.Loss); err != nil {
 		tb.Fatal(err)
 	}
