@@ -152,7 +152,7 @@ func Explain(f Failure) []string {
 	case "5.4.7":
 		return []string{head + "the provider " + dom,
 			"never confirmed receiving it, although your mailproxy sent it again and again until",
-			"its retry budget was spent.",
+			"it gave up after its queue_lifetime (5 days unless configured otherwise).",
 			"",
 			"The provider may be down or out of the mixnet's reach. Send the mail again later; if",
 			"this keeps happening, tell the provider's operator (`mailproxy status` shows how often",
