@@ -6,6 +6,11 @@
 //     current consensus serves the recipient's domain with the mailbox service: the message,
 //     without that header field, is queued durably in the client engine (pkg/client) for
 //     recipient@domain and leaves through the mixnet;
+//   - the message is mixable but its domain's provider is out of the current consensus while
+//     one served the domain within the engine's queue lifetime (ErrDomainAway: a provider down
+//     or cut off for now): 451 4.4.4, so Postfix keeps it and retries until the provider is back
+//     or Postfix's own queue lifetime ends; it is never re-injected, which would carry mail its
+//     author marked for the mixnet in the clear;
 //   - otherwise: the message is handed back to Postfix's re-injection smtpd, which delivers it
 //     the ordinary way, without any X-PANORAMIX-Mixable field (an outside recipient need not
 //     learn that the sender's client marked it; a header section the filter cannot read goes

@@ -14,7 +14,8 @@ import (
 // over an in-memory double.
 type Mixnet interface {
 	// Serves reports whether a provider in the current consensus serves domain with the mailbox
-	// service. An error means the consensus is not available now (temporary).
+	// service. An error means the consensus is not available now, or (ErrDomainAway) that the
+	// domain's provider is out of the consensus for now but was in it recently: both temporary.
 	Serves(ctx context.Context, domain string) (bool, error)
 	// Ready returns nil when mail can be queued now, else why not (temporary).
 	Ready() error
@@ -32,14 +33,27 @@ type Engine struct {
 	RequireLink bool
 }
 
+// ErrDomainAway says that no provider in the current consensus serves a domain that one served
+// within the engine's queue lifetime (client.Engine.DomainSeen): its provider is down or cut
+// off for now. Mail marked mixable for it is deferred (Postfix retries), never re-injected on
+// the ordinary path, where its metadata would leave in the clear.
+var ErrDomainAway = errors.New("the domain's mixnet provider is temporarily out of the consensus")
+
 // Serves implements Mixnet.
 func (e *Engine) Serves(ctx context.Context, domain string) (bool, error) {
 	doc, err := e.PKI.Current(ctx)
 	if err != nil {
 		return false, fmt.Errorf("consensus: %w", err)
 	}
-	p, ok := doc.Provider(domain)
-	return ok && slices.Contains(p.Services, client.DefaultService), nil
+	if p, ok := doc.Provider(domain); ok && slices.Contains(p.Services, client.DefaultService) {
+		return true, nil
+	}
+	if _, recent, err := e.Engine.DomainSeen(domain); err != nil {
+		return false, fmt.Errorf("recently seen domains: %w", err)
+	} else if recent {
+		return false, fmt.Errorf("%w: %s", ErrDomainAway, domain)
+	}
+	return false, nil
 }
 
 // Ready implements Mixnet.

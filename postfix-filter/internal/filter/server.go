@@ -271,6 +271,10 @@ func (ss *session) data(r io.Reader) error {
 			cctx, ccancel := context.WithTimeout(ctx, s.cfg.ConsensusTimeout)
 			mix, err = s.cfg.Mixnet.Serves(cctx, domain)
 			ccancel()
+			if errors.Is(err, ErrDomainAway) {
+				s.log.Info("mixnet provider away; Postfix will retry", "domain", domain)
+				return smtpErr(451, smtp.EnhancedCode{4, 4, 4}, "The mixnet provider of %s is temporarily away, try again later", domain)
+			}
 			if err != nil {
 				s.log.Warn("no consensus; Postfix will retry", "err", err)
 				return smtpErr(451, smtp.EnhancedCode{4, 4, 3}, "Mixnet directory unavailable, try again later")

@@ -27,6 +27,7 @@ import (
 type fakeMixnet struct {
 	mu        sync.Mutex
 	domains   map[string]bool
+	away      map[string]bool // domains recently in the mixnet, out of it now
 	notReady  error
 	noConsens error
 	max       int
@@ -43,6 +44,9 @@ func (f *fakeMixnet) Serves(ctx context.Context, d string) (bool, error) {
 	defer f.mu.Unlock()
 	if f.noConsens != nil {
 		return false, f.noConsens
+	}
+	if f.away[d] {
+		return false, fmt.Errorf("%w: %s", ErrDomainAway, d)
 	}
 	return f.domains[d], nil
 }
@@ -376,6 +380,36 @@ func TestTemporaryFailures(t *testing.T) {
 	f.sink.srv.Close()
 	if err := f.send(t, "a@alpha.test", []string{"erin@legacy.test"}, plain+"x"); code(err) != 451 {
 		t.Fatalf("re-injection down: %v, want 451", err)
+	}
+}
+
+// Mixable mail for a domain whose provider is out of the consensus for now, but was in it
+// recently, is deferred: re-injecting it would send on the ordinary path, in the clear, mail its
+// author marked for the mixnet. Plain mail for the domain, and mail for other recipients of a
+// mixable message that never were in the mixnet, are not held up by it once it is back.
+func TestDomainAwayDefers(t *testing.T) {
+	f := start(t, nil)
+	f.mix.away = map[string]bool{"gamma.test": true}
+	err := f.send(t, "a@alpha.test", []string{"carol@gamma.test"}, mixable)
+	if code(err) != 451 || !strings.Contains(err.Error(), "temporarily away") {
+		t.Fatalf("mixable mail to an away domain: %v, want 451 (provider temporarily away)", err)
+	}
+	if n, m := len(f.mix.messages()), len(f.sink.messages()); n != 0 || m != 0 {
+		t.Fatalf("%d mixnet copies and %d re-injected while the domain is away, want none", n, m)
+	}
+	if err := f.send(t, "a@alpha.test", []string{"carol@gamma.test"}, plain); err != nil {
+		t.Fatalf("plain mail to the away domain: %v", err)
+	}
+	if m := len(f.sink.messages()); m != 1 {
+		t.Fatalf("%d re-injected, want the plain mail", m)
+	}
+	f.mix.away = nil
+	f.mix.domains["gamma.test"] = true
+	if err := f.send(t, "a@alpha.test", []string{"carol@gamma.test"}, mixable); err != nil {
+		t.Fatalf("mixable mail once the domain is back: %v", err)
+	}
+	if n := len(f.mix.messages()); n != 1 {
+		t.Fatalf("%d mixnet copies once the domain is back, want 1", n)
 	}
 }
 
