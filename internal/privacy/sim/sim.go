@@ -29,8 +29,8 @@
 // memory in proportion to the square of the users online. Measured on the shared two-core
 // machine of the report (BenchmarkSim*; docs/privacy/SIMULATION.md): 50 users, 11 minutes
 // simulated, 0.7 to 2.6 s; 500 users, 70 s simulated, 5 to 11 s; 10,000 users, 15 s simulated,
-// 17 minutes of wall time at about 40% of one CPU and 6 GB of memory. 100,000 users would take
-// a hundred times that memory and are not simulated.
+// 12 to 17 minutes of wall time (the machine busy with other work) and a 5.9 GB peak. 100,000
+// users would take a hundred times that memory and are not simulated.
 package sim
 
 import (
