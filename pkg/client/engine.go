@@ -370,7 +370,7 @@ func (e *Engine) SendOnce(ctx context.Context, dst Destination, data, key []byte
 	}
 	now := time.Now()
 	st := &Status{ID: id, Destination: dst, State: StateQueued, Size: len(data), Fragments: len(frags),
-		Created: now, Updated: now, NeedsAck: !noAck(dst.Service), IdempotencyKey: key}
+		Created: now, Updated: now, NeedsAck: !noAck(dst.Service) && !dst.NoReply, IdempotencyKey: key}
 	existing, existed, err := e.st.addMessage(st, enc)
 	if err != nil {
 		return id, false, fmt.Errorf("client: queue message: %w", err)

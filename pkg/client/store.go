@@ -61,6 +61,10 @@ type Destination struct {
 	Recipient string `json:"recipient"`
 	// Service defaults to "mailbox".
 	Service string `json:"service"`
+	// NoReply sends without a reply path (SURB) to a service that would answer: each fragment
+	// goes once, unacknowledged, and the message ends in state sent (fire and forget). The
+	// services queue and drop never get one whatever it says.
+	NoReply bool `json:"no_reply,omitempty"`
 }
 
 // Status is what the engine knows about one message.

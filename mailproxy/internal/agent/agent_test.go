@@ -154,6 +154,18 @@ func TestThroughRealNetwork(t *testing.T) {
 	if st := s.waitFinished(t, nobody.ID, "alice@alpha.localhost", 90*time.Second); st.State != "failed" || st.Reason != "fragment 0: unknown recipient" {
 		t.Fatalf("mail to nobody: %+v", st)
 	}
+	// Fire and forget: no reply path to an answering service; sent once, never acknowledged.
+	body = sendBody("beta.localhost", "mailbox", "bob", mail)
+	body["account"], body["reply"] = "alice@alpha.localhost", false
+	r = s.call(t, "POST", "/agent/v1/send", body)
+	var fire sendResponse
+	r.decode(t, &fire)
+	if r.code != 201 || fire.Status.Reply {
+		t.Fatalf("send without a reply path: %d %s", r.code, r.body)
+	}
+	if st := s.waitFinished(t, fire.ID, "alice@alpha.localhost", 90*time.Second); st.State != "sent" || st.Transmissions != 1 || st.Reply {
+		t.Fatalf("send without a reply path: %+v, want sent once without a reply path", st)
+	}
 	if r := s.call(t, "DELETE", "/agent/v1/status/"+sent.ID+"?account=alice@alpha.localhost", nil); r.code != 204 {
 		t.Fatalf("forget: %d %s", r.code, r.body)
 	}

@@ -70,8 +70,9 @@ type sendRequest struct {
 	Recipient string `json:"recipient"`
 	// Data is base64 (RFC 4648 section 4, with padding) in JSON.
 	Data []byte `json:"data"`
-	// Reply, when given, must say what the engine does for Service: a reply path (SURB) for
-	// the service's acknowledgement and answer, or none for queue and drop.
+	// Reply false sends without a reply path (fire and forget: no acknowledgement, no answer,
+	// each fragment once, state sent). Absent or true: a reply path for every service but queue
+	// and drop, which never answer (true is refused for them).
 	Reply          *bool  `json:"reply,omitempty"`
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
 }
@@ -100,11 +101,8 @@ func decodeSend(body []byte, maxPayload int) (*sendRequest, error) {
 	if err := (sphinx.Recipient{Service: req.Service, ID: req.Recipient}).Validate(); err != nil {
 		return nil, fmt.Errorf("service or recipient: %w", err)
 	}
-	if req.Reply != nil && *req.Reply == slices.Contains(silentServices, req.Service) {
-		if *req.Reply {
-			return nil, fmt.Errorf("reply: true, but service %q never answers: the engine sends to it without a reply path", req.Service)
-		}
-		return nil, fmt.Errorf("reply: false, but the engine sends to service %q with a reply path for its acknowledgement (only queue and drop go without one)", req.Service)
+	if req.Reply != nil && *req.Reply && slices.Contains(silentServices, req.Service) {
+		return nil, fmt.Errorf("reply: true, but service %q never answers: the engine sends to it without a reply path", req.Service)
 	}
 	return &req, nil
 }
@@ -266,7 +264,7 @@ func (a *Agent) send(w http.ResponseWriter, r *http.Request) {
 		rand.Read(r[:])
 		key = []byte(randomPrefix + hex.EncodeToString(r[:]))
 	}
-	dst := client.Destination{Domain: req.Domain, Service: req.Service, Recipient: req.Recipient}
+	dst := client.Destination{Domain: req.Domain, Service: req.Service, Recipient: req.Recipient, NoReply: req.Reply != nil && !*req.Reply}
 	// The engine commits (fsync) before it returns; only then does the client get an id.
 	id, existed, err := e.SendOnce(r.Context(), dst, req.Data, key)
 	if err != nil {

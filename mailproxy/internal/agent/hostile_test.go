@@ -45,7 +45,6 @@ func TestRefusals(t *testing.T) {
 		{"recipient over 64 bytes", "POST", "/agent/v1/send", fmt.Appendf(nil, `{"domain":"beta.localhost","service":"mailbox","recipient":"%s","data":""}`, strings.Repeat("b", 65)), s.token, nil, 400, codeBadRequest},
 		{"uppercase domain", "POST", "/agent/v1/send", []byte(`{"domain":"Beta.localhost","service":"mailbox","recipient":"bob","data":""}`), s.token, nil, 400, codeBadRequest},
 		{"reply to queue", "POST", "/agent/v1/send", []byte(`{"domain":"beta.localhost","service":"queue","recipient":"bob","data":"","reply":true}`), s.token, nil, 400, codeBadRequest},
-		{"no reply to mailbox", "POST", "/agent/v1/send", []byte(`{"domain":"beta.localhost","service":"mailbox","recipient":"bob","data":"","reply":false}`), s.token, nil, 400, codeBadRequest},
 		{"idempotency key too long", "POST", "/agent/v1/send", fmt.Appendf(nil, `{"domain":"beta.localhost","service":"mailbox","recipient":"bob","data":"","idempotency_key":"%s"}`, strings.Repeat("k", MaxIdempotencyKey+1)), s.token, nil, 400, codeBadRequest},
 		// 101 bytes of data: a body within the body limit, data over MaxPayload.
 		{"data over max payload", "POST", "/agent/v1/send", fmt.Appendf(nil, `{"domain":"beta.localhost","service":"mailbox","recipient":"bob","data":"%s"}`, strings.Repeat("QUFB", 34)[:136]), s.token, nil, 413, codeTooLarge},
