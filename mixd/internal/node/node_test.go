@@ -388,7 +388,6 @@ func TestAbuseIsContained(t *testing.T) {
 	pc, _ := pki.NewClient(pki.ClientConfig{URLs: []string{tn.dir.URL}, Authorities: []keys.IdentityPublicKey{tn.auth}, Threshold: 1, EpochLength: tn.params.EpochLength})
 	doc := tn.waitDocument(pc, 5)
 	a, _ := doc.Node(provA.Identity())
-	b, _ := doc.Node(tn.nodes["beta"].Identity())
 	s, _ := sphinx.New(tn.geo)
 	dial := func(k *keys.LinkPrivateKey) (*wire.Conn, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -481,11 +480,19 @@ func TestAbuseIsContained(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// bob's own traffic still flows, built with the current document: with 3 s epochs the
+	// waits above can outlast the first document's keys (erased after their epoch and grace).
+	cur := tn.waitDocument(pc, 5)
+	ca, okA := cur.Node(provA.Identity())
+	cb, okB := cur.Node(tn.nodes["beta"].Identity())
+	if !okA || !okB {
+		t.Fatalf("the current document (epoch %d) does not list both providers", cur.Epoch)
+	}
 	c := &testClient{t: t, s: s, user: "bob", conn: bc, pkic: pc, keys: map[[sphinx.SURBIDSize]byte][]byte{}}
 	ids := map[[sphinx.SURBIDSize]byte]string{}
 	for i := range 10 {
 		data := fmt.Sprintf("bob %d", i)
-		ids[c.sendLoop(doc, a, b, []byte(data))] = data
+		ids[c.sendLoop(cur, ca, cb, []byte(data))] = data
 	}
 	c.collect(ids, 15*time.Second)
 	mc.Close()
