@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -15,48 +13,17 @@ import (
 
 	"github.com/panoramix-mixnet/panoramix/internal/adminauth"
 	"github.com/panoramix-mixnet/panoramix/mailproxy/internal/config"
-	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 )
 
 // [agent] listen_address starts the agent API beside SMTP, behind the token mailproxy makes in
 // the data directory: a program with the token is answered by the API (here: no consensus yet,
 // the directory being a closed port), one without it is refused.
 func TestAgentWired(t *testing.T) {
-	dir := t.TempDir()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
-	text := `version = 1
-data_dir = "data"
-[directory]
-urls = ["http://` + dead + `"]
-authorities = ["d3953d7183c8c86f5a16814285a67688c6dd8937e2671fde387a918763555645"]
-epoch_length = "10s"
-[agent]
-listen_address = "127.0.0.1:1"
-[[accounts]]
-address = "alice@alpha.example"
-link_key_file = "alice.key"
-`
-	p := filepath.Join(dir, "mailproxy.toml")
-	os.WriteFile(p, []byte(text), 0o600)
-	cfg, err := config.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := filepath.Join(dir, "data", "agent.token"); cfg.Agent.TokenFile != want {
+	px, cfg := newTestProxyWith(t, "[agent]\nlisten_address = \"127.0.0.1:1\"\n")
+	dir := filepath.Dir(cfg.DataDir)
+	if want := filepath.Join(cfg.DataDir, "agent.token"); cfg.Agent.TokenFile != want {
 		t.Fatalf("token file %q, want %q", cfg.Agent.TokenFile, want)
 	}
-	k, _ := keys.GenerateLinkKey(rand.Reader)
-	if err := keys.SaveLinkKey(cfg.Accounts[0].LinkKeyFile, k); err != nil {
-		t.Fatal(err)
-	}
-	k.Wipe()
-	px, err := New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer px.Close()
 	fi, err := os.Stat(cfg.Agent.TokenFile)
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("token file: %v, mode %v", err, fi.Mode())

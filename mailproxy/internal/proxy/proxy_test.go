@@ -24,6 +24,14 @@ import (
 // no consensus is ever available.
 func newTestProxy(t testing.TB) *Proxy {
 	t.Helper()
+	px, _ := newTestProxyWith(t, "")
+	return px
+}
+
+// newTestProxyWith is newTestProxy with extra TOML sections in its configuration; it also
+// returns the configuration.
+func newTestProxyWith(t testing.TB, extra string) (*Proxy, *config.Config) {
+	t.Helper()
 	dir := t.TempDir()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	dead := ln.Addr().String()
@@ -34,6 +42,7 @@ data_dir = "data"
 urls = ["http://` + dead + `"]
 authorities = ["d3953d7183c8c86f5a16814285a67688c6dd8937e2671fde387a918763555645"]
 epoch_length = "10s"
+` + extra + `
 [[accounts]]
 address = "alice@alpha.example"
 link_key_file = "alice.key"
@@ -58,7 +67,7 @@ link_key_file = "alice.key"
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { px.Close() })
-	return px
+	return px, cfg
 }
 
 func TestSessionRefusals(t *testing.T) {
