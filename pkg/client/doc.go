@@ -9,9 +9,11 @@
 //   - routes: every packet goes the user's provider, one mix per layer, the destination
 //     provider, with an exponential delay per hop (mean and cap from the consensus); every
 //     fragment carries a SURB-ACK back through one mix per layer to the user's provider.
-//   - cover traffic: a Poisson scheduler sends, at rate lambda_P, the next fragment due or
-//     else a drop packet, and independently loops (lambda_L) and drops (lambda_D); every frame
-//     on the link has the same size, so an observer of the link cannot tell real from cover.
+//   - cover traffic: the scheduler writes one packet at every slot of a fixed period
+//     1/(lambda_P + lambda_L + lambda_D), each slot drawn as a send slot (the next fragment due,
+//     else a drop packet), a loop or a drop in proportion to the rates; every frame on the link
+//     has the same size, so an observer of the link cannot tell real from cover, nor time a
+//     delivery back to its sender's link.
 //   - durability: the outgoing queue, the SURB reply keys and the retrieve position live in a
 //     bbolt file; Send returns only once the message is committed, and a restarted engine
 //     resumes where the last one stopped.

@@ -567,9 +567,9 @@ func rates(p pki.Parameters) [nStreams]float64 {
 	return [nStreams]float64{streamSend: p.LambdaP, streamLoop: p.LambdaL, streamDrop: p.LambdaD}
 }
 
-// sendLoop runs the Poisson scheduler (docs/spec/client.md section 3): at every event it writes
-// exactly one packet, so the link shows a Poisson process of rate lambda_P + lambda_L +
-// lambda_D whatever the user does.
+// sendLoop runs the send schedule (docs/spec/client.md section 3): at every slot it writes
+// exactly one packet, so the link shows one frame every 1/(lambda_P + lambda_L + lambda_D)
+// seconds whatever the user does.
 func (e *Engine) sendLoop(ctx context.Context, conn *wire.Conn, v *view) error {
 	sched := newScheduler(newRand(), rates(v.doc.Parameters), time.Now())
 	timer := time.NewTimer(time.Hour)
@@ -585,8 +585,8 @@ func (e *Engine) sendLoop(ctx context.Context, conn *wire.Conn, v *view) error {
 		}
 	}
 	for {
-		kind, at := sched.pop()
 		now := time.Now()
+		kind, at := sched.pop(now)
 		if doc, err := e.cfg.PKI.Current(ctx); err != nil {
 			warn("no consensus for the current epoch; using the last one", "epoch", v.doc.Epoch, "err", err)
 		} else if doc.Epoch != v.doc.Epoch {

@@ -670,7 +670,7 @@ func TestLoopAndDropPackets(t *testing.T) {
 
 // Run over a real link (TLS over an in-memory transport) to a provider played by a wire.Server
 // that processes every packet through all its hops with the nodes' keys: the link carries
-// packets at the Poisson rates of the consensus, each exactly one Sphinx packet, the queued
+// packets at the rates of the consensus, each exactly one Sphinx packet, the queued
 // fragment leaves in one of the lambda_P slots, and the retrieve exchanges run.
 func TestRunOverLink(t *testing.T) {
 	n := newLocalNet(t)
@@ -768,7 +768,8 @@ func TestRunOverLink(t *testing.T) {
 	if st.Transmissions != 1 || st.State != StateSending {
 		t.Fatalf("status %+v", st)
 	}
-	// Rates: each count within 5 standard deviations of its Poisson mean over the link's
+	// Rates: each count within 5 standard deviations of a Poisson mean (the slots' binomial
+	// counts vary less) over the link's
 	// lifetime (the link comes up within a few milliseconds of Run).
 	secs := run.Seconds()
 	check := func(name string, got int, rate float64) {

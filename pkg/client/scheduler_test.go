@@ -10,86 +10,140 @@ import (
 
 func testRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 
-// simulate runs the scheduler over d of virtual time and returns the events per stream and the
-// gaps between consecutive events of each stream.
-func simulate(s *scheduler, start time.Time, d time.Duration) (counts [nStreams]int, gaps [nStreams][]float64) {
-	last := [nStreams]time.Time{start, start, start}
+// simulate runs the scheduler over d of virtual time, the caller always on time, and returns
+// the slots per stream and the time of every slot.
+func simulate(s *scheduler, start time.Time, d time.Duration) (counts [nStreams]int, slots []time.Time) {
 	prev := start
 	for {
-		k, at := s.pop()
+		k, at := s.pop(s.peek())
 		if at.Before(prev) {
 			panic("scheduler went back in time")
 		}
 		prev = at
 		if at.Sub(start) >= d {
-			return counts, gaps
+			return counts, slots
 		}
 		counts[k]++
-		gaps[k] = append(gaps[k], at.Sub(last[k]).Seconds())
-		last[k] = at
+		slots = append(slots, at)
 	}
 }
 
-// checkPoisson fails when n events in d seconds are implausible for rate (more than 5 standard
-// deviations of a Poisson count away), or when the gaps do not look exponential: mean 1/rate
-// and a coefficient of variation of 1 (fixed intervals would have 0, bursts more than 1).
-func checkPoisson(t *testing.T, name string, rate, seconds float64, n int, gaps []float64) {
-	t.Helper()
-	for _, p := range poissonProblems(name, rate, seconds, n, gaps) {
-		t.Error(p)
-	}
-}
-
-func poissonProblems(name string, rate, seconds float64, n int, gaps []float64) []string {
+// scheduleProblems says what is wrong with a schedule for rates over seconds: the slots must
+// be exactly one period 1/sum(rates) apart (a fixed grid, so that the link says nothing about
+// which slot carried what), their number seconds*sum within one, and each stream's share of
+// them within 5 standard deviations of its binomial expectation.
+func scheduleProblems(rates [nStreams]float64, seconds float64, counts [nStreams]int, slots []time.Time) []string {
 	var out []string
-	want := rate * seconds
-	if math.Abs(float64(n)-want) > 5*math.Sqrt(want) {
-		out = append(out, fmt.Sprintf("%s: %d events in %.0f s, want %.0f +- %.0f", name, n, seconds, want, 5*math.Sqrt(want)))
+	total := 0.0
+	for _, r := range rates {
+		total += r
 	}
-	var sum, sq float64
-	for _, g := range gaps {
-		sum += g
+	period := time.Duration(float64(time.Second) / total)
+	if want := seconds * total; math.Abs(float64(len(slots))-want) > 1 {
+		out = append(out, fmt.Sprintf("%d slots in %.0f s, want %.0f", len(slots), seconds, want))
 	}
-	mean := sum / float64(len(gaps))
-	for _, g := range gaps {
-		sq += (g - mean) * (g - mean)
+	for i := 1; i < len(slots); i++ {
+		if g := slots[i].Sub(slots[i-1]); g != period {
+			out = append(out, fmt.Sprintf("slot %d came %v after the one before, want %v", i, g, period))
+			break
+		}
 	}
-	cv := math.Sqrt(sq/float64(len(gaps)-1)) / mean
-	if math.Abs(mean*rate-1) > 0.05 {
-		out = append(out, fmt.Sprintf("%s: mean gap %.4f s, want %.4f", name, mean, 1/rate))
-	}
-	if math.Abs(cv-1) > 0.05 {
-		out = append(out, fmt.Sprintf("%s: gaps have coefficient of variation %.3f, want 1 (exponential)", name, cv))
+	n := float64(len(slots))
+	for k := range nStreams {
+		p := rates[k] / total
+		want, sd := n*p, math.Sqrt(n*p*(1-p))
+		if math.Abs(float64(counts[k])-want) > 5*sd+0.5 {
+			out = append(out, fmt.Sprintf("%s: %d slots of %.0f, want %.0f +- %.0f", k, counts[k], n, want, 5*sd))
+		}
 	}
 	return out
 }
 
 func TestSchedulerRates(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	r := [nStreams]float64{streamSend: 5, streamLoop: 2, streamDrop: 0.5}
+	r := [nStreams]float64{streamSend: 5, streamLoop: 2, streamDrop: 1}
 	s := newScheduler(testRand(1), r, start)
 	const seconds = 4000
-	counts, gaps := simulate(s, start, seconds*time.Second)
-	for k := range nStreams {
-		checkPoisson(t, k.String(), r[k], seconds, counts[k], gaps[k])
+	counts, slots := simulate(s, start, seconds*time.Second)
+	for _, p := range scheduleProblems(r, seconds, counts, slots) {
+		t.Error(p)
 	}
 }
 
-// The checks above must be able to fail: a scheduler running at the wrong rate, or with fixed
-// gaps, is caught.
+// The check above must be able to fail: a schedule at the wrong rate, streams in the wrong
+// proportion, or Poisson events instead of a grid are caught.
 func TestSchedulerCheckCatchesWrongLaw(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := newScheduler(testRand(2), [nStreams]float64{5.5, 2, 1}, start)
-	counts, gaps := simulate(s, start, 4000*time.Second)
-	if len(poissonProblems("send", 5, 4000, counts[streamSend], gaps[streamSend])) == 0 {
-		t.Error("a 10% rate error passed the check")
+	want := [nStreams]float64{5, 2, 1}
+	counts, slots := simulate(newScheduler(testRand(2), [nStreams]float64{5.5, 2, 1}, start), start, 4000*time.Second)
+	if len(scheduleProblems(want, 4000, counts, slots)) == 0 {
+		t.Error("a 6% rate error passed the check")
 	}
-	fixed := make([]float64, 20000)
-	for i := range fixed {
-		fixed[i] = 0.2
+	counts, slots = simulate(newScheduler(testRand(2), [nStreams]float64{4.5, 2.5, 1}, start), start, 4000*time.Second)
+	if len(scheduleProblems(want, 4000, counts, slots)) == 0 {
+		t.Error("streams in the wrong proportion passed the check")
 	}
-	if len(poissonProblems("fixed", 5, 4000, 20000, fixed)) == 0 {
-		t.Error("fixed intervals passed as Poisson")
+	rng := testRand(3)
+	var poisson []time.Time
+	var pc [nStreams]int
+	for at := start; at.Sub(start) < 4000*time.Second; at = at.Add(time.Duration(rng.ExpFloat64() / 8 * float64(time.Second))) {
+		poisson = append(poisson, at)
+		pc[streamSend]++
+	}
+	if len(scheduleProblems([nStreams]float64{8, 0, 0}, 4000, pc, poisson)) == 0 {
+		t.Error("Poisson events passed as a fixed grid")
+	}
+}
+
+// The first slot is drawn uniformly within one period: links started at the same moment do not
+// share a phase, and the phase says nothing.
+func TestSchedulerPhase(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	r := [nStreams]float64{2, 0.5, 0.5}
+	period := time.Second / 3
+	const n, bins = 20000, 10
+	var hist [bins]int
+	rng := testRand(5)
+	for range n {
+		at := newScheduler(rng, r, start).peek()
+		off := at.Sub(start)
+		if off < 0 || off >= period {
+			t.Fatalf("first slot %v after the start, want within one period %v", off, period)
+		}
+		hist[int(off*bins/period)]++
+	}
+	// Chi-square with 9 degrees of freedom: 27.9 is its 0.001 quantile from the top.
+	chi := 0.0
+	for _, h := range hist {
+		chi += math.Pow(float64(h)-n/bins, 2) / (n / bins)
+	}
+	if chi > 27.9 {
+		t.Errorf("first slots not uniform within the period: chi-square %.1f over %v", chi, hist)
+	}
+}
+
+// A caller that fell behind (a stalled machine) gets the latest slot on the same grid, not a
+// burst of the slots it missed.
+func TestSchedulerSkipsMissedSlots(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := newScheduler(testRand(6), [nStreams]float64{2, 0.5, 0.5}, start)
+	first := s.peek()
+	period := s.period
+	now := first.Add(10*period + period/2)
+	_, at := s.pop(now)
+	if at.After(now) || now.Sub(at) > period {
+		t.Fatalf("after a stall the slot is %v before now, want within one period (%v)", now.Sub(at), period)
+	}
+	if off := at.Sub(first); off%period != 0 {
+		t.Fatalf("the slot left the grid: %v after the first, not a multiple of %v", off, period)
+	}
+	if _, next := s.pop(now); next.Sub(at) != period {
+		t.Fatalf("the slot after it is %v later, want %v", next.Sub(at), period)
+	}
+	// A caller late by less than a period keeps its slot: a short delay is not a skip.
+	_, at2 := s.pop(s.peek().Add(period / 2))
+	if at2.Sub(at) != 2*period {
+		t.Fatalf("a slot late by half a period was skipped")
 	}
 }
 
@@ -97,15 +151,33 @@ func TestSchedulerSetRates(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s := newScheduler(testRand(3), [nStreams]float64{1, 1, 1}, start)
 	simulate(s, start, 100*time.Second)
-	mid := start.Add(200 * time.Second)
+	// A longer period keeps the phase: the next slot stays where it was.
+	mid := s.peek().Add(-time.Millisecond)
+	before := s.peek()
+	s.setRates([nStreams]float64{1, 0.5, 0.5}, mid)
+	if s.peek() != before {
+		t.Fatalf("a longer period moved the next slot from %v to %v", before, s.peek())
+	}
+	// A shorter one starts within one new period.
+	mid = s.peek()
 	r := [nStreams]float64{10, 0, 3}
 	s.setRates(r, mid)
-	counts, gaps := simulate(s, mid, 2000*time.Second)
-	if counts[streamLoop] != 0 {
-		t.Fatalf("a stream of rate 0 fired %d times", counts[streamLoop])
+	if d := s.peek().Sub(mid); d < 0 || d >= s.period {
+		t.Fatalf("after a shorter period the next slot is %v away, want within %v", d, s.period)
 	}
-	checkPoisson(t, "send", 10, 2000, counts[streamSend], gaps[streamSend])
-	checkPoisson(t, "drop", 3, 2000, counts[streamDrop], gaps[streamDrop])
+	from := s.peek()
+	counts, slots := simulate(s, from, 2000*time.Second)
+	if counts[streamLoop] != 0 {
+		t.Fatalf("a stream of rate 0 had %d slots", counts[streamLoop])
+	}
+	for _, p := range scheduleProblems(r, 2000, counts, slots) {
+		t.Error(p)
+	}
+	// No rate at all: no slot in any foreseeable time.
+	s.setRates([nStreams]float64{}, mid)
+	if _, at := s.pop(mid); at.Sub(mid) < 100*365*24*time.Hour {
+		t.Fatalf("with every rate 0 a slot came %v later", at.Sub(mid))
+	}
 }
 
 func TestHopDelay(t *testing.T) {

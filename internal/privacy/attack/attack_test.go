@@ -80,6 +80,51 @@ func TestTimingCorrelation(t *testing.T) {
 	}
 }
 
+// TestTimingCorrelationSlots is the case of the deployed client, where a real message takes
+// one of the link's frames instead of adding one: with Poisson frames (Loopix's schedule, this
+// project's until 2026-12) the sender's link still has a frame exactly at the message's lag and
+// the attack ranks it first well above chance; with frames at a fixed period from a random
+// phase (pkg/client's scheduler now) every link has a frame at every phase and the attack is at
+// chance. 50 users and 3 frames/s as at the defaults.
+func TestTimingCorrelationSlots(t *testing.T) {
+	m := DelayModel{Hops: 5, Mean: 200 * time.Millisecond}
+	const users, rate, n = 50, 3.0, 2000
+	span := 30 * time.Minute
+	for _, grid := range []bool{false, true} {
+		rng := rand.New(rand.NewPCG(5, 6))
+		sends := map[string][]time.Time{}
+		for i := range users {
+			if grid {
+				phase := rng.Float64() / rate
+				var ts []time.Time
+				for at := phase; at < span.Seconds(); at += 1 / rate {
+					ts = append(ts, t0.Add(time.Duration(at*float64(time.Second))))
+				}
+				sends[fmt.Sprint("u", i)] = ts
+			} else {
+				sends[fmt.Sprint("u", i)] = poisson(rng, rate, span)
+			}
+		}
+		var ds []Delivery
+		for len(ds) < n {
+			u := fmt.Sprint("u", rng.IntN(users))
+			ts := sends[u]
+			// The message left in one of the sender's frames, drawn uniformly away from the ends.
+			f := ts[len(ts)/20+rng.IntN(len(ts)*9/10)]
+			ds = append(ds, Delivery{At: f.Add(erlang(rng, m)), Sender: u})
+		}
+		r := TimingCorrelation(sends, ds, m)
+		t.Logf("grid %v: first %.4f [%.4f, %.4f], ratio %.2f, mean rank %.1f +- %.1f", grid, r.First.Value(), r.First.Lo, r.First.Hi, r.Ratio, r.MeanRank, r.MeanRankSE)
+		if !grid && r.First.Lo <= 1.5*r.Chance {
+			t.Errorf("Poisson frames: the attack should rank the sender first above 1.5x chance, got [%.4f, %.4f] against %.4f", r.First.Lo, r.First.Hi, r.Chance)
+		}
+		if grid && (r.First.Lo > r.Chance || r.First.Hi < r.Chance || math.Abs(r.MeanRank-float64(users+1)/2) > 4*r.MeanRankSE) {
+			t.Errorf("fixed slots: the attack should be at chance, got first [%.4f, %.4f] against %.4f, mean rank %.1f +- %.1f against %.1f",
+				r.First.Lo, r.First.Hi, r.Chance, r.MeanRank, r.MeanRankSE, float64(users+1)/2)
+		}
+	}
+}
+
 func frameAt(at time.Time, up bool) capture.Frame {
 	return capture.Frame{At: at, FromClient: up, Wire: 17000, Size: 16984, Parsed: true, Records: 1}
 }

@@ -76,7 +76,7 @@ func run(t *testing.T, bin string, o Options) *Result {
 // run's balanced 5 s windows is right fewer than k times out of n, where k is the smallest
 // count with P(X >= k) < guardAlpha for X ~ Binomial(n, 1/2): what a classifier that can learn
 // nothing gets. Labels come from the engines' status (the moment each mail's fragment was marked
-// sent, just before its Poisson slot), since this test runs without the tracer.
+// sent, just before its slot), since this test runs without the tracer.
 func guardCheck(t *testing.T, res *Result) error {
 	reals := map[string][]time.Time{}
 	for _, m := range res.Mails {

@@ -64,7 +64,7 @@ type Mail struct {
 	Queued   time.Time
 	ID       client.MessageID
 	// Sent is when the engine marked the mail's only fragment sent (just before the packet's
-	// Poisson slot; zero if it was not), for labelling when the tracer is not built in.
+	// send slot; zero if it was not), for labelling when the tracer is not built in.
 	Sent time.Time
 }
 

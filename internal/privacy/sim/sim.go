@@ -4,9 +4,11 @@
 // report.go).
 //
 // What it models, and where the code says so:
-//   - Clients (docs/spec/client.md section 3): three Poisson streams per user, lambda_P (the next
-//     real message if one is queued, else a drop), lambda_L (a loop to a provider drawn
-//     uniformly and back through a SURB) and lambda_D (a drop to a provider drawn uniformly).
+//   - Clients (docs/spec/client.md section 3): send slots at a fixed period
+//     1/(lambda_P + lambda_L + lambda_D) from a random phase per user, each slot drawn in
+//     proportion to the rates as a lambda_P slot (the next real message if one is queued, else
+//     a drop), a loop (to a provider drawn uniformly and back through a SURB) or a drop (to a
+//     provider drawn uniformly).
 //     Real messages arrive at each user as a Poisson process of RealRate and wait in a FIFO
 //     queue for a lambda_P slot; each is one fragment, to a recipient drawn uniformly among the
 //     other users.
@@ -146,15 +148,23 @@ type Result struct {
 	Elapsed time.Duration
 }
 
-// ExpectedLatency is the analytic mean latency of a real message: the sojourn in an M/M/1
-// queue (arrivals RealRate, service at the lambda_P ticks), 1/(lambda_P - RealRate), plus five
-// hops of floor(min(X, MaxDelay)) ms, whose mean is sum_{k=1..c} e^(-k/m) with m and c in ms.
+// ExpectedLatency is the analytic mean latency of a real message: the wait for a lambda_P slot
+// plus five hops of floor(min(X, MaxDelay)) ms, whose mean is sum_{k=1..c} e^(-k/m) with m
+// and c in ms.
+//
+// The lambda_P slots are a grid of period T = 1/(lambda_P + lambda_L + lambda_D) of which each
+// point is kept with probability q = lambda_P T, so the gap X between two of them is T times a
+// geometric count: E[X] = 1/lambda_P, E[X^2] = T^2 (2-q)/q^2. A message that finds its queue
+// empty waits the residual gap E[X^2] / (2 E[X]) = T (2-q) / (2q); with others queued ahead,
+// at load rho = RealRate/lambda_P, the sojourn is taken as that over (1 - rho), which is exact
+// for Poisson slots (the M/M/1 sojourn) and matches the simulation at the loads used here
+// (TestLatency).
 func ExpectedLatency(p Params) time.Duration {
 	m := float64(p.MeanDelay) / float64(time.Millisecond)
 	c := math.Floor(float64(p.MaxDelay) / float64(time.Millisecond))
 	q := math.Exp(-1 / m)
 	hop := q * (1 - math.Pow(q, c)) / (1 - q) // milliseconds
-	sec := 1/(p.LambdaP-p.RealRate) + 5*hop/1000
+	sec := slotWait(p)/(1-p.RealRate/p.LambdaP) + 5*hop/1000
 	return time.Duration(sec * float64(time.Second))
 }
 
@@ -177,9 +187,10 @@ func Run(p Params, seed uint64) (Result, error) {
 
 // Event kinds of the simulation's queue.
 const (
-	evSlot    = iota // a user's lambda_P tick
-	evLoop           // a user's lambda_L tick
-	evDrop           // a user's lambda_D tick
+	evSlot    = iota // a user's slot drawn as lambda_P's
+	evLoop           // a user's slot drawn as a loop
+	evDrop           // a user's slot drawn as a drop
+	evTick           // a user's send slot, not yet drawn
 	evArrival        // a real message reaches a user's queue
 	evMixLoop        // a mix's lambda_M tick
 	evHop            // a packet's delay at its node ends
@@ -230,7 +241,8 @@ type sim struct {
 	layer    [3][]int32 // node indices of each layer's mixes
 	provOf   []int32    // user -> provider node index
 	queue    [][]*message
-	mixLayer []int // node index -> layer (0 for providers)
+	mixLayer []int   // node index -> layer (0 for providers)
+	period   float64 // seconds between a user's send slots; 0: none
 	pending  int
 	msgs     int
 	end      float64
@@ -245,6 +257,9 @@ func newSim(p Params, seed uint64) *sim {
 		p:   p,
 		rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)),
 		end: p.Duration.Seconds(), warm: p.Warmup.Seconds(),
+	}
+	if sum := p.LambdaP + p.LambdaL + p.LambdaD; sum > 0 {
+		s.period = 1 / sum
 	}
 	made := map[string]float64{}
 	for i := range p.Providers {
@@ -291,10 +306,11 @@ func (s *sim) id() entropy.PacketID { s.nextID++; return s.nextID }
 
 func (s *sim) run() error {
 	for u := range s.p.Users {
-		for _, kind := range []uint8{evSlot, evLoop, evDrop, evArrival} {
-			if rate := s.rate(kind); rate > 0 {
-				s.push(s.exp(rate), kind, int32(u), nil)
-			}
+		if s.period > 0 {
+			s.push(s.rng.Float64()*s.period, evTick, int32(u), nil)
+		}
+		if s.p.RealRate > 0 {
+			s.push(s.exp(s.p.RealRate), evArrival, int32(u), nil)
 		}
 	}
 	if s.p.LambdaM > 0 {
@@ -320,28 +336,33 @@ func (s *sim) run() error {
 	return nil
 }
 
-// rate is the rate of a user's stream.
-func (s *sim) rate(kind uint8) float64 {
-	switch kind {
-	case evSlot:
-		return s.p.LambdaP
-	case evLoop:
-		return s.p.LambdaL
-	case evDrop:
-		return s.p.LambdaD
-	case evArrival:
-		return s.p.RealRate
+// draw picks a slot's stream in proportion to the rates, as pkg/client's scheduler does.
+func (s *sim) draw() uint8 {
+	u := s.rng.Float64() * (s.p.LambdaP + s.p.LambdaL + s.p.LambdaD)
+	if u < s.p.LambdaP {
+		return evSlot
 	}
-	return 0
+	if u < s.p.LambdaP+s.p.LambdaL {
+		return evLoop
+	}
+	return evDrop
+}
+
+// slotWait is the mean wait of a message that finds its queue empty for the next lambda_P
+// slot (ExpectedLatency).
+func slotWait(p Params) float64 {
+	T := 1 / (p.LambdaP + p.LambdaL + p.LambdaD)
+	q := p.LambdaP * T
+	return T * (2 - q) / (2 * q)
 }
 
 func (s *sim) window(t float64) bool { return t >= s.warm && t < s.end }
 
 func (s *sim) handle(e event) error {
 	switch e.kind {
-	case evSlot, evLoop, evDrop:
-		s.push(e.t+s.exp(s.rate(e.kind)), e.kind, e.who, nil)
-		return s.userSend(e.t, e.kind, e.who)
+	case evTick:
+		s.push(e.t+s.period, evTick, e.who, nil)
+		return s.userSend(e.t, s.draw(), e.who)
 	case evArrival:
 		s.push(e.t+s.exp(s.p.RealRate), evArrival, e.who, nil)
 		m := &message{id: s.msgs, enqueued: e.t, measured: s.window(e.t)}

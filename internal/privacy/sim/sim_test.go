@@ -23,7 +23,9 @@ func run(t *testing.T, p Params, seed uint64) Result {
 	return r
 }
 
-// The counted events of the measured window are Poisson counts of the configured rates.
+// The counted events of the measured window are counts of the configured rates (binomial
+// shares of fixed slots for the clients, Poisson for mixes and messages; the Poisson bound
+// is the wider).
 func TestRates(t *testing.T) {
 	p := DefaultParams()
 	p.MixesPerLayer = 2
@@ -58,14 +60,15 @@ func TestRates(t *testing.T) {
 	}
 }
 
-// The mean latency is the analytic expectation: the M/M/1 sojourn waiting for a lambda_P slot
+// The mean latency is the analytic expectation: the wait for a lambda_P slot (ExpectedLatency)
 // plus five hop delays.
 func TestLatency(t *testing.T) {
 	p := DefaultParams()
 	p.RealRate = 0.2 // 6,000 messages in ten minutes
 	r := run(t, p, 2)
-	// The standard deviation of one latency: the sojourn is exponential of rate lambda_P -
-	// RealRate, the five hops independent, each of variance at most mean^2.
+	// The standard deviation of one latency: the sojourn is at most 1/(lambda_P - RealRate)
+	// (exponential in the M/M/1 case, which waits longer than fixed slots), the five hops
+	// independent, each of variance at most mean^2.
 	soj := 1 / (p.LambdaP - p.RealRate)
 	sd := math.Sqrt(soj*soj + 5*p.MeanDelay.Seconds()*p.MeanDelay.Seconds())
 	// Successive sojourns in one queue are correlated; at load 0.1 the variance of their mean

@@ -371,8 +371,9 @@ func (a *analysis) markdown(c config, simSection string) string {
 	f("## What this says\n\n")
 	t = a.timing
 	z := (float64(t.Users+1)/2 - t.MeanRank) / max(t.MeanRankSE, 1e-9)
-	f("- Timing correlation (a) ranks the true sender first in %.1f%% of %d deliveries against %.1f%% by chance (%.2fx; the 95%% interval, %.2fx to %.2fx, is too wide at this number of messages to settle the 1.5x criterion either way). Its mean rank, %.1f ± %.1f against %.1f, is %.1f standard errors better than chance%s. Where a signal shows, it comes from how Loopix sends: a real packet takes one of the sender's lambda_P slots, so the sender's link always shows a frame at the delivery's lag, where the other links show one only by chance; with %d frames a second on a client link (three Poisson streams and four retrieve requests) and five hops of %v, that frame is one of many. Longer delays or more cover make it weaker (the simulator's trade-off below).\n",
-		100*t.First.Value(), t.First.Trials, 100*t.Chance, t.Ratio, t.First.Lo/t.Chance, t.First.Hi/t.Chance, t.MeanRank, t.MeanRankSE, float64(t.Users+1)/2, z, rankSignal(z), int(p.LambdaP+p.LambdaL+p.LambdaD+4+0.5), p.MeanDelay)
+	f("- Timing correlation (a) ranks the true sender first in %.1f%% of %d deliveries against %.1f%% by chance (%.2fx; 95%% interval %.2fx to %.2fx). Its mean rank, %.1f ± %.1f against %.1f, is %.1f standard errors from chance%s. The client sends one packet per slot of a fixed period, 1/%g s, from a random phase (docs/spec/client.md section 3): a real packet takes a slot that would have carried cover, and every link has a frame at every phase of its period, so a frame at the delivery's lag says nothing about who sent it; the lag through five hops of %v, modulo the period, is uniform to within %.1g. Until 2026-12 the client sent on Poisson events (Loopix): the sender's link then always had a frame at the lag and the other links only by chance, and the same attack on the same network (run of 2026-12-05 20:16 UTC, 398 deliveries) ranked the true sender first at 1.63x chance, mean rank 22.0 ± 0.7 against 25.5 (5.3 standard errors).\n",
+		100*t.First.Value(), t.First.Trials, 100*t.Chance, t.Ratio, t.First.Lo/t.Chance, t.First.Hi/t.Chance, t.MeanRank, t.MeanRankSE, float64(t.Users+1)/2, z, rankSignal(z), p.LambdaP+p.LambdaL+p.LambdaD, p.MeanDelay,
+		math.Pow(1+math.Pow(2*math.Pi*p.MeanDelay.Seconds()*(p.LambdaP+p.LambdaL+p.LambdaD), 2), -2.5))
 	f("- The cover classifier (b) cannot tell windows with a real send from windows without: %.1f%%, inside the placebo band.\n", 100*a.classify.Accuracy.Value())
 	f("- The measured mean sender entropy, %.2f bits of at most %.2f, matches the simulator's prediction for the same parameters (%.2f bits), so the simulator's sweeps below can be trusted where the testnet cannot go.\n",
 		a.honest.Summary.Mean, math.Log2(float64(len(a.res.Users))), a.sim.MeanEntropy)
@@ -400,10 +401,13 @@ const answerWindow = 50 * time.Millisecond
 
 // rankSignal words a z score of the mean rank.
 func rankSignal(z float64) string {
-	if z >= 3 {
+	switch {
+	case z >= 3:
 		return ": a small real signal"
+	case z <= -3:
+		return " (worse than chance: the score misleads)"
 	}
-	return ": no clear signal"
+	return ": no signal"
 }
 
 func verdict(ok bool) string {
