@@ -24,6 +24,7 @@ const DefaultHandshakeTimeout = 10 * time.Second
 // same method are serialized.
 type Conn struct {
 	tc   *tls.Conn
+	join *joinConn // under tc when this package made the TLS connection, else nil
 	g    sphinx.Geometry
 	peer keys.LinkPublicKey
 
@@ -41,6 +42,12 @@ type Conn struct {
 // key with PeerKey; the pinning itself happened during the handshake (ServerTLSConfig,
 // ClientTLSConfig).
 func NewConn(g sphinx.Geometry, tc *tls.Conn) (*Conn, error) {
+	return newConn(g, tc, nil)
+}
+
+// newConn is NewConn for a TLS connection made over join, which then gathers each frame's
+// records into one transport write.
+func newConn(g sphinx.Geometry, tc *tls.Conn, join *joinConn) (*Conn, error) {
 	if err := g.Validate(); err != nil {
 		return nil, fmt.Errorf("wire: %w", err)
 	}
@@ -52,7 +59,7 @@ func NewConn(g sphinx.Geometry, tc *tls.Conn) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{tc: tc, g: g, peer: peer, rbuf: make([]byte, FrameSize(g)), wbuf: make([]byte, FrameSize(g))}, nil
+	return &Conn{tc: tc, join: join, g: g, peer: peer, rbuf: make([]byte, FrameSize(g)), wbuf: make([]byte, FrameSize(g))}, nil
 }
 
 // Geometry returns the geometry that fixes the frame size of the link.
@@ -93,6 +100,26 @@ func (c *Conn) ReadFrame() (*Frame, error) {
 	return decode(c.g, c.rbuf)
 }
 
+// ReadFrameInto is ReadFrame reading into buf, which must be FrameSize bytes, instead of the
+// link's own buffer: the returned frame's Body aliases buf (no copy), so it is valid until the
+// caller reuses buf. A mix reads each packet into a pooled buffer, unwraps it there and
+// forwards it from there (mixd's hot path). buf may be overwritten even when an error is
+// returned.
+func (c *Conn) ReadFrameInto(buf []byte) (*Frame, error) {
+	if len(buf) != len(c.rbuf) {
+		return nil, fmt.Errorf("wire: read buffer of %d bytes, want the frame size %d", len(buf), len(c.rbuf))
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if _, err := io.ReadFull(c.tc, buf); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("wire: link ended inside a frame: %w", err)
+		}
+		return nil, err
+	}
+	return decodeAlias(c.g, buf)
+}
+
 // ReadFrameTimeout is ReadFrame with a read deadline d from now (none when d <= 0). The
 // deadline stays set after the call.
 func (c *Conn) ReadFrameTimeout(d time.Duration) (*Frame, error) {
@@ -114,16 +141,30 @@ func (c *Conn) WriteFrame(f *Frame) error {
 	if err := encodeInto(c.wbuf, c.g, f); err != nil {
 		return err
 	}
-	_, err := c.tc.Write(c.wbuf)
-	return err
+	return c.write(c.wbuf)
 }
 
 // writeEncoded writes a frame already encoded for this link's geometry.
 func (c *Conn) writeEncoded(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err := c.tc.Write(b)
-	return err
+	return c.write(b)
+}
+
+// write passes one encoded frame to TLS, which cuts it into records (two with the default
+// geometry), and the records to the transport in one write when it can (joinConn). c.wmu is
+// held.
+func (c *Conn) write(b []byte) error {
+	if c.join == nil {
+		_, err := c.tc.Write(b)
+		return err
+	}
+	c.join.begin()
+	if _, err := c.tc.Write(b); err != nil {
+		c.join.abort()
+		return err
+	}
+	return c.join.flush()
 }
 
 // Close closes the link. It closes the transport connection directly, without a TLS
@@ -189,12 +230,13 @@ func dial(ctx context.Context, cfg DialConfig, tlsCfg *tls.Config) (*Conn, error
 	// Cancelling ctx interrupts whichever step is running.
 	stop := context.AfterFunc(ctx, func() { raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	tc := tls.Client(raw, tlsCfg)
+	join := &joinConn{Conn: raw}
+	tc := tls.Client(join, tlsCfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("wire: handshake with %s: %w", cfg.Addr, err)
 	}
-	c, err := NewConn(cfg.Geometry, tc)
+	c, err := newConn(cfg.Geometry, tc, join)
 	if err != nil {
 		raw.Close()
 		return nil, err
@@ -213,4 +255,57 @@ func dial(ctx context.Context, cfg DialConfig, tlsCfg *tls.Config) (*Conn, error
 		return nil, fmt.Errorf("wire: dial %s: %w", cfg.Addr, context.Cause(ctx))
 	}
 	return c, nil
+}
+
+// joinConn sits between a link's TLS connection and its transport connection. crypto/tls
+// writes each record with its own transport write: a frame of the default geometry would leave
+// in two writes, two system calls and, on a real network, possibly two bursts with a gap
+// between them, an observable split the spec rules out (docs/spec/wire.md section 3.1). While
+// Conn writes a frame (begin to flush) joinConn gathers the records and hands them on in one
+// write. Other writes (the handshake, alerts, key updates) pass straight through, in order:
+// crypto/tls serializes its writes, and mu keeps a write from slipping between gathered records
+// and their flush.
+type joinConn struct {
+	net.Conn
+	mu      sync.Mutex
+	joining bool
+	buf     []byte
+}
+
+func (j *joinConn) Write(b []byte) (int, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.joining {
+		j.buf = append(j.buf, b...)
+		return len(b), nil
+	}
+	return j.Conn.Write(b)
+}
+
+// begin starts gathering the records of one frame.
+func (j *joinConn) begin() {
+	j.mu.Lock()
+	j.joining, j.buf = true, j.buf[:0]
+	j.mu.Unlock()
+}
+
+// flush writes the gathered records at once and stops gathering. An error breaks the link,
+// as any failed write does (the caller closes it).
+func (j *joinConn) flush() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.joining = false
+	if len(j.buf) == 0 {
+		return nil
+	}
+	_, err := j.Conn.Write(j.buf)
+	j.buf = j.buf[:0]
+	return err
+}
+
+// abort stops gathering and drops what was gathered: TLS failed the frame, the link is broken.
+func (j *joinConn) abort() {
+	j.mu.Lock()
+	j.joining, j.buf = false, j.buf[:0]
+	j.mu.Unlock()
 }

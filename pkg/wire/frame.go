@@ -204,6 +204,19 @@ func DecodeFrame(g sphinx.Geometry, b []byte) (*Frame, error) {
 
 // decode is DecodeFrame for a geometry already validated.
 func decode(g sphinx.Geometry, b []byte) (*Frame, error) {
+	f, err := decodeAlias(g, b)
+	if err != nil {
+		return nil, err
+	}
+	if f.Body != nil {
+		f.Body = append([]byte(nil), f.Body...)
+	}
+	return f, nil
+}
+
+// decodeAlias is decode with Body aliasing b instead of a copy: the read path of a mix hands
+// the packet on in its read buffer, sparing an allocation and a copy of every packet.
+func decodeAlias(g sphinx.Geometry, b []byte) (*Frame, error) {
 	if len(b) != FrameSize(g) {
 		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrFrame, len(b), FrameSize(g))
 	}
@@ -227,7 +240,7 @@ func decode(g sphinx.Geometry, b []byte) (*Frame, error) {
 	}
 	copy(f.SURBID[:], b[offSURBID:offBodyLen])
 	if bodyLen > 0 {
-		f.Body = append([]byte(nil), b[HeaderSize:end]...)
+		f.Body = b[HeaderSize:end:end]
 	}
 	if err := f.check(g); err != nil {
 		return nil, err

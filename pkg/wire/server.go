@@ -257,12 +257,13 @@ func (s *Server) accept(ctx context.Context, raw net.Conn) (*Conn, bool) {
 		s.log.Debug("wire: setting handshake deadline", "remote", remote, "err", err)
 		return nil, false
 	}
-	tc := tls.Server(raw, s.tls)
+	join := &joinConn{Conn: raw}
+	tc := tls.Server(join, s.tls)
 	if err := tc.HandshakeContext(hctx); err != nil {
 		s.log.Debug("wire: handshake failed", "remote", remote, "err", err)
 		return nil, false
 	}
-	c, err := NewConn(s.cfg.Geometry, tc)
+	c, err := newConn(s.cfg.Geometry, tc, join)
 	if err != nil {
 		s.log.Debug("wire: link refused", "remote", remote, "err", err)
 		return nil, false
