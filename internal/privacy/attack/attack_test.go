@@ -242,6 +242,49 @@ func TestDisclosure(t *testing.T) {
 	}
 }
 
+// TestPosteriorDisclosure: when the pool model gives the target a little more than its share
+// for its own messages, many messages find its contacts; when the posteriors carry nothing
+// (the target's share everywhere), the attack is at chance: finding all three by chance has
+// probability 1/C(29,3) = 1/3654.
+func TestPosteriorDisclosure(t *testing.T) {
+	var users []string
+	for i := range 30 {
+		users = append(users, fmt.Sprint("u", i))
+	}
+	contacts := []string{"u7", "u19", "u23"}
+	for _, signal := range []bool{true, false} {
+		rng := rand.New(rand.NewPCG(7, 8))
+		var msgs []Posterior
+		for range 2000 {
+			// Others' messages to anyone but their sender.
+			msgs = append(msgs, Posterior{To: users[1+rng.IntN(len(users)-1)], P: 1.0 / 30 * (0.8 + 0.4*rng.Float64())})
+		}
+		for range 150 {
+			p := 1.0 / 30 * (0.8 + 0.4*rng.Float64())
+			if signal {
+				p *= 1.5
+			}
+			msgs = append(msgs, Posterior{To: contacts[rng.IntN(len(contacts))], P: p})
+		}
+		rng.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
+		r := PosteriorDisclosure("u0", contacts, users, msgs, "a test")
+		t.Logf("signal %v: found %.2f of %d, chance %.3f", signal, r.Found.Value(), r.Contacts, r.Chance)
+		if r.Rounds != 2150 || r.Chance != 3.0/29 {
+			t.Fatalf("rounds %d chance %.3f", r.Rounds, r.Chance)
+		}
+		if signal && r.Found.Value() != 1 {
+			t.Errorf("a 1.5x posterior on 150 messages should give away the 3 contacts, found %.2f", r.Found.Value())
+		}
+		if !signal && r.Found.Value() == 1 {
+			t.Errorf("posteriors without signal found all the contacts")
+		}
+	}
+	ds := []entropy.Delivered{{Message: "u3/00ff", WatchProb: 0.25}}
+	if ps := Posteriors(ds); len(ps) != 1 || ps[0].To != "u3" || ps[0].P != 0.25 {
+		t.Fatalf("Posteriors: %+v", ps)
+	}
+}
+
 func TestUniformity(t *testing.T) {
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	fs := []capture.Frame{

@@ -85,6 +85,9 @@ type Delivered struct {
 	// GuessProb its probability; Guess == Sender is a success of the best-guess attack.
 	Guess     string
 	GuessProb float64
+	// WatchProb is the probability the adversary gives Config.Watch, the user it watches (a
+	// long-term disclosure attack sums it over messages: attack.PosteriorDisclosure).
+	WatchProb float64
 }
 
 // Config sets the adversary's knowledge.
@@ -98,6 +101,8 @@ type Config struct {
 	MaxPackets int
 	// MaxSenders bounds the distinct users and nodes; 0 means DefaultMaxSenders.
 	MaxSenders int
+	// Watch names a user whose probability every delivered message reports (WatchProb).
+	Watch string
 }
 
 // Limits keep a corrupt or endless event stream from exhausting memory.
@@ -459,6 +464,9 @@ func (t *Tracker) measure(d dist, truth int32) Delivered {
 		res.Support++
 		if i == truth {
 			res.SenderProb = q
+		}
+		if t.cfg.Watch != "" && t.names[i] == t.cfg.Watch {
+			res.WatchProb = q
 		}
 		if q > res.GuessProb || (q == res.GuessProb && best >= 0 && t.names[i] < t.names[best]) {
 			res.GuessProb, best = q, i

@@ -63,6 +63,29 @@ func TestOneMixTwoPackets(t *testing.T) {
 	}
 }
 
+// Watch reports the watched user's probability for every message, the sender or not.
+func TestWatch(t *testing.T) {
+	tr := New(Config{Watch: "bob"})
+	apply(t, tr,
+		Send{At: ms(0), Packet: 1, Sender: "alice", Kind: Real},
+		Send{At: ms(1), Packet: 2, Sender: "bob", Kind: Drop},
+		Send{At: ms(2), Packet: 3, Sender: "carol", Kind: Drop},
+		Receive{At: ms(3), Node: "m", Packet: 1},
+		Receive{At: ms(4), Node: "m", Packet: 2},
+		Receive{At: ms(5), Node: "m", Packet: 3},
+		Deliver{At: ms(6), Node: "m", Packet: 1, Real: true, Message: "x"},
+	)
+	if d := last(t, tr); d.Sender != "alice" || !near(d.WatchProb, 1.0/3) || !near(d.SenderProb, 1.0/3) {
+		t.Fatalf("got %+v, want bob watched at 1/3", d)
+	}
+	tr = New(Config{})
+	apply(t, tr, Send{At: ms(0), Packet: 1, Sender: "bob", Kind: Real}, Receive{At: ms(1), Node: "m", Packet: 1},
+		Deliver{At: ms(2), Node: "m", Packet: 1, Real: true})
+	if d := last(t, tr); d.WatchProb != 0 || d.SenderProb != 1 {
+		t.Fatalf("nobody watched, got %+v", d)
+	}
+}
+
 // A packet that arrives after the output left is not in the pool.
 func TestLaterArrivalNotMixed(t *testing.T) {
 	tr := New(Config{})

@@ -182,6 +182,8 @@ type analysis struct {
 	timingPackets   attack.TimingResult
 	classify        attack.ClassifyResult
 	sda             attack.DisclosureResult
+	sdaPosterior    []attack.DisclosureResult // without sending times: GPA, then each corrupt node
+	targetMessages  int                       // the target's measured messages
 	sim             sim.Result
 	frameSizes      map[int]int
 	unparsed        int
@@ -221,13 +223,32 @@ func analyze(res *measure.Result, c config) (*analysis, error) {
 	for id, name := range res.Nodes {
 		ids[name] = id
 	}
+	var users []string
+	for u := range res.Users {
+		users = append(users, u)
+	}
+	sort.Strings(users)
 	for _, corrupt := range append([]string{""}, c.corrupt...) {
 		evs, err := tr.Events(t0, ids[corrupt])
 		if err != nil {
 			return nil, err
 		}
-		er := attack.Entropy(evs, entropy.Config{Made: made}, from)
+		er := attack.Entropy(evs, entropy.Config{Made: made, Watch: res.Target}, from)
 		er.Corrupt = corrupt
+		if corrupt == "" {
+			for _, d := range er.Delivered {
+				if d.Sender == res.Target {
+					a.targetMessages++
+				}
+			}
+		}
+		if res.Target != "" {
+			who := "the global passive observer"
+			if corrupt != "" {
+				who += " with " + corrupt + "'s mapping"
+			}
+			a.sdaPosterior = append(a.sdaPosterior, attack.PosteriorDisclosure(res.Target, res.Contacts, users, attack.Posteriors(er.Delivered), who))
+		}
 		if corrupt == "" {
 			a.honest = er
 			// The timing attack is scored on the same deliveries.
@@ -255,11 +276,6 @@ func analyze(res *measure.Result, c config) (*analysis, error) {
 	}
 	a.records = len(tr.Records)
 	if res.Target != "" {
-		var users []string
-		for u := range res.Users {
-			users = append(users, u)
-		}
-		sort.Strings(users)
 		var ds []attack.Delivered
 		for _, r := range tr.Records {
 			if attack.IsReal(r) {
@@ -384,7 +400,31 @@ func (a *analysis) markdown(c config, simSection string) string {
 	if a.sda.Target != "" {
 		f("- Once the moments a user sends are known, the statistical disclosure attack (d) finds its contacts after a few dozen messages (%d of %d): mixing hides who receives among the few messages of a round, and cover traffic is what hides when a user sends.\n", int(a.sda.Found.Successes), a.sda.Contacts)
 	}
+	if s := a.sdaPosterior; len(s) > 0 {
+		var parts []string
+		for i, r := range s {
+			name := "the global passive observer"
+			if i > 0 && i-1 < len(a.corrupt) {
+				name = "with " + a.corrupt[i-1].Corrupt + " corrupt"
+			}
+			parts = append(parts, fmt.Sprintf("%s %d of %d", name, int(r.Found.Successes), r.Contacts))
+		}
+		f("- Without the sending times, the disclosure attack (e) over %d messages, %d of them %s's, found: %s (chance %.2f contacts). Its power grows with the messages watched: each of the target's messages gives its recipient only the target's excess probability in the pool model, which the entropy table puts near 1/%d.\n",
+			s[0].Rounds, a.targetMessages, s[0].Target, strings.Join(parts, "; "), s[0].Chance*float64(s[0].Contacts), len(a.res.Users))
+	}
 	f("\n")
+	if s := a.sdaPosterior; len(s) > 0 {
+		f("Attack (e), the long-term disclosure attack without sending times: the adversary does not know when %s sends (attack (b) says it cannot tell), and credits each delivered real message's recipient with the probability that %s sent it, from the pool model of the entropy table below (internal/privacy/entropy: everything on the wires, plus a corrupt node's mapping where one is given). A recipient's score is its credit beyond its share of all messages; the top %d are the guess (attack.PosteriorDisclosure). Like (d), it is given each message's recipient (the recipients' providers know it).\n\n", s[0].Target, s[0].Target, s[0].Contacts)
+		f("| (e) adversary | messages | contacts found | chance | found / chance |\n|---|---|---|---|---|\n")
+		for i, r := range s {
+			name := "global passive observer"
+			if i > 0 && i-1 < len(a.corrupt) {
+				name = "and corrupt " + a.corrupt[i-1].Corrupt
+			}
+			f("| %s | %d | %d of %d (%.3f [%.3f, %.3f]) | %.3f | %.2f |\n", name, r.Rounds, int(r.Found.Successes), r.Contacts, r.Found.Value(), r.Found.Lo, r.Found.Hi, r.Chance, r.Found.Value()/max(r.Chance, 1e-9))
+		}
+		f("\n")
+	}
 	f("## The regression guard in CI\n\n")
 	f(guardDoc+"\n\n", 100*float64(a.whole)/float64(max(a.parsed, 1)), 100*float64(a.wholeJoined)/float64(max(a.parsedJoined, 1)))
 	if simSection != "" {
