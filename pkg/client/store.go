@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -133,7 +136,8 @@ type Received struct {
 }
 
 type store struct {
-	db *bolt.DB
+	db  *bolt.DB
+	idx dueIndex
 }
 
 func openStore(dir string) (*store, error) {
@@ -158,7 +162,12 @@ func openStore(dir string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("client store: %w", err)
 	}
-	return &store{db: db}, nil
+	s := &store{db: db}
+	if err := s.buildIndex(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *store) close() error { return s.db.Close() }
@@ -251,7 +260,27 @@ func (s *store) addMessage(st *Status, frags [][]byte) (existing MessageID, exis
 		}
 		return nil
 	})
+	if err == nil && !existed {
+		// As stored: JSON keeps the times' wall clock only.
+		e := &dueEntry{st: *st, frags: make([]fragState, len(frags))}
+		e.st.Created, e.st.Updated = wallClock(st.Created), wallClock(st.Updated)
+		for i := range e.frags {
+			e.frags[i].index = uint16(i)
+		}
+		s.idx.mu.Lock()
+		s.idx.set(st.Order, e)
+		s.idx.mu.Unlock()
+	}
 	return existing, existed, err
+}
+
+// wallClock is t as it reads back from JSON.
+func wallClock(t time.Time) time.Time {
+	var u time.Time
+	if b, err := t.MarshalJSON(); err == nil && u.UnmarshalJSON(b) == nil {
+		return u
+	}
+	return t.Round(0)
 }
 
 // maxDomains bounds the remembered domains (a consensus lists far fewer providers).
@@ -356,78 +385,307 @@ type due struct {
 // transmission is past its deadline, or nil. Fragments past their deadline after budget
 // transmissions make their message fail, unless retryFor is positive and the message is not
 // older than retryFor; expired lists those messages for failMessage. Messages for which wait
-// (if not nil) is true are passed over.
+// (if not nil) is true are passed over. It reads the next-due index, not the queue: its cost
+// grows with the log of the queue's length and with the messages passed over.
 func (s *store) nextDue(now time.Time, budget int, retryFor time.Duration, wait func(*Status) bool) (d *due, expired map[MessageID]string, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		msgs, frags, data := tx.Bucket(bucketMessages), tx.Bucket(bucketFrags), tx.Bucket(bucketFragData)
-		oc := tx.Bucket(bucketOrder).Cursor()
-		for _, idb := oc.First(); idb != nil; _, idb = oc.Next() {
-			var id MessageID
-			copy(id[:], idb)
-			// The message's record, read only when a decision needs it.
-			var st *Status
-			status := func() (*Status, error) {
-				if st == nil {
-					st = &Status{}
-					if _, err := getJSON(msgs, id[:], st); err != nil {
-						return nil, err
-					}
-					st.ID = id
-				}
-				return st, nil
+	s.idx.mu.Lock()
+	defer s.idx.mu.Unlock()
+	at := dueNano(now)
+	for from := uint64(0); ; {
+		n := dueFirst(s.idx.root, from, at)
+		if n == nil {
+			return nil, expired, nil
+		}
+		from = n.order + 1
+		e := n.e
+		if e.err != nil {
+			return nil, expired, e.err
+		}
+		if wait != nil {
+			st := e.st
+			if wait(&st) {
+				continue
 			}
-			if wait != nil {
-				st, err := status()
-				if err != nil {
-					return err
+		}
+		for _, f := range e.frags {
+			if f.done || (f.attempts > 0 && now.Before(f.deadline)) {
+				continue
+			}
+			if f.attempts >= budget {
+				age := now.Sub(e.st.Created)
+				var reason string
+				switch {
+				case retryFor <= 0:
+					reason = fmt.Sprintf("fragment %d not acknowledged after %d transmissions", f.index, f.attempts)
+				case age > retryFor:
+					reason = fmt.Sprintf("fragment %d not acknowledged after %d transmissions in %v (retried for %v)",
+						f.index, f.attempts, age.Round(time.Second), retryFor)
 				}
-				if wait(st) {
-					continue
+				if reason != "" {
+					if expired == nil {
+						expired = map[MessageID]string{}
+					}
+					expired[e.st.ID] = reason
+					break
 				}
 			}
-			fc := frags.Cursor()
-			for k, v := fc.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, v = fc.Next() {
-				var fr fragRecord
-				if err := json.Unmarshal(v, &fr); err != nil {
-					return fmt.Errorf("client store: corrupt fragment %x: %w", k, err)
-				}
-				if fr.Done || (fr.Attempts > 0 && now.Before(fr.Deadline)) {
-					continue
-				}
-				index := binary.BigEndian.Uint16(k[MessageIDSize:])
-				st, err := status()
-				if err != nil {
-					return err
-				}
-				if fr.Attempts >= budget {
-					age := now.Sub(st.Created)
-					var reason string
-					switch {
-					case retryFor <= 0:
-						reason = fmt.Sprintf("fragment %d not acknowledged after %d transmissions", index, fr.Attempts)
-					case age > retryFor:
-						reason = fmt.Sprintf("fragment %d not acknowledged after %d transmissions in %v (retried for %v)",
-							index, fr.Attempts, age.Round(time.Second), retryFor)
-					}
-					if reason != "" {
-						if expired == nil {
-							expired = map[MessageID]string{}
-						}
-						expired[id] = reason
-						break
-					}
-				}
-				b := data.Get(k)
+			st := e.st
+			d = &due{msg: &st, index: f.index, attempts: f.attempts}
+			err = s.db.View(func(tx *bolt.Tx) error {
+				k := fragKey(st.ID, f.index)
+				b := tx.Bucket(bucketFragData).Get(k)
 				if b == nil {
 					return fmt.Errorf("client store: fragment %x has no data", k)
 				}
-				d = &due{msg: st, index: index, fragment: bytes.Clone(b), attempts: fr.Attempts}
+				d.fragment = bytes.Clone(b)
 				return nil
+			})
+			if err != nil {
+				return nil, expired, err
 			}
+			return d, expired, nil
+		}
+	}
+}
+
+// The next-due index (issue 17). nextDue runs at every lambda_P slot; reading and decoding
+// every queued message's fragment records there made each slot cost as much as the queue is
+// long. The index keeps, in memory, the transmission state of the fragments of every
+// unfinished message, in a treap ordered by queue order whose nodes carry the earliest time
+// any fragment of their subtree is due; the first due message is found in O(log n).
+//
+// The index is built from the store at open and changed only after a write transaction that
+// touched a message has committed, from that message's records as the transaction left them,
+// under dueIndex.mu held across the transaction: so it always equals what a scan would read.
+// addMessage is the exception that needs no lock: nobody can name its message before it
+// returns.
+
+// Due times in the index are wall-clock nanoseconds (JSON drops the monotonic reading anyway).
+const (
+	dueNever = math.MaxInt64 // no fragment waits for a transmission (not kept in the index)
+	dueNow   = math.MinInt64 // a fragment never sent: due at once
+)
+
+// dueEntry is one unfinished message in the index.
+type dueEntry struct {
+	st    Status
+	frags []fragState
+	// err is a corrupt record met while loading the message; nextDue reports it when it
+	// reaches the message, as the scan did.
+	err error
+}
+
+type fragState struct {
+	index    uint16
+	done     bool
+	attempts int
+	deadline time.Time
+}
+
+// due returns the earliest time one of e's fragments is due.
+func (e *dueEntry) due() int64 {
+	if e.err != nil {
+		return dueNow
+	}
+	d := int64(dueNever)
+	for _, f := range e.frags {
+		switch {
+		case f.done:
+		case f.attempts == 0:
+			return dueNow
+		default:
+			d = min(d, dueNano(f.deadline))
+		}
+	}
+	return d
+}
+
+type dueNode struct {
+	order    uint64
+	e        *dueEntry
+	due, min int64 // the entry's due time; the least of the subtree's
+	prio     uint64
+	l, r     *dueNode
+}
+
+func (n *dueNode) fix() {
+	n.min = n.due
+	if n.l != nil {
+		n.min = min(n.min, n.l.min)
+	}
+	if n.r != nil {
+		n.min = min(n.min, n.r.min)
+	}
+}
+
+// dueSplit splits t into the nodes ordered before order and the others.
+func dueSplit(t *dueNode, order uint64) (l, r *dueNode) {
+	if t == nil {
+		return nil, nil
+	}
+	if t.order < order {
+		t.r, r = dueSplit(t.r, order)
+		t.fix()
+		return t, r
+	}
+	l, t.l = dueSplit(t.l, order)
+	t.fix()
+	return l, t
+}
+
+// dueMerge joins l and r, every order of l before every order of r.
+func dueMerge(l, r *dueNode) *dueNode {
+	switch {
+	case l == nil:
+		return r
+	case r == nil:
+		return l
+	case l.prio > r.prio:
+		l.r = dueMerge(l.r, r)
+		l.fix()
+		return l
+	default:
+		r.l = dueMerge(l, r.l)
+		r.fix()
+		return r
+	}
+}
+
+// dueFirst returns the first node, in queue order, at or after from whose entry is due at now.
+func dueFirst(t *dueNode, from uint64, now int64) *dueNode {
+	for t != nil && t.min <= now {
+		if t.order < from {
+			t = t.r
+			continue
+		}
+		if n := dueFirst(t.l, from, now); n != nil {
+			return n
+		}
+		if t.due <= now {
+			return t
+		}
+		t = t.r
+	}
+	return nil
+}
+
+type dueIndex struct {
+	mu   sync.Mutex
+	root *dueNode
+	n    int
+}
+
+// set puts e at order, replacing what was there; a nil e, or one with nothing left to send,
+// removes the order.
+func (x *dueIndex) set(order uint64, e *dueEntry) {
+	l, r := dueSplit(x.root, order)
+	m, r := dueSplit(r, order+1)
+	if m != nil {
+		x.n--
+	}
+	if e != nil {
+		if d := e.due(); d != dueNever {
+			m = &dueNode{order: order, e: e, due: d, prio: rand.Uint64()}
+			m.fix()
+			x.n++
+		} else {
+			m = nil
+		}
+	} else {
+		m = nil
+	}
+	x.root = dueMerge(dueMerge(l, m), r)
+}
+
+// loadDue reads the index entry of message id as tx sees it: nil once the message finished.
+func loadDue(tx *bolt.Tx, id MessageID) (order uint64, e *dueEntry, err error) {
+	st, err := getMessage(tx, id)
+	if err != nil {
+		return 0, nil, err
+	}
+	if st.State.Finished() {
+		return st.Order, nil, nil
+	}
+	e = &dueEntry{st: *st}
+	fc := tx.Bucket(bucketFrags).Cursor()
+	for k, v := fc.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, v = fc.Next() {
+		var fr fragRecord
+		if err := json.Unmarshal(v, &fr); err != nil {
+			e.err = fmt.Errorf("client store: corrupt fragment %x: %w", k, err)
+			break
+		}
+		e.frags = append(e.frags, fragState{index: binary.BigEndian.Uint16(k[MessageIDSize:]), done: fr.Done, attempts: fr.Attempts, deadline: fr.Deadline})
+	}
+	return st.Order, e, nil
+}
+
+// dueNano is t in wall-clock nanoseconds, clamped to the range UnixNano defines.
+func dueNano(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64+1)):
+		return dueNow
+	case t.After(time.Unix(0, math.MaxInt64-1)):
+		return dueNever - 1
+	}
+	return t.UnixNano()
+}
+
+// buildIndex loads the index of every queued message.
+func (s *store) buildIndex() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketOrder).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) != 8 || len(v) != MessageIDSize {
+				return fmt.Errorf("client store: corrupt queue entry %x", k)
+			}
+			var id MessageID
+			copy(id[:], v)
+			order := binary.BigEndian.Uint64(k)
+			_, e, err := loadDue(tx, id)
+			if err != nil {
+				// Reported when nextDue reaches it, as the scan did, rather than keeping
+				// the engine from starting.
+				e = &dueEntry{st: Status{ID: id, Order: order}, err: err}
+			}
+			s.idx.set(order, e)
 		}
 		return nil
 	})
-	return d, expired, err
+}
+
+// update runs fn in a write transaction and then brings the index in step with the messages
+// fn touched, as the transaction left them. The index lock is held throughout, so that the
+// index changes in the order of the commits.
+func (s *store) update(fn func(tx *bolt.Tx, touch func(MessageID)) error) error {
+	s.idx.mu.Lock()
+	defer s.idx.mu.Unlock()
+	type change struct {
+		order uint64
+		e     *dueEntry
+	}
+	var changes []change
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		changes = changes[:0]
+		var touched []MessageID
+		if err := fn(tx, func(id MessageID) { touched = append(touched, id) }); err != nil {
+			return err
+		}
+		for _, id := range touched {
+			order, e, err := loadDue(tx, id)
+			if err != nil {
+				return err
+			}
+			changes = append(changes, change{order, e})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
+		s.idx.set(c.order, c.e)
+	}
+	return nil
 }
 
 // finish ends a message: sets its final state and forgets its fragments, queue entry and SURB
@@ -488,7 +746,7 @@ func (s *store) forget(id MessageID) error {
 
 // failMessage marks a message failed with reason, unless it already finished.
 func (s *store) failMessage(id MessageID, reason string, now time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx, touch func(MessageID)) error {
 		st, err := getMessage(tx, id)
 		if err != nil {
 			return err
@@ -496,6 +754,7 @@ func (s *store) failMessage(id MessageID, reason string, now time.Time) error {
 		if st.State.Finished() {
 			return nil
 		}
+		touch(id)
 		return finish(tx, st, StateFailed, reason, now)
 	})
 }
@@ -506,7 +765,7 @@ func (s *store) failMessage(id MessageID, reason string, now time.Time) error {
 // arrives after a crash still finds its keys; a crash between the commit and the write costs
 // only a retransmission after the deadline.
 func (s *store) markSent(id MessageID, index uint16, surbID *[16]byte, sr *surbRecord, deadline, now time.Time) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx, touch func(MessageID)) error {
 		st, err := getMessage(tx, id)
 		if err != nil {
 			return err
@@ -514,6 +773,7 @@ func (s *store) markSent(id MessageID, index uint16, surbID *[16]byte, sr *surbR
 		if st.State.Finished() {
 			return nil
 		}
+		touch(id)
 		fb := tx.Bucket(bucketFrags)
 		var fr fragRecord
 		if ok, err := getJSON(fb, fragKey(id, index), &fr); err != nil || !ok {
@@ -565,7 +825,7 @@ const (
 // open decrypts the reply with the SURB's keys and parses the ack; the keys are deleted either
 // way (a SURB answers once).
 func (s *store) applyReply(surbID [16]byte, open func(keys []byte) (*Ack, error), nextSeq uint32, now time.Time) (res ackResult, st *Status, err error) {
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.update(func(tx *bolt.Tx, touch func(MessageID)) error {
 		if err := putSeq(tx, nextSeq); err != nil {
 			return err
 		}
@@ -593,6 +853,7 @@ func (s *store) applyReply(surbID [16]byte, open func(keys []byte) (*Ack, error)
 			res = ackDuplicate
 			return nil
 		}
+		touch(st.ID)
 		if len(ack.Answer) > 0 {
 			st.Answer = ack.Answer
 		}

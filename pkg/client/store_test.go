@@ -1,8 +1,14 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
@@ -125,4 +131,265 @@ func TestFinishDeletesItsSURBs(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// scanNextDue is nextDue as it was before the index: a scan of every queued message's
+// fragment records in one read transaction. TestNextDueIndexMatchesScan holds the index to
+// its results, and BenchmarkNextDue compares their costs.
+func (s *store) scanNextDue(now time.Time, budget int, retryFor time.Duration, wait func(*Status) bool) (d *due, expired map[MessageID]string, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		msgs, frags, data := tx.Bucket(bucketMessages), tx.Bucket(bucketFrags), tx.Bucket(bucketFragData)
+		oc := tx.Bucket(bucketOrder).Cursor()
+		for _, idb := oc.First(); idb != nil; _, idb = oc.Next() {
+			var id MessageID
+			copy(id[:], idb)
+			var st *Status
+			status := func() (*Status, error) {
+				if st == nil {
+					st = &Status{}
+					if _, err := getJSON(msgs, id[:], st); err != nil {
+						return nil, err
+					}
+					st.ID = id
+				}
+				return st, nil
+			}
+			if wait != nil {
+				st, err := status()
+				if err != nil {
+					return err
+				}
+				if wait(st) {
+					continue
+				}
+			}
+			fc := frags.Cursor()
+			for k, v := fc.Seek(id[:]); k != nil && bytes.HasPrefix(k, id[:]); k, v = fc.Next() {
+				var fr fragRecord
+				if err := json.Unmarshal(v, &fr); err != nil {
+					return fmt.Errorf("client store: corrupt fragment %x: %w", k, err)
+				}
+				if fr.Done || (fr.Attempts > 0 && now.Before(fr.Deadline)) {
+					continue
+				}
+				index := binary.BigEndian.Uint16(k[MessageIDSize:])
+				st, err := status()
+				if err != nil {
+					return err
+				}
+				if fr.Attempts >= budget {
+					age := now.Sub(st.Created)
+					var reason string
+					switch {
+					case retryFor <= 0:
+						reason = fmt.Sprintf("fragment %d not acknowledged after %d transmissions", index, fr.Attempts)
+					case age > retryFor:
+						reason = fmt.Sprintf("fragment %d not acknowledged after %d transmissions in %v (retried for %v)",
+							index, fr.Attempts, age.Round(time.Second), retryFor)
+					}
+					if reason != "" {
+						if expired == nil {
+							expired = map[MessageID]string{}
+						}
+						expired[id] = reason
+						break
+					}
+				}
+				b := data.Get(k)
+				if b == nil {
+					return fmt.Errorf("client store: fragment %x has no data", k)
+				}
+				d = &due{msg: st, index: index, fragment: bytes.Clone(b), attempts: fr.Attempts}
+				return nil
+			}
+		}
+		return nil
+	})
+	return d, expired, err
+}
+
+// sameDue reports how two nextDue results differ, or "".
+func sameDue(d1, d2 *due, e1, e2 map[MessageID]string, err1, err2 error) string {
+	if (err1 == nil) != (err2 == nil) || (err1 != nil && err1.Error() != err2.Error()) {
+		return fmt.Sprintf("errors %v and %v", err1, err2)
+	}
+	if !reflect.DeepEqual(e1, e2) {
+		return fmt.Sprintf("expired %v and %v", e1, e2)
+	}
+	if (d1 == nil) != (d2 == nil) {
+		return fmt.Sprintf("due %v and %v", d1, d2)
+	}
+	if d1 == nil {
+		return ""
+	}
+	j1, _ := json.Marshal(d1.msg)
+	j2, _ := json.Marshal(d2.msg)
+	if d1.msg.ID != d2.msg.ID || d1.index != d2.index || d1.attempts != d2.attempts || !bytes.Equal(d1.fragment, d2.fragment) || !bytes.Equal(j1, j2) {
+		return fmt.Sprintf("due %s/%d (%d attempts, %s) and %s/%d (%d attempts, %s)", d1.msg.ID, d1.index, d1.attempts, j1, d2.msg.ID, d2.index, d2.attempts, j2)
+	}
+	return ""
+}
+
+// The next-due index gives what the scan of the store gives, through random sends,
+// transmissions, acks (stored and refused), failures and reopenings of the store, at random
+// instants (backwards too), budgets, retry lifetimes and away domains.
+func TestNextDueIndexMatchesScan(t *testing.T) {
+	var none, picked, expired int
+	for seed := range uint64(8) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { nextDueAgainstScan(t, seed, &none, &picked, &expired) })
+	}
+	// The comparison means something only if every kind of answer came up.
+	if none < 100 || picked < 100 || expired < 20 {
+		t.Fatalf("nothing due %d times, a fragment %d, only expired messages %d: the random walk does not exercise every outcome", none, picked, expired)
+	}
+	t.Logf("nothing due %d times, a fragment %d, only expired messages %d", none, picked, expired)
+}
+
+func nextDueAgainstScan(t *testing.T, seed uint64, none, picked, expired *int) {
+	rng := rand.New(rand.NewPCG(seed, 17))
+	dir := t.TempDir()
+	open := func() *store {
+		s, err := openStore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.db.NoSync = true // the disk is not what is tested
+		return s
+	}
+	s := open()
+	defer func() { s.close() }()
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var msgs []MessageID
+	type sent struct {
+		surb  [16]byte
+		msg   MessageID
+		index uint16
+	}
+	var inFlight []sent
+	var lastDeadline time.Time
+	domains := []string{"alpha.example", "beta.example", "gamma.example"}
+	for step := range 500 {
+		now = now.Add(time.Duration(rng.IntN(2500)-500) * time.Millisecond)
+		// What an engine does at a slot, checked against the scan each time.
+		at := now.Add(time.Duration(rng.IntN(2000)-1000) * time.Millisecond)
+		if rng.IntN(4) == 0 && !lastDeadline.IsZero() {
+			at = lastDeadline // the instant a fragment falls due
+		}
+		budget := 1 + rng.IntN(3)
+		retryFor := []time.Duration{0, 40 * time.Second}[rng.IntN(2)]
+		var wait func(*Status) bool
+		if rng.IntN(2) == 0 {
+			away := domains[rng.IntN(len(domains))]
+			wait = func(st *Status) bool { return st.Destination.Domain == away && at.Sub(st.Created) <= 30*time.Second }
+		}
+		d, exp, err := s.nextDue(at, budget, retryFor, wait)
+		d2, exp2, err2 := s.scanNextDue(at, budget, retryFor, wait)
+		if diff := sameDue(d, d2, exp, exp2, err, err2); diff != "" {
+			t.Fatalf("step %d: index and scan differ: %s", step, diff)
+		}
+		switch {
+		case d != nil:
+			*picked++
+		case exp != nil:
+			*expired++
+		default:
+			*none++
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for id := range exp {
+			if err := s.failMessage(id, "expired", at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d != nil {
+			var surb [16]byte
+			binary.BigEndian.PutUint64(surb[:], rng.Uint64())
+			var sr *surbRecord
+			if d.msg.NeedsAck {
+				sr = &surbRecord{Message: d.msg.ID, Index: d.index, Created: at, Keys: []byte{1}}
+				inFlight = append(inFlight, sent{surb, d.msg.ID, d.index})
+			}
+			lastDeadline = at.Add(time.Duration(rng.IntN(8000)) * time.Millisecond)
+			if err := s.markSent(d.msg.ID, d.index, &surb, sr, lastDeadline, at); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// What arrives meanwhile.
+		switch x := rng.IntN(100); {
+		case x < 25 || len(msgs) == 0:
+			var id MessageID
+			binary.BigEndian.PutUint64(id[:], rng.Uint64())
+			nf := 1 + rng.IntN(4)
+			frags := make([][]byte, nf)
+			for i := range frags {
+				frags[i] = []byte(fmt.Sprintf("%s/%d", id, i))
+			}
+			dst := Destination{Domain: domains[rng.IntN(len(domains))], Recipient: "bob", Service: "mailbox"}
+			st := &Status{ID: id, Destination: dst, State: StateQueued, Fragments: nf, Created: now, Updated: now, NeedsAck: rng.IntN(4) != 0}
+			if _, _, err := s.addMessage(st, frags); err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, id)
+		case x < 75 && len(inFlight) > 0:
+			i := rng.IntN(len(inFlight))
+			f := inFlight[i]
+			inFlight = append(inFlight[:i], inFlight[i+1:]...)
+			status := AckStored
+			if rng.IntN(10) == 0 {
+				status = AckRefused
+			}
+			open := func([]byte) (*Ack, error) { return &Ack{ID: f.msg, Index: f.index, Status: status}, nil }
+			if _, _, err := s.applyReply(f.surb, open, uint32(step), now); err != nil {
+				t.Fatal(err)
+			}
+		case x < 80:
+			if err := s.failMessage(msgs[rng.IntN(len(msgs))], "test", now); err != nil {
+				t.Fatal(err)
+			}
+		case x < 85:
+			if err := s.close(); err != nil {
+				t.Fatal(err)
+			}
+			s = open()
+		}
+	}
+}
+
+// One op: one nextDue on a queue of n one-fragment messages all in flight (none due, the
+// usual case at a lambda_P slot), by the index and by the scan it replaced.
+func BenchmarkNextDue(b *testing.B) {
+	for _, n := range []int{10, 1000, 10000} {
+		s, err := openStore(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		now := time.Now()
+		for i := range n {
+			var id MessageID
+			binary.BigEndian.PutUint64(id[:], uint64(i)+1)
+			st := &Status{ID: id, Destination: Destination{Domain: "beta.example", Recipient: "bob", Service: "mailbox"}, State: StateQueued, Fragments: 1, Created: now, Updated: now, NeedsAck: true}
+			if _, _, err := s.addMessage(st, [][]byte{make([]byte, 100)}); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.markSent(id, 0, &[16]byte{byte(i), byte(i >> 8), 1}, &surbRecord{Message: id, Created: now, Keys: []byte{1}}, now.Add(time.Hour), now); err != nil {
+				b.Fatal(err)
+			}
+		}
+		wait := func(*Status) bool { return false }
+		for _, way := range []struct {
+			name string
+			f    func(time.Time, int, time.Duration, func(*Status) bool) (*due, map[MessageID]string, error)
+		}{{"index", s.nextDue}, {"scan", s.scanNextDue}} {
+			b.Run(fmt.Sprintf("%s/queued=%d", way.name, n), func(b *testing.B) {
+				for b.Loop() {
+					if d, _, err := way.f(now, 3, 0, wait); d != nil || err != nil {
+						b.Fatalf("due %v, err %v", d, err)
+					}
+				}
+			})
+		}
+		s.close()
+	}
 }
