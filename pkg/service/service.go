@@ -23,7 +23,9 @@ type Request struct {
 	Data []byte
 }
 
-// Replier answers a request through its SURB.
+// Replier answers a request through its SURB. A Replier, and the Request it came with, stay
+// usable after Deliver returns: a service may answer once what it promises is durable, as the
+// survey service does after the group commit that stores a submission.
 type Replier interface {
 	// CanReply reports whether the request carried a SURB.
 	CanReply() bool

@@ -6,9 +6,10 @@
 // and acknowledged again; refusals store nothing. A closed survey, or one not open yet, is
 // refused with status 5 and the reason as the ACK's answer ("survey NAME is closed").
 //
-// Concurrent deliveries share database commits: a single writer goroutine (Run) takes every
-// submission waiting when a commit starts into the next transaction (group commit), so the
-// insert rate is not bounded by one fsync per submission.
+// Concurrent deliveries share database commits: Deliver validates a submission and queues it,
+// and a single writer goroutine (Run) takes every submission waiting when a commit starts into
+// the next transaction (group commit), then sends each one's ACK. So the insert rate is not
+// bounded by one fsync per submission, nor by how many deliveries the provider runs at once.
 //
 // The mixd_survey_* metrics (metrics.go) count submissions stored, duplicates and refusals by
 // reason, and time each group commit.

@@ -15,12 +15,19 @@ const (
 	reasonNotOpen       = "not_open"
 )
 
+// Failure stages, the label of mixd_survey_failures_total.
+const (
+	stageCommit = "commit" // a group commit failed: its submissions were not acknowledged
+	stageReply  = "reply"  // the ACK could not be sent through the submission's SURB
+)
+
 type metrics struct {
 	stored     prometheus.Counter
 	duplicates prometheus.Counter
 	refusals   *prometheus.CounterVec
 	commit     prometheus.Histogram
 	batch      prometheus.Histogram
+	failures   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -47,14 +54,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Submissions in one group commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10), // 1 to 512 (maxBatch)
 		}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mixd_survey_failures_total",
+			Help: "Submissions left unanswered by a failure of the service: of their group commit (stage commit) or of their ACK (stage reply).",
+		}, []string{"stage"}),
 	}
 	for _, r := range []string{reasonMalformed, reasonTooLarge, reasonUnknownSurvey, reasonClosed, reasonNotOpen} {
 		m.refusals.WithLabelValues(r)
 	}
+	for _, st := range []string{stageCommit, stageReply} {
+		m.failures.WithLabelValues(st)
+	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.refusals, m.commit, m.batch} {
+	for _, c := range []prometheus.Collector{m.stored, m.duplicates, m.refusals, m.commit, m.batch, m.failures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("survey: register metrics: %w", err)
 		}

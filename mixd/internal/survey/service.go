@@ -51,12 +51,14 @@ type Service struct {
 	ran   atomic.Bool // Run runs once: one writer
 }
 
-// pending is a submission waiting for the writer.
+// pending is a submission waiting for the writer, with what its answer needs; or, with flushed
+// set, a marker the writer closes once everything queued before it is answered (tests).
 type pending struct {
-	item store.Item
-	done chan struct{}
-	res  store.Result
-	err  error
+	item    store.Item
+	id      client.MessageID
+	index   uint16
+	reply   service.Replier
+	flushed chan struct{}
 }
 
 // New checks cfg.
@@ -87,13 +89,21 @@ var _ service.Service = (*Service)(nil)
 // Name returns "survey".
 func (s *Service) Name() string { return Name }
 
-// Run writes the submissions Deliver queues until ctx ends.
-// A second call is refused at once (mixd's node runs every service's Run; nothing else may).
+// Run writes the submissions Deliver queues until ctx ends, and answers each once its commit
+// has returned. A second call is refused at once (mixd's node runs every service's Run; nothing
+// else may).
+//
+// The answers are sent from here, not from Deliver: a Deliver that waited for its commit would
+// hold the provider's delivery worker for the length of an fsync, and with a handful of such
+// workers the commits would take a handful of submissions each, whatever the load
+// (docs/BENCHMARKS.md, survey). Queued, the submissions wait here instead, and each commit takes
+// all that arrived during the one before.
 func (s *Service) Run(ctx context.Context) error {
 	if !s.ran.CompareAndSwap(false, true) {
 		return errors.New("survey: Run called twice (the service has one writer and runs once)")
 	}
 	batch := make([]*pending, 0, maxBatch)
+	items := make([]store.Item, 0, maxBatch)
 	for {
 		batch = batch[:0]
 		select {
@@ -111,40 +121,92 @@ func (s *Service) Run(ctx context.Context) error {
 				break more
 			}
 		}
-		items := make([]store.Item, len(batch))
-		for i, p := range batch {
-			items[i] = p.item
-		}
-		start := time.Now()
-		res, err := s.st.InsertBatch(ctx, items)
-		if err == nil {
-			s.m.commit.Observe(time.Since(start).Seconds())
-			s.m.batch.Observe(float64(len(items)))
-		}
-		for i, p := range batch {
-			if err != nil {
-				p.err = err
-			} else {
-				p.res = res[i]
+		items = items[:0]
+		for _, p := range batch {
+			if p.flushed == nil {
+				items = append(items, p.item)
 			}
-			close(p.done)
+		}
+		var res []store.Result
+		var err error
+		if len(items) > 0 {
+			start := time.Now()
+			res, err = s.st.InsertBatch(ctx, items)
+			if err == nil {
+				s.m.commit.Observe(time.Since(start).Seconds())
+				s.m.batch.Observe(float64(len(items)))
+			} else {
+				// Nothing is answered: the senders retransmit, and the next commit may succeed.
+				s.m.failures.WithLabelValues(stageCommit).Add(float64(len(items)))
+				if ctx.Err() == nil {
+					s.log.Warn("survey commit failed; submissions not acknowledged", "submissions", len(items), "err", err)
+				}
+			}
+		}
+		i := 0
+		for _, p := range batch {
+			if p.flushed != nil {
+				close(p.flushed)
+				continue
+			}
+			if err == nil {
+				s.answer(ctx, p, res[i])
+			}
+			i++
+			p.item, p.reply = store.Item{}, nil
 		}
 	}
 }
 
-// insert queues one item for the writer and waits for its commit.
-func (s *Service) insert(ctx context.Context, it store.Item) (store.Result, error) {
-	p := &pending{item: it, done: make(chan struct{})}
+// answer sends the ACK of a committed submission.
+func (s *Service) answer(ctx context.Context, p *pending, res store.Result) {
+	name := p.item.Survey
+	var err error
+	switch res {
+	case store.Inserted:
+		s.m.stored.Inc()
+		err = s.ack(ctx, p.reply, p.id, p.index, client.AckStored)
+	case store.Duplicate:
+		s.m.duplicates.Inc()
+		err = s.ack(ctx, p.reply, p.id, p.index, client.AckStored)
+	case store.Closed:
+		s.log.Debug("submission to a closed survey", "survey", name)
+		s.m.refusals.WithLabelValues(reasonClosed).Inc()
+		err = s.refuse(ctx, p.reply, p.id, p.index, format.ClosedRefusal(name))
+	default: // gone
+		s.log.Debug("submission refused", "survey", name, "why", res)
+		s.m.refusals.WithLabelValues(reasonUnknownSurvey).Inc()
+		err = s.ack(ctx, p.reply, p.id, p.index, client.AckUnknownRecipient)
+	}
+	if err != nil {
+		// The SURB came with the packet, from anyone: a line per failure would let a sender
+		// fill the log, so only the metric counts them at the default level.
+		s.m.failures.WithLabelValues(stageReply).Inc()
+		s.log.Debug("answer not sent", "survey", name, "err", err)
+	}
+}
+
+// enqueue hands p to the writer; it waits only while the writer's queue is full.
+func (s *Service) enqueue(ctx context.Context, p *pending) error {
 	select {
 	case s.queue <- p:
+		return nil
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return ctx.Err()
+	}
+}
+
+// flush waits until everything queued before it is committed and answered (tests).
+func (s *Service) flush(ctx context.Context) error {
+	p := &pending{flushed: make(chan struct{})}
+	if err := s.enqueue(ctx, p); err != nil {
+		return err
 	}
 	select {
-	case <-p.done:
-		return p.res, p.err
+	case <-p.flushed:
+		return nil
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return ctx.Err()
 	}
 }
 
@@ -172,9 +234,11 @@ func (s *Service) lookup(ctx context.Context, name string) (*format.Signed, erro
 	return info.Signed, nil
 }
 
-// Deliver handles one fragment for survey req.Recipient (docs/spec/survey.md section 5). It
-// returns an error only for a failure of the service itself (database, reply); refusals are
-// answered with an ACK status and return nil.
+// Deliver handles one fragment for survey req.Recipient (docs/spec/survey.md section 5). A
+// valid submission is queued for Run, which stores it and then acknowledges it; everything
+// else is answered here. It returns an error only for a failure of the service itself
+// (database, reply, or ctx ending while the writer's queue is full); refusals are answered with
+// an ACK status and return nil.
 func (s *Service) Deliver(ctx context.Context, req *service.Request, reply service.Replier) error {
 	name := req.Recipient
 	f, err := client.ParseFragment(req.Data, s.capacity)
@@ -227,38 +291,25 @@ func (s *Service) Deliver(ctx context.Context, req *service.Request, reply servi
 		} else {
 			s.m.refusals.WithLabelValues(reasonClosed).Inc()
 		}
-		return s.refuse(ctx, reply, f, format.WindowRefusal(sv.Definition, now))
+		return s.refuse(ctx, reply, f.ID, f.Index, format.WindowRefusal(sv.Definition, now))
 	}
-	res, err := s.insert(ctx, store.Item{Survey: name, Submission: sub, Raw: f.Data, ReceivedAt: now})
-	if err != nil {
-		return fmt.Errorf("survey: store submission to %q: %w", name, err)
+	// Stored, then answered, by Run (pkg/service: the request and the replier stay valid
+	// after Deliver returns).
+	it := store.Item{Survey: name, Submission: sub, Raw: f.Data, ReceivedAt: now}
+	if err := s.enqueue(ctx, &pending{item: it, id: f.ID, index: f.Index, reply: reply}); err != nil {
+		return fmt.Errorf("survey: queue submission to %q: %w", name, err)
 	}
-	switch res {
-	case store.Inserted:
-		s.m.stored.Inc()
-		return s.ack(ctx, reply, f.ID, f.Index, client.AckStored)
-	case store.Duplicate:
-		s.m.duplicates.Inc()
-		return s.ack(ctx, reply, f.ID, f.Index, client.AckStored)
-	case store.Closed:
-		s.log.Debug("submission to a closed survey", "survey", name)
-		s.m.refusals.WithLabelValues(reasonClosed).Inc()
-		return s.refuse(ctx, reply, f, format.ClosedRefusal(name))
-	default: // gone
-		s.log.Debug("submission refused", "survey", name, "why", res)
-		s.m.refusals.WithLabelValues(reasonUnknownSurvey).Inc()
-		return s.ack(ctx, reply, f.ID, f.Index, client.AckUnknownRecipient)
-	}
+	return nil
 }
 
 // refuse answers AckRefused with the reason as the ACK's answer (docs/spec/survey.md section 5).
-func (s *Service) refuse(ctx context.Context, reply service.Replier, f *client.Fragment, reason string) error {
+func (s *Service) refuse(ctx context.Context, reply service.Replier, id client.MessageID, index uint16, reason string) error {
 	if !reply.CanReply() {
 		return nil
 	}
-	a := client.Ack{ID: f.ID, Index: f.Index, Status: client.AckRefused, Answer: []byte(reason)}
+	a := client.Ack{ID: id, Index: index, Status: client.AckRefused, Answer: []byte(reason)}
 	if err := reply.Reply(ctx, a.Marshal()); err != nil {
-		return fmt.Errorf("survey: ack %s fragment %d (refused: %s): %w", f.ID, f.Index, reason, err)
+		return fmt.Errorf("survey: ack %s fragment %d (refused: %s): %w", id, index, reason, err)
 	}
 	return nil
 }

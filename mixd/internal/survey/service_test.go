@@ -102,17 +102,37 @@ func (f *fixture) submission(sid byte, color, age int64) []byte {
 	return b
 }
 
-// deliver sends data to recipient and returns the single ack.
+// flush waits until every submission delivered so far is committed and answered.
+func flush(tb testing.TB, svc *Service) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := svc.flush(ctx); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// answers returns the answers r has got.
+func (r *replier) answers() []*client.Ack {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*client.Ack(nil), r.acks...)
+}
+
+// deliver sends data to recipient and returns the single ack, once the service has answered
+// everything delivered before.
 func (f *fixture) deliver(recipient string, data []byte) *client.Ack {
 	f.t.Helper()
 	r := &replier{can: true}
 	if err := f.svc.Deliver(context.Background(), &service.Request{Recipient: recipient, Data: data}, r); err != nil {
 		f.t.Fatal(err)
 	}
-	if len(r.acks) != 1 {
-		f.t.Fatalf("%d acks", len(r.acks))
+	flush(f.t, f.svc)
+	acks := r.answers()
+	if len(acks) != 1 {
+		f.t.Fatalf("%d acks", len(acks))
 	}
-	return r.acks[0]
+	return acks[0]
 }
 
 func (f *fixture) count() int64 {
@@ -166,8 +186,12 @@ func TestDeliver(t *testing.T) {
 	}
 	// Without a SURB the submission is stored, and nothing answered.
 	r = &replier{}
-	if err := f.svc.Deliver(context.Background(), &service.Request{Recipient: "poll", Data: f.fragment(4, f.submission(4, 0, 40))}, r); err != nil || len(r.acks) != 0 {
+	if err := f.svc.Deliver(context.Background(), &service.Request{Recipient: "poll", Data: f.fragment(4, f.submission(4, 0, 40))}, r); err != nil {
 		t.Fatalf("no SURB: %v", err)
+	}
+	flush(t, f.svc)
+	if n := len(r.answers()); n != 0 {
+		t.Fatalf("no SURB: %d answers", n)
 	}
 	if n := f.count(); n != 2 {
 		t.Fatalf("%d rows", n)
@@ -204,8 +228,12 @@ func TestClosedSurvey(t *testing.T) {
 	}
 	// Without a SURB a refusal is silent.
 	r := &replier{}
-	if err := f.svc.Deliver(context.Background(), &service.Request{Recipient: "poll", Data: f.fragment(5, f.submission(5, 0, 20))}, r); err != nil || len(r.acks) != 0 {
-		t.Errorf("closed, no SURB: %v %d acks", err, len(r.acks))
+	if err := f.svc.Deliver(context.Background(), &service.Request{Recipient: "poll", Data: f.fragment(5, f.submission(5, 0, 20))}, r); err != nil {
+		t.Errorf("closed, no SURB: %v", err)
+	}
+	flush(t, f.svc)
+	if n := len(r.answers()); n != 0 {
+		t.Errorf("closed, no SURB: %d acks", n)
 	}
 	if n := f.count(); n != 1 {
 		t.Fatalf("%d rows", n)
@@ -217,18 +245,15 @@ func TestConcurrentDeliveries(t *testing.T) {
 	f := newFixture(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
-	for i := range 200 {
+	rs := make([]*replier, 200)
+	for i := range rs {
+		rs[i] = &replier{can: true}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := &replier{can: true}
 			data := f.fragment(byte(i), f.submission(byte(i), int64(i%2), 18+int64(i%80)))
-			if err := f.svc.Deliver(context.Background(), &service.Request{Recipient: "poll", Data: data}, r); err != nil {
+			if err := f.svc.Deliver(context.Background(), &service.Request{Recipient: "poll", Data: data}, rs[i]); err != nil {
 				errs <- err
-				return
-			}
-			if len(r.acks) != 1 || r.acks[0].Status != client.AckStored {
-				errs <- errors.New("not stored")
 			}
 		}()
 	}
@@ -237,8 +262,18 @@ func TestConcurrentDeliveries(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	flush(t, f.svc)
+	for i, r := range rs {
+		if a := r.answers(); len(a) != 1 || a[0].Status != client.AckStored || a[0].ID != (client.MessageID{byte(i)}) {
+			t.Fatalf("delivery %d: answers %+v", i, a)
+		}
+	}
 	if n := f.count(); n != 200 {
 		t.Fatalf("%d rows", n)
+	}
+	// 200 deliveries at once do not take 200 commits.
+	if c := f.metric("mixd_survey_commit_submissions", ""); c >= 200 {
+		t.Errorf("%v commits for 200 submissions delivered at once", c)
 	}
 }
 
@@ -269,15 +304,29 @@ func TestNewRefusals(t *testing.T) {
 	}
 }
 
-// Deliver gives up when its context ends before the writer runs.
+// Without the writer, Deliver queues up to maxBatch submissions unanswered, then gives up when
+// its context ends: the queue, and what the service holds, is bounded.
 func TestDeliverWithoutWriter(t *testing.T) {
 	f := newFixture(t)
 	svc, _ := New(Config{Store: f.st, Geometry: f.g})
+	r := &replier{can: true}
+	for i := range maxBatch {
+		data := f.fragment(byte(i), f.submission(byte(i), 0, 20))
+		if err := svc.Deliver(context.Background(), &service.Request{Recipient: "poll", Data: data}, r); err != nil {
+			t.Fatalf("delivery %d: %v", i, err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	err := svc.Deliver(ctx, &service.Request{Recipient: "poll", Data: f.fragment(9, f.submission(9, 0, 20))}, &replier{can: true})
+	err := svc.Deliver(ctx, &service.Request{Recipient: "poll", Data: f.fragment(9, f.submission(9, 0, 20))}, r)
 	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("%v", err)
+		t.Errorf("delivery past the queue: %v", err)
+	}
+	if n := len(r.answers()); n != 0 {
+		t.Errorf("%d answers without a writer", n)
+	}
+	if n := f.count(); n != 0 {
+		t.Errorf("%d rows without a writer", n)
 	}
 }
 
