@@ -5,12 +5,19 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +25,8 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/dp"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
+	"github.com/panoramix-mixnet/panoramix/pkg/service"
+	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey/store"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey/store/storetest"
@@ -124,7 +133,11 @@ type target struct {
 // as stored. An engine stops once all of its submissions are acknowledged, as a participant
 // who has answered goes offline. It returns what was sent to each target and how long sending
 // took (from the first Send to the last acknowledgement).
-func load(t testing.TB, n *Net, targets []target, clients, perClient int) ([]*tally, time.Duration) {
+//
+// With queueFirst, every client queues its submissions before any engine runs and the clock
+// starts with the engines, so that each lambda_P slot carries a submission until the client has
+// sent them all (otherwise the slots that come before the Sends go out as drop decoys).
+func load(t testing.TB, n *Net, targets []target, clients, perClient int, queueFirst bool) ([]*tally, time.Duration) {
 	t.Helper()
 	pc, err := n.PKIClient()
 	if err != nil {
@@ -191,22 +204,31 @@ func load(t testing.TB, n *Net, targets []target, clients, perClient int) ([]*ta
 		runners[i] = &runner{e: e, done: make(chan error, 1)}
 	}
 	t.Logf("%d engines created in %v", clients, time.Since(created).Round(time.Millisecond))
-	// The engines start together once all exist: the creation loop would otherwise compete
-	// with the running ones for the CPU.
-	for _, r := range runners {
-		rctx, stop := context.WithCancel(ctx)
-		r.stop = stop
-		go func() { r.done <- r.e.Run(rctx) }()
-	}
+	started := false
 	defer func() {
 		cancel()
 		for _, r := range runners {
-			if err := <-r.done; err != nil {
-				t.Errorf("engine: %v", err)
+			if started {
+				if err := <-r.done; err != nil {
+					t.Errorf("engine: %v", err)
+				}
 			}
 			r.e.Close()
 		}
 	}()
+	// The engines start together once all exist: the creation loop would otherwise compete
+	// with the running ones for the CPU.
+	startEngines := func() {
+		for _, r := range runners {
+			rctx, stop := context.WithCancel(ctx)
+			r.stop = stop
+			go func() { r.done <- r.e.Run(rctx) }()
+		}
+		started = true
+	}
+	if !queueFirst {
+		startEngines()
+	}
 	sent := make([]*tally, len(targets))
 	for i, tg := range targets {
 		sent[i] = newTally(tg.sv)
@@ -265,6 +287,12 @@ func load(t testing.TB, n *Net, targets []target, clients, perClient int) ([]*ta
 	}
 	submissions := clients * perClient * len(targets)
 	t.Logf("%d submissions queued in %v", submissions, time.Since(start).Round(time.Millisecond))
+	if queueFirst {
+		// The clock starts with the engines: queueing is each participant's own business, on
+		// its own device, before it goes online.
+		start = time.Now()
+		startEngines()
+	}
 	// A thousand engines in one process on two cores answer slowly (see docs/BENCHMARKS.md,
 	// survey): allow 100 ms a submission on top of three minutes.
 	deadline := time.Now().Add(3*time.Minute + time.Duration(submissions)*100*time.Millisecond)
@@ -399,7 +427,7 @@ func surveyThroughMixnet(t *testing.T, n *Net, stores []surveyAt, clients, perCl
 		}
 		targets = append(targets, target{sv: sv, domain: s.domain})
 	}
-	sent, took := load(t, n, targets, clients, perClient)
+	sent, took := load(t, n, targets, clients, perClient, false)
 	var count int64
 	for i, s := range stores {
 		t.Logf("%s: %d submissions stored", s.domain, sent[i].count)
@@ -521,21 +549,43 @@ const (
 )
 
 // BenchmarkSurveyEndToEnd is the sustained rate of submissions from client to stored row and
-// back to the client's ACK, through the real binaries on this machine: 10 clients (half at each
-// provider) sending at lambda_P = 20 per second each (so at most 200 submissions/s offered),
-// with loop and drop cover traffic, into the exit provider's SQLite store. Every lambda_P slot of
-// an idle client carries a drop decoy through all five hops, so more clients add load without
-// adding throughput: the three mixes (one per layer) are the bottleneck. b.N submissions are
-// spread over the clients; the metric counts from the first Send to the last acknowledgement.
+// back to the client's ACK, through the real binaries on this machine, as a ratio of the
+// ceiling measured in the same run: the Sphinx work of those submissions alone on all cores
+// (sphinxWork), before and after the load, with the network up and idle. clients engines (half
+// at each provider, 10 unless PANORAMIX_SURVEY_CLIENTS says otherwise) send at lambda_P each
+// (PANORAMIX_SURVEY_LAMBDA_P, 40/s unless set), with loop and drop cover traffic at 1/s each,
+// into the exit provider's SQLite store. Every client queues its share of the b.N submissions
+// before the engines start (load's queueFirst), and the clock runs from the engines' start to
+// the last acknowledgement.
 //
 // The simulated clients' stores (one bbolt file each, an fsync per Send, per packet sent and
-// per item retrieved) share this machine's one disk with the daemons, which real participants,
-// each on their own device, do not: PANORAMIX_LOAD_CLIENT_DIR=/dev/shm puts them on tmpfs to
-// measure the network without that cost (the daemons' stores stay on disk). docs/BENCHMARKS.md
-// reports both.
+// per item retrieved) would share this machine's one disk with the daemons, which real
+// participants, each on their own device, do not: they go to /dev/shm unless
+// PANORAMIX_LOAD_CLIENT_DIR names another directory (the daemons' stores stay on disk); their
+// CPU cost is still counted. docs/BENCHMARKS.md, survey, has the figures.
 func BenchmarkSurveyEndToEnd(b *testing.B) {
-	const clients = 10
-	n := surveyNet(b, 20)
+	clients := 10
+	if v := os.Getenv("PANORAMIX_SURVEY_CLIENTS"); v != "" {
+		c, err := strconv.Atoi(v)
+		if err != nil || c < 1 {
+			b.Fatalf("PANORAMIX_SURVEY_CLIENTS=%q: want a positive integer", v)
+		}
+		clients = c
+	}
+	lambdaP := 40.0
+	if v := os.Getenv("PANORAMIX_SURVEY_LAMBDA_P"); v != "" {
+		l, err := strconv.ParseFloat(v, 64)
+		if err != nil || l <= 0 {
+			b.Fatalf("PANORAMIX_SURVEY_LAMBDA_P=%q: want a positive rate", v)
+		}
+		lambdaP = l
+	}
+	if os.Getenv("PANORAMIX_LOAD_CLIENT_DIR") == "" {
+		if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+			b.Setenv("PANORAMIX_LOAD_CLIENT_DIR", "/dev/shm")
+		}
+	}
+	n := surveyNet(b, lambdaP)
 	exit := n.Provider("alpha.localhost")
 	st, err := store.Open(context.Background(), store.SQLite, filepath.Join(exit.DataDir, "survey.db"))
 	if err != nil {
@@ -546,10 +596,284 @@ func BenchmarkSurveyEndToEnd(b *testing.B) {
 	if err := st.OpenSurvey(context.Background(), sv); err != nil {
 		b.Fatal(err)
 	}
+	work := newSphinxWork(b, n.Parameters().Geometry, sv)
 	b.Run("sqlite", func(b *testing.B) {
 		per := (b.N + clients - 1) / clients
-		sent, took := load(b, n, []target{{sv, exit.Domain}}, clients, per)
-		b.Logf("%d submissions in %v", sent[0].count, took)
-		b.ReportMetric(float64(sent[0].count)/took.Seconds(), "submissions/s")
+		// The framework's first call (b.N = 1) only probes: no ceiling for it.
+		probe := b.N == 1
+		var before, after float64
+		var cpuBefore, cpuAfter time.Duration
+		if !probe {
+			before, cpuBefore = work.ceiling(b, ceilingTime)
+		}
+		m0 := surveyCommits(b, exit)
+		cpu0 := netCPU(b, n)
+		sent, took := load(b, n, []target{{sv, exit.Domain}}, clients, per, true)
+		// The CPU of the load's whole span, engines' creation and stop included (a few ms).
+		cpu := netCPU(b, n) - cpu0
+		rate := float64(sent[0].count) / took.Seconds()
+		cpuPer := cpu / time.Duration(sent[0].count)
+		b.Logf("%d submissions in %v: %.1f/s; %v CPU each (daemons and this process)", sent[0].count, took, rate, cpuPer.Round(time.Microsecond))
+		if m := surveyCommits(b, exit).minus(m0); m.commits > 0 {
+			b.Logf("survey service: %.0f commits, %.1f submissions and %.2f ms each on average", m.commits, m.submissions/m.commits, 1000*m.seconds/m.commits)
+		}
+		b.ReportMetric(rate, "submissions/s")
+		if probe {
+			return
+		}
+		after, cpuAfter = work.ceiling(b, ceilingTime)
+		ceiling := (before + after) / 2
+		b.Logf("Sphinx ceiling: %.1f submissions/s before the load (%v CPU each), %.1f/s after (%v CPU each)", before, cpuBefore.Round(time.Microsecond), after, cpuAfter.Round(time.Microsecond))
+		b.ReportMetric(ceiling, "ceiling-submissions/s")
+		b.ReportMetric(rate/ceiling, "ratio")
+		// The same ratio in CPU time: the Sphinx work's share of what a submission costs the
+		// whole network and its clients. Other jobs on the machine change it much less than the
+		// wall-time ratio, since they slow the ceiling and the load unevenly.
+		b.ReportMetric(float64((cpuBefore+cpuAfter)/2)/float64(cpuPer), "cpu-ratio")
 	})
+}
+
+// ceilingTime is how long BenchmarkSurveyEndToEnd measures the ceiling, before and after.
+const ceilingTime = 3 * time.Second
+
+// sphinxWork is the Sphinx work of one acknowledged submission as the network does it, for
+// the ceiling BenchmarkSurveyEndToEnd compares its rate with: the client makes a SURB back to
+// its queue (one mix per layer, then its provider: four hops) and a packet carrying it and the
+// submission's fragment (its provider, one mix per layer, the exit provider: five hops); the
+// five hops unwrap the packet; the exit provider decodes the envelope and makes the ACK's
+// packet from the SURB; the four hops of the SURB unwrap it; the client reads the reply and
+// parses the ACK. Same geometry, route lengths, envelope and ACK as the network in the run;
+// the keys are fresh ones of the same kind, which cost the same. Links, storage, retrieves,
+// cover traffic and scheduling are left out: they are what the ratio shows the cost of.
+type sphinxWork struct {
+	s         *sphinx.Sphinx
+	g         sphinx.Geometry
+	fwdKeys   []*keys.SphinxPrivateKey
+	backKeys  []*keys.SphinxPrivateKey
+	fwd, back []sphinx.Hop
+	fragment  []byte
+}
+
+func newSphinxWork(tb testing.TB, g sphinx.Geometry, sv *survey.Signed) *sphinxWork {
+	tb.Helper()
+	s, err := sphinx.New(g)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := &sphinxWork{s: s, g: g}
+	route := func(n int) ([]*keys.SphinxPrivateKey, []sphinx.Hop) {
+		ks := make([]*keys.SphinxPrivateKey, n)
+		hops := make([]sphinx.Hop, n)
+		for i := range ks {
+			k, err := keys.GenerateSphinxKey(rand.Reader)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			ks[i] = k
+			hops[i] = sphinx.Hop{PublicKey: k.Public(), DelayMS: 10}
+			rand.Read(hops[i].ID[:])
+		}
+		return ks, hops
+	}
+	w.fwdKeys, w.fwd = route(5)
+	w.backKeys, w.back = route(4)
+	id, err := survey.NewSubmissionID(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sub, err := survey.NewSubmission(sv, id, []survey.Answer{{Type: survey.Categorical, Value: 1}, {Type: survey.Integer, Value: 30}, {Type: survey.Real, Value: 120}, {Type: survey.Boolean, Value: 1}}, dp.NewSampler(nil))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	data, err := sub.Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	frags, err := client.Split(client.MessageID{1}, data, client.FragmentCapacity(g))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w.fragment = frags[0].Marshal()
+	return w
+}
+
+// one does the work of one submission and checks that the client reads the ACK.
+func (w *sphinxWork) one() error {
+	var id [sphinx.SURBIDSize]byte
+	rand.Read(id[:])
+	surb, rk, err := w.s.NewSURB(rand.Reader, w.back, sphinx.Recipient{Service: "queue", ID: "p1-0000"}, id)
+	if err != nil {
+		return err
+	}
+	env, err := service.EncodeEnvelope(w.g.PayloadSize, w.g.SURBSize(), surb, w.fragment)
+	if err != nil {
+		return err
+	}
+	pkt, err := w.s.NewPacket(rand.Reader, w.fwd, sphinx.Recipient{Service: survey.ServiceName, ID: "commute"}, env)
+	if err != nil {
+		return err
+	}
+	var u *sphinx.Unwrapped
+	for _, k := range w.fwdKeys {
+		if u, err = w.s.Unwrap(k, pkt); err != nil {
+			return err
+		}
+		pkt = u.Packet
+	}
+	surb, data, err := service.DecodeEnvelope(u.Payload, w.g.SURBSize())
+	if err != nil {
+		return err
+	}
+	f, err := client.ParseFragment(data, client.FragmentCapacity(w.g))
+	if err != nil {
+		return err
+	}
+	ack := client.Ack{ID: f.ID, Index: f.Index, Status: client.AckStored}
+	if env, err = service.EncodeEnvelope(w.g.PayloadSize, w.g.SURBSize(), nil, ack.Marshal()); err != nil {
+		return err
+	}
+	_, reply, err := w.s.NewPacketFromSURB(surb, env)
+	if err != nil {
+		return err
+	}
+	for _, k := range w.backKeys {
+		if u, err = w.s.Unwrap(k, reply); err != nil {
+			return err
+		}
+		reply = u.Packet
+	}
+	plain, err := w.s.ReadReply(rk, u.Payload)
+	if err != nil {
+		return err
+	}
+	if _, data, err = service.DecodeEnvelope(plain, w.g.SURBSize()); err != nil {
+		return err
+	}
+	a, err := client.ParseAck(data)
+	if err != nil {
+		return err
+	}
+	if a.ID != f.ID || a.Status != client.AckStored {
+		return fmt.Errorf("ceiling: ack %+v for message %s", a, f.ID)
+	}
+	return nil
+}
+
+// ceiling runs w on every core (GOMAXPROCS goroutines) for d and returns the submissions per
+// second and the process's CPU time per submission.
+func (w *sphinxWork) ceiling(tb testing.TB, d time.Duration) (float64, time.Duration) {
+	tb.Helper()
+	var done atomic.Int64
+	var failed atomic.Pointer[error]
+	c0 := processCPU(tb)
+	start := time.Now()
+	stop := start.Add(d)
+	var wg sync.WaitGroup
+	// Labelled, so that a -cpuprofile of the benchmark tells the ceiling from the load.
+	pprof.Do(context.Background(), pprof.Labels("part", "ceiling"), func(context.Context) {
+		for range runtime.GOMAXPROCS(0) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(stop) {
+					if err := w.one(); err != nil {
+						failed.Store(&err)
+						return
+					}
+					done.Add(1)
+				}
+			}()
+		}
+	})
+	wg.Wait()
+	took := time.Since(start)
+	cpu := processCPU(tb) - c0
+	if err := failed.Load(); err != nil {
+		tb.Fatal(*err)
+	}
+	return float64(done.Load()) / took.Seconds(), cpu / time.Duration(done.Load())
+}
+
+// processCPU is the CPU time (user and system, all threads) this process has used.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// commits is what a provider's survey service reports of its group commits (docs/spec/survey.md,
+// metrics): how many, the submissions they took and the seconds they took, since it started.
+type commits struct{ commits, submissions, seconds float64 }
+
+func (c commits) minus(d commits) commits {
+	return commits{c.commits - d.commits, c.submissions - d.submissions, c.seconds - d.seconds}
+}
+
+// surveyCommits reads the survey service's commit histograms from nd's metrics endpoint.
+func surveyCommits(tb testing.TB, nd *Node) commits {
+	tb.Helper()
+	resp, err := http.Get("http://" + nd.Metrics + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var c commits
+	for _, line := range strings.Split(string(body), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "mixd_survey_commit_submissions_count":
+			c.commits = f
+		case "mixd_survey_commit_submissions_sum":
+			c.submissions = f
+		case "mixd_survey_commit_seconds_sum":
+			c.seconds = f
+		}
+	}
+	return c
+}
+
+// netCPU is the CPU time (user and system) used so far by this process and by every daemon of
+// n: the load's engines, the mixes, the providers and the directory.
+func netCPU(tb testing.TB, n *Net) time.Duration {
+	tb.Helper()
+	total := processCPU(tb)
+	for _, p := range n.procs() {
+		p.mu.Lock()
+		cmd := p.cmd
+		p.mu.Unlock()
+		if cmd == nil || cmd.Process == nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		// Fields 14 and 15 (utime, stime, in clock ticks of 1/100 s on Linux) follow the
+		// command name, which is in parentheses and may hold spaces.
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 13 {
+			tb.Fatalf("/proc/%d/stat: %q", cmd.Process.Pid, b)
+		}
+		for _, v := range f[11:13] {
+			ticks, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			total += time.Duration(ticks) * 10 * time.Millisecond
+		}
+	}
+	return total
 }
