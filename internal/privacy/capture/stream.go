@@ -17,6 +17,9 @@ const (
 	tlsMaxCiphertext = 1<<14 + 256
 	tls13Overhead    = 1 + 16
 	tlsAppData       = 23
+	// tlsFullRecord is the wire size of a full application-data record as crypto/tls writes
+	// them once a connection is warm: 2^14 bytes of plaintext (Go does not pad).
+	tlsFullRecord = tlsHeaderSize + 1<<14 + tls13Overhead
 )
 
 // BurstGap is the longest pause between two TLS records of one direction that still counts them
@@ -37,9 +40,14 @@ type Frame struct {
 	// (record length minus the TLS 1.3 overhead): exactly the bytes the wire layer wrote. It is
 	// meaningful only when Parsed.
 	Size int
-	// Parsed says every record header of the burst was read. crypto/tls sends small records
-	// at the start of a connection (its dynamic record sizing) and the kernel may put several
-	// in one segment; headers past the snap length are then not captured.
+	// Parsed says every record header of the burst was read, or inferred: a segment whose
+	// later record headers lie past the snap length, followed on the stream by a segment that
+	// starts with a record header, held whole records in the bytes not captured; they are
+	// counted as full records (2^14 bytes of plaintext) and one shorter last one, as crypto/tls
+	// cuts a write (pkg/wire hands each frame's records to the kernel in one write, so a frame is
+	// one segment on loopback with only its first header captured). crypto/tls sends small
+	// records at the start of a connection (its dynamic record sizing) and the kernel may put
+	// several in one segment; such bursts are not Parsed.
 	Parsed bool
 	// Handshake says the burst held TLS records other than application data.
 	Handshake bool
@@ -207,6 +215,11 @@ type direction struct {
 	hdr    []byte
 	lost   int64
 	segs   []segInfo
+	// unseen is the span [unseenFrom, unseenTo) of the last segment (index unseenSeg) after
+	// a record boundary, cut off by the snap length; unseenTo is 0 when there is none.
+	unseenFrom, unseenTo int64
+	unseenSeg            int
+	unseenLostBefore     bool
 }
 
 // segInfo is what one payload segment showed: its length, and the records whose header it held.
@@ -258,6 +271,21 @@ func (d *direction) segment(s segment) {
 		s.length = int(to - from)
 	}
 	d.high = to
+	if d.unseenTo != 0 {
+		if !d.synced && from == d.unseenTo && plausibleHeader(s.payload) {
+			// The stream goes on with a record header right after the bytes not captured:
+			// they were whole records. Count them as crypto/tls writes them: full records
+			// and one shorter last one.
+			r := d.unseenTo - d.unseenFrom
+			k := (r + tlsFullRecord - 1) / tlsFullRecord
+			prev := &d.segs[d.unseenSeg]
+			prev.records += int(k)
+			prev.plain += int(r - k*(tlsHeaderSize+tls13Overhead))
+			prev.lost = d.unseenLostBefore
+			d.lost -= r
+		}
+		d.unseenTo = 0
+	}
 	if !d.synced {
 		if !plausibleHeader(s.payload) {
 			d.lost += int64(s.length)
@@ -273,7 +301,11 @@ func (d *direction) segment(s segment) {
 		off := int(pos - from)
 		if off < 0 || off >= len(s.payload) {
 			// The header lies in bytes the snap length cut off (or, impossible when synced,
-			// before this segment).
+			// before this segment). Lost, unless the next segment shows they were whole
+			// records (above).
+			if off >= 0 && len(d.hdr) == 0 {
+				d.unseenFrom, d.unseenTo, d.unseenSeg, d.unseenLostBefore = pos, to, len(d.segs)-1, info.lost
+			}
 			d.lost += to - max(pos, from)
 			d.synced, d.hdr = false, nil
 			return

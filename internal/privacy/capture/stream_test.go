@@ -67,7 +67,8 @@ func file(recs []recSpec) []byte {
 }
 
 // TestFollower: record headers split across segments, a retransmission, a snap length that
-// cuts a second header off, and a gap in the capture, each read as an observer can.
+// cuts a second header off (inferred when the next segment starts with a header, lost when a
+// gap follows), and a gap in the capture, each read as an observer can.
 func TestFollower(t *testing.T) {
 	const isn = 1000
 	var recs []recSpec
@@ -93,13 +94,18 @@ func TestFollower(t *testing.T) {
 	d, o = seg(40000, 443, seq-uint32(len(r1)-3), flagACK, r1[3:], -1)
 	add(d, o)
 	// Frame 2 at 1 s: two records in one segment, the capture keeping only the first 10
-	// bytes, so the second header is lost: the burst is not parsed.
+	// bytes, so the second header is not captured; frame 3 starting with a header right after
+	// shows the 322 bytes were one whole record (300 bytes of plaintext).
 	at = 1_000_000
 	two := append(tlsRec(217), tlsRec(317)...)
 	send(two, 10)
 	// Frame 3 at 2 s: a whole record in a segment of its own: the follower is back in step.
 	at = 2_000_000
 	send(tlsRec(417), 64)
+	// Frame 4 at 3 s: the same cut, but the capture misses the segment after it: its second
+	// record's 132 bytes are lost and the burst is not parsed.
+	at = 3_000_000
+	send(append(tlsRec(117), tlsRec(127)...), 10)
 	// A segment the capture missed, then frame 5 at 4 s, readable again.
 	seq += 517
 	at = 4_000_000
@@ -115,8 +121,9 @@ func TestFollower(t *testing.T) {
 	got := conns[0].Frames
 	want := []Frame{
 		{Wire: 122, Size: 100, Parsed: true, Records: 1},
-		{Wire: 222 + 322, Size: 200, Parsed: false, Records: 1},
+		{Wire: 222 + 322, Size: 200 + 300, Parsed: true, Records: 2},
 		{Wire: 422, Size: 400, Parsed: true, Records: 1},
+		{Wire: 122 + 132, Size: 100, Parsed: false, Records: 1},
 		{Wire: 522, Size: 500, Parsed: false, Records: 1}, // after the gap: bytes lost before it
 	}
 	if len(got) != len(want) {
@@ -128,7 +135,43 @@ func TestFollower(t *testing.T) {
 			t.Errorf("frame %d: got %+v, want %+v", i, g, w)
 		}
 	}
-	if conns[0].Lost != 322+517 {
-		t.Errorf("lost %d bytes, want %d", conns[0].Lost, 322+517)
+	if conns[0].Lost != 132+517 {
+		t.Errorf("lost %d bytes, want %d", conns[0].Lost, 132+517)
+	}
+}
+
+// TestFollowerWholeFrames: pkg/wire writes each 17,016-byte frame as one full record and one
+// short one in one write, one loopback segment of which the capture keeps Snaplen bytes: the
+// frame's size is read from the first header and inferred for the second once the next frame
+// starts on the stream; a frame of another size shows as such. The last frame, with nothing
+// after it, stays unparsed.
+func TestFollowerWholeFrames(t *testing.T) {
+	const isn = 5000
+	var recs []recSpec
+	d, o := seg(40000, 443, isn, flagSYN, nil, -1)
+	recs = append(recs, recSpec{usec: 0, data: d, orig: o})
+	seq := uint32(isn + 1)
+	for i, plain := range []int{632, 632, 700, 632} {
+		payload := append(tlsRec(1<<14+tls13Overhead), tlsRec(plain+tls13Overhead)...)
+		d, o := seg(40000, 443, seq, flagACK, payload, Snaplen-54)
+		recs = append(recs, recSpec{usec: int64(i+1) * 333_000, data: d, orig: o})
+		seq += uint32(len(payload))
+	}
+	conns, err := Analyze(bytes.NewReader(file(recs)), []uint16{443})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := conns[0].Frames
+	want := []struct {
+		size   int
+		parsed bool
+	}{{17016, true}, {17016, true}, {1<<14 + 700, true}, {1 << 14, false}}
+	if len(got) != len(want) {
+		t.Fatalf("%d frames, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		if got[i].Size != w.size || got[i].Parsed != w.parsed || (w.parsed && got[i].Records != 2) {
+			t.Errorf("frame %d: size %d parsed %v records %d, want size %d parsed %v", i, got[i].Size, got[i].Parsed, got[i].Records, w.size, w.parsed)
+		}
 	}
 }

@@ -173,7 +173,7 @@ func writeReport(o ReportOptions, pl reportPlan) (string, error) {
 		rateSets, rateNames = append(rateSets, pts), append(rateNames, string(r))
 	}
 	fmt.Fprintf(&md, "\n### Rates lambda_P, lambda_L, lambda_D, lambda_M\n\nOne rate varied at a time, the others at their defaults, %d users, %d mixes per layer. ", base3.Users, base3.MixesPerLayer)
-	fmt.Fprintf(&md, "What they buy: more packets in every pool at the same moment, so more to mix with (lambda_M adds packets that only mixes send). What they cost: bandwidth (each client packet crosses five links, a loop nine) and, for lambda_P, nothing in latency but the wait for a slot (1/lambda_P).\n")
+	fmt.Fprintf(&md, "What they buy: more packets in every pool at the same moment, so more to mix with (lambda_M adds packets that only mixes send). What they cost: bandwidth (each client packet crosses five links, a loop nine) and, for lambda_P, nothing in latency but the wait for a slot (about 1/lambda_P, less as the other rates add slots: see ExpectedLatency).\n")
 	chart("entropy-rates.svg", &plot.Chart{Title: "Sender entropy against each rate", XLabel: "rate (per second)", YLabel: "mean sender entropy (bits)", FitY: true, Series: series(rateNames, rateSets, entropyOf)})
 	chart("attack-rates.svg", &plot.Chart{Title: "Best-guess attack success against each rate", XLabel: "rate (per second)", YLabel: "attack success", Series: series(rateNames, rateSets, attackOf)})
 	for i, pts := range rateSets {
@@ -343,7 +343,7 @@ func defaults(md *strings.Builder, here Result, delays []Point, rates [][]Point,
 	names := []string{"lambda_P", "lambda_L", "lambda_D", "lambda_M"}
 	vals := []float64{def.LambdaP, def.LambdaL, def.LambdaD, def.LambdaM}
 	why := []string{
-		"sets the wait for a slot (1/lambda_P on average) and the sending capacity (real mail above lambda_P queues); every empty slot is a drop",
+		"sets the sending capacity (real mail above lambda_P queues) and, with the other rates, the wait for a slot (1/3 s on average at the defaults); every empty send slot is a drop",
 		"loops also let a client detect a network that drops its packets (an active attack); they cost nine link crossings each",
 		"plain cover, five link crossings each",
 		"mixes' own cover: hides a mix's traffic level when its clients are few, costs the mixes' bandwidth only",

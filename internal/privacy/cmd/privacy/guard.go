@@ -8,8 +8,8 @@ const guardDoc = "`TestPrivacyGuard` (internal/privacy/measure; part of `make te
 	"(about three minutes with start and build), and fails if\n\n" +
 	"1. frames stop being uniform: fewer than 80%% of the fully parsed client-to-provider bursts are whole " +
 	"frames (a multiple of the frame size), or, after joining bursts that follow within 200 ms (which puts " +
-	"a frame cut by the scheduler together again), fewer than 98%%. This run measured %.2f%% and %.2f%% at a " +
-	"load average of about 20 on two cores; a frame of another size, or a link that writes frames in parts, " +
+	"a frame cut by the scheduler together again), fewer than 98%%. This run measured %.2f%% and %.2f%% on two " +
+	"cores shared with other work; a frame of another size, or a link that writes frames in parts, " +
 	"fails it;\n" +
 	"2. real sends become distinguishable: the cover classifier of attack (b), on the run's balanced 5 s " +
 	"windows (labels from the engines' own record of when each mail's fragment was sent), is right on at " +

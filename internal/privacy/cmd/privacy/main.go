@@ -95,6 +95,7 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 	}
+	analysisStart := time.Now()
 	a, err := analyze(res, c)
 	if err != nil {
 		return err
@@ -122,7 +123,7 @@ func run(ctx context.Context, c config) error {
 			return err
 		}
 	}
-	a.elapsed = time.Since(started)
+	a.elapsed = time.Since(analysisStart) // the network run's time is res.Elapsed
 	doc := a.markdown(c, section)
 	if c.out == "" {
 		fmt.Print(doc)
@@ -355,11 +356,26 @@ func (a *analysis) markdown(c config, simSection string) string {
 	f("Attack (a): for each real delivery (its time as the recipient's provider or a corrupt recipient learns it), every user is scored by the sum, over the frames its client sent in the %v before, of the Erlang(5, mean delay) density at their distance (five hops each hold a packet an exponential time): the likelihood that one of them was the message. Ties count 1/k.\n\n", attack.DelayModel{Hops: 5, Mean: p.MeanDelay}.Window())
 	f("Attack (b): features from the capture only (frames in each direction, gaps between the client's frames, their sizes); labels from the tracer's record of the client's real packets. The placebo runs shuffle the labels and give the accuracy of a classifier that can learn nothing.\n\n")
 	f("Attack (d): %s\n\n", s.Method)
+	if s := a.sdaPosterior; len(s) > 0 {
+		f("Attack (e), the long-term disclosure attack without sending times: the adversary does not know when %s sends (attack (b) says it cannot tell), and credits each delivered real message's recipient with the probability that %s sent it, from the pool model of the entropy table below (internal/privacy/entropy: everything on the wires, plus a corrupt node's mapping where one is given). A recipient's score is its credit beyond its share of all messages; the top %d are the guess (attack.PosteriorDisclosure). Like (d), it is given each message's recipient (the recipients' providers know it).\n\n", s[0].Target, s[0].Target, s[0].Contacts)
+		f("| (e) adversary | messages | contacts found | chance | found / chance |\n|---|---|---|---|---|\n")
+		for i, r := range s {
+			name := "global passive observer"
+			if i > 0 && i-1 < len(a.corrupt) {
+				name = "and corrupt " + a.corrupt[i-1].Corrupt
+			}
+			f("| %s | %d | %d of %d (%.3f [%.3f, %.3f]) | %.3f | %.2f |\n", name, r.Rounds, int(r.Found.Successes), r.Contacts, r.Found.Value(), r.Found.Lo, r.Found.Hi, r.Chance, r.Found.Value()/max(r.Chance, 1e-9))
+		}
+		f("\n")
+	}
 
 	f("## Frames on client links\n\n")
-	f("Sizes of the client-to-provider frames (bytes the wire layer wrote, from the TLS record headers), handshakes left out; %d bursts were not fully parsed (crypto/tls's small first records, several to a segment, beyond the capture's snap length).\n\n", a.unparsed)
-	f("Of the %d fully parsed bursts, %d (%.2f%%) are whole frames (a multiple of the frame size %d: two frames written back to back make one burst); the others are frames the sender was descheduled in the middle of, between two TLS records, for more than %v on this loaded machine (the two parts, 16384 and 632 bytes, add up to %d). Joining the bursts that follow each other within %v, %d of %d (%.2f%%) are whole frames; the rest hold a part that was held apart longer, or sit beside a handshake or a close. Every size in the table is a sum of whole frames and those two parts: no frame of another size.\n\n",
-		a.parsed, a.whole, 100*float64(a.whole)/float64(max(a.parsed, 1)), wire.FrameSize(p.Geometry), capture.BurstGap, wire.FrameSize(p.Geometry),
+	f("Sizes of the client-to-provider frames (bytes the wire layer wrote, from the TLS record headers, and for the records whose header lies past the capture's snap length inferred from the next record's header: internal/privacy/capture, Frame.Parsed), handshakes left out; %d bursts were not fully parsed (crypto/tls's small first records, several to a segment, and each connection's last frame, which no later record follows).\n\n", a.unparsed)
+	f("Of the %d fully parsed bursts, %d (%.2f%%) are whole frames (a multiple of the frame size %d: two frames written back to back make one burst)", a.parsed, a.whole, 100*float64(a.whole)/float64(max(a.parsed, 1)), wire.FrameSize(p.Geometry))
+	if a.whole < a.parsed {
+		f("; the others are frames cut in two bursts more than %v apart", capture.BurstGap)
+	}
+	f(". Joining the bursts that follow each other within %v, %d of %d (%.2f%%) are whole frames. pkg/wire hands each frame's two TLS records to the kernel in one write, so a frame is not cut between its records.\n\n",
 		attack.JoinWithin, a.wholeJoined, a.parsedJoined, 100*float64(a.wholeJoined)/float64(max(a.parsedJoined, 1)))
 	f("| size | frames |\n|---|---|\n")
 	var sizes []int
@@ -413,18 +429,6 @@ func (a *analysis) markdown(c config, simSection string) string {
 			s[0].Rounds, a.targetMessages, s[0].Target, strings.Join(parts, "; "), s[0].Chance*float64(s[0].Contacts), len(a.res.Users))
 	}
 	f("\n")
-	if s := a.sdaPosterior; len(s) > 0 {
-		f("Attack (e), the long-term disclosure attack without sending times: the adversary does not know when %s sends (attack (b) says it cannot tell), and credits each delivered real message's recipient with the probability that %s sent it, from the pool model of the entropy table below (internal/privacy/entropy: everything on the wires, plus a corrupt node's mapping where one is given). A recipient's score is its credit beyond its share of all messages; the top %d are the guess (attack.PosteriorDisclosure). Like (d), it is given each message's recipient (the recipients' providers know it).\n\n", s[0].Target, s[0].Target, s[0].Contacts)
-		f("| (e) adversary | messages | contacts found | chance | found / chance |\n|---|---|---|---|---|\n")
-		for i, r := range s {
-			name := "global passive observer"
-			if i > 0 && i-1 < len(a.corrupt) {
-				name = "and corrupt " + a.corrupt[i-1].Corrupt
-			}
-			f("| %s | %d | %d of %d (%.3f [%.3f, %.3f]) | %.3f | %.2f |\n", name, r.Rounds, int(r.Found.Successes), r.Contacts, r.Found.Value(), r.Found.Lo, r.Found.Hi, r.Chance, r.Found.Value()/max(r.Chance, 1e-9))
-		}
-		f("\n")
-	}
 	f("## The regression guard in CI\n\n")
 	f(guardDoc+"\n\n", 100*float64(a.whole)/float64(max(a.parsed, 1)), 100*float64(a.wholeJoined)/float64(max(a.parsedJoined, 1)))
 	if simSection != "" {
