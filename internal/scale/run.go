@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,13 +58,14 @@ type Result struct {
 	EnginesCPU time.Duration
 	EnginesRSS int64
 	// Link counters summed over the engines, over the window.
-	Loops, LoopsReturned, LoopsLost  uint64
-	RealPackets, SendDrops, Drops    uint64
-	Retrieves, Links                 uint64
+	Loops, LoopsReturned, LoopsLost uint64
+	RealPackets, SendDrops, Drops   uint64
+	Retrieves, Links                uint64
 	// Silent counts engines none of whose loops returned in the window; Down those whose link
 	// was not up at its end.
 	Silent, Down int
-	// Load is the 1-minute load average at the window's end.
+	// Load is the load averages (1, 5, 15 minutes) at the window's end: the machine is
+	// shared, and what else ran shows there.
 	Load string
 }
 
@@ -248,8 +250,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			r.Down++
 		}
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil && len(b) > 0 {
-		r.Load = string(b[:min(len(b), 14)])
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			r.Load = strings.Join(f[:3], " ")
+		}
 	}
 	say("window done; stopping")
 	return r, nil
