@@ -91,6 +91,7 @@ type Node struct {
 	adminToken *adminauth.Token
 
 	in    chan inbound
+	bufs  sync.Pool // of *[]byte, wire.FrameSize bytes: the read buffers of the packets
 	sched *scheduler[*job]
 	due   chan *job
 
@@ -109,13 +110,28 @@ type Node struct {
 
 type inbound struct {
 	pkt  []byte
-	user string // the client user that sent it, on a provider
+	user string  // the client user that sent it, on a provider
+	buf  *[]byte // the pooled read buffer pkt lies in, or nil
 }
 
 type job struct {
 	u      *sphinx.Unwrapped
 	filter *replay.Filter
 	seq    replay.Seq
+	buf    *[]byte // the pooled buffer u.Packet lies in, or nil
+}
+
+// A packet stays in the buffer it was read into from its link until it leaves: Unwrap works in
+// place and Peer.Send copies it into the outgoing link's own buffer, so that forwarding
+// allocates no 17 KB per packet (issue 17: that allocation and its copy were a fifth of the
+// node's CPU time under load). Whoever holds the buffer last puts it back; a final hop's
+// buffer is left to the garbage collector, since its payload may be kept (queues, services).
+func (n *Node) getBuf() *[]byte { return n.bufs.Get().(*[]byte) }
+
+func (n *Node) putBuf(b *[]byte) {
+	if b != nil {
+		n.bufs.Put(b)
+	}
 }
 
 type peerLink struct {
@@ -194,6 +210,8 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 	if n.reg == nil {
 		n.reg = prometheus.NewRegistry()
 	}
+	frameSize := wire.FrameSize(g)
+	n.bufs.New = func() any { b := make([]byte, frameSize); return &b }
 	n.m = newMetrics(n.reg, n.sched.Len)
 	n.accounts = opts.Accounts
 	if role == pki.RoleProvider {
@@ -494,30 +512,38 @@ func (n *Node) handle(ctx context.Context, c *wire.Conn) {
 		}
 		user = u.Name
 	}
+	received := n.m.received.WithLabelValues("node")
+	if user != "" {
+		received = n.m.received.WithLabelValues("client")
+	}
 	for {
-		f, err := c.ReadFrame()
+		buf := n.getBuf()
+		f, err := c.ReadFrameInto(*buf)
 		if err != nil {
+			n.putBuf(buf)
 			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
 				n.log.Debug("link closed", "peer", c.Peer(), "err", err)
 			}
 			return
 		}
+		if f.Cmd != wire.CmdSendPacket {
+			// Only a packet's body is kept past this frame.
+			n.putBuf(buf)
+		}
 		switch f.Cmd {
 		case wire.CmdSendPacket:
-			from := "node"
-			if user != "" {
-				from = "client"
-				if !n.allow(user) {
-					n.m.dropped.WithLabelValues("rate_limit").Inc()
-					continue
-				}
+			if user != "" && !n.allow(user) {
+				n.putBuf(buf)
+				n.m.dropped.WithLabelValues("rate_limit").Inc()
+				continue
 			}
-			n.m.received.WithLabelValues(from).Inc()
+			received.Inc()
 			// Block this link (and only this link) while the unwrap workers are busy: TCP
 			// pushes back on the sender, whose own queue then decides what to drop.
 			select {
-			case n.in <- inbound{pkt: f.Body, user: user}:
+			case n.in <- inbound{pkt: f.Body, user: user, buf: buf}:
 			case <-ctx.Done():
+				n.putBuf(buf)
 				return
 			}
 		case wire.CmdRetrieve:
@@ -651,6 +677,13 @@ func (n *Node) unwrapLoop(ctx context.Context) {
 // process unwraps one packet with the epoch keys it may be for, checks its replay tag and
 // schedules it.
 func (n *Node) process(in inbound) {
+	if !n.schedule(in) {
+		n.putBuf(in.buf)
+	}
+}
+
+// schedule is process; false means the packet was dropped and its buffer is free.
+func (n *Node) schedule(in inbound) bool {
 	now := time.Now()
 	tid := traceIn(in.pkt)
 	for _, ek := range n.ekeys.candidates(now) {
@@ -665,7 +698,7 @@ func (n *Node) process(in inbound) {
 		if err != nil {
 			n.m.unwrapErrors.WithLabelValues(errorReason(err)).Inc()
 			n.log.Debug("unwrap failed", "err", err)
-			return
+			return false
 		}
 		// The sender picks the delay; the node holds the packet in memory for that long. A
 		// delay above the consensus's maximum (docs/spec/pki.md section 3) comes from no
@@ -674,25 +707,27 @@ func (n *Node) process(in inbound) {
 		if delay > n.maxDelay(ek.epoch) {
 			n.m.dropped.WithLabelValues("delay_too_long").Inc()
 			n.log.Debug("packet dropped: delay above the maximum", "delay", delay, "epoch", ek.epoch)
-			return
+			return false
 		}
 		fresh, seq, err := ek.filter.AddSeq(replay.Tag(u.ReplayTag))
 		if err != nil {
 			n.m.dropped.WithLabelValues("replay_filter_add").Inc()
 			n.log.Error("replay filter", "epoch", ek.epoch, "err", err)
-			return
+			return false
 		}
 		if !fresh {
 			n.m.replayHits.Inc()
-			return
+			return false
 		}
 		n.traceReceive(now, tid, in.user != "", u)
-		if !n.sched.Push(now.Add(delay), &job{u: u, filter: ek.filter, seq: seq}) {
+		if !n.sched.Push(now.Add(delay), &job{u: u, filter: ek.filter, seq: seq, buf: in.buf}) {
 			n.m.dropped.WithLabelValues("queue_full").Inc()
+			return false
 		}
-		return
+		return true
 	}
 	n.m.unwrapErrors.WithLabelValues("header_mac").Inc()
+	return false
 }
 
 // specMaxDelay is the largest max_delay_ms a consensus may carry (docs/spec/pki.md section 3).
@@ -761,9 +796,10 @@ func (n *Node) dispatchLoop(ctx context.Context, deliver chan<- *sphinx.Unwrappe
 			switch {
 			case failed[j.filter]:
 				n.m.dropped.WithLabelValues("replay_filter_sync").Inc()
+				n.putBuf(j.buf)
 			case j.u.NextHop != nil:
 				n.traceEmit(j.u)
-				n.forward(ctx, keys.IdentityPublicKey(*j.u.NextHop), j.u.Packet)
+				n.forward(ctx, keys.IdentityPublicKey(*j.u.NextHop), j.u.Packet, j.buf)
 			default:
 				select {
 				case deliver <- j.u:
@@ -786,17 +822,20 @@ func (n *Node) deliverLoop(ctx context.Context, deliver <-chan *sphinx.Unwrapped
 	}
 }
 
-// forward sends a packet to a node, or back into this node's own pipeline.
-func (n *Node) forward(ctx context.Context, id keys.IdentityPublicKey, pkt []byte) {
+// forward sends a packet to a node, or back into this node's own pipeline. buf is the pooled
+// buffer pkt lies in (nil if none); forward takes it over.
+func (n *Node) forward(ctx context.Context, id keys.IdentityPublicKey, pkt []byte, buf *[]byte) {
 	if id == n.identity.Public() {
 		select {
-		case n.in <- inbound{pkt: pkt}:
+		case n.in <- inbound{pkt: pkt, buf: buf}:
 			n.m.forwarded.Inc()
 		default:
+			n.putBuf(buf)
 			n.m.dropped.WithLabelValues("overload").Inc()
 		}
 		return
 	}
+	defer n.putBuf(buf) // Send copies pkt
 	p := n.peer(ctx, id)
 	if p == nil {
 		n.m.dropped.WithLabelValues("unknown_next_hop").Inc()
@@ -943,7 +982,7 @@ func (r *replier) Reply(ctx context.Context, data []byte) error {
 	}
 	r.used = true
 	r.n.traceOut(traceReply, pkt)
-	r.n.forward(ctx, keys.IdentityPublicKey(first), pkt)
+	r.n.forward(ctx, keys.IdentityPublicKey(first), pkt, nil)
 	return nil
 }
 
@@ -1006,7 +1045,7 @@ func (n *Node) sendLoop(ctx context.Context, doc *pki.Document) error {
 	}
 	n.m.loopsSent.Inc()
 	n.traceOut(traceMade, pkt)
-	n.forward(ctx, keys.IdentityPublicKey(route[0].ID), pkt)
+	n.forward(ctx, keys.IdentityPublicKey(route[0].ID), pkt, nil)
 	return nil
 }
 
