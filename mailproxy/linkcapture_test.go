@@ -61,10 +61,10 @@ func (c *recordingConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// frames groups the link's writes after the TLS handshake into frames: TLS 1.3 cuts each
-// 17,016-byte frame into one full record and one short one, written back to back. It fails the
-// test when a write is neither, or when the two do not alternate: then some frame had another
-// size.
+// frames returns the times of the link's writes after the TLS handshake, each of which must
+// be one whole frame: pkg/wire hands the kernel each 17,016-byte frame's two TLS records (one
+// full, one short) in one write. It fails the test when a write after the first frame has
+// another size: then some frame had another size, or was written in parts.
 func frames(t *testing.T, ws []capture) (fs []time.Time, size int) {
 	t.Helper()
 	big := 0
@@ -81,14 +81,13 @@ func frames(t *testing.T, ws []capture) (fs []time.Time, size int) {
 	if start < 0 {
 		t.Fatal("no frame on the link")
 	}
-	small := ws[start+1].n
-	for i := start; i+1 < len(ws); i += 2 {
-		if ws[i].n != big || ws[i+1].n != small {
-			t.Fatalf("write %d: sizes %d, %d; every frame is %d + %d bytes of TLS records", i, ws[i].n, ws[i+1].n, big, small)
+	for i := start; i < len(ws); i++ {
+		if ws[i].n != big {
+			t.Fatalf("write %d: %d bytes; every frame is one write of %d bytes of TLS records", i, ws[i].n, big)
 		}
 		fs = append(fs, ws[i].at)
 	}
-	return fs, big + small
+	return fs, big
 }
 
 // windowStats counts frames in consecutive windows of length w over [from, to) and returns
@@ -190,9 +189,11 @@ func TestLinkCapture(t *testing.T) {
 		t.Fatalf("the mails were not sent during the capture: %d delivered, %d real packets", delivered, ls.RealPackets)
 	}
 	// Counts per 500 ms window: 5 retrieves plus 3 send slots, mean 8; both on fixed grids, so
-	// the counts vary only when the scheduler's jitter moves a frame across a window's edge.
-	// A Poisson schedule would have variance 3, and bursts of mail a larger one: the bound,
-	// a third of that, is 3.6 standard deviations of a Poisson sample's variance below it.
+	// on a quiet machine the counts vary only when jitter moves a frame across a window's edge
+	// (variance 0 to 0.3 measured). On a loaded one late retrieves and skipped slots add to it
+	// (1.65 at a load average of 15), so the bound is the variance of a Poisson schedule, 3:
+	// mail sent in bursts, or frames added for it, go above it. The schedule's regularity
+	// itself is tested in virtual time (pkg/client scheduler_test.go).
 	w := 500 * time.Millisecond
 	poisson := (p.LambdaP + p.LambdaL + p.LambdaD) * w.Seconds()
 	fixed := float64(w / retrieve)
@@ -206,8 +207,8 @@ func TestLinkCapture(t *testing.T) {
 		if d := math.Abs(mean - fixed - poisson); d > 4*math.Sqrt(poisson/float64(n))+0.2 {
 			t.Errorf("%s: mean %.2f frames per window, want %.1f", ph.name, mean, fixed+poisson)
 		}
-		if variance > poisson/3 {
-			t.Errorf("%s: variance %.2f of frames per window, want below %.1f (fixed slots; Poisson would give %.1f)", ph.name, variance, poisson/3, poisson)
+		if variance > poisson {
+			t.Errorf("%s: variance %.2f of frames per window, want below %.1f (fixed slots; Poisson would give that, bursts more)", ph.name, variance, poisson)
 		}
 	}
 	t.Logf("%d frames captured, all %d bytes of TLS records; %d real packets among them, %d of 3 mails delivered", len(fs), size, ls.RealPackets, delivered)
