@@ -444,19 +444,25 @@ func (t *Tracker) average(n *node, both bool, made float64) dist {
 
 // measure computes the entropy over users of d, renormalized, and the attack figures.
 func (t *Tracker) measure(d dist, truth int32) Delivered {
+	return measureDist(t.names, t.isUser, t.cfg.Watch, d, truth)
+}
+
+// measureDist is measure over the senders names (isUser marking the users), for [Tracker] and
+// [Backward] alike.
+func measureDist(names []string, isUser []bool, watch string, d dist, truth int32) Delivered {
 	users := 0.0
 	for j, i := range d.idx {
-		if t.isUser[i] {
+		if isUser[i] {
 			users += float64(d.p[j])
 		}
 	}
-	res := Delivered{Sender: t.names[truth]}
+	res := Delivered{Sender: names[truth]}
 	if users == 0 {
 		return res
 	}
 	best := int32(-1)
 	for j, i := range d.idx {
-		if !t.isUser[i] {
+		if !isUser[i] {
 			continue
 		}
 		q := float64(d.p[j]) / users
@@ -465,14 +471,14 @@ func (t *Tracker) measure(d dist, truth int32) Delivered {
 		if i == truth {
 			res.SenderProb = q
 		}
-		if t.cfg.Watch != "" && t.names[i] == t.cfg.Watch {
+		if watch != "" && names[i] == watch {
 			res.WatchProb = q
 		}
-		if q > res.GuessProb || (q == res.GuessProb && best >= 0 && t.names[i] < t.names[best]) {
+		if q > res.GuessProb || (q == res.GuessProb && best >= 0 && names[i] < names[best]) {
 			res.GuessProb, best = q, i
 		}
 	}
-	res.Guess = t.names[best]
+	res.Guess = names[best]
 	if res.Bits < 0 {
 		res.Bits = 0 // a point mass computes as -0
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/panoramix-mixnet/panoramix/internal/privacy/entropy"
 )
 
 // z is the two-sided bound, in standard deviations, of the statistical checks: a normal variate
@@ -177,3 +179,42 @@ func BenchmarkSim500Users(b *testing.B) { benchmark(b, 500, 70*time.Second, 10*t
 
 // BenchmarkSim10000Users: 5 s measured after 10 s of warm-up.
 func BenchmarkSim10000Users(b *testing.B) { benchmark(b, 10000, 15*time.Second, 10*time.Second) }
+
+// The backward measure (entropy.Backward) gives every measured message of a run the entropy the
+// forward tracker gives it, to float32 rounding and pruning, with mix loops and several mixes
+// per layer.
+func TestBackwardMatchesForward(t *testing.T) {
+	for _, c := range []struct {
+		users, mixes int
+		duration     time.Duration
+	}{{50, 1, 3 * time.Minute}, {200, 3, 40 * time.Second}} {
+		p := DefaultParams()
+		p.Users, p.MixesPerLayer = c.users, c.mixes
+		p.Warmup, p.Duration = 10*time.Second, c.duration
+		var res [2][]entropy.Delivered
+		for i, backward := range []bool{false, true} {
+			p.Backward = backward
+			s := newSim(p, 7)
+			if err := s.run(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.measure(); err != nil {
+				t.Fatal(err)
+			}
+			res[i] = s.res
+		}
+		fw, bw := res[0], res[1]
+		if len(fw) < 50 || len(bw) != len(fw) {
+			t.Fatalf("%d users: %d messages backward, %d forward (want the same, at least 50)", c.users, len(bw), len(fw))
+		}
+		worst, mean := 0.0, 0.0
+		for i := range fw {
+			d := math.Abs(bw[i].Bits - fw[i].Bits)
+			worst, mean = max(worst, d), mean+fw[i].Bits
+			if d > 1e-4 || math.Abs(bw[i].SenderProb-fw[i].SenderProb) > 1e-5 || bw[i].Message != fw[i].Message {
+				t.Fatalf("%d users, message %d: backward %+v, forward %+v", c.users, i, bw[i], fw[i])
+			}
+		}
+		t.Logf("%d users, %d mixes/layer: %d messages, mean %.4f bits, largest difference %.2g bits", c.users, c.mixes, len(fw), mean/float64(len(fw)), worst)
+	}
+}
