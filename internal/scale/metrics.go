@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // maxMetrics bounds a /metrics page (a mixd's is about 20 KB).
@@ -63,6 +64,9 @@ func SumMetric(page []byte, name string) (float64, bool, error) {
 
 // fetchMetric reads http://addr/metrics and sums the family name.
 func fetchMetric(ctx context.Context, addr, name string) (float64, error) {
+	// A daemon that cannot answer in this long is itself the finding: fail the run.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
 		return 0, fmt.Errorf("scale: %w", err)

@@ -138,6 +138,8 @@ type Received struct {
 type store struct {
 	db  *bolt.DB
 	idx dueIndex
+	// wmu orders the writes that change the index (see store.update).
+	wmu sync.Mutex
 }
 
 func openStore(dir string) (*store, error) {
@@ -435,6 +437,12 @@ func (s *store) nextDue(now time.Time, budget int, retryFor time.Duration, wait 
 				k := fragKey(st.ID, f.index)
 				b := tx.Bucket(bucketFragData).Get(k)
 				if b == nil {
+					if tx.Bucket(bucketOrder).Get(u64Key(st.Order)) == nil {
+						// Finished by a write that committed and has not yet reached
+						// the index: the slot goes as if it had come a moment later.
+						d = nil
+						return nil
+					}
 					return fmt.Errorf("client store: fragment %x has no data", k)
 				}
 				d.fragment = bytes.Clone(b)
@@ -455,9 +463,11 @@ func (s *store) nextDue(now time.Time, budget int, retryFor time.Duration, wait 
 // any fragment of their subtree is due; the first due message is found in O(log n).
 //
 // The index is built from the store at open and changed only after a write transaction that
-// touched a message has committed, from that message's records as the transaction left them,
-// under dueIndex.mu held across the transaction: so it always equals what a scan would read.
-// addMessage is the exception that needs no lock: nobody can name its message before it
+// touched a message has committed, from that message's records as the transaction left them;
+// those writes are serialised by store.wmu (bbolt serialises them anyway), so the index
+// changes in the order of the commits and equals what a scan would read. dueIndex.mu is held
+// only to read or change the index, never across a commit's fsync, so that a lambda_P slot
+// does not wait for one. addMessage needs no ordering: nobody can name its message before it
 // returns.
 
 // Due times in the index are wall-clock nanoseconds (JSON drops the monotonic reading anyway).
@@ -654,11 +664,10 @@ func (s *store) buildIndex() error {
 }
 
 // update runs fn in a write transaction and then brings the index in step with the messages
-// fn touched, as the transaction left them. The index lock is held throughout, so that the
-// index changes in the order of the commits.
+// fn touched, as the transaction left them.
 func (s *store) update(fn func(tx *bolt.Tx, touch func(MessageID)) error) error {
-	s.idx.mu.Lock()
-	defer s.idx.mu.Unlock()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	type change struct {
 		order uint64
 		e     *dueEntry
@@ -682,9 +691,11 @@ func (s *store) update(fn func(tx *bolt.Tx, touch func(MessageID)) error) error 
 	if err != nil {
 		return err
 	}
+	s.idx.mu.Lock()
 	for _, c := range changes {
 		s.idx.set(c.order, c.e)
 	}
+	s.idx.mu.Unlock()
 	return nil
 }
 

@@ -393,3 +393,95 @@ func BenchmarkNextDue(b *testing.B) {
 		s.close()
 	}
 }
+
+// Writers and nextDue at once (run with -race): sends, transmissions, acks and failures from
+// several goroutines while slots read the index; afterwards the index still equals the scan.
+func TestNextDueIndexConcurrent(t *testing.T) {
+	s, err := openStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	s.db.NoSync = true
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	const writers, perWriter = 4, 40
+	done := make(chan struct{})
+	slots := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-done:
+				close(slots)
+				return
+			default:
+			}
+			if _, _, err := s.nextDue(now.Add(time.Minute), 3, 0, nil); err != nil {
+				slots <- err
+				close(slots)
+				return
+			}
+		}
+	}()
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			errs <- func() error {
+				for i := range perWriter {
+					var id MessageID
+					id[0], id[1] = byte(w), byte(i)
+					st := &Status{ID: id, Destination: Destination{Domain: "beta.example", Recipient: "bob", Service: "mailbox"}, State: StateQueued, Fragments: 2, Created: now, Updated: now, NeedsAck: true}
+					if _, _, err := s.addMessage(st, [][]byte{{1}, {2}}); err != nil {
+						return err
+					}
+					surb := [16]byte{byte(w), byte(i), 1}
+					if err := s.markSent(id, 0, &surb, &surbRecord{Message: id, Index: 0, Created: now, Keys: []byte{1}}, now.Add(time.Duration(i)*time.Second), now); err != nil {
+						return err
+					}
+					switch i % 3 {
+					case 0:
+						open := func([]byte) (*Ack, error) { return &Ack{ID: id, Index: 0, Status: AckStored}, nil }
+						if _, _, err := s.applyReply(surb, open, 1, now); err != nil {
+							return err
+						}
+					case 1:
+						if err := s.failMessage(id, "test", now); err != nil {
+							return err
+						}
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if err := <-slots; err != nil {
+		t.Fatalf("nextDue during the writes: %v", err)
+	}
+	for _, at := range []time.Duration{0, 10 * time.Second, time.Minute} {
+		for _, budget := range []int{1, 3} {
+			d1, e1, err1 := s.nextDue(now.Add(at), budget, 0, nil)
+			d2, e2, err2 := s.scanNextDue(now.Add(at), budget, 0, nil)
+			if diff := sameDue(d1, d2, e1, e2, err1, err2); diff != "" {
+				t.Fatalf("at +%v, budget %d: index and scan differ: %s", at, budget, diff)
+			}
+		}
+	}
+	s.idx.mu.Lock()
+	n := s.idx.n
+	s.idx.mu.Unlock()
+	// Failed messages leave; acked ones stay, their second fragment never sent.
+	want := 0
+	for i := range perWriter {
+		if i%3 != 1 {
+			want += writers
+		}
+	}
+	if n != want {
+		t.Fatalf("%d messages in the index, want %d (those not failed)", n, want)
+	}
+}
