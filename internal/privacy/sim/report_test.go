@@ -18,6 +18,7 @@ func TestReport(t *testing.T) {
 	pl.rates = map[Rate][]float64{LambdaP: {1, 2}, LambdaL: {0.5, 1}, LambdaD: {0.5, 1}, LambdaM: {0, 0.5}}
 	pl.users = []int{4, 8, 16}
 	pl.usersMessages, pl.usersWarmup = 20, 5*time.Second
+	pl.huge, pl.hugeWindow = 24, 10*time.Second
 	pl.mixes = []int{1, 2}
 	pl.tradeDelays = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}
 	pl.covers = []float64{0, 1}
@@ -35,7 +36,7 @@ func TestReport(t *testing.T) {
 			t.Errorf("%s.svg: %v", name, err)
 		}
 	}
-	for _, want := range []string{"### At the defaults", "| 200 |", "| mixes per layer |", "- **lambda_P 2**", "- **mean delay 200ms**: against 100ms it buys", "Run time of this report"} {
+	for _, want := range []string{"### At the defaults", "| 200 |", "| mixes per layer |", "- **lambda_P 2**", "- **mean delay 200ms**: against 100ms it buys", "Run time of this report", "24 users (on the charts above too)", "| 24 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q", want)
 		}

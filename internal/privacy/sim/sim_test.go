@@ -180,6 +180,31 @@ func BenchmarkSim500Users(b *testing.B) { benchmark(b, 500, 70*time.Second, 10*t
 // BenchmarkSim10000Users: 5 s measured after 10 s of warm-up.
 func BenchmarkSim10000Users(b *testing.B) { benchmark(b, 10000, 15*time.Second, 10*time.Second) }
 
+// benchmarkUsers runs the report's "Users online" shape (3 mixes per layer, 10 s of warm-up)
+// with users users measured over window, backward.
+func benchmarkUsers(b *testing.B, users int, window time.Duration) {
+	p := DefaultParams()
+	p.Users, p.MixesPerLayer, p.Backward = users, 3, true
+	p.Warmup = 10 * time.Second
+	p.Duration = p.Warmup + window
+	var r Result
+	for b.Loop() {
+		var err error
+		if r, err = Run(p, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(r.MeanEntropy, "bits")
+	b.ReportMetric(float64(r.Messages), "messages")
+}
+
+// BenchmarkSim10000UsersBackward: the report's 10,000-user point (5 s measured), measured
+// backward: the same entropies as the forward tracker's.
+func BenchmarkSim10000UsersBackward(b *testing.B) { benchmarkUsers(b, 10000, 5*time.Second) }
+
+// BenchmarkSim100000Users: 100,000 users, 0.3 s measured (about 300 messages), backward.
+func BenchmarkSim100000Users(b *testing.B) { benchmarkUsers(b, 100000, 300*time.Millisecond) }
+
 // The backward measure (entropy.Backward) gives every measured message of a run the entropy the
 // forward tracker gives it, to float32 rounding and pruning, with mix loops and several mixes
 // per layer.
