@@ -25,6 +25,9 @@ type Options struct {
 	// Parameters are the consensus parameters (pki.DefaultParameters with a 10 s epoch when
 	// nil, as pkg/testnet starts networks).
 	Parameters *pki.Parameters
+	// RetrieveInterval is the engines' interval between retrieve exchanges (the client's
+	// default when 0); varying it alone separates a provider's cost per retrieve.
+	RetrieveInterval time.Duration
 	// Warmup runs the engines before the measurement window, Measure is its length.
 	Warmup, Measure time.Duration
 	// Dir holds the network (configs, daemons' data, logs); ClientDir the engines' stores
@@ -150,7 +153,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	log := slog.New(slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	engines := make([]*client.Engine, o.Users)
 	for i := range engines {
-		e, err := client.New(client.Config{DataDir: filepath.Join(dir, fmt.Sprintf("u%05d", i)), User: fmt.Sprintf("u%05d", i), Domain: domain, LinkKey: lks[i], PKI: pc, Logger: log})
+		e, err := client.New(client.Config{DataDir: filepath.Join(dir, fmt.Sprintf("u%05d", i)), User: fmt.Sprintf("u%05d", i), Domain: domain, LinkKey: lks[i], PKI: pc, Logger: log, RetrieveInterval: o.RetrieveInterval})
 		if err != nil {
 			for _, e := range engines[:i] {
 				e.Close()

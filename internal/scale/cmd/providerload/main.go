@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -37,14 +38,15 @@ func main() {
 	epoch := flag.Duration("epoch", 60*time.Second, "consensus epoch length (the lambdas stay pki.DefaultParameters')")
 	maxLost := flag.Float64("maxlost", 0.05, "stop after a count that lost more than this fraction of its loops")
 	jsonOut := flag.String("json", "", "also write the results to this file as JSON")
+	retrieve := flag.Duration("retrieve", 0, "the engines' retrieve interval (0: the client's default, 250 ms)")
 	flag.Parse()
-	if err := run(*users, *warmup, *measure, *clientDir, *epoch, *maxLost, *jsonOut); err != nil {
+	if err := run(*users, *warmup, *measure, *clientDir, *epoch, *retrieve, *maxLost, *jsonOut); err != nil {
 		fmt.Fprintln(os.Stderr, "providerload:", err)
 		os.Exit(1)
 	}
 }
 
-func run(users string, warmup, measure time.Duration, clientDir string, epoch time.Duration, maxLost float64, jsonOut string) error {
+func run(users string, warmup, measure time.Duration, clientDir string, epoch, retrieve time.Duration, maxLost float64, jsonOut string) error {
 	var counts []int
 	for f := range strings.SplitSeq(users, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -53,7 +55,8 @@ func run(users string, warmup, measure time.Duration, clientDir string, epoch ti
 		}
 		counts = append(counts, n)
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt)
+	// Either signal stops the daemons and removes the stores before exiting.
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	repo, err := testnet.RepoRoot()
 	if err != nil {
@@ -70,15 +73,15 @@ func run(users string, warmup, measure time.Duration, clientDir string, epoch ti
 	p := pki.DefaultParameters()
 	p.EpochLength = epoch
 	host, _ := os.Hostname()
-	fmt.Printf("providerload %s, %s, %d CPUs, GOMAXPROCS %d, epoch %v, warmup %v, window %v\n",
-		time.Now().UTC().Format(time.RFC3339), host, runtime.NumCPU(), runtime.GOMAXPROCS(0), epoch, warmup, measure)
+	fmt.Printf("providerload %s, %s, %d CPUs, GOMAXPROCS %d, epoch %v, retrieve interval %v (0: default), warmup %v, window %v\n",
+		time.Now().UTC().Format(time.RFC3339), host, runtime.NumCPU(), runtime.GOMAXPROCS(0), epoch, retrieve, warmup, measure)
 	var results []*scale.Result
 	for _, n := range counts {
 		dir, err := os.MkdirTemp("", fmt.Sprintf("providerload-%d-", n))
 		if err != nil {
 			return err
 		}
-		r, err := scale.Run(ctx, scale.Options{Users: n, Parameters: &p, Warmup: warmup, Measure: measure, Dir: dir, ClientDir: clientDir, BinDir: bin, Progress: os.Stderr})
+		r, err := scale.Run(ctx, scale.Options{Users: n, Parameters: &p, RetrieveInterval: retrieve, Warmup: warmup, Measure: measure, Dir: dir, ClientDir: clientDir, BinDir: bin, Progress: os.Stderr})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "network kept in %s\n", dir)
 			return fmt.Errorf("%d users: %w", n, err)
