@@ -18,7 +18,8 @@ import (
 // user) or a node's own weight. A packet's share at a node is the sum, over the outputs of the
 // node while it was inside, of each output's mass over the pool's size at that output; sweeping
 // the events backward with one running sum per node and pool kind gives it in constant time per
-// event, so one message costs one pass over the events before it, whatever the pools' sizes.
+// event, whatever the pools' sizes. [Backward.Measure] carries a batch of messages in one pass
+// over the events before them, each in its own column.
 //
 // The results equal the Tracker's but for rounding: the Tracker stores float32 probabilities and
 // prunes mass below Config.Prune at every output, Backward carries float64 mass and prunes only
@@ -36,8 +37,12 @@ type Backward struct {
 	hops   []bhop
 	log    []brec
 	roots  []broot
-	last   time.Duration
-	start  bool
+	// Slots: a float64 per packet inside a node (hops) or on a link (links) while a measure
+	// runs, numbered at recording so that packets whose stays do not overlap share one.
+	freeHops, freeLinks []int32
+	hopSlots, linkSlots int32
+	last                time.Duration
+	start               bool
 }
 
 // liveRef is a packet alive in the recording: inside a node (hop >= 0) or on a link, where
@@ -45,6 +50,7 @@ type Backward struct {
 type liveRef struct {
 	hop    int32
 	origin int32
+	link   int32 // on a link from a node's output: its link slot
 	truth  int32
 }
 
@@ -54,6 +60,7 @@ type bhop struct {
 	kind     uint8
 	arr, dep int32 // log indices; dep -1 while inside
 	origin   int32 // as liveRef.origin
+	slot     int32 // hop slot
 }
 
 // Log entry operations.
@@ -71,6 +78,7 @@ type brec struct {
 	node   int32 // node number
 	hop    int32 // Receive: the hop that starts; Emit, Deliver: the hop that ends (-1: Made)
 	out    int32
+	link   int32 // the output's link slot
 	kc, kn int32
 }
 
@@ -212,9 +220,10 @@ func (b *Backward) Receive(e Receive) error {
 	}
 	h := int32(len(b.hops))
 	at := int32(len(b.log))
-	b.hops = append(b.hops, bhop{node: n, kind: kind, arr: at, dep: -1, origin: r.origin})
+	b.hops = append(b.hops, bhop{node: n, kind: kind, arr: at, dep: -1, origin: r.origin, slot: take(&b.freeHops, &b.hopSlots)})
 	if r.origin >= 0 {
 		b.log[r.origin].out = h
+		b.freeLinks = append(b.freeLinks, r.link)
 	}
 	b.log = append(b.log, brec{op: opReceive, node: n, hop: h, out: -1})
 	b.count[n][kind]++
@@ -236,6 +245,7 @@ func (b *Backward) inside(id PacketID, n int32, name string) (liveRef, error) {
 func (b *Backward) leave(id PacketID, h, at int32) {
 	hp := &b.hops[h]
 	hp.dep = at
+	b.freeHops = append(b.freeHops, hp.slot)
 	b.count[hp.node][hp.kind]--
 	delete(b.live, id)
 }
@@ -260,11 +270,12 @@ func (b *Backward) Emit(e Emit) error {
 	}
 	at := int32(len(b.log))
 	c := b.count[n]
-	b.log = append(b.log, brec{op: opEmit, node: n, hop: in.hop, out: -1, kc: c[fromClient], kn: c[fromNode]})
+	link := take(&b.freeLinks, &b.linkSlots)
+	b.log = append(b.log, brec{op: opEmit, node: n, hop: in.hop, out: -1, link: link, kc: c[fromClient], kn: c[fromNode]})
 	if !e.Made {
 		b.leave(e.In, in.hop, at)
 	}
-	return b.add(e.Out, liveRef{hop: -1, origin: at, truth: in.truth})
+	return b.add(e.Out, liveRef{hop: -1, origin: at, link: link, truth: in.truth})
 }
 
 // Deliver records a packet ending at a node. For a real message it returns its index for
@@ -291,7 +302,11 @@ func (b *Backward) Deliver(e Deliver) (int, error) {
 	}
 	at := int32(len(b.log))
 	c := b.count[n]
-	b.log = append(b.log, brec{op: opDeliver, node: n, hop: r.hop, out: -1, kc: c[fromClient], kn: c[fromNode]})
+	link := int32(-1)
+	if e.Reply != 0 {
+		link = take(&b.freeLinks, &b.linkSlots)
+	}
+	b.log = append(b.log, brec{op: opDeliver, node: n, hop: r.hop, out: -1, link: link, kc: c[fromClient], kn: c[fromNode]})
 	b.leave(e.Packet, r.hop, at)
 	root := -1
 	if e.Real {
@@ -299,126 +314,162 @@ func (b *Backward) Deliver(e Deliver) (int, error) {
 		b.roots = append(b.roots, broot{at: at, message: e.Message, packet: e.Packet, time: e.At, node: e.Node, truth: r.truth})
 	}
 	if e.Reply != 0 {
-		if err := b.add(e.Reply, liveRef{hop: -1, origin: at, truth: b.self[n]}); err != nil {
+		if err := b.add(e.Reply, liveRef{hop: -1, origin: at, link: link, truth: b.self[n]}); err != nil {
 			return -1, err
 		}
 	}
 	return root, nil
 }
 
-// Sweep is the working memory of [Backward.Measure]; one per goroutine.
-type Sweep struct {
-	slot []float64         // per hop: the running sum at its departure, then its mass
-	acc  [][2]float64      // per node number and pool kind: the sum of output mass over pool size
-	mass map[int32]float64 // by sender index
+// take returns a free slot, or a new one.
+func take(free *[]int32, n *int32) int32 {
+	if k := len(*free); k > 0 {
+		i := (*free)[k-1]
+		*free = (*free)[:k-1]
+		return i
+	}
+	*n++
+	return *n - 1
 }
 
-// NewSweep returns working memory for b's measures.
-func (b *Backward) NewSweep() *Sweep {
-	return &Sweep{mass: map[int32]float64{}}
-}
-
-// residue is the mass left unresolved at which a sweep stops: far below Prune, so the distribution
-// it leaves out cannot move a probability by more than that.
+// residue is the mass left unresolved at which a measure stops: far below Prune, so the
+// distribution it leaves out cannot move a probability by more than that.
 const residue = 1e-12
 
-// Measure computes the measure of real message i (from [Backward.Deliver]) with the working
-// memory sw. Measures of different messages may run at once with different Sweeps.
-func (b *Backward) Measure(i int, sw *Sweep) (Delivered, error) {
-	if i < 0 || i >= len(b.roots) {
-		return Delivered{}, fmt.Errorf("entropy: no real message %d", i)
+// MaxBatch bounds the messages of one [Backward.Measure]: its memory is a float64 per message
+// for every slot, sender and node.
+const MaxBatch = 256
+
+// Measure computes the measures of the real messages roots (indices from [Backward.Deliver]) in
+// one backward pass over the events, each message's mass carried in its own column. Measures
+// may run at once.
+func (b *Backward) Measure(roots []int) ([]Delivered, error) {
+	K := len(roots)
+	if K == 0 {
+		return nil, nil
 	}
-	root := b.roots[i]
-	if cap(sw.slot) < len(b.hops) {
-		sw.slot = make([]float64, len(b.hops))
+	if K > MaxBatch {
+		return nil, fmt.Errorf("%w: %d messages in one measure, at most %d", ErrLimit, K, MaxBatch)
 	}
-	slot := sw.slot[:len(b.hops)]
-	if cap(sw.acc) < len(b.self) {
-		sw.acc = make([][2]float64, len(b.self))
+	// The messages in delivery order, latest first, for the sweep to inject each at its event.
+	order := make([]int, K)
+	for k, i := range roots {
+		if i < 0 || i >= len(b.roots) {
+			return nil, fmt.Errorf("entropy: no real message %d", i)
+		}
+		order[k] = k
 	}
-	sw.acc = sw.acc[:len(b.self)]
-	clear(sw.acc)
-	clear(sw.mass)
-	resolved := 0.0
-	// Mass of a hop ends at its origin: a user's send, or the output that made it.
-	for j := root.at; j >= 0 && 1-resolved > residue; j-- {
+	slices.SortFunc(order, func(x, y int) int { return int(b.roots[roots[y]].at) - int(b.roots[roots[x]].at) })
+	top := b.roots[roots[order[0]]].at
+	acc := make([]float64, len(b.self)*2*K)   // per node and pool kind: sum of output mass over pool size
+	hs := make([]float64, int(b.hopSlots)*K)  // per hop slot: the running sum at its departure
+	ls := make([]float64, int(b.linkSlots)*K) // per link slot: the mass of the packet on it
+	mass := make([]float64, len(b.names)*K)   // per sender: the mass resolved to it
+	resolved := make([]float64, K)
+	next := 0
+	for j := top; j >= 0; j-- {
+		if j&4095 == 0 && slices.IndexFunc(resolved, func(r float64) bool { return 1-r > residue }) < 0 {
+			break
+		}
 		e := &b.log[j]
-		acc := &sw.acc[e.node]
 		switch e.op {
 		case opReceive:
 			h := &b.hops[e.hop]
-			start := 0.0
-			if h.dep >= 0 && h.dep <= root.at {
-				start = slot[e.hop]
+			a := acc[(int(h.node)*2+int(h.kind))*K:][:K]
+			var st []float64
+			if h.dep >= 0 && h.dep <= top {
+				st = hs[int(h.slot)*K:][:K]
 			}
-			m := acc[h.kind] - start
 			if h.origin < 0 {
-				if m > 0 {
-					sw.mass[-h.origin-1] += m
-					resolved += m
+				u := mass[int(-h.origin-1)*K:][:K]
+				for k, m := range a {
+					if st != nil {
+						m -= st[k]
+					}
+					if m > 0 {
+						u[k] += m
+						resolved[k] += m
+					}
 				}
 				continue
 			}
-			slot[e.hop] = m
+			l := ls[int(b.log[h.origin].link)*K:][:K]
+			copy(l, a)
+			if st != nil {
+				for k := range l {
+					l[k] -= st[k]
+				}
+			}
 		case opEmit, opDeliver:
+			n := int(e.node)
+			ac, an := acc[n*2*K:][:K], acc[(n*2+1)*K:][:K]
 			if e.hop >= 0 {
-				slot[e.hop] = acc[b.hops[e.hop].kind] // the leaving packet is inside at its own output
+				// The leaving packet is inside at its own output: its sum before this output's.
+				src := ac
+				if b.hops[e.hop].kind == fromNode {
+					src = an
+				}
+				copy(hs[int(b.hops[e.hop].slot)*K:][:K], src)
 			}
-			if j == root.at {
-				acc[fromNode] += 1 / float64(e.kn)
-				continue
+			for next < K && b.roots[roots[order[next]]].at == j {
+				an[order[next]] += 1 / float64(e.kn)
+				next++
 			}
-			if e.out < 0 || b.hops[e.out].arr > root.at {
-				continue // no output, or one that has no mass yet
-			}
-			m := slot[e.out]
-			if m <= 0 {
-				continue
+			if e.out < 0 || b.hops[e.out].arr > top {
+				continue // no output, or one not yet swept: no mass
 			}
 			made := 0.0
 			if e.op == opEmit {
-				made = b.made[e.node]
+				made = b.made[n]
 			}
 			total := made + float64(e.kc) + float64(e.kn)
-			if total == 0 {
-				sw.mass[b.self[e.node]] += m // nothing inside: the node is the only origin
-				resolved += m
-				continue
+			self := mass[int(b.self[n])*K:][:K]
+			for k, m := range ls[int(e.link)*K:][:K] {
+				switch {
+				case m <= 0:
+				case total == 0:
+					self[k] += m // nothing inside: the node is the only origin
+					resolved[k] += m
+				default:
+					if made > 0 {
+						self[k] += m * made / total
+						resolved[k] += m * made / total
+					}
+					ac[k] += m / total
+					an[k] += m / total
+				}
 			}
-			if made > 0 {
-				sw.mass[b.self[e.node]] += m * made / total
-				resolved += m * made / total
-			}
-			acc[fromClient] += m / total
-			acc[fromNode] += m / total
 		}
 	}
-	// In index order, so that the sums of measureDist do not depend on the map's order.
-	d := dist{}
-	for s, m := range sw.mass {
-		if m >= b.cfg.Prune {
-			d.idx = append(d.idx, s)
+	out := make([]Delivered, K)
+	for k, i := range roots {
+		root := b.roots[i]
+		d := dist{}
+		for s := range b.names {
+			if m := mass[s*K+k]; m >= b.cfg.Prune {
+				d.idx = append(d.idx, int32(s))
+				d.p = append(d.p, float32(m))
+			}
 		}
+		out[k] = measureDist(b.names, b.isUser, b.cfg.Watch, d, root.truth)
+		out[k].Message, out[k].Packet, out[k].At, out[k].Node = root.message, root.packet, root.time, root.node
 	}
-	slices.Sort(d.idx)
-	for _, s := range d.idx {
-		d.p = append(d.p, float32(sw.mass[s]))
-	}
-	res := measureDist(b.names, b.isUser, b.cfg.Watch, d, root.truth)
-	res.Message, res.Packet, res.At, res.Node = root.message, root.packet, root.time, root.node
-	return res, nil
+	return out, nil
 }
 
 // Results measures every real message delivered so far, in delivery order.
 func (b *Backward) Results() ([]Delivered, error) {
-	sw := b.NewSweep()
 	out := make([]Delivered, 0, len(b.roots))
-	for i := range b.roots {
-		r, err := b.Measure(i, sw)
+	for lo := 0; lo < len(b.roots); lo += MaxBatch {
+		batch := make([]int, 0, MaxBatch)
+		for i := lo; i < min(lo+MaxBatch, len(b.roots)); i++ {
+			batch = append(batch, i)
+		}
+		r, err := b.Measure(batch)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, r)
+		out = append(out, r...)
 	}
 	return out, nil
 }

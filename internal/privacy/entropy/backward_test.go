@@ -191,7 +191,7 @@ func FuzzBackward(f *testing.F) {
 
 func TestBackwardMeasureRange(t *testing.T) {
 	bw := NewBackward(Config{})
-	if _, err := bw.Measure(0, bw.NewSweep()); err == nil {
+	if _, err := bw.Measure([]int{0}); err == nil {
 		t.Fatal("measure of a message never delivered: no error")
 	}
 }

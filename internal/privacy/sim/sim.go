@@ -556,26 +556,40 @@ func (s *sim) emit(e entropy.Emit) error {
 	return s.tr.Emit(e)
 }
 
-// measure computes the backward measures of the measured messages, on GOMAXPROCS goroutines
-// (each with its own sweep memory, a float64 per recorded hop).
+// measure computes the backward measures of the measured messages, in batches of at most
+// entropy.MaxBatch (one pass over the recorded events each) on GOMAXPROCS goroutines.
 func (s *sim) measure() error {
 	if s.bw == nil {
 		return nil
 	}
 	s.res = make([]entropy.Delivered, len(s.roots))
-	workers := min(runtime.GOMAXPROCS(0), len(s.roots))
+	n := len(s.roots)
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers == 0 {
+		return nil
+	}
+	batches := max(workers, (n+entropy.MaxBatch-1)/entropy.MaxBatch)
+	size := (n + batches - 1) / batches
+	next := make(chan int)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
-			sw := s.bw.NewSweep()
-			for i := w; i < len(s.roots); i += workers {
-				if s.res[i], errs[w] = s.bw.Measure(s.roots[i], sw); errs[w] != nil {
-					return
+			for lo := range next {
+				hi := min(lo+size, n)
+				r, err := s.bw.Measure(s.roots[lo:hi])
+				if err != nil {
+					errs[w] = err
+					continue
 				}
+				copy(s.res[lo:hi], r)
 			}
 		})
 	}
+	for lo := 0; lo < n; lo += size {
+		next <- lo
+	}
+	close(next)
 	wg.Wait()
 	return errors.Join(errs...)
 }
