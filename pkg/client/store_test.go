@@ -67,8 +67,13 @@ func TestRunAndClose(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
-	time.Sleep(100 * time.Millisecond)
-	// Nothing listens at the provider's address: Run keeps trying, and says why.
+	// Nothing listens at the provider's address: Run keeps trying, and says why (waited for,
+	// not slept for: on a loaded machine the first dial can take longer than any fixed pause).
+	for deadline := time.Now().Add(10 * time.Second); e.LinkState().LastError == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no dial error reported in 10 s: %+v", e.LinkState())
+		}
+	}
 	if err := e.Run(ctx); !errors.Is(err, ErrRunning) {
 		t.Fatalf("second Run: %v", err)
 	}
