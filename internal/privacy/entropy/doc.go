@@ -63,4 +63,8 @@
 // 1e-9) is dropped and the rest renormalized. A node's pool keeps a dense running sum of its
 // packets' distributions with a count per sender, so an output costs one pass over the senders
 // present in the node.
+//
+// [Backward] gives the same measures from the same events with memory linear in the events, for
+// networks whose distributions the [Tracker] cannot hold (100,000 users): it records the events
+// and carries each delivered message's mass back through them, the model being linear.
 package entropy
