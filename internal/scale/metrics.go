@@ -54,6 +54,9 @@ func SumMetric(page []byte, name string) (float64, bool, error) {
 			return 0, false, fmt.Errorf("scale: metric line %q: bad value", line)
 		}
 		sum += v
+		if math.IsInf(sum, 0) {
+			return 0, false, fmt.Errorf("scale: metric %s: the sum overflows", name)
+		}
 		found = true
 	}
 	if err := sc.Err(); err != nil {

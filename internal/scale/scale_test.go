@@ -1,6 +1,7 @@
 package scale
 
 import (
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -102,6 +103,9 @@ func FuzzSumMetric(f *testing.F) {
 	f.Add(page, "mixd_packets_received_total")
 	f.Add([]byte("m{a=\"}\"} 1\n"), "m")
 	f.Fuzz(func(t *testing.T, page []byte, name string) {
-		SumMetric(page, name)
+		sum, found, err := SumMetric(page, name)
+		if err == nil && (math.IsNaN(sum) || math.IsInf(sum, 0) || (!found && sum != 0)) {
+			t.Fatalf("sum %v, found %v, no error", sum, found)
+		}
 	})
 }
