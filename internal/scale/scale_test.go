@@ -85,7 +85,7 @@ func TestSumMetric(t *testing.T) {
 			t.Errorf("%s: %v %v %v, want %v %v", c.name, got, found, err, c.want, c.found)
 		}
 	}
-	for _, bad := range []string{"m{a=\"1\" 3\n", "m NaN\n", "m 1 2 3\n", "m x\n", "m{a=\"b\"}\n", strings.Repeat("m", maxMetricLine+1) + " 1\n"} {
+	for _, bad := range []string{"m{a=\"1\" 3\n", "m NaN\n", "m 1 2 3\n", "m x\n", "m{a=\"b\"}\n", "m 1e308\nm 1e308\n", strings.Repeat("m", maxMetricLine+1) + " 1\n"} {
 		if _, _, err := SumMetric([]byte(bad), "m"); err == nil {
 			t.Errorf("%.40q parsed", bad)
 		}
