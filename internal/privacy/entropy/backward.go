@@ -2,7 +2,6 @@ package entropy
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"time"
 )
@@ -43,6 +42,7 @@ type Backward struct {
 	hopSlots, linkSlots int32
 	last                time.Duration
 	start               bool
+	maxEvents           int
 }
 
 // liveRef is a packet alive in the recording: inside a node (hop >= 0) or on a link, where
@@ -103,11 +103,12 @@ func NewBackward(cfg Config) *Backward {
 	if cfg.MaxPackets == 0 {
 		cfg.MaxPackets = DefaultMaxPackets
 	}
-	return &Backward{cfg: cfg, index: map[string]int32{}, nodes: map[string]int32{}, live: map[PacketID]liveRef{}}
+	return &Backward{cfg: cfg, index: map[string]int32{}, nodes: map[string]int32{}, live: map[PacketID]liveRef{}, maxEvents: DefaultMaxEvents}
 }
 
-// maxLog bounds the recorded events: log and hop indices are int32.
-const maxLog = math.MaxInt32 - 1
+// DefaultMaxEvents bounds the recorded events (about 50 bytes each with their packets' stays):
+// 7 GB, seven times what 100,000 users make in 10 s; log and hop indices are int32 in any case.
+const DefaultMaxEvents = 1 << 28
 
 // Apply records one event.
 func (b *Backward) Apply(e Event) error {
@@ -135,8 +136,8 @@ func (b *Backward) order(at time.Duration) error {
 	if b.start && at < b.last {
 		return fmt.Errorf("%w: %v after %v", ErrOrder, at, b.last)
 	}
-	if len(b.log) >= maxLog {
-		return fmt.Errorf("%w: %d events", ErrLimit, maxLog)
+	if len(b.log) >= b.maxEvents {
+		return fmt.Errorf("%w: %d events", ErrLimit, b.maxEvents)
 	}
 	b.start, b.last = true, at
 	return nil

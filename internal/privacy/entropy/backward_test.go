@@ -1,6 +1,7 @@
 package entropy
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -193,5 +194,28 @@ func TestBackwardMeasureRange(t *testing.T) {
 	bw := NewBackward(Config{})
 	if _, err := bw.Measure([]int{0}); err == nil {
 		t.Fatal("measure of a message never delivered: no error")
+	}
+	if _, err := bw.Measure(make([]int, MaxBatch+1)); !errors.Is(err, ErrLimit) {
+		t.Fatalf("a batch of %d: %v, want ErrLimit", MaxBatch+1, err)
+	}
+}
+
+// The recording stops at its event limit with ErrLimit and keeps what it has.
+func TestBackwardEventLimit(t *testing.T) {
+	bw := NewBackward(Config{})
+	bw.maxEvents = 3
+	for i := range 3 {
+		if err := bw.Send(Send{At: ms(i), Packet: PacketID(i + 1), Sender: "u", Kind: Drop}); err != nil {
+			t.Fatal(err)
+		}
+		if err := bw.Receive(Receive{At: ms(i), Node: "p", Packet: PacketID(i + 1), FromClient: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bw.Receive(Receive{At: ms(4), Node: "p", Packet: 9}); !errors.Is(err, ErrLimit) {
+		t.Fatalf("event past the limit: %v, want ErrLimit", err)
+	}
+	if bw.Events() != 3 {
+		t.Fatalf("%d events kept, want 3", bw.Events())
 	}
 }
