@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/privacy/entropy"
 	"github.com/panoramix-mixnet/panoramix/internal/privacy/plot"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 )
@@ -193,7 +194,7 @@ func writeReport(o ReportOptions, pl reportPlan) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(&md, "\n### Users online\n\n%d mixes per layer. Each run measures a window of about %d real messages (from %v for %d users to %v for %d) after %v of warm-up: the cost of a simulated second grows with the square of the users. ",
+	fmt.Fprintf(&md, "\n### Users online\n\n%d mixes per layer. Each run measures a window of about %d real messages (from %v for %d users to %v for %d) after %v of warm-up. ",
 		base3.MixesPerLayer, pl.usersMessages, UsersWindow(base3, pl.users[0], pl.usersMessages), pl.users[0], UsersWindow(base3, pl.users[len(pl.users)-1], pl.usersMessages), pl.users[len(pl.users)-1], pl.usersWarmup)
 	fmt.Fprintf(&md, "Every user's cover traffic hides every other user: the entropy follows log2(users) from a little below.\n")
 	ideal := make([]float64, len(uPts))
@@ -204,7 +205,7 @@ func writeReport(o ReportOptions, pl reportPlan) (string, error) {
 	var huge []Point
 	if pl.huge > 0 {
 		p := base3
-		p.Users, p.Backward = pl.huge, true
+		p.Users, p.Method = pl.huge, MethodBackward
 		p.Warmup, p.Duration = pl.usersWarmup, pl.usersWarmup+pl.hugeWindow
 		r, err := Run(p, o.Seed)
 		if err != nil {
@@ -287,8 +288,8 @@ func writeReport(o ReportOptions, pl reportPlan) (string, error) {
 	fmt.Fprintf(&md, "- Each real message is one fragment; a long mail's fragments leave one per lambda_P slot and an adversary could link them by their common destination over time.\n")
 	if len(uPts) > 0 {
 		last := uPts[len(uPts)-1].Result
-		fmt.Fprintf(&md, "- Cost: forward, every packet's distribution spans up to all users, so a simulated second costs time and memory in proportion to the square of the users online: the %d-user run (%v simulated) took %v of wall time here. Backward (runs above %d users), memory grows with the events only, and each message costs one pass over the events before it.\n",
-			last.Params.Users, last.Params.Duration, last.Elapsed.Round(time.Second), BackwardUsers)
+		fmt.Fprintf(&md, "- Cost: measured forward (entropy.Tracker, runs of up to %d users), every packet's distribution spans up to all users, so a simulated second costs time and memory in proportion to the square of the users online. Measured backward (entropy.Backward, more users), the events are recorded and each batch of up to %d messages costs one pass over them: time and memory grow with the events, in proportion to the users. The %d-user run (%v simulated) took %v of wall time here.\n",
+			BackwardUsers, entropy.MaxBatch, last.Params.Users, last.Params.Duration, last.Elapsed.Round(time.Second))
 	}
 	fmt.Fprintf(&md, "\nRun time of this report: %v on %d CPUs (GOMAXPROCS %d)%s.\n", time.Since(start).Round(time.Second), runtime.NumCPU(), runtime.GOMAXPROCS(0), map[bool]string{true: ", quick mode", false: ""}[o.Quick])
 	return md.String(), nil

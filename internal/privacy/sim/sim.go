@@ -30,7 +30,7 @@
 //
 // Cost: forward (entropy.Tracker), every packet's distribution spans up to all users, so a
 // simulated second costs time and memory in proportion to the square of the users online.
-// Backward (entropy.Backward: Params.Backward, and every run of more than BackwardUsers users),
+// Backward (entropy.Backward: MethodBackward, and MethodAuto above BackwardUsers users),
 // the events are recorded, a few dozen bytes each, and each batch of measured messages costs one
 // pass over them: memory and time grow with the events, in proportion to the users. Measured on
 // the shared two-core machine of the report (BenchmarkSim*; docs/BENCHMARKS.md): 50 users, 11
@@ -70,17 +70,31 @@ type Params struct {
 	Duration, Warmup time.Duration
 	// Prune is the entropy tracker's threshold (0: its default).
 	Prune float64
-	// Backward records the events and measures each message afterwards by carrying its mass
-	// back through them (entropy.Backward), with memory linear in the events, instead of
-	// tracking every packet's distribution forward (entropy.Tracker), whose memory grows with
-	// the square of the users. The measures are the same to 1e-4 bits (TestBackwardMatchesForward);
-	// runs of more than BackwardUsers users use it whatever this says.
-	Backward bool
+	// Method is how the sender entropies are computed (MethodAuto: by the number of users).
+	Method Method
 }
 
-// BackwardUsers is the number of users above which Run measures backward: at 10,000 users the
-// forward tracker peaked at 5.9 GB.
-const BackwardUsers = 20_000
+// Method is how a run computes the sender entropies; the two give the same measures to float32
+// rounding and pruning (TestBackwardMatchesForward: 5e-9 bits).
+type Method uint8
+
+// Methods.
+const (
+	// MethodAuto is MethodForward up to BackwardUsers users, MethodBackward above.
+	MethodAuto Method = iota
+	// MethodForward tracks every packet's distribution over the users as it goes
+	// (entropy.Tracker): memory grows with the square of the users.
+	MethodForward
+	// MethodBackward records the events and measures each message afterwards by carrying its
+	// mass back through them (entropy.Backward): memory grows with the events.
+	MethodBackward
+)
+
+// BackwardUsers is the number of users above which MethodAuto measures backward: forward,
+// 10,000 users took 12 to 17 minutes and a 5.9 GB peak, backward 26 s; 2,000 users, 10.4 s
+// forward and 1.3 s backward, the same entropies to 3e-10 bits. Small runs stay forward, the
+// reference that the testnet's capture uses too.
+const BackwardUsers = 1000
 
 // Limits of a simulation, so that a typo does not take the machine's memory.
 const (
@@ -127,6 +141,8 @@ func (p Params) Validate() error {
 		return fmt.Errorf("sim: need 1 ms <= mean delay (%v) <= max delay (%v)", p.MeanDelay, p.MaxDelay)
 	case p.Warmup < 0 || p.Duration <= p.Warmup || p.Duration > MaxDuration:
 		return fmt.Errorf("sim: need 0 <= warmup (%v) < duration (%v) <= %v", p.Warmup, p.Duration, MaxDuration)
+	case p.Method > MethodBackward:
+		return fmt.Errorf("sim: unknown method %d", p.Method)
 	case p.RealRate < 0 || p.RealRate >= p.LambdaP:
 		return fmt.Errorf("sim: real rate %g must be in [0, lambda_P = %g) or the queues grow without end", p.RealRate, p.LambdaP)
 	}
@@ -298,7 +314,7 @@ func newSim(p Params, seed uint64) *sim {
 		}
 	}
 	cfg := entropy.Config{Made: made, Prune: p.Prune}
-	if p.Backward || p.Users > BackwardUsers {
+	if p.Method == MethodBackward || (p.Method == MethodAuto && p.Users > BackwardUsers) {
 		s.bw = entropy.NewBackward(cfg)
 	} else {
 		s.tr = entropy.New(cfg)

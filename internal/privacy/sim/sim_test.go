@@ -140,6 +140,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{"one user", func(p *Params) { p.Users = 1 }, "users"},
 		{"too many users", func(p *Params) { p.Users = MaxUsers + 1 }, "users"},
+		{"unknown method", func(p *Params) { p.Method = MethodBackward + 1 }, "method"},
 		{"no provider", func(p *Params) { p.Providers = 0 }, "providers"},
 		{"too many mixes", func(p *Params) { p.MixesPerLayer = MaxNodes + 1 }, "mixes"},
 		{"delay above max", func(p *Params) { p.MeanDelay = 2 * p.MaxDelay }, "delay"},
@@ -177,14 +178,14 @@ func BenchmarkSim50Users(b *testing.B) { benchmark(b, 50, 11*time.Minute, time.M
 // BenchmarkSim500Users: one minute measured after 10 s.
 func BenchmarkSim500Users(b *testing.B) { benchmark(b, 500, 70*time.Second, 10*time.Second) }
 
-// BenchmarkSim10000Users: 5 s measured after 10 s of warm-up.
+// BenchmarkSim10000Users: 5 s measured after 10 s of warm-up (backward, as MethodAuto runs it).
 func BenchmarkSim10000Users(b *testing.B) { benchmark(b, 10000, 15*time.Second, 10*time.Second) }
 
 // benchmarkUsers runs the report's "Users online" shape (3 mixes per layer, 10 s of warm-up)
 // with users users measured over window, backward.
 func benchmarkUsers(b *testing.B, users int, window time.Duration) {
 	p := DefaultParams()
-	p.Users, p.MixesPerLayer, p.Backward = users, 3, true
+	p.Users, p.MixesPerLayer, p.Method = users, 3, MethodBackward
 	p.Warmup = 10 * time.Second
 	p.Duration = p.Warmup + window
 	var r Result
@@ -217,8 +218,8 @@ func TestBackwardMatchesForward(t *testing.T) {
 		p.Users, p.MixesPerLayer = c.users, c.mixes
 		p.Warmup, p.Duration = 10*time.Second, c.duration
 		var res [2][]entropy.Delivered
-		for i, backward := range []bool{false, true} {
-			p.Backward = backward
+		for i, m := range []Method{MethodForward, MethodBackward} {
+			p.Method = m
 			s := newSim(p, 7)
 			if err := s.run(); err != nil {
 				t.Fatal(err)

@@ -91,8 +91,8 @@ func SweepRate(base Params, r Rate, values []float64, seed uint64, workers int) 
 
 // SweepUsers sweeps the number of users online. Each run measures a window long enough for
 // about messages real messages (messages / (RealRate * users) seconds, at least 5 s and at most
-// base's window) after warmup: the cost of a simulated second grows with the square of the users
-// (each output's distribution spans them all), so large networks get short windows.
+// base's window) after warmup: the cost of a simulated second grows with the users (with their
+// square when measured forward), so large networks get short windows.
 func SweepUsers(base Params, users []int, messages int, warmup time.Duration, seed uint64, workers int) ([]Point, error) {
 	xs := make([]float64, len(users))
 	for i, u := range users {
