@@ -127,7 +127,8 @@ func TestSeeds(t *testing.T) {
 
 // FuzzDecodeFrame decodes the input as it is, and also cut or zero-extended to the frame
 // size, so that mutations of a frame's content reach the field checks. A frame that decodes
-// must re-encode to the identical bytes.
+// must re-encode to the identical bytes. The decoder without a copy (ReadFrameInto's) must
+// accept and refuse exactly the same inputs and give the same frame.
 func FuzzDecodeFrame(f *testing.F) {
 	for _, b := range readSeeds(f) {
 		f.Add(b)
@@ -142,11 +143,18 @@ func FuzzDecodeFrame(f *testing.F) {
 		fit := make([]byte, size)
 		copy(fit, in)
 		fr, err := DecodeFrame(testGeometry, fit)
+		alias, aliasErr := decodeAlias(testGeometry, fit)
+		if (err == nil) != (aliasErr == nil) {
+			t.Fatalf("DecodeFrame: %v, decodeAlias: %v", err, aliasErr)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrFrame) {
 				t.Fatalf("error does not wrap ErrFrame: %v", err)
 			}
 			return
+		}
+		if alias.Cmd != fr.Cmd || alias.Seq != fr.Seq || alias.QueueHint != fr.QueueHint || alias.SURBID != fr.SURBID || !bytes.Equal(alias.Body, fr.Body) {
+			t.Fatalf("decodeAlias gives %+v, DecodeFrame %+v", alias, fr)
 		}
 		out, err := EncodeFrame(testGeometry, fr)
 		if err != nil {
