@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -248,6 +249,14 @@ func (c *testClient) sendTo(doc *pki.Document, a, b *pki.Node, rcpt sphinx.Recip
 
 // collect retrieves until it has replies for all ids, returning the echoed data by id.
 func (c *testClient) collect(ids map[[sphinx.SURBIDSize]byte]string, timeout time.Duration) {
+	if missing := c.tryCollect(ids, nil, timeout); missing > 0 {
+		c.t.Fatalf("%d replies missing", missing)
+	}
+}
+
+// tryCollect is collect that returns how many replies are still missing at the timeout instead
+// of failing; replies for the SURB ids in stale (an earlier round's) are skipped.
+func (c *testClient) tryCollect(ids map[[sphinx.SURBIDSize]byte]string, stale map[[sphinx.SURBIDSize]byte]bool, timeout time.Duration) int {
 	t := c.t
 	deadline := time.Now().Add(timeout)
 	for len(ids) > 0 && time.Now().Before(deadline) {
@@ -263,6 +272,9 @@ func (c *testClient) collect(ids map[[sphinx.SURBIDSize]byte]string, timeout tim
 			time.Sleep(50 * time.Millisecond)
 		case wire.CmdAck:
 			c.seq = f.Seq + 1
+			if stale[f.SURBID] {
+				continue
+			}
 			want, ok := ids[f.SURBID]
 			if !ok {
 				t.Fatalf("reply for an unknown SURB")
@@ -280,9 +292,7 @@ func (c *testClient) collect(ids map[[sphinx.SURBIDSize]byte]string, timeout tim
 			t.Fatalf("unexpected answer %v", f.Cmd)
 		}
 	}
-	if len(ids) > 0 {
-		t.Fatalf("%d replies missing", len(ids))
-	}
+	return len(ids)
 }
 
 func TestLoopThroughMixnetAcrossEpochs(t *testing.T) {
@@ -482,19 +492,36 @@ func TestAbuseIsContained(t *testing.T) {
 
 	// bob's own traffic still flows, built with the current document: with 3 s epochs the
 	// waits above can outlast the first document's keys (erased after their epoch and grace).
-	cur := tn.waitDocument(pc, 5)
-	ca, okA := cur.Node(provA.Identity())
-	cb, okB := cur.Node(tn.nodes["beta"].Identity())
-	if !okA || !okB {
-		t.Fatalf("the current document (epoch %d) does not list both providers", cur.Epoch)
-	}
+	// On a loaded machine a round of loops can also outlast its own epoch's keys on the way
+	// (all ten went unanswered once in CI): up to three rounds, each with the document of the
+	// moment; one round answered in full shows the traffic flows.
 	c := &testClient{t: t, s: s, user: "bob", conn: bc, pkic: pc, keys: map[[sphinx.SURBIDSize]byte][]byte{}}
-	ids := map[[sphinx.SURBIDSize]byte]string{}
-	for i := range 10 {
-		data := fmt.Sprintf("bob %d", i)
-		ids[c.sendLoop(cur, ca, cb, []byte(data))] = data
+	stale := map[[sphinx.SURBIDSize]byte]bool{}
+	for round := 1; ; round++ {
+		cur := tn.waitDocument(pc, 5)
+		ca, okA := cur.Node(provA.Identity())
+		cb, okB := cur.Node(tn.nodes["beta"].Identity())
+		if !okA || !okB {
+			t.Fatalf("the current document (epoch %d) does not list both providers", cur.Epoch)
+		}
+		ids := map[[sphinx.SURBIDSize]byte]string{}
+		for i := range 10 {
+			data := fmt.Sprintf("bob %d", i)
+			ids[c.sendLoop(cur, ca, cb, []byte(data))] = data
+		}
+		sent := maps.Clone(ids)
+		missing := c.tryCollect(ids, stale, 15*time.Second)
+		if missing == 0 {
+			break
+		}
+		if round == 3 {
+			t.Fatalf("%d of bob's 10 loops unanswered in each of 3 rounds", missing)
+		}
+		t.Logf("round %d (epoch %d): %d of 10 loops unanswered; again with the document of now", round, cur.Epoch, missing)
+		for id := range sent {
+			stale[id] = true
+		}
 	}
-	c.collect(ids, 15*time.Second)
 	mc.Close()
 
 	limited := metricValue(t, provA, "mixd_packets_dropped_total", map[string]string{"reason": "rate_limit"})
