@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"maps"
 	"path/filepath"
 	"testing"
 	"time"
@@ -120,9 +119,7 @@ func (mn *mailNet) sendMail(t *testing.T, user string, msg []byte) {
 	// ACKs missing, seen with two test packages running): up to three rounds, each with the
 	// document of the moment; the mailbox service deduplicates the fragments (same message id
 	// and index), and replies to an earlier round are skipped.
-	stale := map[[sphinx.SURBIDSize]byte]bool{}
-	for round := 1; ; round++ {
-		doc := mn.tn.waitDocument(mn.pc, 5)
+	mn.alice.collectRounds(mn.tn, mn.pc, func(doc *pki.Document) map[[sphinx.SURBIDSize]byte]string {
 		a, _ := doc.Node(mn.alpha.Identity())
 		b, _ := doc.Node(mn.b.Identity)
 		want := map[[sphinx.SURBIDSize]byte]string{}
@@ -131,19 +128,8 @@ func (mn *mailNet) sendMail(t *testing.T, user string, msg []byte) {
 			// Alice's packets enter at her provider (beta) and end at alpha's mailbox service.
 			want[mn.alice.sendTo(doc, b, a, sphinx.Recipient{Service: mailbox.Name, ID: user}, f.Marshal())] = string(ack.Marshal())
 		}
-		sent := maps.Clone(want)
-		missing := mn.alice.tryCollect(want, stale, 30*time.Second)
-		if missing == 0 {
-			return
-		}
-		if round == 3 {
-			t.Fatalf("%d of %d ACKs missing in each of 3 rounds", missing, len(sent))
-		}
-		t.Logf("round %d (epoch %d): %d of %d ACKs missing; again with the document of now", round, doc.Epoch, missing, len(sent))
-		for id := range sent {
-			stale[id] = true
-		}
-	}
+		return want
+	}, 30*time.Second)
 }
 
 // retrieveMail sends one retrieve-mail frame and returns the answer.

@@ -254,6 +254,30 @@ func (c *testClient) collect(ids map[[sphinx.SURBIDSize]byte]string, timeout tim
 	}
 }
 
+// collectRounds sends a round of packets built by send with the document of the moment and
+// collects their replies, up to three rounds: on a loaded machine one round can outlast its
+// epoch's keys on the way (3 s epochs). Replies to an earlier round are skipped; it fails when
+// every round misses a reply.
+func (c *testClient) collectRounds(tn *testNet, pc *pki.Client, send func(*pki.Document) map[[sphinx.SURBIDSize]byte]string, timeout time.Duration) {
+	stale := map[[sphinx.SURBIDSize]byte]bool{}
+	for round := 1; ; round++ {
+		doc := tn.waitDocument(pc, 5)
+		ids := send(doc)
+		sent := maps.Clone(ids)
+		missing := c.tryCollect(ids, stale, timeout)
+		if missing == 0 {
+			return
+		}
+		if round == 3 {
+			c.t.Fatalf("%d of %d replies missing in each of 3 rounds", missing, len(sent))
+		}
+		c.t.Logf("round %d (epoch %d): %d of %d replies missing; again with the document of now", round, doc.Epoch, missing, len(sent))
+		for id := range sent {
+			stale[id] = true
+		}
+	}
+}
+
 // tryCollect is collect that returns how many replies are still missing at the timeout instead
 // of failing; replies for the SURB ids in stale (an earlier round's) are skipped.
 func (c *testClient) tryCollect(ids map[[sphinx.SURBIDSize]byte]string, stale map[[sphinx.SURBIDSize]byte]bool, timeout time.Duration) int {
@@ -496,9 +520,7 @@ func TestAbuseIsContained(t *testing.T) {
 	// (all ten went unanswered once in CI): up to three rounds, each with the document of the
 	// moment; one round answered in full shows the traffic flows.
 	c := &testClient{t: t, s: s, user: "bob", conn: bc, pkic: pc, keys: map[[sphinx.SURBIDSize]byte][]byte{}}
-	stale := map[[sphinx.SURBIDSize]byte]bool{}
-	for round := 1; ; round++ {
-		cur := tn.waitDocument(pc, 5)
+	c.collectRounds(tn, pc, func(cur *pki.Document) map[[sphinx.SURBIDSize]byte]string {
 		ca, okA := cur.Node(provA.Identity())
 		cb, okB := cur.Node(tn.nodes["beta"].Identity())
 		if !okA || !okB {
@@ -509,19 +531,8 @@ func TestAbuseIsContained(t *testing.T) {
 			data := fmt.Sprintf("bob %d", i)
 			ids[c.sendLoop(cur, ca, cb, []byte(data))] = data
 		}
-		sent := maps.Clone(ids)
-		missing := c.tryCollect(ids, stale, 15*time.Second)
-		if missing == 0 {
-			break
-		}
-		if round == 3 {
-			t.Fatalf("%d of bob's 10 loops unanswered in each of 3 rounds", missing)
-		}
-		t.Logf("round %d (epoch %d): %d of 10 loops unanswered; again with the document of now", round, cur.Epoch, missing)
-		for id := range sent {
-			stale[id] = true
-		}
-	}
+		return ids
+	}, 15*time.Second)
 	mc.Close()
 
 	limited := metricValue(t, provA, "mixd_packets_dropped_total", map[string]string{"reason": "rate_limit"})
