@@ -282,6 +282,14 @@ func TestRunOnce(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// The fixture's Run starts in a goroutine: wait until it holds the
+	// writer, or this Run could win the race and be the first.
+	for !f.svc.ran.Load() {
+		if ctx.Err() != nil {
+			t.Fatal("the fixture's Run never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if err := f.svc.Run(ctx); err == nil || ctx.Err() != nil {
 		t.Fatalf("second Run: %v (returned after its context ended: %v)", err, ctx.Err())
 	}
