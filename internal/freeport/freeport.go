@@ -7,8 +7,13 @@
 // clients, for one) may take the port, and the child fails with "address already in use".
 // Ports below the ephemeral range are never given to outgoing connections, so this package picks
 // random ports there, checks each by binding it, and holds them all until every one is chosen.
-// Two processes picking the same port in the same instant remains possible but unlikely (the
-// range has thousands of ports).
+//
+// A port is free only while nobody binds it: between a check and the child's bind, and while a
+// test stops a node to restart it on the same address, another test process could pick it too.
+// So a port handed out is also reserved across processes, for the life of the process that got it:
+// an exclusive flock on a file named after the port in a directory shared by every process of the
+// machine (reserve_unix.go). The kernel drops the lock when the process ends, however it ends, so
+// there is nothing stale to clean up.
 package freeport
 
 import (
@@ -56,8 +61,12 @@ func Addrs(n int) ([]string, error) {
 		if given[p] {
 			continue
 		}
+		if !reserve(p) {
+			continue // another process holds it
+		}
 		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
 		if err != nil {
+			release(p)
 			continue // in use
 		}
 		lns = append(lns, ln)
