@@ -357,25 +357,107 @@ func decodeItem(seq uint64, b []byte) (*Item, error) {
 }
 
 // Enqueue appends an item to a user's queue; it returns once the item is committed to disk.
-// Items the user's client has acknowledged are deleted in the same transaction first.
+// Items the user's client has acknowledged are deleted in the same transaction first. It is
+// EnqueueBatch of one item.
 func (s *Store) Enqueue(user string, it *Item, limit int) error {
-	return s.update(func(tx *bolt.Tx, deleted map[staleKey]int) error {
-		q := tx.Bucket(bucketQueues).Bucket([]byte(user))
-		if q == nil {
-			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
-		}
-		// Messages and replies are bounded apart, so that messages anyone can send never keep
-		// out the replies to the user's own packets.
-		messages := getCount(tx, replyQueue, user)
-		if it.Kind == ItemMessage {
-			if bound := min(limit, MaxMessageItems); messages >= uint64(bound) {
-				return fmt.Errorf("%w: %s holds %d queue messages", ErrQueueFull, user, bound)
+	res, err := s.EnqueueBatch([]Enqueued{{User: user, Item: it}}, limit)
+	if err != nil {
+		return err
+	}
+	return res[0]
+}
+
+// MaxEnqueueBatch bounds the items of one EnqueueBatch: everything a batch holds is in memory
+// until its commit, and mixd's writer takes at most this many (mixd/internal/node).
+const MaxEnqueueBatch = 1024
+
+// Enqueued is one item for EnqueueBatch and the user whose queue it goes to.
+type Enqueued struct {
+	User string
+	Item *Item
+}
+
+// EnqueueBatch appends items to their users' queues in one transaction, so that one commit
+// (one pair of fdatasyncs) makes them all durable, and returns once it is committed: a group
+// commit for mixd's delivery of ACKs, loop echoes and queue messages (docs/spec/services.md
+// section 4.2). Items the clients have acknowledged are deleted in the same transaction first.
+//
+// An item refused for its user alone (ErrUnknownUser, ErrQueueFull) is not stored and its
+// error is in the result at its index; the others are still committed. Each user's bounds count
+// the items before it in the batch, as if each had been committed alone in batch order, and the
+// items of one user are queued in batch order. The error is for the transaction: when it is not
+// nil nothing is committed and the results mean nothing.
+func (s *Store) EnqueueBatch(items []Enqueued, limit int) ([]error, error) {
+	if len(items) > MaxEnqueueBatch {
+		return nil, fmt.Errorf("queue: a batch of %d items, more than %d", len(items), MaxEnqueueBatch)
+	}
+	res := make([]error, len(items))
+	err := s.update(func(tx *bolt.Tx, deleted map[staleKey]int) error {
+		counts := map[string]*queueCount{}
+		for i, e := range items {
+			c, ok := counts[e.User]
+			if !ok {
+				c = countQueue(tx, e.User, deleted)
+				counts[e.User] = c
 			}
-		} else if q.Stats().KeyN-deleted[staleKey{replyQueue, user}]-int(messages) >= limit {
-			return fmt.Errorf("%w: %s holds %d replies", ErrQueueFull, user, limit)
+			if res[i] = c.admit(e.User, e.Item.Kind, limit); res[i] != nil {
+				continue
+			}
+			if err := appendItems(tx, replyQueue, e.User, [][]byte{encodeItem(e.Item)}); err != nil {
+				return err
+			}
 		}
-		return appendItems(tx, replyQueue, user, [][]byte{encodeItem(it)})
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// queueCount is what one user's queue holds in a write transaction, the batch's items included
+// (bbolt's bucket statistics see neither the transaction's puts nor its deletions).
+type queueCount struct {
+	known    bool
+	messages uint64
+	replies  uint64
+}
+
+// countQueue counts user's queue at the start of a batch, after the prune (whose deletions
+// are in deleted).
+func countQueue(tx *bolt.Tx, user string, deleted map[staleKey]int) *queueCount {
+	q := tx.Bucket(bucketQueues).Bucket([]byte(user))
+	if q == nil {
+		return &queueCount{}
+	}
+	messages := getCount(tx, replyQueue, user)
+	// The message counter is recounted at every open, so it cannot exceed the items; were it
+	// to, the replies count as none rather than the batch failing for every user.
+	total := uint64(max(q.Stats().KeyN-deleted[staleKey{replyQueue, user}], 0))
+	return &queueCount{known: true, messages: messages, replies: total - min(total, messages)}
+}
+
+// admit counts an item of kind into the queue, or says why the queue refuses it. Messages and
+// replies are bounded apart, so that messages anyone can send never keep out the replies to the
+// user's own packets.
+func (c *queueCount) admit(user string, kind byte, limit int) error {
+	switch {
+	case !c.known:
+		return fmt.Errorf("%w: %s", ErrUnknownUser, user)
+	case kind == ItemMessage:
+		if bound := uint64(max(min(limit, MaxMessageItems), 0)); c.messages >= bound {
+			return fmt.Errorf("%w: %s holds %d queue messages", ErrQueueFull, user, bound)
+		}
+		c.messages++
+	case kind == ItemReply:
+		if bound := uint64(max(limit, 0)); c.replies >= bound {
+			return fmt.Errorf("%w: %s holds %d replies", ErrQueueFull, user, bound)
+		}
+		c.replies++
+	default:
+		return fmt.Errorf("queue of %s: an item of kind %d", user, kind)
+	}
+	return nil
 }
 
 // MailItem is one item of a user's mail queue: a chunk of sealed mail (services.md 6.2).
