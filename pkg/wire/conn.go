@@ -234,7 +234,7 @@ func dial(ctx context.Context, cfg DialConfig, tlsCfg *tls.Config) (*Conn, error
 	tc := tls.Client(join, tlsCfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("wire: handshake with %s: %w", cfg.Addr, err)
+		return nil, dialError(cfg.Addr, err)
 	}
 	c, err := newConn(cfg.Geometry, tc, join)
 	if err != nil {

@@ -16,8 +16,9 @@ const (
 	// CmdSendPacket carries one Sphinx packet (exactly Geometry.PacketSize bytes) towards the
 	// next hop: client to provider, node to node.
 	CmdSendPacket Command = 1
-	// CmdRetrieve asks the provider for the next item of the client's queue. Seq is chosen by
-	// the client and echoed in the answer.
+	// CmdRetrieve asks the provider for the next items of the client's queue: Seq is chosen by
+	// the client, QueueHint carries the count k of answer frames it asks for (1 to
+	// MaxRetrieveBatch, spec section 7).
 	CmdRetrieve Command = 2
 	// CmdMessage answers a retrieve with a message from the queue (Body, up to PacketSize
 	// bytes) and QueueHint, the number of items still waiting.
@@ -32,9 +33,9 @@ const (
 	CmdNoOp Command = 6
 	// CmdDisconnect announces that the sender is closing the link on purpose.
 	CmdDisconnect Command = 7
-	// CmdRetrieveMail asks the provider for the next item of the client's mail queue (mail the
-	// provider holds for the client, sealed to its key: spec section 7.1). Seq is chosen by the
-	// client and echoed in the answer, in the mail queue's own numbering.
+	// CmdRetrieveMail asks the provider for the next items of the client's mail queue (mail the
+	// provider holds for the client, sealed to its key: spec section 7.1), as CmdRetrieve does
+	// for the other queue: Seq in the mail queue's own numbering, QueueHint the count k.
 	CmdRetrieveMail Command = 8
 	// CmdMail answers a retrieve-mail with one chunk of sealed mail (Body, up to PacketSize
 	// bytes) and QueueHint, the number of mail items still waiting.
@@ -93,7 +94,9 @@ type Frame struct {
 	// Seq is the retrieve sequence number, echoed in the answer (Retrieve, Message, Ack, Empty,
 	// RetrieveMail, Mail).
 	Seq uint32
-	// QueueHint is, in answers to a retrieve, how many more items wait in the queue.
+	// QueueHint is, in answers to a retrieve, how many more items wait in the queue; in a
+	// retrieve or retrieve-mail it is the count of answer frames asked for, 1 to
+	// MaxRetrieveBatch (the spec's field "count", section 2.2).
 	QueueHint uint32
 	// SURBID names the SURB an ACK or reply came back through (Ack only).
 	SURBID [sphinx.SURBIDSize]byte
@@ -102,10 +105,15 @@ type Frame struct {
 	Body []byte
 }
 
+// MaxRetrieveBatch is the most answer frames one retrieve may ask for (spec section 7): it
+// bounds what one 17 KB frame from a client makes its provider read and send.
+const MaxRetrieveBatch = 16
+
 // fieldRule says which fields a command may use.
 type fieldRule struct {
 	seq, hint, surb bool
-	minBody         int // -1: exactly PacketSize
+	count           bool // the hint field is a retrieve's count, 1 to MaxRetrieveBatch
+	minBody         int  // -1: exactly PacketSize
 	maxBody         bool
 }
 
@@ -114,7 +122,7 @@ func ruleFor(c Command) (fieldRule, bool) {
 	case CmdSendPacket:
 		return fieldRule{minBody: -1}, true
 	case CmdRetrieve, CmdRetrieveMail:
-		return fieldRule{seq: true}, true
+		return fieldRule{seq: true, count: true}, true
 	case CmdMessage, CmdMail:
 		return fieldRule{seq: true, hint: true, maxBody: true}, true
 	case CmdAck:
@@ -136,7 +144,10 @@ func (f *Frame) check(g sphinx.Geometry) error {
 	if !r.seq && f.Seq != 0 {
 		return fmt.Errorf("%w: %v frame with non-zero seq", ErrFrame, f.Cmd)
 	}
-	if !r.hint && f.QueueHint != 0 {
+	if r.count && (f.QueueHint == 0 || f.QueueHint > MaxRetrieveBatch) {
+		return fmt.Errorf("%w: %v frame asks for %d answers, want 1 to %d", ErrFrame, f.Cmd, f.QueueHint, MaxRetrieveBatch)
+	}
+	if !r.hint && !r.count && f.QueueHint != 0 {
 		return fmt.Errorf("%w: %v frame with non-zero queue hint", ErrFrame, f.Cmd)
 	}
 	if !r.surb && f.SURBID != [sphinx.SURBIDSize]byte{} {

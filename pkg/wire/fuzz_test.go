@@ -61,7 +61,14 @@ func seedFrames(t testing.TB) map[string][]byte {
 	out["bad-padding.bin"] = edit(msg, func(b []byte) { b[len(b)-1] = 1 })
 	out["bad-noop-body.bin"] = edit(msg, func(b []byte) { b[0] = byte(CmdNoOp); b[offSeq+3] = 0; b[offQueueHint+3] = 0 })
 	out["bad-packet-short.bin"] = edit(msg, func(b []byte) { b[0] = byte(CmdSendPacket); b[offSeq+3] = 0; b[offQueueHint+3] = 0 })
-	out["bad-retrieve-hint.bin"] = edit(msg, func(b []byte) { b[0] = byte(CmdRetrieve); clear(b[offBodyLen:]) })
+	// A retrieve's count (the hint field) must be 1 to MaxRetrieveBatch: msg's hint is 3.
+	out["bad-retrieve-count-0.bin"] = edit(msg, func(b []byte) { b[0] = byte(CmdRetrieve); clear(b[offQueueHint:]) })
+	out["bad-retrieve-count-17.bin"] = edit(msg, func(b []byte) {
+		b[0] = byte(CmdRetrieve)
+		b[offQueueHint+3] = MaxRetrieveBatch + 1
+		clear(b[offBodyLen:])
+	})
+	out["bad-retrieve-mail-count-0.bin"] = edit(msg, func(b []byte) { b[0] = byte(CmdRetrieveMail); clear(b[offQueueHint:]) })
 	return out
 }
 

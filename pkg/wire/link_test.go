@@ -55,7 +55,7 @@ func TestMutualAuth(t *testing.T) {
 			if got := rec.next(t); got.Cmd != CmdSendPacket || !bytes.Equal(got.Body, want.Body) {
 				t.Fatalf("server got %v with %d body bytes", got.Cmd, len(got.Body))
 			}
-			if err := c.WriteFrame(&Frame{Cmd: CmdRetrieve, Seq: 5}); err != nil {
+			if err := c.WriteFrame(&Frame{Cmd: CmdRetrieve, Seq: 5, QueueHint: 1}); err != nil {
 				t.Fatal(err)
 			}
 			rec.next(t)

@@ -63,7 +63,7 @@ func TestPeerReconnectsAndDeliversQueued(t *testing.T) {
 			if f := rec.next(t); f.Cmd != CmdSendPacket || f.Body[0] != 1 {
 				t.Fatalf("got %v", f.Cmd)
 			}
-			p.Send(&Frame{Cmd: CmdRetrieve, Seq: 3})
+			p.Send(&Frame{Cmd: CmdRetrieve, Seq: 3, QueueHint: 1})
 			rec.next(t)
 			select {
 			case f := <-answers:

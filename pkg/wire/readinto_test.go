@@ -43,7 +43,7 @@ func TestReadFrameInto(t *testing.T) {
 			c := mustDial(t, dialCfg(n, srv.addr, ckey, skey.Public()))
 			ack := &Frame{Cmd: CmdAck, Seq: 3, QueueHint: 9, Body: []byte("reply")}
 			ack.SURBID[0] = 0xaa
-			sent := []*Frame{packet(1), {Cmd: CmdRetrieve, Seq: 7}, ack, packet(2)}
+			sent := []*Frame{packet(1), {Cmd: CmdRetrieve, Seq: 7, QueueHint: 2}, ack, packet(2)}
 			for _, f := range sent {
 				if err := c.WriteFrame(f); err != nil {
 					t.Fatal(err)

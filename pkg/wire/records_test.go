@@ -83,14 +83,14 @@ func TestRecordSizesDoNotLeakCommand(t *testing.T) {
 	sent := []*Frame{
 		{Cmd: CmdNoOp},
 		{Cmd: CmdSendPacket, Body: make([]byte, p)},
-		{Cmd: CmdRetrieve, Seq: 1},
+		{Cmd: CmdRetrieve, Seq: 1, QueueHint: 1},
 		{Cmd: CmdDisconnect},
 	}
 	// Many packets first, past the point where dynamic record sizing would switch sizes.
 	for range 20 {
 		sent = append(sent, &Frame{Cmd: CmdSendPacket, Body: make([]byte, p)})
 	}
-	sent = append(sent, &Frame{Cmd: CmdNoOp}, &Frame{Cmd: CmdRetrieve, Seq: 2})
+	sent = append(sent, &Frame{Cmd: CmdNoOp}, &Frame{Cmd: CmdRetrieve, Seq: 2, QueueHint: 16})
 	var first [][]int
 	for i, f := range sent {
 		if err := c.WriteFrame(f); err != nil {

@@ -60,7 +60,8 @@ type Server struct {
 	perPeer map[keys.LinkPublicKey]int
 	conns   map[net.Conn]struct{}
 
-	refused atomic.Uint64
+	refused       atomic.Uint64
+	versionLogged atomic.Int64 // unix nanoseconds of the last version warning
 }
 
 // NewServer validates cfg and returns a Server.
@@ -94,13 +95,39 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	s := &Server{
 		cfg:     cfg,
 		tls:     tlsCfg,
 		log:     log,
 		perPeer: make(map[keys.LinkPublicKey]int),
 		conns:   make(map[net.Conn]struct{}),
-	}, nil
+	}
+	// The ClientHello is the only place that shows which version an old client speaks:
+	// crypto/tls then refuses it with a no_application_protocol alert (or, when it offers no
+	// ALPN at all, checkConnection does), and the operator reads why here (spec section 3.1).
+	tlsCfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if why := versionError(hello.SupportedProtos); why != "" {
+			s.logVersion(hello.Conn.RemoteAddr(), why)
+		}
+		return nil, nil
+	}
+	return s, nil
+}
+
+// versionLogEvery bounds the warnings about clients of another version: anyone can open
+// connections, and a flood of them must not flood the log. Between two warnings the refusals
+// go to the debug log.
+const versionLogEvery = time.Minute
+
+// logVersion logs a client refused for its protocol version.
+func (s *Server) logVersion(remote net.Addr, why string) {
+	now := time.Now().UnixNano()
+	last := s.versionLogged.Load()
+	if now-last >= int64(versionLogEvery) && s.versionLogged.CompareAndSwap(last, now) {
+		s.log.Warn("wire: refusing a link of another protocol version: "+why, "remote", remote)
+		return
+	}
+	s.log.Debug("wire: refusing a link of another protocol version: "+why, "remote", remote)
 }
 
 // ServerStats are counters of a Server.

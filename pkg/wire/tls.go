@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
+	"slices"
 	"time"
 
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
@@ -15,8 +17,46 @@ import (
 
 // ALPN is the application protocol both ends of a link must negotiate (spec section 3). A
 // new, incompatible version of the link protocol gets a new name, so that old and new peers
-// refuse each other during the handshake instead of misreading frames.
-const ALPN = "panoramix-wire/1"
+// refuse each other during the handshake instead of misreading frames. Version 2 answers a
+// retrieve with as many frames as it asks for (spec section 7); a version 1 peer would read
+// the extra answers as answers to later retrieves.
+const ALPN = "panoramix-wire/2"
+
+// alpnPrevious is the name of the version before ALPN, which peers still running it offer:
+// only so that the refusal can say what happened (spec section 3.1).
+const alpnPrevious = "panoramix-wire/1"
+
+// alertNoApplicationProtocol is the TLS alert (RFC 7301 section 3.2) a server sends when it
+// speaks none of the application protocols the client offered.
+const alertNoApplicationProtocol = tls.AlertError(120)
+
+// ErrVersion is wrapped by the error of a handshake that failed because the two ends speak
+// different versions of the link protocol (spec section 3.1).
+var ErrVersion = errors.New("wire: link protocol version mismatch")
+
+// versionError says, for the local log, what the server refused, from the client's offer: a
+// client that offers only an older version (or none) gets no link and should be upgraded. It
+// returns "" when ALPN is offered.
+func versionError(offered []string) string {
+	if slices.Contains(offered, ALPN) {
+		return ""
+	}
+	if slices.Contains(offered, alpnPrevious) {
+		return fmt.Sprintf("the client speaks %s and this node speaks %s (upgrade the client)", alpnPrevious, ALPN)
+	}
+	return fmt.Sprintf("the client offers the application protocols %q, this node speaks %s (upgrade the client)", offered, ALPN)
+}
+
+// dialError makes the error of a client's failed handshake name both versions when the server
+// refused the application protocol: with Go's crypto/tls a remote alert comes back as a
+// *net.OpError whose Err is the alert.
+func dialError(addr string, err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "remote error" && oe.Err != nil && oe.Err.Error() == alertNoApplicationProtocol.Error() {
+		return fmt.Errorf("%w: %s refused %s, the version this client speaks: it probably speaks %s (upgrade the server): %w", ErrVersion, addr, ALPN, alpnPrevious, err)
+	}
+	return fmt.Errorf("wire: handshake with %s: %w", addr, err)
+}
 
 // certificate validity (spec section 3.2). Dates carry no trust here, pinning does; the
 // certificate says so by running from a fixed past date to the RFC 5280 "no well-defined
