@@ -80,6 +80,7 @@ type Node struct {
 	// Provider only.
 	store    *provider.Store
 	ownStore bool // opened by New, closed by Run
+	qw       *queueWriter
 	// viaLink caches the users known to be marked as reading mail through the link, so that
 	// a retrieve-mail costs no write once its user is marked. Marking and clearing hold
 	// viaLinkMu for writing, so that the cache never says marked when the store does not.
@@ -223,6 +224,7 @@ func New(cfg *config.Config, opts Options) (*Node, error) {
 			n.ownStore = true
 		}
 		n.m.registerProvider(n.reg, n.usersViaLink)
+		n.qw = newQueueWriter(n.reg)
 		if cfg.AdminAddress != "" {
 			if n.adminToken, err = adminauth.LoadOrCreate(cfg.AdminTokenPath()); err != nil {
 				return nil, fmt.Errorf("admin_token_file: %w", err)
@@ -329,8 +331,13 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	deliver := make(chan *sphinx.Unwrapped, 1024)
 	goRun("dispatch", func() error { n.dispatchLoop(ctx, deliver); return nil })
+	var delivering sync.WaitGroup
 	for range 2 * workers {
-		goRun("deliver", func() error { n.deliverLoop(ctx, deliver); return nil })
+		delivering.Add(1)
+		goRun("deliver", func() error { defer delivering.Done(); n.deliverLoop(ctx, deliver); return nil })
+	}
+	if n.qw != nil {
+		goRun("queue writer", func() error { n.enqueueLoop(ctx, delivering.Wait); return nil })
 	}
 	if n.role == pki.RoleMix {
 		goRun("cover", func() error { n.coverLoop(ctx); return nil })
@@ -902,7 +909,7 @@ func (n *Node) deliver(ctx context.Context, u *sphinx.Unwrapped) {
 	}
 	switch {
 	case u.SURBID != nil:
-		n.enqueue(r.ID, &provider.Item{Kind: provider.ItemReply, SURBID: *u.SURBID, Body: u.Payload}, "reply")
+		n.enqueue(ctx, r.ID, &provider.Item{Kind: provider.ItemReply, SURBID: *u.SURBID, Body: u.Payload}, "reply")
 	case r.Service == dropService:
 		n.m.delivered.WithLabelValues(dropService).Inc()
 	case r.Service == queueService:
@@ -911,7 +918,7 @@ func (n *Node) deliver(ctx context.Context, u *sphinx.Unwrapped) {
 			n.m.serviceErrors.WithLabelValues(queueService).Inc()
 			return
 		}
-		n.enqueue(r.ID, &provider.Item{Kind: provider.ItemMessage, Body: data}, queueService)
+		n.enqueue(ctx, r.ID, &provider.Item{Kind: provider.ItemMessage, Body: data}, queueService)
 	default:
 		svc := n.services[r.Service]
 		if svc == nil {
@@ -935,15 +942,6 @@ func (n *Node) deliver(ctx context.Context, u *sphinx.Unwrapped) {
 		}
 		n.m.delivered.WithLabelValues(r.Service).Inc()
 	}
-}
-
-func (n *Node) enqueue(user string, it *provider.Item, label string) {
-	if err := n.store.Enqueue(user, it, n.cfg.Provider.QueueLimit); err != nil {
-		n.m.dropped.WithLabelValues("queue:" + errorKind(err)).Inc()
-		n.log.Debug("enqueue failed", "user", user, "err", err)
-		return
-	}
-	n.m.delivered.WithLabelValues(label).Inc()
 }
 
 func errorKind(err error) string {
