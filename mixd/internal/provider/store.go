@@ -106,11 +106,13 @@ type Item struct {
 }
 
 // Store is the provider's bbolt database of users and their two queues: the queue of ACKs, loop
-// returns and messages (Enqueue, Fetch) and the mail queue (EnqueueMail, FetchMail).
+// returns and messages (EnqueueBatch, Enqueue, Fetch) and the mail queue (EnqueueMail,
+// FetchMail). mixd queues the first with group commits (EnqueueBatch), many items for many users
+// per transaction.
 //
 // Items a client has acknowledged (those below the number of its retrieve) are not deleted by
 // the retrieve itself, which would cost a write and an fsync per retrieve on the store's one
-// writer: Fetch and FetchMail note them, and the next write that fsyncs anyway (an Enqueue or
+// writer: Fetch and FetchMail note them, and the next write that fsyncs anyway (an enqueue or
 // EnqueueMail), or a prune at most every pruneInterval, deletes them. Losing these notes in a
 // crash loses nothing: the client never asks for an item below its number again, and its next
 // retrieve notes them again.
