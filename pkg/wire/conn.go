@@ -144,6 +144,42 @@ func (c *Conn) WriteFrame(f *Frame) error {
 	return c.write(c.wbuf)
 }
 
+// WriteFrames writes fs back to back, as one transport write when the link was made by this
+// package (Dial, Server): a provider's k answers to a retrieve (spec section 7) leave together,
+// one system call instead of k. Each frame is still handed to TLS on its own, so it is cut
+// into the same records as by WriteFrame (section 3.1). If any frame breaks the field rules,
+// nothing is written (ErrFrame).
+func (c *Conn) WriteFrames(fs []*Frame) error {
+	for _, f := range fs {
+		if f == nil {
+			return fmt.Errorf("%w: nil frame", ErrFrame)
+		}
+		if err := f.check(c.g); err != nil {
+			return err
+		}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.join != nil {
+		c.join.begin()
+	}
+	for _, f := range fs {
+		if err := encodeInto(c.wbuf, c.g, f); err != nil {
+			panic("wire: a checked frame does not encode: " + err.Error())
+		}
+		if _, err := c.tc.Write(c.wbuf); err != nil {
+			if c.join != nil {
+				c.join.abort()
+			}
+			return err
+		}
+	}
+	if c.join == nil {
+		return nil
+	}
+	return c.join.flush()
+}
+
 // writeEncoded writes a frame already encoded for this link's geometry.
 func (c *Conn) writeEncoded(b []byte) error {
 	c.wmu.Lock()

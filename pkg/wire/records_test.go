@@ -2,6 +2,7 @@ package wire
 
 import (
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"sync"
@@ -110,5 +111,26 @@ func TestRecordSizesDoNotLeakCommand(t *testing.T) {
 	want := [][]int{{5 + 16384 + 1 + 16, 5 + (FrameSize(g) - 16384) + 1 + 16}}
 	if !slices.EqualFunc(first, want, slices.Equal) {
 		t.Fatalf("writes of records %v, want %v as in docs/spec/wire.md", first, want)
+	}
+
+	// WriteFrames (a provider's answers to a retrieve): each frame's records as above, all in
+	// one transport write; a bad frame anywhere writes nothing.
+	batch := []*Frame{{Cmd: CmdMessage, Seq: 3, QueueHint: 2, Body: []byte("x")}, {Cmd: CmdAck, Seq: 4}, {Cmd: CmdEmpty, Seq: 3}, {Cmd: CmdEmpty, Seq: 3}}
+	if err := c.WriteFrames(batch); err != nil {
+		t.Fatal(err)
+	}
+	w := rec.take()
+	var all []int
+	for range batch {
+		all = append(all, first[0]...)
+	}
+	if !slices.EqualFunc(w, [][]int{all}, slices.Equal) {
+		t.Fatalf("%d frames left as writes %v, want one write of records %v", len(batch), w, all)
+	}
+	if err := c.WriteFrames([]*Frame{{Cmd: CmdEmpty}, {Cmd: CmdEmpty, Body: []byte{1}}}); !errors.Is(err, ErrFrame) {
+		t.Fatalf("a batch with a bad frame: %v, want ErrFrame", err)
+	}
+	if w := rec.take(); len(w) != 0 {
+		t.Fatalf("a refused batch wrote %v", w)
 	}
 }

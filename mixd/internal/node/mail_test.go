@@ -135,7 +135,7 @@ func (mn *mailNet) sendMail(t *testing.T, user string, msg []byte) {
 // retrieveMail sends one retrieve-mail frame and returns the answer.
 func retrieveMail(t *testing.T, c *wire.Conn, seq uint32) *wire.Frame {
 	t.Helper()
-	if err := c.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieveMail, Seq: seq}); err != nil {
+	if err := c.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieveMail, Seq: seq, QueueHint: 1}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := c.ReadFrameTimeout(10 * time.Second)
@@ -239,7 +239,7 @@ func TestMailThroughLink(t *testing.T) {
 		t.Fatalf("bob's IMAP INBOX holds %d messages (%v), want none", len(snap.Messages), err)
 	}
 	// Bob's plain retrieve is unchanged: his queue of replies is empty.
-	if err := bob.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieve, Seq: 0}); err != nil {
+	if err := bob.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieve, Seq: 0, QueueHint: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if f, err := bob.ReadFrameTimeout(10 * time.Second); err != nil || f.Cmd != wire.CmdEmpty {

@@ -557,7 +557,7 @@ func (n *Node) handle(ctx context.Context, c *wire.Conn) {
 			if user == "" {
 				return // only clients retrieve
 			}
-			if err := n.answerRetrieve(c, user, f.Seq); err != nil {
+			if err := n.answerRetrieve(c, user, f.Seq, int(f.QueueHint)); err != nil {
 				n.log.Warn("retrieve failed", "user", user, "err", err)
 				return
 			}
@@ -569,7 +569,7 @@ func (n *Node) handle(ctx context.Context, c *wire.Conn) {
 				n.log.Warn("cannot mark the user as reading mail through the link", "user", user, "err", err)
 				return
 			}
-			if err := n.answerRetrieveMail(c, user, f.Seq); err != nil {
+			if err := n.answerRetrieveMail(c, user, f.Seq, int(f.QueueHint)); err != nil {
 				n.log.Warn("retrieve-mail failed", "user", user, "err", err)
 				return
 			}
@@ -581,25 +581,6 @@ func (n *Node) handle(ctx context.Context, c *wire.Conn) {
 			return
 		}
 	}
-}
-
-func (n *Node) answerRetrieve(c *wire.Conn, user string, seq uint32) error {
-	it, remaining, err := n.store.Fetch(user, uint64(seq))
-	if err != nil {
-		return err
-	}
-	hint := uint32(min(remaining, math.MaxUint32))
-	if it == nil {
-		return c.WriteFrame(&wire.Frame{Cmd: wire.CmdEmpty, Seq: seq})
-	}
-	f := &wire.Frame{Seq: uint32(it.Seq), QueueHint: hint, Body: it.Body}
-	if it.Kind == provider.ItemReply {
-		f.Cmd = wire.CmdAck
-		f.SURBID = it.SURBID
-	} else {
-		f.Cmd = wire.CmdMessage
-	}
-	return c.WriteFrame(f)
 }
 
 // markViaLink marks user, durably, as one whose client reads its mail through the link
@@ -650,24 +631,6 @@ func (n *Node) usersViaLink() int {
 		}
 	}
 	return count
-}
-
-// answerRetrieveMail answers a retrieve-mail exactly as answerRetrieve answers a retrieve, from
-// the user's mail queue (docs/spec/wire.md section 7.1).
-func (n *Node) answerRetrieveMail(c *wire.Conn, user string, seq uint32) error {
-	it, remaining, err := n.store.FetchMail(user, uint64(seq))
-	if err != nil {
-		return err
-	}
-	if it == nil {
-		return c.WriteFrame(&wire.Frame{Cmd: wire.CmdEmpty, Seq: seq})
-	}
-	hint := uint32(min(remaining, math.MaxUint32))
-	if err := c.WriteFrame(&wire.Frame{Cmd: wire.CmdMail, Seq: uint32(it.Seq), QueueHint: hint, Body: it.Chunk}); err != nil {
-		return err
-	}
-	n.m.mailServed.Inc()
-	return nil
 }
 
 func (n *Node) unwrapLoop(ctx context.Context) {

@@ -284,7 +284,7 @@ func (c *testClient) tryCollect(ids map[[sphinx.SURBIDSize]byte]string, stale ma
 	t := c.t
 	deadline := time.Now().Add(timeout)
 	for len(ids) > 0 && time.Now().Before(deadline) {
-		if err := c.conn.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieve, Seq: c.seq}); err != nil {
+		if err := c.conn.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieve, Seq: c.seq, QueueHint: 1}); err != nil {
 			t.Fatal(err)
 		}
 		f, err := c.conn.ReadFrameTimeout(5 * time.Second)
