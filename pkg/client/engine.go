@@ -28,6 +28,9 @@ const (
 	DefaultRetryBudget      = 8
 	DefaultAckSlack         = 30 * time.Second
 	DefaultRetrieveInterval = 250 * time.Millisecond
+	// DefaultRetrieveBatch is the answers one retrieve exchange asks for: one, as before wire
+	// version 2, so that a client's downstream traffic stays what it was unless configured.
+	DefaultRetrieveBatch = 1
 	DefaultMaxPartial       = 64
 	DefaultPartialTimeout   = 7 * 24 * time.Hour
 	DefaultMaxReceiveSize   = 16 << 20
@@ -113,6 +116,11 @@ type Config struct {
 	// DefaultRetrieveInterval when 0. Its rate must exceed lambda_P + lambda_L, the rate at
 	// which ACKs and loop echoes can arrive, or the queue at the provider grows.
 	RetrieveInterval time.Duration
+	// RetrieveBatch is the count of answer frames each retrieve exchange asks for, 1 to
+	// wire.MaxRetrieveBatch (docs/spec/client.md section 6); DefaultRetrieveBatch when 0. The
+	// provider always sends that many frames, so the link carries RetrieveBatch frames down
+	// per RetrieveInterval whatever waits: the bandwidth is the price of the batch.
+	RetrieveBatch int
 	// MaxPartial bounds the incoming messages being reassembled at once; DefaultMaxPartial
 	// when 0.
 	MaxPartial int
@@ -162,6 +170,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.RetrieveInterval == 0 {
 		c.RetrieveInterval = DefaultRetrieveInterval
+	}
+	if c.RetrieveBatch == 0 {
+		c.RetrieveBatch = DefaultRetrieveBatch
 	}
 	if c.MaxPartial == 0 {
 		c.MaxPartial = DefaultMaxPartial
@@ -273,6 +284,8 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("client: retry budget %d: want at least 1", cfg.RetryBudget)
 	case cfg.AckSlack < 0 || cfg.RetryFor < 0 || cfg.RetrieveInterval < 0 || cfg.MaxPartial < 0 || cfg.PartialTimeout < 0 || cfg.MaxReceiveSize < 0 || cfg.MaxInbox < 0 || cfg.MaxMailSize < 0:
 		return nil, errors.New("client: negative duration or limit in config")
+	case cfg.RetrieveBatch < 1 || cfg.RetrieveBatch > wire.MaxRetrieveBatch:
+		return nil, fmt.Errorf("client: retrieve batch %d: want 1 to %d answers per retrieve exchange", cfg.RetrieveBatch, wire.MaxRetrieveBatch)
 	}
 	if err := (sphinx.Recipient{Service: queueService, ID: cfg.User}).Validate(); err != nil {
 		return nil, fmt.Errorf("client: user %q: %w", cfg.User, err)
@@ -934,30 +947,37 @@ func (e *Engine) retrieveLoop(ctx context.Context, conn *wire.Conn, sph *sphinx.
 		if cmd == wire.CmdRetrieveMail {
 			s = mailSeq
 		}
-		f, err := retrieve(conn, cmd, s, retrieveTimeout)
+		answers, err := conn.Retrieve(cmd, s, e.cfg.RetrieveBatch, retrieveTimeout)
 		if err != nil {
 			return fmt.Errorf("%v: %w", cmd, err)
 		}
-		pol.answered(cmd, f)
+		pol.answered(cmd, answers)
 		e.count(func(l *LinkState) {
 			l.Retrieves++
 			if cmd == wire.CmdRetrieveMail {
 				l.MailRetrieves++
 			}
 		})
-		if f.Cmd == wire.CmdEmpty {
+		// Items come first, then empty answers (wire.Conn.Retrieve checked the order).
+		items := answers[:0:0]
+		for _, f := range answers {
+			if f.Cmd != wire.CmdEmpty {
+				items = append(items, f)
+			}
+		}
+		if len(items) == 0 {
 			continue
 		}
-		next := f.Seq + 1
+		next := items[len(items)-1].Seq + 1
 		if cmd == wire.CmdRetrieveMail {
-			if err := e.handleMail(sph, f, next); err != nil {
-				return err // the store failed: the chunk is fetched again
+			if err := e.applyMail(sph, items, next); err != nil {
+				return err // the store failed: the chunks are fetched again
 			}
 			mailSeq = next
 			continue
 		}
-		if err := e.handleItem(sph, f, next); err != nil {
-			// The store failed: do not move past the item, so it is fetched again.
+		if err := e.applyItems(sph, items, next); err != nil {
+			// The store failed: do not move past the items, so they are fetched again.
 			return err
 		}
 		seq = next
@@ -997,47 +1017,16 @@ func (p *retrievePolicy) next(room func() bool) wire.Command {
 	return wire.CmdRetrieveMail
 }
 
-func (p *retrievePolicy) answered(cmd wire.Command, f *wire.Frame) {
+// answered notes the answers of one exchange: the reply queue is busy when they held an item
+// or the last one said more wait.
+func (p *retrievePolicy) answered(cmd wire.Command, answers []*wire.Frame) {
 	if cmd == wire.CmdRetrieve {
-		p.replyBusy = f.Cmd != wire.CmdEmpty || f.QueueHint > 0
-	}
-}
-
-// retrieve runs one exchange of wire.md section 7 (cmd CmdRetrieve) or 7.1 (CmdRetrieveMail).
-// The provider (mixd) answers an item with the item's own sequence number, at or after the one
-// asked for, which the client sends plus one next time so that the provider deletes the item; an
-// empty answer echoes the number asked for. (wire.Conn.Retrieve requires every answer to echo
-// the number asked for, which mixd does not do for items; see docs/spec/client.md section 6.)
-func retrieve(conn *wire.Conn, cmd wire.Command, seq uint32, timeout time.Duration) (*wire.Frame, error) {
-	if err := conn.WriteFrame(&wire.Frame{Cmd: cmd, Seq: seq}); err != nil {
-		return nil, err
-	}
-	if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return nil, err
-	}
-	for {
-		f, err := conn.ReadFrame()
-		if err != nil {
-			return nil, err
-		}
-		item := f.Cmd == wire.CmdMessage || f.Cmd == wire.CmdAck
-		if cmd == wire.CmdRetrieveMail {
-			item = f.Cmd == wire.CmdMail
-		}
-		switch {
-		case f.Cmd == wire.CmdNoOp:
-			continue
-		case f.Cmd == wire.CmdDisconnect:
-			return nil, wire.ErrDisconnected
-		case f.Cmd == wire.CmdEmpty:
-			return f, nil
-		case item:
-			if f.Seq < seq {
-				return nil, fmt.Errorf("answer to %v %d is item %d, which was to be deleted", cmd, seq, f.Seq)
+		p.replyBusy = false
+		for _, f := range answers {
+			p.replyBusy = f.Cmd != wire.CmdEmpty || f.QueueHint > 0
+			if p.replyBusy {
+				break
 			}
-			return f, nil
-		default:
-			return nil, fmt.Errorf("%v frame where an answer to %v %d was due", f.Cmd, cmd, seq)
 		}
 	}
 }
@@ -1045,94 +1034,159 @@ func retrieve(conn *wire.Conn, cmd wire.Command, seq uint32, timeout time.Durati
 // handleItem applies one item retrieved from the queue and records nextSeq, which tells the
 // provider it may delete the item.
 func (e *Engine) handleItem(sph *sphinx.Sphinx, f *wire.Frame, nextSeq uint32) error {
+	return e.applyItems(sph, []*wire.Frame{f}, nextSeq)
+}
+
+// itemOutcome is what applying one item did, reported once the transaction committed.
+type itemOutcome struct {
+	loop     *loopRecord // the item echoed this loop, whose SURB id is surb
+	surb     [sphinx.SURBIDSize]byte
+	loopOK   bool
+	reply    bool // the item was a reply through a SURB other than a loop's
+	res      ackResult
+	st       *Status
+	message  bool  // the item was a queue message
+	dropped  error // why a queue message was dropped, if it was
+	received *Received
+}
+
+// applyItems applies the items of one retrieve exchange, in order, and records nextSeq (the
+// last item's number plus one, which tells the provider it may delete them) in ONE store
+// transaction (docs/spec/client.md section 6): an item's effect and the sequence number past
+// it commit together, so a crash or a failed commit re-fetches exactly the items not applied.
+// Counters, logs and the loops held in memory change only after the commit.
+func (e *Engine) applyItems(sph *sphinx.Sphinx, items []*wire.Frame, nextSeq uint32) error {
 	now := time.Now()
 	g := sph.Geometry()
-	switch f.Cmd {
-	case wire.CmdAck:
-		e.mu.Lock()
-		l := e.loops[f.SURBID]
-		delete(e.loops, f.SURBID)
-		e.mu.Unlock()
-		if l != nil {
-			ok := false
+	outs := make([]itemOutcome, len(items))
+	// Loop echoes are checked outside the transaction (they touch no store); a SURB id seen
+	// twice in one exchange is a loop only the first time, as when applied one by one.
+	seen := map[[sphinx.SURBIDSize]byte]bool{}
+	e.mu.Lock()
+	for i, f := range items {
+		if f.Cmd == wire.CmdAck && !seen[f.SURBID] {
+			seen[f.SURBID] = true
+			outs[i].loop, outs[i].surb = e.loops[f.SURBID], f.SURBID
+		}
+	}
+	e.mu.Unlock()
+	for i, f := range items {
+		if l := outs[i].loop; l != nil {
 			if reply, err := sph.ReadReply(l.keys, f.Body); err == nil {
 				if _, data, err := service.DecodeEnvelope(reply, g.SURBSize()); err == nil {
-					ok = subtle.ConstantTimeCompare(data, l.nonce[:]) == 1
+					outs[i].loopOK = subtle.ConstantTimeCompare(data, l.nonce[:]) == 1
 				}
 			}
-			wipe(l.keys)
-			e.count(func(ls *LinkState) {
-				if ok {
-					ls.LoopsReturned++
-				} else {
-					ls.BadReplies++
-				}
-			})
-			return e.st.setSeq(nextSeq)
 		}
-		res, st, err := e.st.applyReply(f.SURBID, func(keys []byte) (*Ack, error) {
-			reply, err := sph.ReadReply(keys, f.Body)
-			if err != nil {
-				return nil, err
-			}
-			_, data, err := service.DecodeEnvelope(reply, g.SURBSize())
-			if err != nil {
-				return nil, err
-			}
-			return ParseAck(data)
-		}, nextSeq, now)
-		if err != nil {
-			return err
-		}
-		e.count(func(ls *LinkState) {
-			switch res {
-			case ackApplied, ackDuplicate:
-				ls.Acks++
-			case ackBad:
-				ls.BadReplies++
-			case ackUnknownSURB:
-				ls.UnknownReplies++
-			}
-		})
-		if res == ackApplied && st != nil {
-			switch st.State {
-			case StateDelivered:
-				e.log.Info("message delivered", "id", st.ID, "fragments", st.Fragments)
-			case StateFailed:
-				e.log.Info("message failed", "id", st.ID, "reason", st.Reason)
-			default:
-				e.log.Debug("fragment acknowledged", "id", st.ID, "acknowledged", st.Acknowledged, "fragments", st.Fragments)
-			}
-		}
-		return nil
-	case wire.CmdMessage:
-		e.count(func(ls *LinkState) { ls.Messages++ })
-		if !e.cfg.Receive {
-			e.log.Debug("discarding a queue message: this program consumes none")
-			return e.st.setSeq(nextSeq)
-		}
-		capacity := FragmentCapacity(g)
-		frag, err := ParseFragment(f.Body, capacity)
-		if err != nil {
-			e.log.Debug("dropping a queue message that is not a fragment", "err", err)
-			return e.st.setSeq(nextSeq)
-		}
-		if int64(frag.TotalLength) > int64(e.cfg.MaxReceiveSize) {
-			e.log.Debug("dropping a fragment of a message over the size limit", "id", frag.ID, "size", frag.TotalLength, "limit", e.cfg.MaxReceiveSize)
-			return e.st.setSeq(nextSeq)
-		}
-		rec, err := e.st.receive(frag, capacity, e.cfg.MaxPartial, e.cfg.MaxInbox, nextSeq, now)
-		switch {
-		case errors.Is(err, ErrMalformed), errors.Is(err, errTooManyPartial), errors.Is(err, errInboxFull):
-			e.log.Debug("dropping a fragment", "id", frag.ID, "err", err)
-			return e.st.setSeq(nextSeq)
-		case err != nil:
-			return err
-		}
-		if rec != nil {
-			e.log.Debug("message received", "id", rec.ID, "size", len(rec.Data))
-		}
-		return nil
 	}
-	return fmt.Errorf("unexpected answer to a retrieve: %v", f.Cmd)
+	capacity := FragmentCapacity(g)
+	err := e.st.exchange(false, nextSeq, func(x *exchangeTx) error {
+		for i, f := range items {
+			o := &outs[i]
+			o.reply, o.res, o.st, o.message, o.dropped, o.received = false, 0, nil, false, nil, nil
+			switch f.Cmd {
+			case wire.CmdAck:
+				if o.loop != nil {
+					continue
+				}
+				o.reply = true
+				var err error
+				o.res, o.st, err = x.applyReply(f.SURBID, func(keys []byte) (*Ack, error) {
+					reply, err := sph.ReadReply(keys, f.Body)
+					if err != nil {
+						return nil, err
+					}
+					_, data, err := service.DecodeEnvelope(reply, g.SURBSize())
+					if err != nil {
+						return nil, err
+					}
+					return ParseAck(data)
+				}, now)
+				if err != nil {
+					return err
+				}
+			case wire.CmdMessage:
+				o.message = true
+				if !e.cfg.Receive {
+					continue
+				}
+				frag, err := ParseFragment(f.Body, capacity)
+				if err != nil {
+					o.dropped = err
+					continue
+				}
+				if int64(frag.TotalLength) > int64(e.cfg.MaxReceiveSize) {
+					o.dropped = fmt.Errorf("message %s of %d bytes is over the size limit %d", frag.ID, frag.TotalLength, e.cfg.MaxReceiveSize)
+					continue
+				}
+				rec, err := x.receive(frag, capacity, e.cfg.MaxPartial, e.cfg.MaxInbox, now)
+				switch {
+				case errors.Is(err, ErrMalformed), errors.Is(err, errTooManyPartial), errors.Is(err, errInboxFull):
+					o.dropped = err // refused before anything was written
+				case err != nil:
+					return err
+				}
+				o.received = rec
+			default:
+				return fmt.Errorf("unexpected answer to a retrieve: %v", f.Cmd)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	for _, o := range outs {
+		if o.loop != nil && e.loops[o.surb] == o.loop {
+			delete(e.loops, o.surb)
+		}
+	}
+	e.mu.Unlock()
+	for _, o := range outs {
+		if o.loop != nil {
+			wipe(o.loop.keys)
+		}
+	}
+	e.count(func(ls *LinkState) {
+		for _, o := range outs {
+			switch {
+			case o.loop != nil && o.loopOK:
+				ls.LoopsReturned++
+			case o.loop != nil:
+				ls.BadReplies++
+			case o.reply:
+				switch o.res {
+				case ackApplied, ackDuplicate:
+					ls.Acks++
+				case ackBad:
+					ls.BadReplies++
+				case ackUnknownSURB:
+					ls.UnknownReplies++
+				}
+			case o.message:
+				ls.Messages++
+			}
+		}
+	})
+	for _, o := range outs {
+		switch {
+		case o.reply && o.res == ackApplied && o.st != nil:
+			switch o.st.State {
+			case StateDelivered:
+				e.log.Info("message delivered", "id", o.st.ID, "fragments", o.st.Fragments)
+			case StateFailed:
+				e.log.Info("message failed", "id", o.st.ID, "reason", o.st.Reason)
+			default:
+				e.log.Debug("fragment acknowledged", "id", o.st.ID, "acknowledged", o.st.Acknowledged, "fragments", o.st.Fragments)
+			}
+		case o.message && !e.cfg.Receive:
+			e.log.Debug("discarding a queue message: this program consumes none")
+		case o.dropped != nil:
+			e.log.Debug("dropping a queue message", "err", o.dropped)
+		case o.received != nil:
+			e.log.Debug("message received", "id", o.received.ID, "size", len(o.received.Data))
+		}
+	}
+	return nil
 }

@@ -891,3 +891,81 @@ func TestProviderAwayWaits(t *testing.T) {
 		t.Fatalf("beta message after the queue lifetime: %+v, want failed", st)
 	}
 }
+
+// The items of one retrieve exchange and the sequence number past them commit in one
+// transaction (docs/spec/client.md section 6): when the exchange cannot be applied, none of
+// its items took effect and the sequence number stays, so all of them are fetched again and
+// applied once; an applied exchange survives a restart with its sequence number.
+func TestExchangeCommitsTogether(t *testing.T) {
+	n := newLocalNet(t)
+	dir := t.TempDir()
+	e := n.engine(dir, nil)
+	capacity := FragmentCapacity(n.params.Geometry)
+	id, err := e.Send(context.Background(), Destination{Domain: "beta.example", Recipient: "bob"}, randomData(2*capacity+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := n.view(e)
+	var acks []*wire.Frame
+	for i := range 3 {
+		sf := n.sendOne(e, v, time.Now())
+		ack := &Ack{ID: sf.frag.ID, Index: sf.frag.Index, Status: AckStored}
+		u, _ := n.ackThroughSURB(v.sph, sf.surb, ack.Marshal(), v.doc.Epoch)
+		acks = append(acks, &wire.Frame{Cmd: wire.CmdAck, Seq: uint32(5 + i), SURBID: *u.SURBID, Body: u.Payload})
+	}
+	// Two ACKs, then an answer no retrieve can bring: the whole exchange is refused.
+	bad := append(slices.Clone(acks[:2]), &wire.Frame{Cmd: wire.CmdMail, Seq: 7})
+	if err := e.applyItems(v.sph, bad, 8); err == nil {
+		t.Fatal("an exchange with a mail frame among the replies applied")
+	}
+	if st, _ := e.Status(id); st.Acknowledged != 0 {
+		t.Fatalf("after the failed exchange: %d fragments acknowledged, want 0", st.Acknowledged)
+	}
+	if seq, _ := e.st.seq(); seq != 0 {
+		t.Fatalf("after the failed exchange: next seq %d, want 0", seq)
+	}
+	// Fetched again, the first two apply once; the crash-like reopen keeps them and the number.
+	if err := e.applyItems(v.sph, acks[:2], 7); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	e = n.engine(dir, nil)
+	defer e.Close()
+	v = n.view(e)
+	if st, _ := e.Status(id); st.Acknowledged != 2 || st.State != StateSending {
+		t.Fatalf("after the exchange and a reopen: %+v", st)
+	}
+	if seq, _ := e.st.seq(); seq != 7 {
+		t.Fatalf("after the exchange and a reopen: next seq %d, want 7", seq)
+	}
+	// The last ACK with a repeat of the second (a provider that lost its delete) in one exchange.
+	if err := e.applyItems(v.sph, []*wire.Frame{acks[1], acks[2]}, 8); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.Status(id); st.State != StateDelivered || st.Acknowledged != 3 {
+		t.Fatalf("after the last exchange: %+v", st)
+	}
+	if ls := e.LinkState(); ls.Acks != 1 || ls.UnknownReplies != 1 {
+		t.Fatalf("link counters after the reopen %+v, want 1 ack and 1 unknown reply", ls)
+	}
+}
+
+// RetrieveBatch: 0 is the default of one answer per exchange; beyond 1 to wire.MaxRetrieveBatch
+// the engine refuses to start, naming the setting.
+func TestRetrieveBatchConfig(t *testing.T) {
+	n := newLocalNet(t)
+	for _, bad := range []int{-1, wire.MaxRetrieveBatch + 1, 1000} {
+		lk, _ := keys.GenerateLinkKey(rand.Reader)
+		_, err := New(Config{DataDir: t.TempDir(), User: "alice", Domain: "alpha.example", LinkKey: lk, PKI: n.pkiClient(), RetrieveBatch: bad})
+		if err == nil || !strings.Contains(err.Error(), "retrieve batch") {
+			t.Errorf("RetrieveBatch %d: %v, want an error naming the retrieve batch", bad, err)
+		}
+	}
+	for batch, want := range map[int]int{0: DefaultRetrieveBatch, 1: 1, wire.MaxRetrieveBatch: wire.MaxRetrieveBatch} {
+		e := n.engine(t.TempDir(), func(c *Config) { c.RetrieveBatch = batch })
+		if e.cfg.RetrieveBatch != want {
+			t.Errorf("RetrieveBatch %d became %d, want %d", batch, e.cfg.RetrieveBatch, want)
+		}
+		e.Close()
+	}
+}

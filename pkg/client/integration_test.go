@@ -212,7 +212,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 
 func clientConfig(dir, user, domain string, key *keys.LinkPrivateKey, pc *pki.Client) Config {
 	return Config{DataDir: dir, User: user, Domain: domain, LinkKey: key, PKI: pc,
-		RetrieveInterval: 40 * time.Millisecond, AckSlack: 2 * time.Second, Receive: true}
+		RetrieveInterval: 40 * time.Millisecond, RetrieveBatch: 4, AckSlack: 2 * time.Second, Receive: true}
 }
 
 // Cover traffic through the real network: loops come back to the sender, drop packets reach

@@ -19,46 +19,86 @@ const (
 )
 
 // handleMail stores one chunk that a retrieve-mail brought, with nextSeq, which lets the
-// provider delete it (docs/spec/client.md section 7.1). A chunk that breaks the format or the
-// order of its mail is dropped (and the sequence moves past it): the provider sends a mail's
-// chunks in order, so only a broken provider sends such chunks, and asking again would only
-// bring them back.
+// provider delete it (docs/spec/client.md section 7.1).
 func (e *Engine) handleMail(sph *sphinx.Sphinx, f *wire.Frame, nextSeq uint32) error {
-	c, err := sealmail.ParseChunk(f.Body, sph.Geometry().PacketSize(), e.cfg.MaxMailSize+sealmail.Overhead)
-	if err != nil {
-		e.log.Warn("dropping a mail chunk the provider sent", "seq", f.Seq, "err", err)
-		e.count(func(l *LinkState) { l.MailBad++ })
-		return e.st.setMailSeq(nextSeq)
+	return e.applyMail(sph, []*wire.Frame{f}, nextSeq)
+}
+
+// chunkOutcome is what storing one chunk did, reported once the transaction committed.
+type chunkOutcome struct {
+	seq     uint32
+	c       *sealmail.Chunk
+	bad     error // the chunk does not parse
+	res     chunkResult
+	dropped *partialMail
+}
+
+// applyMail stores the chunks of one retrieve-mail exchange, in order, and nextSeq (the last
+// chunk's number plus one, which lets the provider delete them) in one transaction
+// (docs/spec/client.md sections 6 and 7.1). A chunk that breaks the format or the order of its
+// mail is dropped (and the sequence moves past it): the provider sends a mail's chunks in
+// order, so only a broken provider sends such chunks, and asking again would only bring them
+// back.
+func (e *Engine) applyMail(sph *sphinx.Sphinx, items []*wire.Frame, nextSeq uint32) error {
+	now := time.Now()
+	outs := make([]chunkOutcome, len(items))
+	for i, f := range items {
+		outs[i].seq = f.Seq
+		outs[i].c, outs[i].bad = sealmail.ParseChunk(f.Body, sph.Geometry().PacketSize(), e.cfg.MaxMailSize+sealmail.Overhead)
 	}
-	res, dropped, err := e.st.storeChunk(c, nextSeq, time.Now())
+	err := e.st.exchange(true, nextSeq, func(x *exchangeTx) error {
+		for i := range outs {
+			o := &outs[i]
+			if o.bad != nil {
+				continue
+			}
+			var err error
+			if o.res, o.dropped, err = x.storeChunk(o.c, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	if dropped != nil {
-		e.log.Warn("dropping a partial mail: the provider sent a chunk that does not continue it",
-			"mail", mailID(dropped.ID), "have", dropped.Next, "count", dropped.Count, "chunk_mail", mailID(c.ID), "chunk", c.Index)
-	}
-	e.count(func(l *LinkState) {
-		if dropped != nil {
-			l.MailBad++
+	complete := false
+	for _, o := range outs {
+		if o.bad != nil {
+			e.log.Warn("dropping a mail chunk the provider sent", "seq", o.seq, "err", o.bad)
+			e.count(func(l *LinkState) { l.MailBad++ })
+			continue
 		}
-		switch res {
-		case chunkStored, chunkComplete:
-			l.MailChunks++
-			l.LastMailChunk = time.Now()
+		c := o.c
+		if o.dropped != nil {
+			e.log.Warn("dropping a partial mail: the provider sent a chunk that does not continue it",
+				"mail", mailID(o.dropped.ID), "have", o.dropped.Next, "count", o.dropped.Count, "chunk_mail", mailID(c.ID), "chunk", c.Index)
+		}
+		e.count(func(l *LinkState) {
+			if o.dropped != nil {
+				l.MailBad++
+			}
+			switch o.res {
+			case chunkStored, chunkComplete:
+				l.MailChunks++
+				l.LastMailChunk = time.Now()
+			case chunkOrphan:
+				l.MailBad++
+			}
+		})
+		switch o.res {
 		case chunkOrphan:
-			l.MailBad++
+			e.log.Warn("dropping a mail chunk that continues no mail", "mail", mailID(c.ID), "chunk", c.Index, "count", c.Count)
+		case chunkDuplicate:
+			e.log.Debug("ignoring a chunk of a mail already complete", "mail", mailID(c.ID), "chunk", c.Index)
+		case chunkStored:
+			e.log.Debug("mail chunk stored", "mail", mailID(c.ID), "chunk", c.Index, "count", c.Count)
+		case chunkComplete:
+			e.log.Debug("mail complete", "mail", mailID(c.ID), "chunks", c.Count, "sealed_bytes", c.Total)
+			complete = true
 		}
-	})
-	switch res {
-	case chunkOrphan:
-		e.log.Warn("dropping a mail chunk that continues no mail", "mail", mailID(c.ID), "chunk", c.Index, "count", c.Count)
-	case chunkDuplicate:
-		e.log.Debug("ignoring a chunk of a mail already complete", "mail", mailID(c.ID), "chunk", c.Index)
-	case chunkStored:
-		e.log.Debug("mail chunk stored", "mail", mailID(c.ID), "chunk", c.Index, "count", c.Count)
-	case chunkComplete:
-		e.log.Debug("mail complete", "mail", mailID(c.ID), "chunks", c.Count, "sealed_bytes", c.Total)
+	}
+	if complete {
 		select {
 		case e.mailReady <- struct{}{}:
 		default:

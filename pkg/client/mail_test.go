@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -53,19 +54,21 @@ func newMailProvider(t *testing.T, n *localNet) *mailProvider {
 				if err != nil {
 					return
 				}
-				var ans *wire.Frame
+				var ans []*wire.Frame
 				switch f.Cmd {
 				case wire.CmdRetrieve:
 					p.mu.Lock()
 					p.cmds = append(p.cmds, f.Cmd)
 					p.mu.Unlock()
-					ans = &wire.Frame{Cmd: wire.CmdEmpty, Seq: f.Seq}
 				case wire.CmdRetrieveMail:
-					ans = p.retrieveMail(f.Seq)
+					ans = p.retrieveMail(f.Seq, int(f.QueueHint))
 				default:
 					continue
 				}
-				if err := c.WriteFrame(ans); err != nil {
+				for len(ans) < int(f.QueueHint) {
+					ans = append(ans, &wire.Frame{Cmd: wire.CmdEmpty, Seq: f.Seq})
+				}
+				if err := c.WriteFrames(ans); err != nil {
 					return
 				}
 			}
@@ -84,17 +87,19 @@ func newMailProvider(t *testing.T, n *localNet) *mailProvider {
 	return p
 }
 
-func (p *mailProvider) retrieveMail(s uint32) *wire.Frame {
+// retrieveMail answers a retrieve-mail (s, k) with up to k chunks (the caller adds the empty
+// answers).
+func (p *mailProvider) retrieveMail(s uint32, k int) []*wire.Frame {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cmds = append(p.cmds, wire.CmdRetrieveMail)
 	p.mailAsked++
 	p.queue = slices.DeleteFunc(p.queue, func(it mailItem) bool { return it.seq < s })
-	if len(p.queue) == 0 {
-		return &wire.Frame{Cmd: wire.CmdEmpty, Seq: s}
+	var ans []*wire.Frame
+	for i, it := range p.queue[:min(k, len(p.queue))] {
+		ans = append(ans, &wire.Frame{Cmd: wire.CmdMail, Seq: it.seq, QueueHint: uint32(len(p.queue) - 1 - i), Body: it.body})
 	}
-	it := p.queue[0]
-	return &wire.Frame{Cmd: wire.CmdMail, Seq: it.seq, QueueHint: uint32(len(p.queue) - 1), Body: it.body}
+	return ans
 }
 
 // enqueue seals msg to the user's link key and queues its chunks, as the provider's mailbox
@@ -176,6 +181,12 @@ func runEngine(t *testing.T, e *Engine) (stop func()) {
 // Mail the provider holds comes through the link intact, each mail handed over once, a failing
 // ReadMail only delays it, and the provider's queue ends empty (docs/spec/client.md section 7.1).
 func TestMailThroughLink(t *testing.T) {
+	for _, batch := range []int{1, 4} {
+		t.Run(fmt.Sprintf("batch %d", batch), func(t *testing.T) { testMailThroughLink(t, batch) })
+	}
+}
+
+func testMailThroughLink(t *testing.T, batch int) {
 	n := newLocalNet(t)
 	p := newMailProvider(t, n)
 	g := n.params.Geometry
@@ -188,6 +199,7 @@ func TestMailThroughLink(t *testing.T) {
 	e := n.engine(t.TempDir(), func(c *Config) {
 		c.Transport = p.mem
 		c.RetrieveInterval = 5 * time.Millisecond
+		c.RetrieveBatch = batch
 		c.ReadMail = sink.read
 	})
 	defer e.Close()
@@ -242,6 +254,12 @@ func TestNoMailWithoutReadMail(t *testing.T) {
 // A mail survives the engine's stop in the middle of its chunks, and a complete mail that
 // ReadMail could not take survives a restart; each is handed over once.
 func TestMailAcrossRestart(t *testing.T) {
+	for _, batch := range []int{1, 4} {
+		t.Run(fmt.Sprintf("batch %d", batch), func(t *testing.T) { testMailAcrossRestart(t, batch) })
+	}
+}
+
+func testMailAcrossRestart(t *testing.T, batch int) {
 	n := newLocalNet(t)
 	p := newMailProvider(t, n)
 	g := n.params.Geometry
@@ -252,6 +270,7 @@ func TestMailAcrossRestart(t *testing.T) {
 		return func(c *Config) {
 			c.Transport, c.LinkKey, c.ReadMail = p.mem, lk, read
 			c.RetrieveInterval = 20 * time.Millisecond
+			c.RetrieveBatch = batch
 		}
 	}
 	big, small := randomData(20*g.PacketSize()), []byte("Subject: second\r\n\r\nafter the big one\r\n")
@@ -384,7 +403,7 @@ func TestRetrievePolicy(t *testing.T) {
 	var got []wire.Command
 	for range 30 {
 		c := p.next(yes)
-		p.answered(c, empty)
+		p.answered(c, []*wire.Frame{empty})
 		got = append(got, c)
 	}
 	mail, gap, maxGap := 0, 0, 0
@@ -401,15 +420,20 @@ func TestRetrievePolicy(t *testing.T) {
 		t.Fatalf("idle: %d of 30 exchanges asked the mail queue (want 20), up to %d in a row (want at most 2)", mail, maxGap)
 	}
 	// A reply queue with a hint > 0 (or an item) keeps every exchange until it is empty.
-	p.answered(wire.CmdRetrieve, &wire.Frame{Cmd: wire.CmdEmpty, QueueHint: 3})
+	p.answered(wire.CmdRetrieve, []*wire.Frame{{Cmd: wire.CmdEmpty, QueueHint: 3}})
 	for range 5 {
 		c := p.next(yes)
 		if c != wire.CmdRetrieve {
 			t.Fatal("mail asked while the reply queue had items")
 		}
-		p.answered(c, &wire.Frame{Cmd: wire.CmdAck, QueueHint: 1})
+		p.answered(c, []*wire.Frame{{Cmd: wire.CmdAck, QueueHint: 1}})
 	}
-	p.answered(wire.CmdRetrieve, empty)
+	// A batch: an item among the answers keeps the reply queue first; only empties free it.
+	p.answered(wire.CmdRetrieve, []*wire.Frame{{Cmd: wire.CmdAck}, empty, empty})
+	if p.next(yes) != wire.CmdRetrieve {
+		t.Fatal("mail asked after a batch that held a reply")
+	}
+	p.answered(wire.CmdRetrieve, []*wire.Frame{empty, empty, empty})
 	c1, c2 := p.next(yes), p.next(yes)
 	if c1 != wire.CmdRetrieveMail && c2 != wire.CmdRetrieveMail {
 		t.Fatal("mail never asked after the reply queue emptied")

@@ -67,9 +67,6 @@ func (s *store) mailSeq() (uint32, error) {
 	return seq, err
 }
 
-func (s *store) setMailSeq(seq uint32) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return putMailSeq(tx, seq) })
-}
 
 // deletePrefix deletes every key of b that starts with prefix.
 func deletePrefix(b *bolt.Bucket, prefix []byte) error {
@@ -89,10 +86,25 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 // totals) drops the partial mail first (dropped; only a broken provider sends that).
 func (s *store) storeChunk(c *sealmail.Chunk, nextSeq uint32, now time.Time) (res chunkResult, dropped *partialMail, err error) {
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		res, dropped = chunkStored, nil
 		if err := putMailSeq(tx, nextSeq); err != nil {
 			return err
 		}
+		res, dropped, err = storeChunkTx(tx, c, now)
+		return err
+	})
+	return res, dropped, err
+}
+
+func (x *exchangeTx) storeChunk(c *sealmail.Chunk, now time.Time) (chunkResult, *partialMail, error) {
+	return storeChunkTx(x.tx, c, now)
+}
+
+// storeChunkTx is storeChunk inside the caller's transaction, without the sequence number: the
+// engine stores all the chunks of one retrieve-mail exchange and the next sequence number in
+// one transaction.
+func storeChunkTx(tx *bolt.Tx, c *sealmail.Chunk, now time.Time) (res chunkResult, dropped *partialMail, err error) {
+	res = chunkStored
+	err = func() error {
 		meta, chunks, ready := tx.Bucket(bucketMeta), tx.Bucket(bucketMailChunks), tx.Bucket(bucketMailReady)
 		var p *partialMail
 		if raw := meta.Get(keyMailPartial); raw != nil {
@@ -133,7 +145,7 @@ func (s *store) storeChunk(c *sealmail.Chunk, nextSeq uint32, now time.Time) (re
 		}
 		res = chunkComplete
 		return putJSON(ready, c.ID[:], &readyMail{Count: p.Count, Total: p.Total, At: now})
-	})
+	}()
 	return res, dropped, err
 }
 

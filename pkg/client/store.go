@@ -840,6 +840,18 @@ func (s *store) applyReply(surbID [16]byte, open func(keys []byte) (*Ack, error)
 		if err := putSeq(tx, nextSeq); err != nil {
 			return err
 		}
+		res, st, err = applyReplyTx(tx, touch, surbID, open, now)
+		return err
+	})
+	return res, st, err
+}
+
+// applyReplyTx is applyReply inside the caller's transaction, without the sequence number: the
+// engine applies all the items of one retrieve exchange and the next sequence number in one
+// transaction (docs/spec/client.md section 6). An error fails the transaction; a reply that
+// is bad or for an unknown SURB is a result, not an error.
+func applyReplyTx(tx *bolt.Tx, touch func(MessageID), surbID [16]byte, open func(keys []byte) (*Ack, error), now time.Time) (res ackResult, st *Status, err error) {
+	err = func() error {
 		sb := tx.Bucket(bucketSURBs)
 		var sr surbRecord
 		ok, err := getJSON(sb, surbID[:], &sr)
@@ -896,8 +908,38 @@ func (s *store) applyReply(surbID [16]byte, open func(keys []byte) (*Ack, error)
 			return err
 		}
 		return putJSON(tx.Bucket(bucketMessages), st.ID[:], st)
-	})
+	}()
 	return res, st, err
+}
+
+// exchangeTx applies the items of one retrieve exchange inside one store transaction.
+type exchangeTx struct {
+	tx    *bolt.Tx
+	touch func(MessageID)
+}
+
+func (x *exchangeTx) applyReply(surbID [16]byte, open func(keys []byte) (*Ack, error), now time.Time) (ackResult, *Status, error) {
+	return applyReplyTx(x.tx, x.touch, surbID, open, now)
+}
+
+func (x *exchangeTx) receive(f *Fragment, capacity, maxPartial, maxInbox int, now time.Time) (*Received, error) {
+	return receiveTx(x.tx, f, capacity, maxPartial, maxInbox, now)
+}
+
+// exchange runs fn, which applies the items of one retrieve exchange, and records nextSeq,
+// the next sequence number of the reply queue (or of the mail queue when mail), in one
+// transaction (docs/spec/client.md section 6): the items' effects and the number that lets the
+// provider delete them commit together or not at all. An error of fn rolls everything back.
+func (s *store) exchange(mail bool, nextSeq uint32, fn func(x *exchangeTx) error) error {
+	return s.update(func(tx *bolt.Tx, touch func(MessageID)) error {
+		if err := fn(&exchangeTx{tx: tx, touch: touch}); err != nil {
+			return err
+		}
+		if mail {
+			return putMailSeq(tx, nextSeq)
+		}
+		return putSeq(tx, nextSeq)
+	})
 }
 
 // printable reports whether an answer is printable ASCII text, fit to quote in a reason.
@@ -927,9 +969,6 @@ func (s *store) seq() (uint32, error) {
 	return seq, err
 }
 
-func (s *store) setSeq(seq uint32) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return putSeq(tx, seq) })
-}
 
 // receive stores a fragment that arrived as a message in the user's queue, and the next
 // retrieve sequence number, in one transaction. Fragments are kept by (message id, index), so a
@@ -942,6 +981,17 @@ func (s *store) receive(f *Fragment, capacity, maxPartial, maxInbox int, nextSeq
 		if err := putSeq(tx, nextSeq); err != nil {
 			return err
 		}
+		complete, err = receiveTx(tx, f, capacity, maxPartial, maxInbox, now)
+		return err
+	})
+	return complete, err
+}
+
+// receiveTx is receive inside the caller's transaction, without the sequence number. Its
+// refusals (ErrMalformed, errTooManyPartial, errInboxFull) come before it writes anything, so
+// the caller may drop the fragment and go on with the transaction.
+func receiveTx(tx *bolt.Tx, f *Fragment, capacity, maxPartial, maxInbox int, now time.Time) (complete *Received, err error) {
+	err = func() error {
 		rx, meta, done := tx.Bucket(bucketRx), tx.Bucket(bucketRxMeta), tx.Bucket(bucketRxDone)
 		if done.Get(f.ID[:]) != nil {
 			return nil // a retransmission of a fragment of a message already complete
@@ -996,7 +1046,10 @@ func (s *store) receive(f *Fragment, capacity, maxPartial, maxInbox int, nextSeq
 		}
 		complete = &Received{Seq: seq, ID: f.ID, Data: data, At: now}
 		return putJSON(inbox, u64Key(seq), complete)
-	})
+	}()
+	if err != nil {
+		complete = nil
+	}
 	return complete, err
 }
 
