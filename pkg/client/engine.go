@@ -30,11 +30,11 @@ const (
 	DefaultRetrieveInterval = 250 * time.Millisecond
 	// DefaultRetrieveBatch is the answers one retrieve exchange asks for: one, as before wire
 	// version 2, so that a client's downstream traffic stays what it was unless configured.
-	DefaultRetrieveBatch = 1
-	DefaultMaxPartial       = 64
-	DefaultPartialTimeout   = 7 * 24 * time.Hour
-	DefaultMaxReceiveSize   = 16 << 20
-	DefaultMaxInbox         = 64
+	DefaultRetrieveBatch  = 1
+	DefaultMaxPartial     = 64
+	DefaultPartialTimeout = 7 * 24 * time.Hour
+	DefaultMaxReceiveSize = 16 << 20
+	DefaultMaxInbox       = 64
 	// DefaultQueueLifetime is how long a message waits for its domain's provider to come back
 	// into the consensus, like Postfix's maximal_queue_lifetime.
 	DefaultQueueLifetime = 5 * 24 * time.Hour

@@ -67,7 +67,6 @@ func (s *store) mailSeq() (uint32, error) {
 	return seq, err
 }
 
-
 // deletePrefix deletes every key of b that starts with prefix.
 func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 	c := b.Cursor()

@@ -969,7 +969,6 @@ func (s *store) seq() (uint32, error) {
 	return seq, err
 }
 
-
 // receive stores a fragment that arrived as a message in the user's queue, and the next
 // retrieve sequence number, in one transaction. Fragments are kept by (message id, index), so a
 // retransmitted fragment is stored once; when the last one is in, the message moves to the
