@@ -141,7 +141,7 @@ func serve(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	}
 	eng, err := client.New(client.Config{DataDir: filepath.Join(cfg.DataDir, "engine"), User: cfg.Account.User, Domain: cfg.Account.Domain,
 		LinkKey: link, PKI: pc, Logger: log.With("component", "engine"), RetryBudget: cfg.Engine.RetryBudget,
-		AckSlack: cfg.Engine.AckSlack, RetrieveInterval: cfg.Engine.RetrieveInterval,
+		AckSlack: cfg.Engine.AckSlack, RetrieveInterval: cfg.Engine.RetrieveInterval, RetrieveBatch: cfg.Engine.RetrieveBatch,
 		// Retransmit with backoff past the retry budget for the engine's queue lifetime (its
 		// default, like Postfix's maximal_queue_lifetime), so that mail to a provider down but
 		// still in the consensus is delayed, not bounced (docs/spec/client.md section 4).

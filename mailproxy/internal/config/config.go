@@ -17,6 +17,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+	"github.com/panoramix-mixnet/panoramix/pkg/wire"
 )
 
 // Version is the configuration format version this package reads.
@@ -137,6 +138,10 @@ type Account struct {
 	// RetrieveInterval is the fixed interval between retrieves of ACKs from the provider; 0 is
 	// the engine's default (250ms). Its rate must exceed the network's lambda_P + lambda_L.
 	RetrieveInterval time.Duration `mapstructure:"retrieve_interval"`
+	// RetrieveBatch is the answers each retrieve exchange asks for (1 to 16); 0 is the engine's
+	// default (1). The provider sends that many frames per exchange whatever waits, so the
+	// downstream traffic grows with it (docs/spec/client.md section 6).
+	RetrieveBatch int `mapstructure:"retrieve_batch"`
 	// Keyring is an armored file of recipients' OpenPGP public keys (gpg --export --armor);
 	// empty: none. Relative to the config file's directory.
 	Keyring string `mapstructure:"keyring"`
@@ -332,6 +337,9 @@ func (a Account) validate() error {
 	}
 	if a.RetrieveInterval != 0 && (a.RetrieveInterval < 10*time.Millisecond || a.RetrieveInterval > time.Minute) {
 		return fmt.Errorf("retrieve_interval = %v: want 0 (default) or 10ms to 1m", a.RetrieveInterval)
+	}
+	if a.RetrieveBatch < 0 || a.RetrieveBatch > wire.MaxRetrieveBatch {
+		return fmt.Errorf("retrieve_batch = %d: want 0 (default, 1) to %d", a.RetrieveBatch, wire.MaxRetrieveBatch)
 	}
 	return nil
 }

@@ -95,6 +95,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"threshold", minimal() + "[directory]\n", ""}, // duplicate table: a TOML error
 		{"smarthost", minimal() + "[smarthost]\naddress = \"nohost\"\n", "[smarthost] address"},
 		{"encrypt", minimal() + "encrypt = \"always\"\n", "accounts[0]: encrypt"},
+		{"retrieve batch over 16", minimal() + "retrieve_batch = 17\n", "accounts[0]: retrieve_batch"},
+		{"negative retrieve batch", minimal() + "retrieve_batch = -1\n", "accounts[0]: retrieve_batch"},
 		{"log level", "log_level = \"loud\"\n" + minimal(), "log_level"},
 		{"queue lifetime too long", "queue_lifetime = \"1000h\"\n" + minimal(), "queue_lifetime"},
 		{"queue lifetime too short", "queue_lifetime = \"1s\"\n" + minimal(), "queue_lifetime"},

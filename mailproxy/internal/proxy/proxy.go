@@ -85,7 +85,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Proxy, error) {
 		ecfg := client.Config{
 			DataDir: AccountDir(cfg.DataDir, ac.Address), User: ac.User(), Domain: ac.Domain(), LinkKey: k, PKI: pc,
 			Logger: log.With("account", ac.Address), RetryBudget: ac.RetryBudget, AckSlack: ac.AckSlack,
-			RetrieveInterval: ac.RetrieveInterval, QueueLifetime: cfg.QueueLifetime,
+			RetrieveInterval: ac.RetrieveInterval, RetrieveBatch: ac.RetrieveBatch, QueueLifetime: cfg.QueueLifetime,
 			// Mail to a provider down but still in the consensus waits, as for one out of it,
 			// instead of bouncing once the retry budget is spent (client.md section 4).
 			RetryFor: cfg.QueueLifetime,

@@ -15,6 +15,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/internal/boot"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+	"github.com/panoramix-mixnet/panoramix/pkg/wire"
 )
 
 // Version is the configuration format version this package reads.
@@ -89,6 +90,9 @@ type Engine struct {
 	RetryBudget      int           `mapstructure:"retry_budget"`
 	AckSlack         time.Duration `mapstructure:"ack_slack"`
 	RetrieveInterval time.Duration `mapstructure:"retrieve_interval"`
+	// RetrieveBatch is the answers each retrieve exchange asks for, 1 to 16; 0 is the engine's
+	// default (1) (docs/spec/client.md section 6).
+	RetrieveBatch int `mapstructure:"retrieve_batch"`
 }
 
 // Default returns the defaults.
@@ -132,7 +136,7 @@ func defaults() map[string]any {
 		"directory.urls": d.Directory.URLs, "directory.authorities": d.Directory.Authorities,
 		"directory.threshold": d.Directory.Threshold, "directory.epoch_length": d.Directory.EpochLength,
 		"engine.retry_budget": d.Engine.RetryBudget, "engine.ack_slack": d.Engine.AckSlack,
-		"engine.retrieve_interval": d.Engine.RetrieveInterval,
+		"engine.retrieve_interval": d.Engine.RetrieveInterval, "engine.retrieve_batch": d.Engine.RetrieveBatch,
 	}
 }
 
@@ -210,6 +214,9 @@ func (c *Config) Validate() error {
 	e := c.Engine
 	if e.RetryBudget < 0 || e.AckSlack < 0 || e.RetrieveInterval < 0 {
 		return errors.New("[engine] retry_budget, ack_slack and retrieve_interval must not be negative (0 means the default)")
+	}
+	if e.RetrieveBatch < 0 || e.RetrieveBatch > wire.MaxRetrieveBatch {
+		return fmt.Errorf("[engine] retrieve_batch = %d: want 0 (default, 1) to %d", e.RetrieveBatch, wire.MaxRetrieveBatch)
 	}
 	return nil
 }

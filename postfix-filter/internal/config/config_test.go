@@ -111,11 +111,12 @@ func TestInvalid(t *testing.T) {
 		}
 	}
 	for body, key := range map[string]string{
-		"version = 1\n[account]\ndomain = \"Alpha.example\"\n[directory]\nauthorities = [\"" + auth + "\"]\n":                          "domain",
-		"version = 1\n[account]\ndomain = \"a.example\"\nuser = \"\"\n[directory]\nauthorities = [\"" + auth + "\"]\n":                 "user",
-		"version = 1\n[account]\ndomain = \"a.example\"\n[directory]\nauthorities = [\"zz\"]\n":                                        "authorities",
-		"version = 1\n[account]\ndomain = \"a.example\"\n[directory]\nurls = [\"ftp://x\"]\nauthorities = [\"" + auth + "\"]\n":        "urls",
-		"version = 1\n[account]\ndomain = \"a.example\"\n[directory]\nauthorities = [\"" + auth + "\"]\n[engine]\nretry_budget = -1\n": "retry_budget",
+		"version = 1\n[account]\ndomain = \"Alpha.example\"\n[directory]\nauthorities = [\"" + auth + "\"]\n":                            "domain",
+		"version = 1\n[account]\ndomain = \"a.example\"\nuser = \"\"\n[directory]\nauthorities = [\"" + auth + "\"]\n":                   "user",
+		"version = 1\n[account]\ndomain = \"a.example\"\n[directory]\nauthorities = [\"zz\"]\n":                                          "authorities",
+		"version = 1\n[account]\ndomain = \"a.example\"\n[directory]\nurls = [\"ftp://x\"]\nauthorities = [\"" + auth + "\"]\n":          "urls",
+		"version = 1\n[account]\ndomain = \"a.example\"\n[directory]\nauthorities = [\"" + auth + "\"]\n[engine]\nretry_budget = -1\n":   "retry_budget",
+		"version = 1\n[account]\ndomain = \"a.example\"\n[directory]\nauthorities = [\"" + auth + "\"]\n[engine]\nretrieve_batch = 17\n": "retrieve_batch",
 	} {
 		_, err := Load(write(t, body))
 		if err == nil || !strings.Contains(err.Error(), key) {
