@@ -15,6 +15,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/service"
 	"github.com/panoramix-mixnet/panoramix/pkg/sphinx"
+	"github.com/panoramix-mixnet/panoramix/pkg/wire"
 )
 
 // fragmentPacket builds one mail fragment for the mailbox service of b, with a SURB-ACK back to
@@ -51,11 +52,12 @@ func (c *loopClient) acks(n int, timeout time.Duration) []*client.Ack {
 	var out []*client.Ack
 	deadline := time.Now().Add(timeout)
 	for len(out) < n && time.Now().Before(deadline) {
-		f, err := c.conn.Retrieve(c.seq, 10*time.Second)
+		answers, err := c.conn.Retrieve(wire.CmdRetrieve, c.seq, 1, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f.SURBID == ([sphinx.SURBIDSize]byte{}) {
+		f := answers[0]
+		if f.Cmd != wire.CmdAck {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}

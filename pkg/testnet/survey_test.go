@@ -30,6 +30,7 @@ import (
 	"github.com/panoramix-mixnet/panoramix/pkg/survey"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey/store"
 	"github.com/panoramix-mixnet/panoramix/pkg/survey/store/storetest"
+	"github.com/panoramix-mixnet/panoramix/pkg/wire"
 )
 
 // surveyNet starts the real binaries with client rates high enough that a client sends its
@@ -174,10 +175,16 @@ func load(t testing.TB, n *Net, targets []target, clients, perClient int, queueF
 		defer os.RemoveAll(dir)
 	}
 	round := loadRound.Add(1)
-	// One retrieve exchange fetches one queued item (an ACK, a loop echo), so the retrieve rate
-	// must exceed the rate they arrive at, lambda_P + lambda_L (docs/spec/client.md): twice that.
+	// One retrieve exchange fetches up to batch queued items (ACKs, loop echoes), so the rate
+	// of items it can fetch, batch / interval, must exceed the rate they arrive at, lambda_P +
+	// lambda_L (docs/spec/client.md section 6): twice that, as with one item per exchange. The
+	// interval grows with the batch, so the provider sends as many frames down as with one
+	// item per exchange at the base interval, for batch times fewer exchanges.
 	p := n.Parameters()
-	retrieve := time.Duration(float64(time.Second) / (2 * (p.LambdaP + p.LambdaL)))
+	base := time.Duration(float64(time.Second) / (2 * (p.LambdaP + p.LambdaL)))
+	batch := loadRetrieveBatch(t, base)
+	retrieve := base * time.Duration(batch)
+	t.Logf("engines retrieve up to %d items every %v", batch, retrieve.Round(time.Millisecond))
 	// Every account exists before any engine runs: a provider answering hundreds of clients
 	// answers its admin API slowly.
 	created := time.Now()
@@ -194,7 +201,7 @@ func load(t testing.TB, n *Net, targets []target, clients, perClient int, queueF
 		prov := providers[i%len(providers)]
 		name := fmt.Sprintf("p%d-%04d", round, i)
 		lk := lks[i]
-		e, err := client.New(client.Config{DataDir: filepath.Join(dir, name), User: name, Domain: prov.Domain, LinkKey: lk, PKI: pc, Logger: log, RetrieveInterval: retrieve})
+		e, err := client.New(client.Config{DataDir: filepath.Join(dir, name), User: name, Domain: prov.Domain, LinkKey: lk, PKI: pc, Logger: log, RetrieveInterval: retrieve, RetrieveBatch: batch})
 		if err != nil {
 			for _, r := range runners[:i] {
 				r.e.Close()
@@ -355,6 +362,31 @@ func load(t testing.TB, n *Net, targets []target, clients, perClient int, queueF
 	q := func(f float64) time.Duration { return acked[min(len(acked)-1, int(f*float64(len(acked))))] }
 	t.Logf("ACKs seen by: 50%% %v, 90%% %v, 99%% %v, all %v; %d packets for %d submissions", q(0.5).Round(time.Millisecond), q(0.9).Round(time.Millisecond), q(0.99).Round(time.Millisecond), q(1).Round(time.Millisecond), transmissions, len(acked))
 	return sent, took
+}
+
+// defaultLoadRetrieveBatch is the answers per retrieve exchange of load's engines unless
+// PANORAMIX_SURVEY_RETRIEVE_BATCH says otherwise (1 to wire.MaxRetrieveBatch; 1 is wire
+// version 1's one item per exchange). 8 cuts the exchanges, and so the clients' upstream
+// retrieve frames and the provider's reads, eightfold at the same downstream frame rate.
+const defaultLoadRetrieveBatch = 8
+
+// maxLoadRetrieveInterval bounds the interval that a batch stretches: the thousand-client
+// run's clients, whose base interval is already 2.3 s, keep one item per exchange rather than
+// wait 18 s for their ACKs.
+const maxLoadRetrieveInterval = time.Second
+
+// loadRetrieveBatch is the batch of load's engines at the base retrieve interval base: the
+// configured one, reduced so that base times it stays within maxLoadRetrieveInterval.
+func loadRetrieveBatch(t testing.TB, base time.Duration) int {
+	batch := defaultLoadRetrieveBatch
+	if v := os.Getenv("PANORAMIX_SURVEY_RETRIEVE_BATCH"); v != "" {
+		b, err := strconv.Atoi(v)
+		if err != nil || b < 1 || b > wire.MaxRetrieveBatch {
+			t.Fatalf("PANORAMIX_SURVEY_RETRIEVE_BATCH=%q: want 1 to %d", v, wire.MaxRetrieveBatch)
+		}
+		batch = b
+	}
+	return max(1, min(batch, int(maxLoadRetrieveInterval/base)))
 }
 
 // linkSum adds up the link counters of the engines of rs.

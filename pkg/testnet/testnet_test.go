@@ -187,7 +187,7 @@ func (c *loopClient) collect(want map[[sphinx.SURBIDSize]byte]string, timeout ti
 	t := c.t
 	deadline := time.Now().Add(timeout)
 	for len(want) > 0 && time.Now().Before(deadline) {
-		if err := c.conn.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieve, Seq: c.seq}); err != nil {
+		if err := c.conn.WriteFrame(&wire.Frame{Cmd: wire.CmdRetrieve, Seq: c.seq, QueueHint: 1}); err != nil {
 			t.Fatal(err)
 		}
 		f, err := c.conn.ReadFrameTimeout(10 * time.Second)
