@@ -12,6 +12,10 @@
 // so that an observer of record sizes cannot tell a packet from a retrieve, an answer or a
 // no-op. EncodeFrame and DecodeFrame implement the frame format (spec section 2) strictly.
 //
+// The link protocol is version 2 (ALPN panoramix-wire/2): a retrieve asks for k answers and
+// gets exactly k frames (spec section 7), which Conn.Retrieve checks; a peer of version 1 is
+// refused in the handshake with an error, on each side, that names both versions.
+//
 // Conn is one authenticated link. Server accepts links with a handshake timeout, connection
 // limits in total and per peer key, and a goroutine per link in which a panic ends only that
 // link. Dial opens a link; Peer keeps an outgoing link to one node up, with a bounded queue
