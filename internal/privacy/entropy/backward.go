@@ -24,24 +24,21 @@ import (
 // prunes mass below Config.Prune at every output, Backward carries float64 mass and prunes only
 // the final distribution (TestBackwardMatchesTracker).
 type Backward struct {
-	cfg    Config
-	names  []string
-	isUser []bool
-	index  map[string]int32
-	nodes  map[string]int32 // node name -> node number
-	self   []int32          // node number -> its sender index
-	made   []float64        // node number -> Config.Made
-	count  [][2]int32       // node number -> pool sizes while recording
-	live   map[PacketID]liveRef
-	hops   []bhop
-	log    []brec
-	roots  []broot
+	cfg Config
+	senders
+	clock
+	nodes map[string]int32 // node name -> node number
+	self  []int32          // node number -> its sender index
+	made  []float64        // node number -> Config.Made
+	count [][2]int32       // node number -> pool sizes while recording
+	live  map[PacketID]liveRef
+	hops  []bhop
+	log   []brec
+	roots []broot
 	// Slots: a float64 per packet inside a node (hops) or on a link (links) while a measure
 	// runs, numbered at recording so that packets whose stays do not overlap share one.
 	freeHops, freeLinks []int32
 	hopSlots, linkSlots int32
-	last                time.Duration
-	start               bool
 	maxEvents           int
 }
 
@@ -94,16 +91,8 @@ type broot struct {
 
 // NewBackward returns a Backward with the adversary knowledge cfg.
 func NewBackward(cfg Config) *Backward {
-	if cfg.Prune == 0 {
-		cfg.Prune = 1e-9
-	}
-	if cfg.MaxSenders == 0 {
-		cfg.MaxSenders = DefaultMaxSenders
-	}
-	if cfg.MaxPackets == 0 {
-		cfg.MaxPackets = DefaultMaxPackets
-	}
-	return &Backward{cfg: cfg, index: map[string]int32{}, nodes: map[string]int32{}, live: map[PacketID]liveRef{}, maxEvents: DefaultMaxEvents}
+	cfg = cfg.withDefaults()
+	return &Backward{cfg: cfg, senders: newSenders(cfg.MaxSenders), nodes: map[string]int32{}, live: map[PacketID]liveRef{}, maxEvents: DefaultMaxEvents}
 }
 
 // DefaultMaxEvents bounds the recorded events (about 50 bytes each with their packets' stays):
@@ -133,31 +122,15 @@ func (b *Backward) Messages() int { return len(b.roots) }
 func (b *Backward) Events() int { return len(b.log) }
 
 func (b *Backward) order(at time.Duration) error {
-	if b.start && at < b.last {
-		return fmt.Errorf("%w: %v after %v", ErrOrder, at, b.last)
-	}
 	if len(b.log) >= b.maxEvents {
 		return fmt.Errorf("%w: %d events", ErrLimit, b.maxEvents)
 	}
-	b.start, b.last = true, at
-	return nil
+	return b.next(at)
 }
 
 func (b *Backward) sender(name string, user bool) (int32, error) {
-	if i, ok := b.index[name]; ok {
-		if user {
-			b.isUser[i] = true
-		}
-		return i, nil
-	}
-	if len(b.names) >= b.cfg.MaxSenders {
-		return 0, fmt.Errorf("%w: %d senders", ErrLimit, b.cfg.MaxSenders)
-	}
-	i := int32(len(b.names))
-	b.names = append(b.names, name)
-	b.isUser = append(b.isUser, user)
-	b.index[name] = i
-	return i, nil
+	i, _, err := b.number(name, user)
+	return i, err
 }
 
 func (b *Backward) node(name string) (int32, error) {
@@ -177,17 +150,7 @@ func (b *Backward) node(name string) (int32, error) {
 }
 
 func (b *Backward) add(id PacketID, r liveRef) error {
-	if id == 0 {
-		return fmt.Errorf("%w: id 0", ErrPacket)
-	}
-	if _, ok := b.live[id]; ok {
-		return fmt.Errorf("%w: %d", ErrDuplicate, id)
-	}
-	if len(b.live) >= b.cfg.MaxPackets {
-		return fmt.Errorf("%w: %d packets alive", ErrLimit, b.cfg.MaxPackets)
-	}
-	b.live[id] = r
-	return nil
+	return addLive(b.live, id, r, b.cfg.MaxPackets)
 }
 
 // Send records a packet leaving a client.

@@ -155,32 +155,21 @@ type node struct {
 
 // Tracker applies events and measures delivered real messages.
 type Tracker struct {
-	cfg     Config
-	names   []string
-	isUser  []bool
-	index   map[string]int32
+	cfg Config
+	senders
+	clock
 	nodes   map[string]*node
 	packets map[PacketID]*packet
-	last    time.Duration
 	results []Delivered
 	scratch []float64
 	touched []int32
 	dirty   []bool
-	started bool
 }
 
 // New returns a Tracker with the adversary knowledge cfg.
 func New(cfg Config) *Tracker {
-	if cfg.Prune == 0 {
-		cfg.Prune = 1e-9
-	}
-	if cfg.MaxSenders == 0 {
-		cfg.MaxSenders = DefaultMaxSenders
-	}
-	if cfg.MaxPackets == 0 {
-		cfg.MaxPackets = DefaultMaxPackets
-	}
-	return &Tracker{cfg: cfg, index: map[string]int32{}, nodes: map[string]*node{}, packets: map[PacketID]*packet{}}
+	cfg = cfg.withDefaults()
+	return &Tracker{cfg: cfg, senders: newSenders(cfg.MaxSenders), nodes: map[string]*node{}, packets: map[PacketID]*packet{}}
 }
 
 // Results returns the measures of the real messages delivered so far, in delivery order.
@@ -205,31 +194,13 @@ func (t *Tracker) Apply(e Event) error {
 	return fmt.Errorf("entropy: unknown event %T", e)
 }
 
-func (t *Tracker) order(at time.Duration) error {
-	if t.started && at < t.last {
-		return fmt.Errorf("%w: %v after %v", ErrOrder, at, t.last)
-	}
-	t.started, t.last = true, at
-	return nil
-}
-
 func (t *Tracker) sender(name string, user bool) (int32, error) {
-	if i, ok := t.index[name]; ok {
-		if user {
-			t.isUser[i] = true
-		}
-		return i, nil
+	i, isNew, err := t.number(name, user)
+	if isNew {
+		t.scratch = append(t.scratch, 0)
+		t.dirty = append(t.dirty, false)
 	}
-	if len(t.names) >= t.cfg.MaxSenders {
-		return 0, fmt.Errorf("%w: %d senders", ErrLimit, t.cfg.MaxSenders)
-	}
-	i := int32(len(t.names))
-	t.names = append(t.names, name)
-	t.isUser = append(t.isUser, user)
-	t.index[name] = i
-	t.scratch = append(t.scratch, 0)
-	t.dirty = append(t.dirty, false)
-	return i, nil
+	return i, err
 }
 
 func (t *Tracker) node(name string) (*node, int32, error) {
@@ -246,22 +217,12 @@ func (t *Tracker) node(name string) (*node, int32, error) {
 }
 
 func (t *Tracker) add(id PacketID, p *packet) error {
-	if id == 0 {
-		return fmt.Errorf("%w: id 0", ErrPacket)
-	}
-	if _, ok := t.packets[id]; ok {
-		return fmt.Errorf("%w: %d", ErrDuplicate, id)
-	}
-	if len(t.packets) >= t.cfg.MaxPackets {
-		return fmt.Errorf("%w: %d packets alive", ErrLimit, t.cfg.MaxPackets)
-	}
-	t.packets[id] = p
-	return nil
+	return addLive(t.packets, id, p, t.cfg.MaxPackets)
 }
 
 // Send records a packet leaving a client: the adversary sees which user sent it.
 func (t *Tracker) Send(e Send) error {
-	if err := t.order(e.At); err != nil {
+	if err := t.next(e.At); err != nil {
 		return err
 	}
 	s, err := t.sender(e.Sender, true)
@@ -273,7 +234,7 @@ func (t *Tracker) Send(e Send) error {
 
 // Receive puts a packet on a link into a node's pool.
 func (t *Tracker) Receive(e Receive) error {
-	if err := t.order(e.At); err != nil {
+	if err := t.next(e.At); err != nil {
 		return err
 	}
 	p, ok := t.packets[e.Packet]
@@ -296,7 +257,7 @@ func (t *Tracker) Receive(e Receive) error {
 // Emit takes packet In out of the node (unless Made) and puts Out on a link, carrying the
 // average of the node's pools at that moment.
 func (t *Tracker) Emit(e Emit) error {
-	if err := t.order(e.At); err != nil {
+	if err := t.next(e.At); err != nil {
 		return err
 	}
 	n, self, err := t.node(e.Node)
@@ -324,7 +285,7 @@ func (t *Tracker) Emit(e Emit) error {
 
 // Deliver ends a packet at a node; for a real message it returns its measure.
 func (t *Tracker) Deliver(e Deliver) (Delivered, error) {
-	if err := t.order(e.At); err != nil {
+	if err := t.next(e.At); err != nil {
 		return Delivered{}, err
 	}
 	n, self, err := t.node(e.Node)
