@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,7 +52,7 @@ func newQueueWriter(reg prometheus.Registerer) *queueWriter {
 		}),
 		items: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "mixd_queue_commit_items",
-			Help:    "Items in one group commit to the users' queues (those refused for a full queue or an unknown user included); its count is the number of commits.",
+			Help:    "Items in one group commit to the users' queues (those refused for a full queue or an unknown user included; a batch refused whole is not committed and not counted); its count is the number of commits.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9), // 1 to 256 (maxEnqueueBatch)
 		}),
 	}
@@ -127,11 +128,14 @@ func (n *Node) commitQueued(batch []*queued) {
 	if len(items) > 0 {
 		start := time.Now()
 		res, err = n.store.EnqueueBatch(items, n.cfg.Provider.QueueLimit)
-		if err == nil {
+		switch {
+		case err != nil:
+			if ok, held := n.serviceLog.allow("queue commit", time.Now()); ok {
+				n.log.Error("queue commit failed; items dropped", "items", len(items), "err", err, "similar_lines_held_back", held)
+			}
+		case slices.Contains(res, nil): // else every item was refused, and nothing committed
 			n.qw.seconds.Observe(time.Since(start).Seconds())
 			n.qw.items.Observe(float64(len(items)))
-		} else if ok, held := n.serviceLog.allow("queue commit", time.Now()); ok {
-			n.log.Error("queue commit failed; items dropped", "items", len(items), "err", err, "similar_lines_held_back", held)
 		}
 	}
 	i := 0

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // newBatchStore opens a store at a new path with the given users.
@@ -340,4 +342,47 @@ func benchEnqueue(b *testing.B, workers int, batched bool) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "items/s")
 	b.ReportMetric(2*float64(commits)/float64(b.N), "fsyncs/item")
 	b.ReportMetric(float64(b.N)/float64(commits), "items/commit")
+}
+
+// txID is the number of the store's last committed write transaction.
+func txID(t *testing.T, s *Store) int {
+	t.Helper()
+	var id int
+	if err := s.db.View(func(tx *bolt.Tx) error { id = tx.ID(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// A batch whose items are all refused is not committed (anyone can send such items: they cost
+// no fdatasync), and an acknowledged item it would have pruned waits for the next commit.
+func TestEnqueueBatchAllRefusedNotCommitted(t *testing.T) {
+	s, _ := newBatchStore(t, "alice")
+	for i := range 3 {
+		if err := s.Enqueue("alice", reply(fmt.Sprint("r", i)), 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.Fetch("alice", 2); err != nil { // alice acknowledges item 1
+		t.Fatal(err)
+	}
+	before := txID(t, s)
+	res, err := s.EnqueueBatch([]Enqueued{{"nobody", reply("x")}, {"alice", &Item{Kind: 9}}}, 3)
+	if err != nil || !errors.Is(res[0], ErrUnknownUser) || res[1] == nil {
+		t.Fatalf("refused batch: %v, %v", res, err)
+	}
+	if after := txID(t, s); after != before {
+		t.Fatalf("a batch of refused items committed (transaction %d to %d)", before, after)
+	}
+	if n := stored(t, s, "alice"); n != 3 {
+		t.Fatalf("%d items on disk, want 3 (the prune waits)", n)
+	}
+	// The next commit prunes: item 1 is gone, and its place is free for one more reply.
+	res, err = s.EnqueueBatch([]Enqueued{{"alice", reply("r3")}, {"alice", reply("r4")}}, 3)
+	if err != nil || res[0] != nil || !errors.Is(res[1], ErrQueueFull) {
+		t.Fatalf("batch after the refused one: %v, %v", res, err)
+	}
+	if got := bodies(t, s, "alice"); fmt.Sprint(got) != "[2:r1 2:r2 2:r3]" {
+		t.Fatalf("alice's queue: %v", got)
+	}
 }

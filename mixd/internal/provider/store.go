@@ -389,6 +389,10 @@ type Enqueued struct {
 // the items before it in the batch, as if each had been committed alone in batch order, and the
 // items of one user are queued in batch order. The error is for the transaction: when it is not
 // nil nothing is committed and the results mean nothing.
+//
+// A batch whose items are all refused is rolled back, not committed: anyone can send items for a
+// full queue or an unknown user, and a commit with nothing to queue would cost them the
+// fdatasyncs a refusal did not cost before group commits (its prune waits for the next write).
 func (s *Store) EnqueueBatch(items []Enqueued, limit int) ([]error, error) {
 	if len(items) > MaxEnqueueBatch {
 		return nil, fmt.Errorf("queue: a batch of %d items, more than %d", len(items), MaxEnqueueBatch)
@@ -396,6 +400,7 @@ func (s *Store) EnqueueBatch(items []Enqueued, limit int) ([]error, error) {
 	res := make([]error, len(items))
 	err := s.update(func(tx *bolt.Tx, deleted map[staleKey]int) error {
 		counts := map[string]*queueCount{}
+		queued := 0
 		for i, e := range items {
 			c, ok := counts[e.User]
 			if !ok {
@@ -408,14 +413,21 @@ func (s *Store) EnqueueBatch(items []Enqueued, limit int) ([]error, error) {
 			if err := appendItems(tx, replyQueue, e.User, [][]byte{encodeItem(e.Item)}); err != nil {
 				return err
 			}
+			queued++
+		}
+		if queued == 0 {
+			return errNothingQueued
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errNothingQueued) {
 		return nil, err
 	}
 	return res, nil
 }
+
+// errNothingQueued rolls back a batch whose items were all refused.
+var errNothingQueued = errors.New("nothing queued")
 
 // queueCount is what one user's queue holds in a write transaction, the batch's items included
 // (bbolt's bucket statistics see neither the transaction's puts nor its deletions).
