@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/childproc"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 	"github.com/panoramix-mixnet/panoramix/pkg/testnet"
@@ -426,6 +427,7 @@ func (l *Lab) daemon(h *Host, bin string, args ...string) *Daemon {
 		DataDir: filepath.Join(l.opts.Dir, h.Name), Log: filepath.Join(l.opts.Dir, h.Name+".log"),
 		bin: filepath.Join(l.opts.BinDir, bin)}
 	d.args = append(args, "--config", d.Config)
+	d.proc = childproc.Proc{Name: d.Name, Log: d.Log, Spawn: onSpawnThread}
 	h.Daemon = d
 	return d
 }

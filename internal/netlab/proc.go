@@ -2,12 +2,13 @@ package netlab
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"runtime"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/panoramix-mixnet/panoramix/internal/childproc"
 )
 
 // Daemon is one program running in a host's namespace.
@@ -19,41 +20,19 @@ type Daemon struct {
 
 	bin  string
 	args []string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	// proc is the process's lifecycle, with the same Name and Log, forked on spawnThread.
+	proc childproc.Proc
 }
 
 // start runs the daemon in its host's namespace. `ip netns exec` enters the namespace and
 // executes the program in its own process, so the pid is the daemon's and SIGKILL reaches it.
+// Its own process group, killed with the lab's process (childproc.Proc.Start): a test that dies
+// leaves no daemon behind in a namespace that Sweep then deletes.
 func (d *Daemon) start() error {
-	f, err := os.OpenFile(d.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", d.Host.NS, d.bin}, d.args...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// Its own process group, and killed with the lab's process: a test that dies leaves no
-	// daemon behind in a namespace that Sweep then deletes.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := onSpawnThread(cmd.Start); err != nil {
-		f.Close()
-		return fmt.Errorf("netlab: starting %s: %w", d.Name, err)
+	if err := d.proc.Start(cmd); err != nil {
+		return fmt.Errorf("netlab: %w", err)
 	}
-	done := make(chan struct{})
-	d.mu.Lock()
-	d.cmd, d.done, d.err = cmd, done, nil
-	d.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		f.Close()
-		d.mu.Lock()
-		d.err = err
-		d.mu.Unlock()
-		close(done)
-	}()
 	return nil
 }
 
@@ -82,49 +61,12 @@ func onSpawnThread(f func() error) error {
 }
 
 // Running reports whether the daemon's process is alive.
-func (d *Daemon) Running() bool {
-	d.mu.Lock()
-	done := d.done
-	d.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
-}
+func (d *Daemon) Running() bool { return d.proc.Running() }
 
 // stop sends sig and waits up to timeout; an unclean exit after SIGTERM is an error.
 func (d *Daemon) stop(sig syscall.Signal, timeout time.Duration) error {
-	d.mu.Lock()
-	cmd, done := d.cmd, d.done
-	d.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	select {
-	case <-done:
-	default:
-		_ = syscall.Kill(-cmd.Process.Pid, sig)
-		select {
-		case <-done:
-		case <-time.After(timeout):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-			return fmt.Errorf("netlab: %s did not stop within %v after %v; killed (log: %s)", d.Name, timeout, sig, d.Log)
-		}
-	}
-	if sig == syscall.SIGKILL {
-		return nil
-	}
-	d.mu.Lock()
-	err := d.err
-	d.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("netlab: %s exited uncleanly: %w (log: %s)", d.Name, err, d.Log)
+	if err := d.proc.Stop(sig, timeout); err != nil {
+		return fmt.Errorf("netlab: %w", err)
 	}
 	return nil
 }

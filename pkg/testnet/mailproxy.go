@@ -172,7 +172,7 @@ func (n *Net) StartMailproxy(ctx context.Context, address, password string, o Ma
 	if err := n.SetPassword(prov, user, password); err != nil {
 		return nil, err
 	}
-	m.proc = &proc{name: name, bin: bin, args: []string{"run", "--config", m.Config}, log: filepath.Join(n.opts.Dir, name+".log")}
+	m.proc = newProc(name, bin, filepath.Join(n.opts.Dir, name+".log"), "run", "--config", m.Config)
 	if err := m.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -218,7 +218,7 @@ func (m *Mailproxy) waitMailRetrieve(ctx context.Context, timeout time.Duration)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("testnet: %s sent no retrieve-mail within %v (last status error: %v); see %s", m.proc.name, timeout, last, m.proc.log)
+	return fmt.Errorf("testnet: %s sent no retrieve-mail within %v (last status error: %v); see %s", m.proc.Name, timeout, last, m.proc.Log)
 }
 
 // Start starts the mailproxy (again, after Kill or Stop) and waits until its SMTP port answers.
@@ -228,8 +228,8 @@ func (m *Mailproxy) Start(ctx context.Context) error {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if !m.proc.running() {
-			return fmt.Errorf("testnet: %s exited at start; see %s", m.proc.name, m.proc.log)
+		if !m.proc.Running() {
+			return fmt.Errorf("testnet: %s exited at start; see %s", m.proc.Name, m.proc.Log)
 		}
 		if c, err := net.DialTimeout("tcp", m.SMTP, time.Second); err == nil {
 			c.Close()
@@ -241,7 +241,7 @@ func (m *Mailproxy) Start(ctx context.Context) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return errors.Join(fmt.Errorf("testnet: %s did not open SMTP %s; see %s", m.proc.name, m.SMTP, m.proc.log), m.proc.stop(syscall.SIGKILL, 5*time.Second))
+	return errors.Join(fmt.Errorf("testnet: %s did not open SMTP %s; see %s", m.proc.Name, m.SMTP, m.proc.Log), m.proc.stop(syscall.SIGKILL, 5*time.Second))
 }
 
 // Kill stops the mailproxy with SIGKILL (no clean shutdown).
@@ -251,7 +251,7 @@ func (m *Mailproxy) Kill() error { return m.proc.stop(syscall.SIGKILL, 10*time.S
 func (m *Mailproxy) Stop() error { return m.proc.stop(syscall.SIGTERM, 15*time.Second) }
 
 // Running reports whether the mailproxy runs.
-func (m *Mailproxy) Running() bool { return m.proc.running() }
+func (m *Mailproxy) Running() bool { return m.proc.Running() }
 
 // Log is the path of the mailproxy's log file.
-func (m *Mailproxy) Log() string { return m.proc.log }
+func (m *Mailproxy) Log() string { return m.proc.Log }

@@ -128,7 +128,7 @@ func receiveObserver(b *testing.B, perUser int) {
 	}
 
 	// bob's link: the connection to beta's link port that bob's mailproxy dialled.
-	bobPorts := localPorts(b, bob.proc.cmd.Process.Pid)
+	bobPorts := localPorts(b, bob.proc.Pid())
 	var links []attack.UserLink
 	for _, c := range conns {
 		switch {

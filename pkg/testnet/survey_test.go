@@ -883,13 +883,11 @@ func netCPU(tb testing.TB, n *Net) time.Duration {
 	tb.Helper()
 	total := processCPU(tb)
 	for _, p := range n.procs() {
-		p.mu.Lock()
-		cmd := p.cmd
-		p.mu.Unlock()
-		if cmd == nil || cmd.Process == nil {
+		pid := p.Pid()
+		if pid == 0 {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -897,7 +895,7 @@ func netCPU(tb testing.TB, n *Net) time.Duration {
 		// command name, which is in parentheses and may hold spaces.
 		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 		if len(f) < 13 {
-			tb.Fatalf("/proc/%d/stat: %q", cmd.Process.Pid, b)
+			tb.Fatalf("/proc/%d/stat: %q", pid, b)
 		}
 		for _, v := range f[11:13] {
 			ticks, err := strconv.ParseInt(v, 10, 64)

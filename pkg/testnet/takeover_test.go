@@ -56,7 +56,7 @@ func TestDomainTakeoverByApprovedMix(t *testing.T) {
 		t.Fatal(err)
 	}
 	refusal := func() bool {
-		b, _ := os.ReadFile(n.dir.log)
+		b, _ := os.ReadFile(n.dir.Log)
 		for _, l := range strings.Split(string(b), "\n") {
 			if strings.Contains(l, "descriptor refused") && strings.Contains(l, mallory.Identity.String()) {
 				return true

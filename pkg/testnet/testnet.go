@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/panoramix-mixnet/panoramix/internal/childproc"
 	"github.com/panoramix-mixnet/panoramix/pkg/keys"
 	"github.com/panoramix-mixnet/panoramix/pkg/pki"
 )
@@ -167,90 +168,31 @@ type Net struct {
 	mailproxies []*Mailproxy // started by StartMailproxy; stopped first by Stop
 }
 
-// proc is one child process with its log file.
+// proc is one child process of the network with its log file. Its start and stop, not
+// childproc.Proc's Start and Stop, are what this package calls: they add the package's prefix to
+// the errors.
 type proc struct {
-	name string
-	args []string
-	bin  string
-	log  string
+	childproc.Proc // Name, Log, Running, Pid
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	bin  string
+	args []string
+}
+
+func newProc(name, bin, log string, args ...string) *proc {
+	return &proc{Proc: childproc.Proc{Name: name, Log: log}, bin: bin, args: args}
 }
 
 func (p *proc) start() error {
-	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
+	if err := p.Start(exec.Command(p.bin, p.args...)); err != nil {
+		return fmt.Errorf("testnet: %w", err)
 	}
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("testnet: starting %s: %w", p.name, err)
-	}
-	done := make(chan struct{})
-	p.mu.Lock()
-	p.cmd, p.done, p.err = cmd, done, nil
-	p.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		f.Close()
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
-		close(done)
-	}()
 	return nil
-}
-
-// running reports whether the process is alive.
-func (p *proc) running() bool {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	if done == nil {
-		return false
-	}
-	select {
-	case <-done:
-		return false
-	default:
-		return true
-	}
 }
 
 // stop sends sig and waits up to timeout; it reports an unclean exit as an error.
 func (p *proc) stop(sig syscall.Signal, timeout time.Duration) error {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	if cmd == nil {
-		return nil
-	}
-	select {
-	case <-done:
-	default:
-		_ = syscall.Kill(-cmd.Process.Pid, sig)
-		select {
-		case <-done:
-		case <-time.After(timeout):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-			return fmt.Errorf("testnet: %s did not stop within %v after %v; killed (log: %s)", p.name, timeout, sig, p.log)
-		}
-	}
-	p.mu.Lock()
-	err := p.err
-	p.mu.Unlock()
-	if sig == syscall.SIGKILL {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("testnet: %s exited uncleanly: %w (log: %s)", p.name, err, p.log)
+	if err := p.Stop(sig, timeout); err != nil {
+		return fmt.Errorf("testnet: %w", err)
 	}
 	return nil
 }
@@ -394,7 +336,7 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 	if err := os.WriteFile(n.DirConfig, []byte(n.directoryConfig(dirListen, dirAdmin)), 0o644); err != nil {
 		return nil, err
 	}
-	n.dir = &proc{name: "directory", bin: filepath.Join(opts.BinDir, "directory"), args: []string{"--config", n.DirConfig}, log: filepath.Join(opts.Dir, "directory.log")}
+	n.dir = newProc("directory", filepath.Join(opts.BinDir, "directory"), filepath.Join(opts.Dir, "directory.log"), "--config", n.DirConfig)
 	if err := n.dir.start(); err != nil {
 		return nil, err
 	}
@@ -403,7 +345,7 @@ func Start(ctx context.Context, opts Options) (*Net, error) {
 		return nil, err
 	}
 	for _, nd := range n.Nodes {
-		nd.proc = &proc{name: nd.Name, bin: filepath.Join(opts.BinDir, "mixd"), args: []string{"--config", nd.Config}, log: filepath.Join(opts.Dir, nd.Name+".log")}
+		nd.proc = newProc(nd.Name, filepath.Join(opts.BinDir, "mixd"), filepath.Join(opts.Dir, nd.Name+".log"), "--config", nd.Config)
 		if err := nd.proc.start(); err != nil {
 			n.Stop()
 			return nil, err
@@ -504,8 +446,8 @@ func (n *Net) directoryConfig(listen, admin string) string {
 func waitHTTP(ctx context.Context, url string, p *proc) error {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if !p.running() {
-			return fmt.Errorf("testnet: %s exited at start; see %s", p.name, p.log)
+		if !p.Running() {
+			return fmt.Errorf("testnet: %s exited at start; see %s", p.Name, p.Log)
 		}
 		resp, err := http.Get(url)
 		if err == nil {
@@ -521,7 +463,7 @@ func waitHTTP(ctx context.Context, url string, p *proc) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("testnet: %s did not answer %s; see %s", p.name, url, p.log)
+	return fmt.Errorf("testnet: %s did not answer %s; see %s", p.Name, url, p.Log)
 }
 
 // Parameters are the network's consensus parameters.
@@ -540,8 +482,8 @@ func (n *Net) WaitConsensus(ctx context.Context) (*pki.Document, error) {
 	}
 	for {
 		for _, p := range n.procs() {
-			if !p.running() {
-				return nil, fmt.Errorf("testnet: %s exited; see %s", p.name, p.log)
+			if !p.Running() {
+				return nil, fmt.Errorf("testnet: %s exited; see %s", p.Name, p.Log)
 			}
 		}
 		d, err := c.Current(ctx)
@@ -628,10 +570,10 @@ func (nd *Node) AutoconfigURL() string {
 }
 
 // Running reports whether the node's process is alive.
-func (nd *Node) Running() bool { return nd.proc.running() }
+func (nd *Node) Running() bool { return nd.proc.Running() }
 
 // Log is the path of the node's log file.
-func (nd *Node) Log() string { return nd.proc.log }
+func (nd *Node) Log() string { return nd.proc.Log }
 
 // Stop shuts every process down with SIGTERM and reports any that did not exit cleanly.
 func (n *Net) Stop() error {
@@ -662,6 +604,6 @@ func (n *Net) Describe(w io.Writer) {
 		if nd.Role == "provider" {
 			extra = fmt.Sprintf(" domain %s, admin %s, IMAP (STARTTLS) %s, autoconfig %s,", nd.Domain, nd.Admin, nd.IMAP, nd.AutoconfigURL())
 		}
-		fmt.Fprintf(w, "%-11s %-8s link %s,%s metrics http://%s/metrics, log %s\n", nd.Name, nd.Role, nd.Addr, extra, nd.Metrics, nd.proc.log)
+		fmt.Fprintf(w, "%-11s %-8s link %s,%s metrics http://%s/metrics, log %s\n", nd.Name, nd.Role, nd.Addr, extra, nd.Metrics, nd.proc.Log)
 	}
 }

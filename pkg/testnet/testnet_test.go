@@ -89,7 +89,7 @@ func launch(t testing.TB, ctx context.Context, opts Options) *Net {
 					t.Logf("--- %s log (tail) ---\n%s", nd.Name, tail(b, 3000))
 				}
 			}
-			if b, err := os.ReadFile(n.dir.log); err == nil {
+			if b, err := os.ReadFile(n.dir.Log); err == nil {
 				t.Logf("--- directory log (tail) ---\n%s", tail(b, 3000))
 			}
 		}
