@@ -1,42 +1,24 @@
 package wire
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/panoramix-mixnet/panoramix/internal/syncbuf"
 )
-
-// lockedBuffer collects a logger's output across goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestServerRefusesOldVersion: a client of link protocol version 1 gets no link, and the
 // server's log says, once at warning level, which versions met and what to do.
 func TestServerRefusesOldVersion(t *testing.T) {
 	n := networks()[0]
 	skey, ckey := newLinkKey(t), newLinkKey(t)
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rec := newRecorder()
 	srv := serve(t, n, "", ServerConfig{Key: skey, Authorize: allow(ckey.Public()), Handle: rec.handle, Logger: log})

@@ -79,40 +79,33 @@ func (n *Node) enqueue(ctx context.Context, user string, it *provider.Item, labe
 func (n *Node) enqueueLoop(ctx context.Context, delivered func()) {
 	batch := make([]*queued, 0, maxEnqueueBatch)
 	for {
-		batch = batch[:0]
 		select {
 		case <-ctx.Done():
 			delivered()
 			for {
-				batch = batch[:0]
-			left:
-				for len(batch) < maxEnqueueBatch {
-					select {
-					case q := <-n.qw.in:
-						batch = append(batch, q)
-					default:
-						break left
-					}
-				}
-				if len(batch) == 0 {
+				if batch = n.takeQueued(batch[:0]); len(batch) == 0 {
 					return
 				}
 				n.commitQueued(batch)
 			}
 		case q := <-n.qw.in:
-			batch = append(batch, q)
+			n.commitQueued(n.takeQueued(append(batch[:0], q)))
 		}
-	more:
-		for len(batch) < maxEnqueueBatch {
-			select {
-			case q := <-n.qw.in:
-				batch = append(batch, q)
-			default:
-				break more
-			}
-		}
-		n.commitQueued(batch)
 	}
+}
+
+// takeQueued appends to batch the items waiting for the writer, without waiting, up to
+// maxEnqueueBatch in all.
+func (n *Node) takeQueued(batch []*queued) []*queued {
+	for len(batch) < maxEnqueueBatch {
+		select {
+		case q := <-n.qw.in:
+			batch = append(batch, q)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commitQueued commits batch in one transaction and counts each item by its result.
