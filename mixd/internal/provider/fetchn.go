@@ -42,7 +42,8 @@ func (s *Store) FetchMailN(user string, from uint64, k int) ([]*MailItem, []int,
 	return items, remaining, nil
 }
 
-// fetchN is fetch for up to k items.
+// fetchN returns the numbers and copies of up to k items of user's queue q at or after from,
+// oldest first, and for each how many items follow it.
 func (s *Store) fetchN(q *queue, user string, from uint64, k int) (seqs []uint64, vals [][]byte, remaining []int, err error) {
 	if k < 1 {
 		return nil, nil, nil, fmt.Errorf("%s of %s: fetch of %d items", q.name, user, k)
@@ -62,7 +63,9 @@ func (s *Store) fetchN(q *queue, user string, from uint64, k int) (seqs []uint64
 		if key == nil {
 			return nil
 		}
-		// Numbers have no gaps (see fetch): what follows an item is the last number minus its.
+		// Items are only appended (numbered by the bucket's sequence, one by one, in the
+		// transaction that puts them) and deleted from the front, so the numbers in a queue
+		// have no gaps: what follows an item is the last number minus its, without reading it.
 		lastKey, _ := b.Cursor().Last()
 		if len(lastKey) != 8 {
 			return fmt.Errorf("%s of %s: corrupt item number %x", q.name, user, lastKey)

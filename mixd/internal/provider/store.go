@@ -614,70 +614,22 @@ func appendItems(tx *bolt.Tx, q *queue, user string, values [][]byte) error {
 
 // Fetch returns the first item of the user's queue at or after from, if any, and how many
 // items remain after it. The items below from are the client's: they are deleted later (see
-// Store), and never returned again.
+// Store), and never returned again. It is FetchN for one item.
 func (s *Store) Fetch(user string, from uint64) (*Item, int, error) {
-	seq, v, remaining, err := s.fetch(replyQueue, user, from)
-	if err != nil || v == nil {
-		return nil, remaining, err
-	}
-	it, err := decodeItem(seq, v)
-	if err != nil {
+	items, remaining, err := s.FetchN(user, from, 1)
+	if err != nil || len(items) == 0 {
 		return nil, 0, err
 	}
-	return it, remaining, nil
+	return items[0], remaining[0], nil
 }
 
 // FetchMail is Fetch for the user's mail queue.
 func (s *Store) FetchMail(user string, from uint64) (*MailItem, int, error) {
-	seq, v, remaining, err := s.fetch(mailQueue, user, from)
-	if err != nil || v == nil {
-		return nil, remaining, err
+	items, remaining, err := s.FetchMailN(user, from, 1)
+	if err != nil || len(items) == 0 {
+		return nil, 0, err
 	}
-	return &MailItem{Seq: seq, Chunk: v}, remaining, nil
-}
-
-// fetch returns the number and a copy of the first item of user's queue q at or after from
-// (nil when there is none), and how many items follow it.
-func (s *Store) fetch(q *queue, user string, from uint64) (uint64, []byte, int, error) {
-	var seq uint64
-	var v []byte
-	var remaining int
-	stale := false
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(q.bucket).Bucket([]byte(user))
-		if b == nil {
-			return fmt.Errorf("%w: %s", ErrUnknownUser, user)
-		}
-		c := b.Cursor()
-		k, val := c.First()
-		if k != nil && binary.BigEndian.Uint64(k) < from {
-			stale = true
-			k, val = c.Seek(binary.BigEndian.AppendUint64(nil, from))
-		}
-		if k == nil {
-			return nil
-		}
-		if len(k) != 8 {
-			return fmt.Errorf("%s of %s: corrupt item number %x", q.name, user, k)
-		}
-		seq, v = binary.BigEndian.Uint64(k), bytes.Clone(val)
-		// Items are only appended (numbered by the bucket's sequence, one by one, in the
-		// transaction that puts them) and deleted from the front, so the numbers in a queue
-		// have no gaps: what follows is the last number minus this one, without reading it.
-		last, _ := c.Last()
-		if len(last) != 8 {
-			return fmt.Errorf("%s of %s: corrupt item number %x", q.name, user, last)
-		}
-		remaining = int(min(binary.BigEndian.Uint64(last)-seq, math.MaxInt32))
-		return nil
-	})
-	if err != nil {
-		return 0, nil, 0, err
-	}
-	if stale {
-		s.noteStale(staleKey{q, user}, from)
-	}
-	return seq, v, remaining, nil
+	return items[0], remaining[0], nil
 }
 
 // noteStale records that the items of a user's queue below from are acknowledged, and prunes
